@@ -1,0 +1,106 @@
+# edgepipe — the one build. `make` builds build/libedgepipe.a, every app and the test binary.
+#   make test            the doctest suite (DEVICE=cuda make test runs it on the GPU)
+#   make run             the main job on the embedded default data
+#   make bench           build/bench ops
+#   make deps            installs missing Debian packages (root) or prints the apt-get line
+#   make device-bundle   build/device-bundle/: binaries + non-CUDA shared libraries for a GPU machine
+#   CUDA ?= auto|0|1     auto builds the CUDA backend when nvcc and cuDNN headers are found
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+BUILD ?= build
+CXX ?= g++
+OPT ?= -O2
+CXXFLAGS ?= $(OPT) -g -std=c++20 -Wall -Wextra -Wno-unused-parameter -fopenmp -I. -MMD -MP
+LDLIBS := -lopenblas -fopenmp -lpthread
+
+# ---- CUDA detection --------------------------------------------------------------------------------------------
+CUDA ?= auto
+CUDA_HOME ?= $(shell dirname $$(dirname $$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)))
+NVCC := $(CUDA_HOME)/bin/nvcc
+# cuDNN: CUDNN_HOME, else the toolkit, else /usr/local, /usr, or the copy a PyTorch install ships in site-packages.
+CUDNN_PY := $(shell python3 -c 'import nvidia.cudnn,os;print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null)
+CUDNN_HOME ?= $(firstword $(foreach d,$(CUDA_HOME) /usr/local /usr $(CUDNN_PY),$(if $(wildcard $(d)/include/cudnn.h),$(d))) \
+                $(if $(wildcard /usr/include/x86_64-linux-gnu/cudnn.h),/usr))
+ifeq ($(CUDA),auto)
+  CUDA := $(if $(and $(wildcard $(NVCC)),$(CUDNN_HOME)),1,0)
+endif
+CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O3 -std=c++20 -I. $(CUDA_ARCHS) --expt-relaxed-constexpr -Xcompiler -fopenmp -MMD -MP \
+             -DEP_CUDA=1 -Xcudafe --diag_suppress=177
+
+ENGINE_CPP := $(wildcard engine/*.cpp engine/ops/*.cpp engine/cpu/*.cpp layers/*.cpp compress/*.cpp \
+                         pipeline/*.cpp data/*.cpp)
+ifeq ($(CUDA),1)
+  CXXFLAGS += -DEP_CUDA=1 -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
+  ENGINE_CPP += $(filter-out engine/cuda/runtime_stub.cpp,$(wildcard engine/cuda/*.cpp))
+  ENGINE_CU := $(wildcard engine/cuda/*.cu)
+  LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDNN_HOME)/lib -L$(CUDNN_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart \
+            -Wl,-rpath,$(CUDA_HOME)/lib64
+else
+  ENGINE_CPP += engine/cuda/runtime_stub.cpp
+  ENGINE_CU :=
+endif
+
+ENGINE_OBJ := $(ENGINE_CPP:%.cpp=$(BUILD)/obj/%.o) $(ENGINE_CU:%.cu=$(BUILD)/obj/%.cu.o)
+TEST_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/*.cpp))
+APPS := $(patsubst apps/%.cpp,$(BUILD)/%,$(wildcard apps/*.cpp))
+LIB := $(BUILD)/libedgepipe.a
+
+all: $(LIB) $(APPS) $(BUILD)/tests
+	@echo "built with CUDA=$(CUDA)"
+
+$(LIB): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# --whole-archive: every op file links in, so the op registry the tests check is complete.
+$(BUILD)/tests: $(TEST_OBJ) $(LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/obj/apps/%.o $(LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# ---- the README's commands ---------------------------------------------------------------------------------------
+DEB_PACKAGES := libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "missing Debian packages; run: sudo apt-get install -y $$missing"; exit 1; fi
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/tests $(TEST_ARGS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/train_cv
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/bench ops
+
+# A folder that runs on a GPU machine with the CUDA runtime, cuBLAS and cuDNN but no Debian packages.
+device-bundle: all
+	rm -rf $(BUILD)/device-bundle && mkdir -p $(BUILD)/device-bundle/lib
+	cp $(BUILD)/tests $(APPS) $(BUILD)/device-bundle/
+	for lib in $$(ldd $(BUILD)/tests $(APPS) | awk '/=>/ {print $$3}' | sort -u | \
+	    grep -E 'openblas|gfortran|gomp|quadmath'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
+	printf '#!/bin/bash\n# run a bundled binary with its libraries: ./run tests | ./run bench ops\nd=$$(cd $$(dirname $$0) && pwd)\nexport LD_LIBRARY_PATH=$$d/lib:$$LD_LIBRARY_PATH\nexec $$d/"$$@"\n' > $(BUILD)/device-bundle/run
+	chmod +x $(BUILD)/device-bundle/run
+	du -sh $(BUILD)/device-bundle
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all deps test run bench device-bundle clean
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,229 @@
+// runtime.cpp — the CUDA side of device.h and storage.h: streams, events, the current stream, stream-ordered pool
+// allocations, byte copies, and the per-device context. Not kernels (engine/cuda/*.cu).
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "engine/check.h"
+#include "engine/cuda/context.h"
+#include "engine/device.h"
+#include "engine/storage.h"
+
+namespace ep {
+
+bool cuda_built() { return true; }
+
+int cuda_device_count() {
+  static int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky "no driver" error
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+static void require_cuda(Device d, const char* what) {
+  EP_CHECK(d.is_cuda(), DeviceError, "[", what, "] expected a CUDA device, got ", d.str());
+  EP_CHECK(d.index < cuda_device_count(), DeviceError, "[", what, "] ", d.str(), " is not available (",
+           cuda_device_count(), " CUDA devices)");
+}
+
+namespace cuda {
+
+static std::array<std::unique_ptr<DeviceContext>, 64> g_contexts;
+static std::mutex g_contexts_lock;
+
+void set_device(int device) {
+  thread_local int current = -1;
+  if (current != device) {
+    CUDA_CHECK(cudaSetDevice(device));
+    current = device;
+  }
+}
+
+DeviceContext::DeviceContext(int dev) : device(dev) {
+  set_device(dev);
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  CUBLAS_CHECK(cublasCreate(&cublas));
+  CUBLAS_CHECK(cublasLtCreate(&cublaslt));
+  CUDNN_CHECK(cudnnCreate(&cudnn));
+  // Stream-ordered pool that keeps freed memory (PyTorch-like caching without our own allocator).
+  cudaMemPool_t pool;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
+  uint64_t threshold = UINT64_MAX;
+  CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+}
+
+DeviceContext::~DeviceContext() {
+  // Process exit: the driver may already be shutting down, so only print failures.
+  if (workspace) CUDA_CHECK_PRINT(cudaFree(workspace));
+  if (cudnn) cudnnDestroy(cudnn);
+  if (cublaslt) cublasLtDestroy(cublaslt);
+  if (cublas) cublasDestroy(cublas);
+  if (stream) CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
+}
+
+void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s) {
+  if (bytes <= workspace_bytes) return workspace;
+  // The old workspace may still be read by work queued on other streams: wait for the device before freeing it.
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  CUDA_CHECK(cudaDeviceSynchronize());
+  if (workspace) CUDA_CHECK(cudaFree(workspace));
+  workspace = nullptr;
+  CUDA_CHECK(cudaMalloc(&workspace, bytes));
+  workspace_bytes = bytes;
+  return workspace;
+}
+
+DeviceContext& context(int device) {
+  require_cuda(Device::cuda(device), "cuda context");
+  std::lock_guard<std::mutex> g(g_contexts_lock);
+  auto& slot = g_contexts.at(size_t(device));
+  if (!slot) slot = std::make_unique<DeviceContext>(device);
+  return *slot;
+}
+
+static bool g_allow_tf32 = [] {
+  const char* e = std::getenv("EP_ALLOW_TF32");
+  return e && std::strcmp(e, "1") == 0;
+}();
+bool allow_tf32() { return g_allow_tf32; }
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+
+}  // namespace cuda
+
+// ---- current stream ------------------------------------------------------------------------------------------------
+namespace {
+thread_local std::array<cudaStream_t, 64> t_stream_override{};
+}
+
+cudaStream_t current_stream(Device d) {
+  if (d.is_cpu()) return nullptr;
+  cudaStream_t s = t_stream_override.at(size_t(d.index));
+  return s ? s : cuda::context(d.index).stream;
+}
+
+void synchronize(Device d) {
+  if (d.is_cpu()) return;
+  cuda::set_device(d.index);
+  CUDA_CHECK(cudaStreamSynchronize(current_stream(d)));
+}
+
+StreamGuard::StreamGuard(const Stream& s) : StreamGuard(s.device(), s.handle()) {}
+StreamGuard::StreamGuard(Device d, cudaStream_t s) : device_(d), previous_(nullptr) {
+  if (d.is_cuda()) {
+    previous_ = t_stream_override.at(size_t(d.index));
+    t_stream_override[size_t(d.index)] = s;
+  }
+}
+StreamGuard::~StreamGuard() {
+  if (device_.is_cuda()) t_stream_override[size_t(device_.index)] = previous_;
+}
+
+// ---- Stream / Event ------------------------------------------------------------------------------------------------
+Stream::Stream(Device d) : device_(d) {
+  if (d.is_cpu()) return;
+  require_cuda(d, "stream");
+  cuda::set_device(d.index);
+  CUDA_CHECK(cudaStreamCreateWithFlags(&handle_, cudaStreamNonBlocking));
+}
+Stream::~Stream() {
+  if (handle_) CUDA_CHECK_PRINT(cudaStreamDestroy(handle_));
+}
+void Stream::synchronize() const {
+  if (handle_) CUDA_CHECK(cudaStreamSynchronize(handle_));
+}
+
+Event::Event(Device d) : device_(d) {
+  if (d.is_cpu()) return;
+  require_cuda(d, "event");
+  cuda::set_device(d.index);
+  CUDA_CHECK(cudaEventCreate(&handle_));
+}
+Event::~Event() {
+  if (handle_) CUDA_CHECK_PRINT(cudaEventDestroy(handle_));
+}
+void Event::record(cudaStream_t s) {
+  if (handle_) CUDA_CHECK(cudaEventRecord(handle_, s));
+}
+void Event::wait_on(cudaStream_t s) const {
+  if (handle_) CUDA_CHECK(cudaStreamWaitEvent(s, handle_, 0));
+}
+void Event::synchronize() const {
+  if (handle_) CUDA_CHECK(cudaEventSynchronize(handle_));
+}
+float Event::elapsed_ms(const Event& end) const {
+  EP_CHECK(handle_ && end.handle_, DeviceError, "[event] elapsed_ms needs two CUDA events");
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, handle_, end.handle_));
+  return ms;
+}
+
+// ---- Storage -------------------------------------------------------------------------------------------------------
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device.is_cpu()) {
+    if (nbytes == 0) return;
+    data_ = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
+    EP_CHECK(data_ != nullptr, Error, "[storage] out of host memory allocating ", nbytes, " bytes");
+    return;
+  }
+  require_cuda(device, "storage");
+  if (nbytes == 0) return;
+  cuda::set_device(device.index);
+  stream_ = current_stream(device);
+  cudaError_t e = cudaMallocAsync(&data_, nbytes, stream_);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    EP_THROW(CudaError, "[storage] cudaMallocAsync of ", nbytes, " bytes on ", device.str(),
+             " failed: ", cudaGetErrorString(e));
+  }
+}
+
+Storage::~Storage() {
+  if (!data_) return;
+  if (device_.is_cpu()) {
+    std::free(data_);
+  } else {
+    cuda::set_device(device_.index);
+    CUDA_CHECK_PRINT(cudaFreeAsync(data_, stream_));
+  }
+}
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dst_dev.is_cpu() && src_dev.is_cpu()) {
+    std::memcpy(dst, src, nbytes);
+    return;
+  }
+  Device cuda_dev = dst_dev.is_cuda() ? dst_dev : src_dev;
+  cuda::set_device(cuda_dev.index);
+  cudaStream_t s = current_stream(cuda_dev);
+  if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
+    // Peer copy: order it after the source device's work too.
+    CUDA_CHECK(cudaStreamSynchronize(current_stream(src_dev)));
+    CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, nbytes, s));
+    return;
+  }
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, s));
+  // Host memory is pageable: wait so the caller may read or free it on return.
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void fill_bytes_zero(void* dst, Device dev, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dev.is_cpu()) {
+    std::memset(dst, 0, nbytes);
+    return;
+  }
+  cuda::set_device(dev.index);
+  CUDA_CHECK(cudaMemsetAsync(dst, 0, nbytes, current_stream(dev)));
+}
+
+}  // namespace ep

@@ -1,0 +1,61 @@
+// runtime_stub.cpp — device.h and storage.h for a build without CUDA: CPU works, every CUDA request throws
+// "[op] built without CUDA", and cuda_device_count() is 0 so CUDA tests skip. Not compiled when CUDA is on.
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/check.h"
+#include "engine/device.h"
+#include "engine/storage.h"
+
+namespace ep {
+
+bool cuda_built() { return false; }
+int cuda_device_count() { return 0; }
+
+[[noreturn]] static void no_cuda(const char* what) { EP_THROW(DeviceError, "[", what, "] built without CUDA"); }
+
+cudaStream_t current_stream(Device d) {
+  if (d.is_cuda()) no_cuda("current_stream");
+  return nullptr;
+}
+void synchronize(Device d) {
+  if (d.is_cuda()) no_cuda("synchronize");
+}
+StreamGuard::StreamGuard(const Stream& s) : StreamGuard(s.device(), s.handle()) {}
+StreamGuard::StreamGuard(Device d, cudaStream_t) : device_(d), previous_(nullptr) {
+  if (d.is_cuda()) no_cuda("stream guard");
+}
+StreamGuard::~StreamGuard() = default;
+
+Stream::Stream(Device d) : device_(d) {
+  if (d.is_cuda()) no_cuda("stream");
+}
+Stream::~Stream() = default;
+void Stream::synchronize() const {}
+Event::Event(Device d) : device_(d) {
+  if (d.is_cuda()) no_cuda("event");
+}
+Event::~Event() = default;
+void Event::record(cudaStream_t) {}
+void Event::wait_on(cudaStream_t) const {}
+void Event::synchronize() const {}
+float Event::elapsed_ms(const Event&) const { no_cuda("event"); }
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device.is_cuda()) no_cuda("storage");
+  if (nbytes == 0) return;
+  data_ = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
+  EP_CHECK(data_ != nullptr, Error, "[storage] out of host memory allocating ", nbytes, " bytes");
+}
+Storage::~Storage() { std::free(data_); }
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
+  if (dst_dev.is_cuda() || src_dev.is_cuda()) no_cuda("copy");
+  if (nbytes) std::memcpy(dst, src, nbytes);
+}
+void fill_bytes_zero(void* dst, Device dev, size_t nbytes) {
+  if (dev.is_cuda()) no_cuda("zeros");
+  if (nbytes) std::memset(dst, 0, nbytes);
+}
+
+}  // namespace ep

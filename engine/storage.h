@@ -1,0 +1,31 @@
+// storage.h — a move-only RAII byte buffer tied to one device (CPU: 64-byte aligned; CUDA: cudaMallocAsync pool).
+// Not a caching allocator: CUDA memory comes from the stream-ordered pool whose release threshold is set high.
+#pragma once
+#include <cstddef>
+#include "engine/device.h"
+
+namespace ep {
+
+class Storage {
+ public:
+  Storage(size_t nbytes, Device device);  // uninitialized; CUDA allocations are ordered on current_stream(device)
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  cudaStream_t stream_ = nullptr;  // the stream the CUDA allocation was ordered on; freed on it too
+};
+
+// Byte copies between any two devices, ordered on the current stream of the CUDA side (host side waits when the
+// destination is the host, so the bytes are there on return).
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
+void fill_bytes_zero(void* dst, Device dev, size_t nbytes);
+
+}  // namespace ep

@@ -1,0 +1,206 @@
+// test_util.cpp — implementation of the shared test helpers (see test_util.h).
+#include "tests/test_util.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+
+namespace ep::test {
+
+Device test_device() {
+  static Device d = [] {
+    const char* e = std::getenv("DEVICE");
+    if (e && std::strncmp(e, "cuda", 4) == 0) {
+      if (cuda_available()) return Device::parse(e);
+      std::printf("DEVICE=%s requested but no GPU is present: running the suite on the CPU\n", e);
+    }
+    return Device::cpu();
+  }();
+  return d;
+}
+
+bool have_cuda() {
+  static bool ok = [] {
+    bool a = cuda_available();
+    if (!a)
+      std::printf("CUDA cases skipped: %s\n",
+                  cuda_built() ? "no GPU present" : "built without CUDA (CUDA=0 or no nvcc/cuDNN found)");
+    return a;
+  }();
+  return ok;
+}
+
+Tensor randn(const Shape& shape, uint64_t seed, DType dtype, Device device, double scale) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd(0.0, scale);
+  std::vector<double> v(size_t(shape_numel(shape)));
+  for (auto& x : v) x = nd(rng);
+  return from_vector(v, shape, dtype, device);
+}
+
+Tensor rand_uniform(const Shape& shape, uint64_t seed, double lo, double hi, DType dtype, Device device) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> ud(lo, hi);
+  std::vector<double> v(size_t(shape_numel(shape)));
+  for (auto& x : v) x = ud(rng);
+  return from_vector(v, shape, dtype, device);
+}
+
+Tensor rand_away_from(const Shape& shape, uint64_t seed, const std::vector<double>& kinks, double gap, double lo,
+                      double hi, DType dtype, Device device) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> ud(lo, hi);
+  std::vector<double> v(size_t(shape_numel(shape)));
+  for (auto& x : v) {
+    bool ok;
+    do {
+      x = ud(rng);
+      ok = true;
+      for (double k : kinks) ok = ok && std::fabs(x - k) >= gap;
+    } while (!ok);
+  }
+  return from_vector(v, shape, dtype, device);
+}
+
+Tensor randint(const Shape& shape, uint64_t seed, int64_t lo, int64_t hi, DType dtype, Device device) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> ud(lo, hi - 1);
+  std::vector<double> v(size_t(shape_numel(shape)));
+  for (auto& x : v) x = double(ud(rng));
+  return from_vector(v, shape, dtype, device);
+}
+
+bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::string* why) {
+  if (a.shape() != b.shape()) {
+    if (why) *why = "shape " + shape_str(a.shape()) + " vs " + shape_str(b.shape());
+    return false;
+  }
+  std::vector<double> x = a.to_double_vector(), y = b.to_double_vector();
+  double worst = 0;
+  size_t bad = 0, worst_i = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double err = std::fabs(x[i] - y[i]);
+    bool ok = err <= atol + rtol * std::fabs(y[i]) || (std::isinf(x[i]) && x[i] == y[i]);
+    if (!ok || std::isnan(err)) {
+      ++bad;
+      if (!(err <= worst)) { worst = err; worst_i = i; }
+    }
+  }
+  if (bad && why) {
+    std::ostringstream os;
+    os << bad << " of " << x.size() << " elements differ; worst at flat index " << worst_i << ": " << x[worst_i]
+       << " vs " << y[worst_i] << " (atol " << atol << ", rtol " << rtol << ")";
+    *why = os.str();
+  }
+  return bad == 0;
+}
+
+std::set<std::string>& gradchecked_ops() {
+  static std::set<std::string> s;
+  return s;
+}
+std::set<std::string>& parity_checked_ops() {
+  static std::set<std::string> s;
+  return s;
+}
+
+static void collect_ops(const Tensor& out, std::set<std::string>& into) {
+  if (!out.grad_fn()) return;
+  std::vector<Node*> stack{out.grad_fn().get()};
+  std::set<Node*> seen;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (!seen.insert(n).second) continue;
+    into.insert(n->name);
+    for (auto& c : n->next)
+      if (c) stack.push_back(c.get());
+  }
+}
+
+// sum(out * w) as a double, without recording.
+static double weighted_sum(const Tensor& out, const Tensor& w) {
+  std::vector<double> o = out.to_double_vector(), ww = w.to_double_vector();
+  double s = 0;
+  for (size_t i = 0; i < o.size(); ++i) s += o[i] * ww[i];
+  return s;
+}
+
+void gradcheck(const OpFn& fn, std::vector<Tensor> inputs, GradcheckOptions opt) {
+  for (auto& t : inputs)
+    if (t.defined() && t.requires_grad()) {
+      REQUIRE_MESSAGE(t.dtype() == DType::f64, "gradcheck needs float64 inputs");
+      t.zero_grad();
+    }
+  Tensor out = fn(inputs);
+  REQUIRE(out.requires_grad());
+  collect_ops(out, gradchecked_ops());
+  Tensor w = randn(out.shape(), 12345, DType::f64, out.device());
+  out.backward(w);
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    Tensor& x = inputs[k];
+    if (!x.defined() || !x.requires_grad()) continue;
+    std::vector<double> xv = x.to_double_vector();
+    std::vector<double> numeric(xv.size());
+    for (size_t i = 0; i < xv.size(); ++i) {
+      double orig = xv[i];
+      auto eval = [&](double v) {
+        xv[i] = v;
+        Tensor xp = from_vector(xv, x.shape(), DType::f64, x.device());
+        std::vector<Tensor> in2 = inputs;
+        in2[k] = xp;
+        NoGradGuard ng;
+        return weighted_sum(fn(in2), w);
+      };
+      double plus = eval(orig + opt.eps), minus = eval(orig - opt.eps);
+      xv[i] = orig;
+      numeric[i] = (plus - minus) / (2 * opt.eps);
+    }
+    Tensor num = from_vector(numeric, x.shape(), DType::f64);
+    Tensor analytic = x.grad().defined() ? x.grad() : zeros(x.shape(), DType::f64, x.device());
+    INFO("gradcheck input " << k << " " << x.str());
+    CHECK_ALLCLOSE(analytic, num, opt.atol, opt.rtol);
+  }
+}
+
+void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double atol, double rtol) {
+  if (!have_cuda()) return;
+  std::vector<Tensor> a, b;
+  for (const Tensor& t : cpu_inputs) {
+    if (!t.defined()) {
+      a.push_back(t);
+      b.push_back(t);
+      continue;
+    }
+    Tensor ca = t.detach().clone(), cb = t.detach().to(Device::cuda());
+    if (t.requires_grad()) {
+      ca.requires_grad_();
+      cb.requires_grad_();
+    }
+    a.push_back(ca);
+    b.push_back(cb);
+  }
+  Tensor oa = fn(a), ob = fn(b);
+  REQUIRE(ob.device().is_cuda());
+  {
+    INFO("parity forward " << oa.str());
+    CHECK_ALLCLOSE(ob, oa, atol, rtol);
+  }
+  if (!oa.requires_grad()) return;
+  collect_ops(ob, parity_checked_ops());
+  Tensor w = randn(oa.shape(), 777, oa.dtype());
+  oa.backward(w);
+  ob.backward(w.to(Device::cuda()));
+  for (size_t k = 0; k < a.size(); ++k) {
+    if (!a[k].defined() || !a[k].requires_grad()) continue;
+    INFO("parity gradient of input " << k << " " << a[k].str());
+    REQUIRE(a[k].grad().defined());
+    REQUIRE(b[k].grad().defined());
+    CHECK_ALLCLOSE(b[k].grad(), a[k].grad(), atol, rtol);
+  }
+}
+
+}  // namespace ep::test

@@ -1,0 +1,60 @@
+// test_util.h — shared test helpers: the device under test, random inputs, closeness, a float64 central-difference
+// gradcheck, and a CPU-vs-CUDA parity check (forward and backward). Both record which ops they covered, so
+// test_zz_coverage.cpp can fail when a registered differentiable op has no case.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/tensor.h"
+
+namespace ep::test {
+
+// DEVICE=cuda selects the GPU when one is present (else prints a notice once and uses the CPU).
+Device test_device();
+// True when a GPU is present; otherwise prints "CUDA cases skipped: ..." once and returns false.
+bool have_cuda();
+
+// Deterministic random tensors (std::mt19937_64 on the host, then placed on `device`).
+Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f64, Device device = Device::cpu(),
+             double scale = 1.0);
+Tensor rand_uniform(const Shape& shape, uint64_t seed, double lo, double hi, DType dtype = DType::f64,
+                    Device device = Device::cpu());
+// Uniform values kept at least `gap` away from each kink (e.g. {0} for relu, {0, 6} for relu6).
+Tensor rand_away_from(const Shape& shape, uint64_t seed, const std::vector<double>& kinks, double gap, double lo,
+                      double hi, DType dtype = DType::f64, Device device = Device::cpu());
+Tensor randint(const Shape& shape, uint64_t seed, int64_t lo, int64_t hi, DType dtype = DType::i64,
+               Device device = Device::cpu());
+
+// max |a-b| <= atol + rtol*|b| elementwise (NaN never passes). On failure, `why` says where.
+bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::string* why = nullptr);
+#define CHECK_ALLCLOSE(a, b, atol, rtol)                                 \
+  do {                                                                   \
+    std::string why_;                                                    \
+    bool ok_ = ::ep::test::allclose((a), (b), (atol), (rtol), &why_);    \
+    INFO(why_);                                                          \
+    CHECK(ok_);                                                          \
+  } while (0)
+
+using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+struct GradcheckOptions {
+  double eps = 1e-6, atol = 1e-5, rtol = 1e-3;
+};
+// Central differences in float64 on the inputs' device. Inputs with requires_grad set are checked. The scalar checked
+// is sum(out * w) for a fixed random w, so every output element's gradient matters.
+void gradcheck(const OpFn& fn, std::vector<Tensor> inputs, GradcheckOptions opt = {});
+
+// Runs fn on the CPU inputs (f32) and on CUDA copies; compares the outputs and, for inputs with requires_grad, the
+// gradients of sum(out * w). Skips (once-printed notice) without a GPU.
+void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double atol = 1e-3, double rtol = 1e-3);
+
+std::set<std::string>& gradchecked_ops();
+std::set<std::string>& parity_checked_ops();
+
+}  // namespace ep::test
