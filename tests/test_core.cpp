@@ -65,3 +65,30 @@ TEST_CASE("typed errors name the op and the shapes") {
   CHECK_THROWS_AS(zeros({2}, DType::i32).requires_grad_(), DTypeError);
   if (!cuda_built()) CHECK_THROWS_WITH_AS(zeros({2}, DType::f32, Device::cuda()), "[storage] built without CUDA", DeviceError);
 }
+
+TEST_CASE("CUDA: streams, events, stream guard, device copies and wrong-device errors") {
+  if (!test::have_cuda()) return;
+  Device g = Device::cuda();
+  Tensor a = from_vector({1, 2, 3}, {3}, DType::f32, g);
+  CHECK(a.device() == g);
+  CHECK(a.cpu().to_vector<float>() == std::vector<float>{1, 2, 3});
+  Stream s(g);
+  Event start(g), stop(g);
+  {
+    StreamGuard guard(s);
+    CHECK(current_stream(g) == s.handle());
+    start.record(s.handle());
+    Tensor b = mul(a, 2.0);  // runs on s
+    stop.record(s.handle());
+    stop.synchronize();
+    CHECK(b.cpu().to_vector<float>() == std::vector<float>{2, 4, 6});
+    CHECK(start.elapsed_ms(stop) >= 0.0f);
+  }
+  CHECK(current_stream(g) != s.handle());
+  Tensor c = from_vector({1, 2, 3}, {3});
+  CHECK_THROWS_WITH_AS(add(a, c), "[add] tensors on different devices: cuda:0 and cpu", DeviceError);
+  CHECK_THROWS_AS(zeros({1}, DType::f32, Device::cuda(cuda_device_count())), DeviceError);
+  // A large allocation round trip through the stream-ordered pool.
+  Tensor big = zeros({int64_t(1) << 26}, DType::f32, g);
+  CHECK(sum(big).item() == 0.0);
+}

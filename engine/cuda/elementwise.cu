@@ -156,6 +156,23 @@ __global__ void sum_rows_kernel(const T* __restrict__ x, T* __restrict__ out, in
   if (threadIdx.x == 0) out[blockIdx.x] = buf[0];
 }
 
+// Partial sums of row blockIdx.y over the chunk blockIdx.x: partial[row * gridDim.x + chunk].
+template <class T>
+__global__ void sum_chunks_kernel(const T* __restrict__ x, T* __restrict__ partial, int64_t r, int64_t chunk) {
+  __shared__ T buf[kBlock];
+  int64_t begin = int64_t(blockIdx.x) * chunk, end = begin + chunk < r ? begin + chunk : r;
+  const T* row = x + int64_t(blockIdx.y) * r;
+  T acc = 0;
+  for (int64_t k = begin + threadIdx.x; k < end; k += blockDim.x) acc += row[k];
+  buf[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) buf[threadIdx.x] += buf[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = buf[0];
+}
+
 // inner > 1: one thread per (outer, inner) output, reading coalesced along inner.
 template <class T>
 __global__ void sum_strided_kernel(const T* __restrict__ x, T* __restrict__ out, int64_t outer, int64_t r,
@@ -174,7 +191,19 @@ void sum_dim_cuda(DType dt, const void* x, void* out, int64_t outer, int64_t r, 
   if (outer * inner == 0) return;
   dispatch_float(dt, "sum", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    if (inner == 1 && outer <= (int64_t(1) << 31) - 1)
+    if (inner == 1 && outer < 1024 && r >= (int64_t(1) << 16)) {
+      // Few long rows: one block per row would leave most SMs idle. Split each row into `splits` chunks, sum the
+      // chunks into a temporary [outer, splits] buffer, then sum that (two passes, no atomics: deterministic).
+      int64_t splits = std::min<int64_t>(1024 / outer + 1, r / 4096);
+      int64_t chunk = (r + splits - 1) / splits;
+      splits = (r + chunk - 1) / chunk;
+      T* partial = nullptr;
+      CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial), size_t(outer * splits) * sizeof(T), st));
+      sum_chunks_kernel<<<dim3(unsigned(splits), unsigned(outer)), kBlock, 0, st>>>(static_cast<const T*>(x), partial,
+                                                                                 r, chunk);
+      sum_rows_kernel<<<unsigned(outer), kBlock, 0, st>>>(partial, static_cast<T*>(out), splits);
+      CUDA_CHECK(cudaFreeAsync(partial, st));
+    } else if (inner == 1 && outer <= (int64_t(1) << 31) - 1)
       sum_rows_kernel<<<unsigned(outer), kBlock, 0, st>>>(static_cast<const T*>(x), static_cast<T*>(out), r);
     else
       sum_strided_kernel<<<grid_for(outer * inner), kBlock, 0, st>>>(static_cast<const T*>(x), static_cast<T*>(out),

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""torch_ops.py — the PyTorch side of `build/bench ops`: same shapes, same timing rule (CUDA events, median).
+
+Run where PyTorch and a GPU are: python3 apps/bench/torch_ops.py. TF32 is off, as in edgepipe's default.
+Not a test: it prints figures to compare with build/bench ops on the same GPU.
+"""
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+
+def time_ms(fn, reps=20, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def main():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    dev = "cuda"
+    print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()} ====")
+    print("\n[gemm] f32 square, GFLOP/s")
+    for n in (1024, 4096):
+        a = torch.rand(n, n, device=dev) * 2 - 1
+        b = torch.rand(n, n, device=dev) * 2 - 1
+        ms = time_ms(lambda: a @ b)
+        print(f"  {n:<6} {2 * n**3 / ms / 1e6:14.1f}")
+    shapes = [("stem 3->32 3x3", 3, 32, 32, 3, 1, 1), ("dw 32 3x3", 32, 32, 32, 3, 1, 32),
+              ("pw 32->16", 32, 32, 16, 1, 1, 1), ("pw 16->96", 16, 32, 96, 1, 1, 1),
+              ("dw 144 3x3 s2", 144, 32, 144, 3, 2, 144), ("pw 192->32 16x16", 192, 16, 32, 1, 1, 1),
+              ("dw 384 3x3 8x8", 384, 8, 384, 3, 1, 384), ("pw 384->64 8x8", 384, 8, 64, 1, 1, 1),
+              ("dw 960 3x3 4x4", 960, 4, 960, 3, 1, 960), ("pw 320->1280 4x4", 320, 4, 1280, 1, 1, 1)]
+    print("\n[conv2d] f32 forward+backward, batch 128; ms")
+    for name, cin, hw, cout, k, s, g in shapes:
+        x = (torch.rand(128, cin, hw, hw, device=dev) * 2 - 1).requires_grad_()
+        w = (torch.rand(cout, cin // g, k, k, device=dev) * 2 - 1).requires_grad_()
+        with torch.no_grad():
+            dy = F.conv2d(x, w, None, s, k // 2, 1, g)
+        fwd = time_ms(lambda: F.conv2d(x, w, None, s, k // 2, 1, g), 10, 2)
+        both = time_ms(lambda: F.conv2d(x, w, None, s, k // 2, 1, g).backward(dy), 10, 2)
+        print(f"  {name:<20} fwd {fwd:8.3f} ms | fwd+bwd {both:8.3f} ms")
+    n = 1 << 24
+    a = torch.rand(n, device=dev) * 2 - 1
+    b = torch.rand(n, device=dev) * 2 - 1
+    c = torch.empty_like(a)
+    copy = time_ms(lambda: c.copy_(a))
+    copy_gbs = 2 * n * 4 / copy / 1e6
+    print(f"\n[bandwidth] {n} f32; copy {copy_gbs:.1f} GB/s")
+    m = a.view(4096, -1)
+    bias = torch.rand(n // 4096, device=dev)
+    for name, fn, nbytes in [("add (a + b)", lambda: a + b, 3), ("mul by scalar", lambda: a * 2.0, 2),
+                             ("gelu", lambda: F.gelu(a), 2), ("relu6", lambda: F.relu6(a), 2),
+                             ("add bias [4096,k]+[k]", lambda: m + bias, 2),
+                             ("sum over rows [4096,k]", lambda: m.sum(1), 1),
+                             ("sum over cols [4096,k]", lambda: m.sum(0), 1),
+                             ("softmax [4096,k]", lambda: torch.softmax(m, -1), 2)]:
+        ms = time_ms(fn)
+        gbs = nbytes * n * 4 / ms / 1e6
+        print(f"  {name:<26} {ms:8.3f} ms {gbs:8.1f} GB/s {100 * gbs / copy_gbs:6.1f}% of copy")
+
+
+if __name__ == "__main__":
+    main()
