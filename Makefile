@@ -15,6 +15,7 @@ LDLIBS := -lopenblas -fopenmp -lpthread
 
 # ---- CUDA detection --------------------------------------------------------------------------------------------
 CUDA ?= auto
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 CUDA_HOME ?= $(shell dirname $$(dirname $$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)))
 NVCC := $(CUDA_HOME)/bin/nvcc
 # cuDNN: CUDNN_HOME, else the toolkit, else /usr/local, /usr, or the copy a PyTorch install ships in site-packages.
@@ -78,18 +79,18 @@ deps:
 	else echo "missing Debian packages; run: sudo apt-get install -y $$missing"; exit 1; fi
 
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	$(BUILD)/tests $(TEST_ARGS)
 
 # The main job is the CIFAR-10 trainer (issue 3); until it lands, run says so and succeeds.
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@if [ -x $(BUILD)/train_cv ]; then $(BUILD)/train_cv; \
 	else echo "edgepipe: engine built (CUDA=$(CUDA)); no trainer yet: build/train_cv arrives with the MobileNetV2 issue."; \
 	     echo "Try: make test, or build/bench ops"; fi
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	$(BUILD)/bench ops
 
 # A folder that runs on a GPU machine with the CUDA runtime, cuBLAS and cuDNN but no Debian packages.
