@@ -108,7 +108,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
 // Inverted dropout; the mask is Philox(seed, offset) so it can be replayed. Identity when !training or p == 0.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 
-// ---- shape and data movement (engine/ops/shape.cpp, engine/ops/select.cpp) --------------------------------------
+// ---- shape and data movement (engine/ops/shape.cpp: reshape/flatten; layout.cpp; select.cpp: where/masked_fill) ---
 Tensor reshape(const Tensor& a, const Shape& shape);  // one dim may be -1; shares storage
 Tensor flatten(const Tensor& a, int64_t start_dim = 0, int64_t end_dim = -1);
 Tensor transpose(const Tensor& a, int64_t dim0, int64_t dim1);  // copies

@@ -3,7 +3,6 @@
 // reproducible from the (seed, offset) it was drawn at.
 #pragma once
 #include <cstdint>
-#include <mutex>
 
 #include "engine/tensor.h"
 

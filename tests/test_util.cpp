@@ -73,7 +73,7 @@ Tensor randint(const Shape& shape, uint64_t seed, int64_t lo, int64_t hi, DType 
   return from_vector(v, shape, dtype, device);
 }
 
-bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::string* why) {
+bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::string* why, bool equal_nan) {
   if (a.shape() != b.shape()) {
     if (why) *why = "shape " + shape_str(a.shape()) + " vs " + shape_str(b.shape());
     return false;
@@ -83,8 +83,9 @@ bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::s
   size_t bad = 0, worst_i = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     double err = std::fabs(x[i] - y[i]);
-    bool ok = err <= atol + rtol * std::fabs(y[i]) || (std::isinf(x[i]) && x[i] == y[i]);
-    if (!ok || std::isnan(err)) {
+    bool ok = err <= atol + rtol * std::fabs(y[i]) || (std::isinf(x[i]) && x[i] == y[i]) ||
+              (equal_nan && std::isnan(x[i]) && std::isnan(y[i]));
+    if (!ok) {
       ++bad;
       if (!(err <= worst)) { worst = err; worst_i = i; }
     }
@@ -187,7 +188,7 @@ void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double 
   REQUIRE(ob.device().is_cuda());
   {
     INFO("parity forward " << oa.str());
-    CHECK_ALLCLOSE(ob, oa, atol, rtol);
+    CHECK_ALLCLOSE(ob, oa, atol, rtol, true);
   }
   if (!oa.requires_grad()) return;
   collect_ops(ob, parity_checked_ops());
@@ -199,7 +200,7 @@ void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double 
     INFO("parity gradient of input " << k << " " << a[k].str());
     REQUIRE(a[k].grad().defined());
     REQUIRE(b[k].grad().defined());
-    CHECK_ALLCLOSE(b[k].grad(), a[k].grad(), atol, rtol);
+    CHECK_ALLCLOSE(b[k].grad(), a[k].grad(), atol, rtol, true);
   }
 }
 

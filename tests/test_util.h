@@ -31,12 +31,14 @@ Tensor rand_away_from(const Shape& shape, uint64_t seed, const std::vector<doubl
 Tensor randint(const Shape& shape, uint64_t seed, int64_t lo, int64_t hi, DType dtype = DType::i64,
                Device device = Device::cpu());
 
-// max |a-b| <= atol + rtol*|b| elementwise (NaN never passes). On failure, `why` says where.
-bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::string* why = nullptr);
-#define CHECK_ALLCLOSE(a, b, atol, rtol)                                 \
-  do {                                                                   \
-    std::string why_;                                                    \
-    bool ok_ = ::ep::test::allclose((a), (b), (atol), (rtol), &why_);    \
+// max |a-b| <= atol + rtol*|b| elementwise. NaN passes only where both are NaN and equal_nan is set (parity checks:
+// both backends must agree that, e.g., the mean of an empty dim is NaN). On failure, `why` says where.
+bool allclose(const Tensor& a, const Tensor& b, double atol, double rtol, std::string* why = nullptr,
+              bool equal_nan = false);
+#define CHECK_ALLCLOSE(a, b, atol, rtol, ...)                                          \
+  do {                                                                                 \
+    std::string why_;                                                                  \
+    bool ok_ = ::ep::test::allclose((a), (b), (atol), (rtol), &why_, ##__VA_ARGS__);   \
     INFO(why_);                                                          \
     CHECK(ok_);                                                          \
   } while (0)

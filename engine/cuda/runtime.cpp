@@ -37,7 +37,9 @@ static void require_cuda(Device d, const char* what) {
 
 namespace cuda {
 
-static std::array<std::unique_ptr<DeviceContext>, 64> g_contexts;
+// Contexts live for the whole process and are never destroyed: at exit the driver may already be shutting down
+// (static destruction order), and it reclaims streams, handles and memory itself.
+static std::array<DeviceContext*, 64> g_contexts{};
 static std::mutex g_contexts_lock;
 
 void set_device(int device) {
@@ -86,7 +88,7 @@ DeviceContext& context(int device) {
   require_cuda(Device::cuda(device), "cuda context");
   std::lock_guard<std::mutex> g(g_contexts_lock);
   auto& slot = g_contexts.at(size_t(device));
-  if (!slot) slot = std::make_unique<DeviceContext>(device);
+  if (!slot) slot = new DeviceContext(device);
   return *slot;
 }
 

@@ -1,0 +1,61 @@
+// embedding.cpp — embedding lookup (row gather) with its scatter-add backward; rows equal to padding_idx get no
+// gradient. Indices are range-checked on the host before any kernel runs (on CUDA only their min/max travel).
+// Not nn.Embedding: no max_norm, no sparse gradients, no negative padding_idx wrap-around (-1 means none).
+#include <string>
+
+#include "engine/ops.h"
+#include "engine/op_registry.h"
+#include "engine/ops/embedding_kernels.h"
+
+namespace ep {
+
+EP_DIFFERENTIABLE_OPS("embedding");
+
+Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx) {
+  EP_CHECK(weight.dim() == 2, ShapeError, "[embedding] expected 2-D weight [V,D], got ", shape_str(weight.shape()));
+  EP_CHECK(indices.dtype() == DType::i32 || indices.dtype() == DType::i64, DTypeError,
+           "[embedding] indices must be i32 or i64, got ", dtype_name(indices.dtype()));
+  EP_CHECK(weight.device() == indices.device(), DeviceError, "[embedding] weight is on ", weight.device().str(),
+           " but indices are on ", indices.device().str());
+  const int64_t rows = weight.shape()[0], dim = weight.shape()[1], n = indices.numel();
+  EP_CHECK(padding_idx >= -1 && padding_idx < rows, ValueError, "[embedding] padding_idx ", padding_idx,
+           " out of range [0,", rows, ") (-1 for none)");
+  if (n > 0) {
+    int64_t lo, hi;
+    if (indices.is_cuda()) {
+      Tensor mm = empty({2}, DType::i64, indices.device());
+      index_minmax_cuda(indices.dtype(), indices.raw_data(), n, mm.data<int64_t>(), current_stream(indices.device()));
+      std::vector<int64_t> h = mm.to_vector<int64_t>();  // waits for the stream
+      lo = h[0];
+      hi = h[1];
+    } else {
+      index_minmax_cpu(indices.dtype(), indices.raw_data(), n, &lo, &hi);
+    }
+    EP_CHECK(hi < rows, ValueError, "[embedding] index ", hi, " out of range [0,", rows, ")");
+    EP_CHECK(lo >= 0, ValueError, "[embedding] index ", lo, " out of range [0,", rows, ")");
+  }
+  Shape os = indices.shape();
+  os.push_back(dim);
+  Tensor out = empty(os, weight.dtype(), weight.device());
+  const size_t elem = dtype_size(weight.dtype());
+  if (weight.is_cuda())
+    embedding_forward_cuda(elem, indices.dtype(), weight.raw_data(), indices.raw_data(), out.raw_data(), n, dim,
+                           current_stream(weight.device()));
+  else
+    embedding_forward_cpu(elem, indices.dtype(), weight.raw_data(), indices.raw_data(), out.raw_data(), n, dim);
+  record(out, "embedding", {weight},
+         [ix = saved(indices), rows, dim, padding_idx](const Tensor& dout, const NeedsGrad&) {
+           Tensor dw = zeros({rows, dim}, dout.dtype(), dout.device());
+           const int64_t n = ix.numel();
+           if (dout.is_cuda())
+             embedding_backward_cuda(dout.dtype(), ix.dtype(), dout.raw_data(), ix.raw_data(), dw.raw_data(), n, dim,
+                                     rows, padding_idx, current_stream(dout.device()));
+           else
+             embedding_backward_cpu(dout.dtype(), ix.dtype(), dout.raw_data(), ix.raw_data(), dw.raw_data(), n, dim,
+                                    rows, padding_idx);
+           return std::vector<Tensor>{dw};
+         });
+  return out;
+}
+
+}  // namespace ep

@@ -1,0 +1,31 @@
+// embedding_kernels.h — row gather (forward), scatter-add (backward) and the index min/max used to range-check
+// indices before any kernel runs. CPU and CUDA. Not autograd (engine/ops/embedding.cpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/device.h"
+#include "engine/dispatch.h"
+
+namespace ep {
+
+// out[t, :] = weight[indices[t], :] for t < n; rows have `dim` elements of `elem` bytes (any dtype).
+void embedding_forward_cpu(size_t elem, DType index_dt, const void* weight, const void* indices, void* out, int64_t n,
+                           int64_t dim);
+// dweight[indices[t], :] += dout[t, :] for every t whose index is not padding_idx (-1: none); dweight [rows, dim]
+// must be zeroed by the caller. `dt` is f32 or f64. The CPU order is fixed (deterministic); CUDA uses atomics.
+void embedding_backward_cpu(DType dt, DType index_dt, const void* dout, const void* indices, void* dweight, int64_t n,
+                            int64_t dim, int64_t rows, int64_t padding_idx);
+// The smallest and largest of n > 0 indices.
+void index_minmax_cpu(DType index_dt, const void* indices, int64_t n, int64_t* lo, int64_t* hi);
+
+EP_CUDA_API void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, const void* indices,
+                                        void* out, int64_t n, int64_t dim, cudaStream_t st) EP_CUDA_BODY("embedding")
+EP_CUDA_API void embedding_backward_cuda(DType dt, DType index_dt, const void* dout, const void* indices,
+                                         void* dweight, int64_t n, int64_t dim, int64_t rows, int64_t padding_idx,
+                                         cudaStream_t st) EP_CUDA_BODY("embedding backward")
+// Writes {min, max} of n > 0 indices to the device buffer out2 (two int64).
+EP_CUDA_API void index_minmax_cuda(DType index_dt, const void* indices, int64_t n, int64_t* out2, cudaStream_t st)
+    EP_CUDA_BODY("embedding")
+
+}  // namespace ep
