@@ -1,0 +1,115 @@
+// batch_norm.cpp — batch normalization over [N, C, *] with PyTorch's semantics (biased variance to normalize, unbiased
+// variance and `momentum` for the running statistics), forward and explicit backward kernels in both modes.
+// Not micro-batch aware: the pipeline's deferred running-stat commit (DESIGN.md, torchgpipe DeferredBatchNorm) is a
+// layer on top; here running_mean/var are updated in place, outside autograd, on every training call.
+// N = batch, C = channels, S = product of the spatial dims (1 for [N, C]).
+#include "engine/ops.h"
+#include "engine/op_registry.h"
+#include "engine/ops/batch_norm_kernels.h"
+
+namespace ep {
+
+EP_DIFFERENTIABLE_OPS("batch_norm");
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                  Tensor& running_var, bool training, double momentum, double eps) {
+  check_floating("batch_norm", x);
+  EP_CHECK(x.dim() >= 2, ShapeError, "[batch_norm] expected an input [N,C,*] with at least 2 dims, got ",
+           shape_str(x.shape()));
+  const int64_t N = x.size(0), C = x.size(1);
+  int64_t S = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) S *= x.size(d);
+  auto check_vec = [&](const Tensor& t, const char* what) {
+    if (!t.defined()) return;
+    check_same_dtype("batch_norm", x, t);
+    check_same_device("batch_norm", x, t);
+    EP_CHECK(t.shape() == Shape{C}, ShapeError, "[batch_norm] expected ", what, " [", C, "] for input ",
+             shape_str(x.shape()), ", got ", shape_str(t.shape()));
+  };
+  check_vec(weight, "weight");
+  check_vec(bias, "bias");
+  check_vec(running_mean, "running_mean");
+  check_vec(running_var, "running_var");
+  EP_CHECK(running_mean.defined() == running_var.defined(), ValueError,
+           "[batch_norm] running_mean and running_var must be both defined or both undefined");
+  EP_CHECK(training || running_mean.defined(), ValueError,
+           "[batch_norm] eval mode needs running_mean and running_var");
+  EP_CHECK(eps >= 0, ValueError, "[batch_norm] eps must be >= 0, got ", eps);
+  // PyTorch's check (F.batch_norm): one value per channel has no variance to normalize by.
+  EP_CHECK(!training || N * S != 1, ValueError,
+           "[batch_norm] expected more than 1 value per channel when training, got input ", shape_str(x.shape()));
+
+  const DType dt = x.dtype();
+  const Device dev = x.device();
+  cudaStream_t st = dev.is_cuda() ? current_stream(dev) : nullptr;
+  Tensor mean, invstd;
+  {
+    NoGradGuard ng;  // statistics and running stats are not part of the graph
+    if (!training) {
+      // A copy: the running statistics may change in place before this node's backward runs.
+      mean = running_mean.detach().clone();
+      invstd = empty({C}, dt, dev);
+      if (dev.is_cuda())
+        batch_norm_invstd_cuda(dt, running_var.raw_data(), eps, invstd.raw_data(), C, st);
+      else
+        batch_norm_invstd_cpu(dt, running_var.raw_data(), eps, invstd.raw_data(), C);
+    } else if (N * S == 0) {
+      // Empty batch: nothing to normalize and no statistics to commit (PyTorch leaves the running stats alone).
+      mean = zeros({C}, dt, dev);
+      invstd = zeros({C}, dt, dev);
+    } else {
+      mean = empty({C}, dt, dev);
+      invstd = empty({C}, dt, dev);
+      void* rm = running_mean.defined() ? running_mean.raw_data() : nullptr;
+      void* rv = running_var.defined() ? running_var.raw_data() : nullptr;
+      if (dev.is_cuda())
+        batch_norm_stats_cuda(dt, x.raw_data(), N, C, S, eps, mean.raw_data(), invstd.raw_data(), rm, rv, momentum,
+                              st);
+      else
+        batch_norm_stats_cpu(dt, x.raw_data(), N, C, S, eps, mean.raw_data(), invstd.raw_data(), rm, rv, momentum);
+    }
+  }
+  const void* wp = weight.defined() ? weight.raw_data() : nullptr;
+  const void* bp = bias.defined() ? bias.raw_data() : nullptr;
+  Tensor y = empty(x.shape(), dt, dev);
+  if (dev.is_cuda())
+    batch_norm_forward_cuda(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S, st);
+  else
+    batch_norm_forward_cpu(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S);
+
+  record(y, "batch_norm", {x, weight, bias},
+         [xs = saved(x), ws = saved(weight), ms = saved(mean), is = saved(invstd), training, N, C, S](
+             const Tensor& dy, const NeedsGrad& need) {
+           const DType dt = dy.dtype();
+           const Device dev = dy.device();
+           cudaStream_t st = dev.is_cuda() ? current_stream(dev) : nullptr;
+           const void* wp = ws.defined() ? ws.raw_data() : nullptr;
+           Tensor dx, sum_dy, sum_dy_xhat;
+           // The sums are dbias and dweight; training's dx needs them too (the batch statistics depend on x).
+           if (need[1] || need[2] || (need[0] && training)) {
+             sum_dy = empty({C}, dt, dev);
+             sum_dy_xhat = empty({C}, dt, dev);
+             if (dev.is_cuda())
+               batch_norm_backward_reduce_cuda(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(),
+                                               sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, st);
+             else
+               batch_norm_backward_reduce_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(),
+                                              sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S);
+           }
+           if (need[0]) {
+             dx = empty(xs.shape(), dt, dev);
+             const void* sd = sum_dy.defined() ? sum_dy.raw_data() : nullptr;
+             const void* sdx = sum_dy_xhat.defined() ? sum_dy_xhat.raw_data() : nullptr;
+             if (dev.is_cuda())
+               batch_norm_backward_cuda(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp, sd, sdx,
+                                        dx.raw_data(), N, C, S, training, st);
+             else
+               batch_norm_backward_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp, sd, sdx,
+                                       dx.raw_data(), N, C, S, training);
+           }
+           return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
+         });
+  return y;
+}
+
+}  // namespace ep

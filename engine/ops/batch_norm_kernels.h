@@ -1,0 +1,52 @@
+// batch_norm_kernels.h — batch normalization kernels, CPU and CUDA: per-channel statistics (with the running-stat
+// update), the normalizing forward, and the backward reduction plus the dx pass. Not autograd (engine/ops/batch_norm.cpp).
+// x is viewed as [N, C, S] (S = product of the spatial dims, 1 for [N, C]); per-channel vectors are [C]; `dt` is f32
+// or f64 for every buffer. Sums accumulate in double on both backends.
+#pragma once
+#include <cstdint>
+
+#include "engine/device.h"
+#include "engine/dispatch.h"
+
+namespace ep {
+
+// Batch statistics over N*S values per channel (two passes: mean, then the centred sum of squares):
+// mean[c], invstd[c] = 1/sqrt(var_biased + eps). When running_mean/running_var are non-null they are updated in place:
+// running = (1 - momentum) * running + momentum * stat, with the variance made unbiased (times n/(n-1)) as PyTorch.
+// Needs N*S >= 1 (the op checks N*S > 1 in training).
+void batch_norm_stats_cpu(DType dt, const void* x, int64_t N, int64_t C, int64_t S, double eps, void* mean,
+                          void* invstd, void* running_mean, void* running_var, double momentum);
+// Eval mode: invstd[c] = 1/sqrt(running_var[c] + eps).
+void batch_norm_invstd_cpu(DType dt, const void* running_var, double eps, void* invstd, int64_t C);
+// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight/bias may be null (1 and 0).
+void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const void* invstd, const void* weight,
+                            const void* bias, void* y, int64_t N, int64_t C, int64_t S);
+// Per channel: sum_dy[c] = sum dy, sum_dy_xhat[c] = sum dy * (x - mean) * invstd. These are dbias and dweight.
+void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
+                                    void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S);
+// dx. training (batch statistics, n = N*S):  dx = w * invstd * (dy - sum_dy/n - xhat * sum_dy_xhat/n);
+// eval (running statistics are constants):  dx = w * invstd * dy (sum_dy / sum_dy_xhat unused, may be null).
+// weight may be null (1).
+void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
+                             const void* weight, const void* sum_dy, const void* sum_dy_xhat, void* dx, int64_t N,
+                             int64_t C, int64_t S, bool training);
+
+// CUDA twins: one block per channel for the reductions, grid-stride loops for the element-wise passes.
+EP_CUDA_API void batch_norm_stats_cuda(DType dt, const void* x, int64_t N, int64_t C, int64_t S, double eps,
+                                       void* mean, void* invstd, void* running_mean, void* running_var,
+                                       double momentum, cudaStream_t st) EP_CUDA_BODY("batch_norm")
+EP_CUDA_API void batch_norm_invstd_cuda(DType dt, const void* running_var, double eps, void* invstd, int64_t C,
+                                        cudaStream_t st) EP_CUDA_BODY("batch_norm")
+EP_CUDA_API void batch_norm_forward_cuda(DType dt, const void* x, const void* mean, const void* invstd,
+                                         const void* weight, const void* bias, void* y, int64_t N, int64_t C,
+                                         int64_t S, cudaStream_t st) EP_CUDA_BODY("batch_norm")
+EP_CUDA_API void batch_norm_backward_reduce_cuda(DType dt, const void* x, const void* dy, const void* mean,
+                                                 const void* invstd, void* sum_dy, void* sum_dy_xhat, int64_t N,
+                                                 int64_t C, int64_t S, cudaStream_t st)
+    EP_CUDA_BODY("batch_norm backward")
+EP_CUDA_API void batch_norm_backward_cuda(DType dt, const void* x, const void* dy, const void* mean,
+                                          const void* invstd, const void* weight, const void* sum_dy,
+                                          const void* sum_dy_xhat, void* dx, int64_t N, int64_t C, int64_t S,
+                                          bool training, cudaStream_t st) EP_CUDA_BODY("batch_norm backward")
+
+}  // namespace ep

@@ -1,0 +1,41 @@
+// gemm_kernels.h — the raw row-major GEMM launchers (OpenBLAS on the CPU, cuBLAS on CUDA) and the bias add / bias
+// gradient kernels of linear. Not autograd (engine/ops/matmul.cpp); public so conv2d and the benchmarks can call them.
+// M, N, K: C [M,N] = alpha * op(A) [M,K] @ op(B) [K,N] + beta * C. op(A) = A stored [M,K], or A stored [K,M] when ta
+// (likewise B stored [K,N], or [N,K] when tb). All buffers are contiguous row-major; `dt` is f32 or f64.
+#pragma once
+#include <cstdint>
+
+#include "engine/device.h"
+#include "engine/dispatch.h"
+
+namespace ep {
+
+// K == 0 gives C = beta * C (zeros when beta == 0, without reading C); M == 0 or N == 0 does nothing. Sizes must fit
+// in int32 (BLAS and cuBLAS take int), else ValueError "[gemm] ...".
+void gemm_cpu(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, const void* B,
+              double beta, void* C);
+// For i < batch: C + i*stride_c = alpha * op(A + i*stride_a) op(B + i*stride_b) + beta * C_i. Strides count elements;
+// a stride of 0 shares that operand across the batch (never for C).
+void gemm_strided_batched_cpu(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                              const void* A, int64_t stride_a, const void* B, int64_t stride_b, double beta, void* C,
+                              int64_t stride_c, int64_t batch);
+// y [rows, cols] += bias [cols] (broadcast over rows)
+void bias_add_cpu(DType dt, void* y, const void* bias, int64_t rows, int64_t cols);
+// dbias [cols] = sum over rows of dy [rows, cols] (accumulated in double)
+void bias_grad_cpu(DType dt, const void* dy, void* dbias, int64_t rows, int64_t cols);
+
+// cuBLAS: row-major through the column-major swap (C^T = op(B)^T op(A)^T), on stream `st` of the device that owns it,
+// under that device context's lock. f32 uses strict fp32 unless cuda::allow_tf32() (then TF32 tensor cores).
+EP_CUDA_API void gemm_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
+                           const void* B, double beta, void* C, cudaStream_t st) EP_CUDA_BODY("gemm")
+EP_CUDA_API void gemm_strided_batched_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                                           const void* A, int64_t stride_a, const void* B, int64_t stride_b,
+                                           double beta, void* C, int64_t stride_c, int64_t batch, cudaStream_t st)
+    EP_CUDA_BODY("gemm")
+EP_CUDA_API void bias_add_cuda(DType dt, void* y, const void* bias, int64_t rows, int64_t cols, cudaStream_t st)
+    EP_CUDA_BODY("linear")
+// Deterministic two-pass column sums (block partials, then one pass over the partials): no atomics.
+EP_CUDA_API void bias_grad_cuda(DType dt, const void* dy, void* dbias, int64_t rows, int64_t cols, cudaStream_t st)
+    EP_CUDA_BODY("linear backward")
+
+}  // namespace ep

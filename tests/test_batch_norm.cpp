@@ -1,0 +1,200 @@
+// test_batch_norm.cpp — batch_norm in training and eval mode: a hand-worked [2,2,1,2] example (normalization and the
+// running-stat update), float64 gradchecks, CPU-vs-CUDA parity on awkward shapes, the empty batch, and typed errors.
+// Not the micro-batch-aware (deferred) batch norm of the pipeline.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "tests/test_util.h"
+
+using namespace ep;
+using test::OpFn;
+
+namespace {
+
+Tensor leaf(const Shape& s, uint64_t seed) {
+  return test::randn(s, seed, DType::f64, test::test_device()).requires_grad_();
+}
+
+// in = {x, weight, bias, running_mean, running_var}; any of the last four may be undefined.
+OpFn bn_fn(bool training, double momentum = 0.1, double eps = 1e-5) {
+  return [=](const std::vector<Tensor>& in) {
+    Tensor rm = in[3], rv = in[4];  // handles: the in-place update reaches the caller's tensors
+    return batch_norm(in[0], in[1], in[2], rm, rv, training, momentum, eps);
+  };
+}
+
+// The [N=2, C=2, H=1, W=2] example, flat in memory order n0c0, n0c1, n1c0, n1c1:
+//   channel 0 holds 1, 3 (n=0) and 5, 7 (n=1): mean 4, biased var (9+1+1+9)/4 = 5, unbiased 20/3
+//   channel 1 holds 0, 4 (n=0) and 2, 2 (n=1): mean 2, biased var (4+4+0+0)/4 = 2, unbiased 8/3
+const std::vector<double> kX = {1, 3, 0, 4, 5, 7, 2, 2};
+
+}  // namespace
+
+TEST_CASE("batch_norm: hand-worked [2,2,1,2] example, training mode and the running-stat update") {
+  Device d = test::test_device();
+  const double eps = 1e-5;
+  for (DType dt : {DType::f64, DType::f32}) {
+    INFO("dtype " << dtype_name(dt));
+    Tensor x = from_vector(kX, {2, 2, 1, 2}, dt, d);
+    Tensor w = from_vector({2, 0.5}, {2}, dt, d), b = from_vector({1, -1}, {2}, dt, d);
+    Tensor rm = from_vector({0.5, -1}, {2}, dt, d), rv = from_vector({1, 2}, {2}, dt, d);
+    Tensor y = batch_norm(x, w, b, rm, rv, true, 0.1, eps);
+    // y = (x - mean) / sqrt(var_biased + eps) * w + b
+    const double i0 = 1 / std::sqrt(5 + eps), i1 = 1 / std::sqrt(2 + eps);
+    std::vector<double> expect = {(1 - 4) * i0 * 2 + 1,   (3 - 4) * i0 * 2 + 1,   (0 - 2) * i1 * 0.5 - 1,
+                                  (4 - 2) * i1 * 0.5 - 1, (5 - 4) * i0 * 2 + 1,   (7 - 4) * i0 * 2 + 1,
+                                  (2 - 2) * i1 * 0.5 - 1, (2 - 2) * i1 * 0.5 - 1};
+    CHECK_ALLCLOSE(y, from_vector(expect, {2, 2, 1, 2}, DType::f64), 1e-6, 1e-6);
+    // running = 0.9 * running + 0.1 * batch stat, with the unbiased variance:
+    //   mean [0.9*0.5 + 0.1*4, 0.9*(-1) + 0.1*2] = [0.85, -0.7]
+    //   var  [0.9*1 + 0.1*20/3, 0.9*2 + 0.1*8/3] = [1.5666..., 2.0666...]
+    CHECK_ALLCLOSE(rm, from_vector({0.85, -0.7}, {2}, DType::f64), 1e-6, 1e-6);
+    CHECK_ALLCLOSE(rv, from_vector({0.9 + 2.0 / 3.0, 1.8 + 0.8 / 3.0}, {2}, DType::f64), 1e-6, 1e-6);
+    // Undefined running stats: the same output, nothing to update.
+    Tensor none_m, none_v;
+    CHECK_ALLCLOSE(batch_norm(x, w, b, none_m, none_v, true, 0.1, eps), y, 1e-6, 1e-6);
+    CHECK(!none_m.defined());
+  }
+}
+
+TEST_CASE("batch_norm: hand-worked backward, training and eval") {
+  Device d = test::test_device();
+  Tensor x = from_vector(kX, {2, 2, 1, 2}, DType::f64, d).requires_grad_();
+  Tensor w = from_vector({2, 0.5}, {2}, DType::f64, d).requires_grad_();
+  Tensor b = from_vector({1, -1}, {2}, DType::f64, d).requires_grad_();
+  Tensor rm, rv;
+  // Training, dy = ones: the normalized values sum to zero per channel, so dx = 0 and dw = sum(xhat) = 0; db = n = 4.
+  batch_norm(x, w, b, rm, rv, true).backward(ones({2, 2, 1, 2}, DType::f64, d));
+  CHECK_ALLCLOSE(x.grad(), zeros({2, 2, 1, 2}, DType::f64), 1e-9, 0);
+  CHECK_ALLCLOSE(w.grad(), zeros({2}, DType::f64), 1e-9, 0);
+  CHECK(b.grad().to_double_vector() == std::vector<double>{4, 4});
+  // Eval with running mean [1, 2] and var [3, 0.25] (eps 0): invstd [1/sqrt(3), 2]. With dy = ones,
+  //   dx = w * invstd = [2/sqrt(3), 1] per channel, db = 4,
+  //   dw = sum (x - rm) * invstd = [(0+2+4+6)/sqrt(3), (-2+2+0+0)*2] = [12/sqrt(3), 0].
+  x.zero_grad();
+  w.zero_grad();
+  b.zero_grad();
+  Tensor em = from_vector({1, 2}, {2}, DType::f64, d), ev = from_vector({3, 0.25}, {2}, DType::f64, d);
+  Tensor y = batch_norm(x, w, b, em, ev, false, 0.1, 0.0);
+  // y = (x - rm) * invstd * w + b
+  const double s3 = std::sqrt(3.0);
+  CHECK_ALLCLOSE(y,
+                 from_vector({0 / s3 * 2 + 1, 2 / s3 * 2 + 1, -2 * 2 * 0.5 - 1, 2 * 2 * 0.5 - 1, 4 / s3 * 2 + 1,
+                              6 / s3 * 2 + 1, 0 * 2 * 0.5 - 1, 0 * 2 * 0.5 - 1},
+                             {2, 2, 1, 2}, DType::f64),
+                 1e-12, 1e-12);
+  y.backward(ones({2, 2, 1, 2}, DType::f64, d));
+  CHECK_ALLCLOSE(x.grad(), from_vector({2 / s3, 2 / s3, 1, 1, 2 / s3, 2 / s3, 1, 1}, {2, 2, 1, 2}, DType::f64), 1e-12,
+                 1e-12);
+  CHECK_ALLCLOSE(w.grad(), from_vector({12 / s3, 0}, {2}, DType::f64), 1e-12, 1e-12);
+  CHECK(b.grad().to_double_vector() == std::vector<double>{4, 4});
+  // Eval leaves the running statistics alone.
+  CHECK(em.to_double_vector() == std::vector<double>{1, 2});
+  CHECK(ev.to_double_vector() == std::vector<double>{3, 0.25});
+}
+
+TEST_CASE("batch_norm: gradcheck in float64, training and eval, with and without affine parameters") {
+  Device d = test::test_device();
+  auto rm = [&](int64_t c, uint64_t seed) { return test::randn({c}, seed, DType::f64, d); };
+  auto rv = [&](int64_t c, uint64_t seed) { return test::rand_uniform({c}, seed, 0.5, 2.0, DType::f64, d); };
+  // training: batch statistics, dx through mean and variance
+  test::gradcheck(bn_fn(true), {leaf({3, 2, 2, 3}, 1), leaf({2}, 2), leaf({2}, 3), rm(2, 4), rv(2, 5)});
+  test::gradcheck(bn_fn(true), {leaf({4, 3, 5}, 6), Tensor(), Tensor(), Tensor(), Tensor()});
+  test::gradcheck(bn_fn(true, 0.3, 1e-3), {leaf({6, 4}, 7), leaf({4}, 8), Tensor(), rm(4, 9), rv(4, 10)});
+  test::gradcheck(bn_fn(true), {leaf({1, 3, 2, 2}, 11), Tensor(), leaf({3}, 12), Tensor(), Tensor()});
+  // eval: running statistics are constants
+  test::gradcheck(bn_fn(false), {leaf({3, 2, 2, 3}, 13), leaf({2}, 14), leaf({2}, 15), rm(2, 16), rv(2, 17)});
+  test::gradcheck(bn_fn(false), {leaf({5, 3}, 18), Tensor(), Tensor(), rm(3, 19), rv(3, 20)});
+  test::gradcheck(bn_fn(false), {leaf({1, 4, 3}, 21), leaf({4}, 22), Tensor(), rm(4, 23), rv(4, 24)});
+  // Only the affine parameters need gradients.
+  Tensor x = test::randn({3, 2, 4}, 25, DType::f64, d);
+  test::gradcheck(bn_fn(true), {x, leaf({2}, 26), leaf({2}, 27), Tensor(), Tensor()});
+}
+
+TEST_CASE("batch_norm: CUDA matches CPU on awkward shapes") {
+  auto x = [](const Shape& s, uint64_t seed) { return test::randn(s, seed, DType::f32, Device::cpu(), 2.0) + 0.5; };
+  auto p = [](int64_t c, uint64_t seed) { return test::randn({c}, seed, DType::f32).requires_grad_(); };
+  auto rv = [](int64_t c, uint64_t seed) { return test::rand_uniform({c}, seed, 0.5, 2.0, DType::f32); };
+  auto rm = [](int64_t c, uint64_t seed) { return test::randn({c}, seed, DType::f32); };
+  struct Case {
+    Shape shape;
+    bool training;
+  };
+  const Case cases[] = {{{8, 16, 7, 9}, true},  {{1029, 33}, true},   {{2, 3, 1, 1}, true}, {{1, 4, 3, 1}, true},
+                        {{3, 5, 17, 13}, false}, {{1029, 33}, false}, {{0, 3, 4, 4}, true}, {{0, 3}, false},
+                        {{4, 1, 300, 301}, true}};
+  uint64_t seed = 100;
+  for (const Case& c : cases) {
+    INFO("shape " << shape_str(c.shape) << " training " << c.training);
+    const int64_t C = c.shape[1];
+    Tensor xi = x(c.shape, seed++).detach();
+    xi.requires_grad_();
+    test::check_parity(bn_fn(c.training), {xi, p(C, seed++), p(C, seed++), rm(C, seed++), rv(C, seed++)});
+    test::check_parity(bn_fn(c.training), {xi, Tensor(), Tensor(), rm(C, seed++), rv(C, seed++)});
+  }
+}
+
+TEST_CASE("batch_norm: the running-stat update on CUDA matches the CPU") {
+  if (!test::have_cuda()) return;
+  Tensor x = test::randn({6, 5, 11, 3}, 200, DType::f32, Device::cpu(), 3.0) + 1.0;
+  Tensor rm = test::randn({5}, 201, DType::f32), rv = test::rand_uniform({5}, 202, 0.5, 2, DType::f32);
+  Tensor grm = rm.to(Device::cuda()), grv = rv.to(Device::cuda());
+  batch_norm(x, Tensor(), Tensor(), rm, rv, true, 0.25);
+  batch_norm(x.to(Device::cuda()), Tensor(), Tensor(), grm, grv, true, 0.25);
+  CHECK_ALLCLOSE(grm, rm, 1e-5, 1e-5);
+  CHECK_ALLCLOSE(grv, rv, 1e-5, 1e-5);
+}
+
+TEST_CASE("batch_norm: an empty batch normalizes nothing and keeps the running statistics") {
+  Device d = test::test_device();
+  Tensor x = leaf({0, 3, 2, 2}, 300), w = leaf({3}, 301), b = leaf({3}, 302);
+  Tensor rm = from_vector({1, 2, 3}, {3}, DType::f64, d), rv = from_vector({4, 5, 6}, {3}, DType::f64, d);
+  Tensor y = batch_norm(x, w, b, rm, rv, true);
+  CHECK(y.shape() == Shape{0, 3, 2, 2});
+  CHECK(rm.to_double_vector() == std::vector<double>{1, 2, 3});
+  CHECK(rv.to_double_vector() == std::vector<double>{4, 5, 6});
+  y.backward(zeros({0, 3, 2, 2}, DType::f64, d));
+  CHECK(w.grad().to_double_vector() == std::vector<double>{0, 0, 0});
+  CHECK(b.grad().to_double_vector() == std::vector<double>{0, 0, 0});
+  CHECK(x.grad().shape() == Shape{0, 3, 2, 2});
+}
+
+TEST_CASE("batch_norm: bad inputs name the op and the shapes") {
+  Tensor x = zeros({2, 2, 1, 2}), w = zeros({2}), rm = zeros({2}), rv = ones({2});
+  Tensor none;
+  CHECK_THROWS_WITH_AS(batch_norm(zeros({3}), none, none, rm, rv, true),
+                       "[batch_norm] expected an input [N,C,*] with at least 2 dims, got [3]", ShapeError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, zeros({3}), none, rm, rv, true),
+                       "[batch_norm] expected weight [2] for input [2,2,1,2], got [3]", ShapeError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, w, zeros({2, 1}), rm, rv, true),
+                       "[batch_norm] expected bias [2] for input [2,2,1,2], got [2,1]", ShapeError);
+  Tensor bad_var = ones({4});
+  CHECK_THROWS_WITH_AS(batch_norm(x, w, none, rm, bad_var, true),
+                       "[batch_norm] expected running_var [2] for input [2,2,1,2], got [4]", ShapeError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, zeros({2}, DType::f64), none, rm, rv, true),
+                       "[batch_norm] dtype mismatch: f32 and f64", DTypeError);
+  Tensor rm64 = zeros({2}, DType::f64);
+  CHECK_THROWS_WITH_AS(batch_norm(x, w, none, rm64, rv, true), "[batch_norm] dtype mismatch: f32 and f64",
+                       DTypeError);
+  CHECK_THROWS_WITH_AS(batch_norm(zeros({2, 2}, DType::i64), none, none, none, none, true),
+                       "[batch_norm] expected an f32 or f64 tensor, got i64", DTypeError);
+  Tensor none2;
+  CHECK_THROWS_WITH_AS(batch_norm(x, w, none, none, none2, false),
+                       "[batch_norm] eval mode needs running_mean and running_var", ValueError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, w, none, rm, none2, true),
+                       "[batch_norm] running_mean and running_var must be both defined or both undefined", ValueError);
+  CHECK_THROWS_WITH_AS(batch_norm(zeros({1, 3}), none, none, none, none2, true),
+                       "[batch_norm] expected more than 1 value per channel when training, got input [1,3]",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(batch_norm(x, w, none, rm, rv, true, 0.1, -1.0), "[batch_norm] eps must be >= 0, got -1",
+                       ValueError);
+  // One value per channel is fine in eval mode.
+  Tensor rm3 = zeros({3}), rv3 = ones({3});
+  CHECK(batch_norm(ones({1, 3}), none, none, rm3, rv3, false).shape() == Shape{1, 3});
+  if (cuda_available()) {
+    Tensor gw = zeros({2}, DType::f32, Device::cuda());
+    CHECK_THROWS_WITH_AS(batch_norm(x, gw, none, rm, rv, true),
+                         "[batch_norm] tensors on different devices: cpu and cuda:0", DeviceError);
+  }
+}
