@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch_ops.py — the PyTorch side of `build/bench ops`: same shapes, same timing rule (CUDA events, median).
 
-Run where PyTorch and a GPU are: python3 apps/bench/torch_ops.py. TF32 is off, as in edgepipe's default.
+Run where PyTorch and a GPU are: python3 apps/bench/torch_ops.py. TF32 is off, as in edgepipe's default; cuDNN uses its default heuristics (benchmark=False), as edgepipe does.
 Not a test: it prints figures to compare with build/bench ops on the same GPU.
 """
 import statistics
@@ -28,7 +28,6 @@ def time_ms(fn, reps=20, warmup=3):
 def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
     dev = "cuda"
     print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()} ====")
     print("\n[gemm] f32 square, GFLOP/s")

@@ -108,6 +108,9 @@ thread_local std::array<cudaStream_t, 64> t_stream_override{};
 
 cudaStream_t current_stream(Device d) {
   if (d.is_cpu()) return nullptr;
+  // Every op asks for its stream right before launching: making the device current here keeps launches for a
+  // tensor on GPU 1 correct while GPU 0 was current (a thread-local compare when nothing changes).
+  cuda::set_device(d.index);
   cudaStream_t s = t_stream_override.at(size_t(d.index));
   return s ? s : cuda::context(d.index).stream;
 }

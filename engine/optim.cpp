@@ -1,0 +1,226 @@
+// optim.cpp — SGD, AdamW and clip_grad_norm_: option checks, lazily created state, per-parameter dispatch to the
+// fused kernels of engine/cpu/optim.cpp and engine/cuda/optim.cu. Not autograd: updates write parameter storage.
+#include "engine/optim.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "engine/ops.h"
+#include "engine/ops/optim_kernels.h"
+
+namespace ep {
+
+// ---- Optimizer -------------------------------------------------------------------------------------------------------
+Optimizer::Optimizer(std::vector<Tensor> params, double lr, const char* name)
+    : params_(std::move(params)), lr_(lr), name_(name) {
+  EP_CHECK(std::isfinite(lr) && lr >= 0, ValueError, "[", name, "] invalid learning rate: ", lr);
+  std::set<const TensorImpl*> seen;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    EP_CHECK(p.defined(), ValueError, "[", name, "] parameter ", i, " is an undefined tensor");
+    EP_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, DTypeError, "[", name, "] parameter ", i, " is ",
+             p.str(), "; only f32 and f64 parameters are supported");
+    EP_CHECK(p.is_leaf(), ValueError, "[", name, "] can't optimize a non-leaf tensor (parameter ", i, ", ", p.str(),
+             ")");
+    // A parameter listed twice would be updated twice per step.
+    EP_CHECK(seen.insert(p.impl_ptr().get()).second, ValueError, "[", name, "] parameter ", i,
+             " appears more than once");
+  }
+}
+
+void Optimizer::zero_grad(bool set_to_none) {
+  for (Tensor& p : params_) {
+    if (set_to_none) {
+      p.zero_grad();
+    } else if (p.grad().defined()) {
+      Tensor g = p.grad();
+      fill_(g, 0.0);
+    }
+  }
+}
+
+void Optimizer::set_lr(double lr) {
+  EP_CHECK(std::isfinite(lr) && lr >= 0, ValueError, "[", name_, "] invalid learning rate: ", lr);
+  lr_ = lr;
+}
+
+void Optimizer::set_step_count(int64_t n) {
+  EP_CHECK(n >= 0, ValueError, "[", name_, "] step count must be >= 0, got ", n);
+  step_count_ = n;
+}
+
+bool Optimizer::has_grad(size_t i) const {
+  const Tensor& p = params_[i];
+  Tensor g = p.grad();
+  if (!g.defined()) return false;
+  EP_CHECK(g.shape() == p.shape(), ShapeError, "[", name_, "] grad of parameter ", i, " has shape ",
+           shape_str(g.shape()), ", parameter ", shape_str(p.shape()));
+  EP_CHECK(g.dtype() == p.dtype(), DTypeError, "[", name_, "] grad of parameter ", i, " is ", dtype_name(g.dtype()),
+           ", parameter ", dtype_name(p.dtype()));
+  EP_CHECK(g.device() == p.device(), DeviceError, "[", name_, "] grad of parameter ", i, " is on ",
+           g.device().str(), ", parameter on ", p.device().str());
+  return true;
+}
+
+void Optimizer::check_state(size_t i, const Tensor& s, const char* what) const {
+  const Tensor& p = params_[i];
+  EP_CHECK(s.shape() == p.shape() && s.dtype() == p.dtype() && s.device() == p.device(), ValueError, "[", name_,
+           "] ", what, " of parameter ", i, " is ", s.str(), ", expected ", p.str());
+}
+
+// ---- SGD -------------------------------------------------------------------------------------------------------------
+static const SGDOptions& check_sgd(const SGDOptions& o) {
+  EP_CHECK(std::isfinite(o.momentum) && o.momentum >= 0, ValueError, "[sgd] invalid momentum value: ", o.momentum);
+  EP_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, ValueError, "[sgd] invalid weight_decay value: ",
+           o.weight_decay);
+  EP_CHECK(std::isfinite(o.dampening), ValueError, "[sgd] invalid dampening value: ", o.dampening);
+  EP_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0), ValueError,
+           "[sgd] nesterov momentum requires a momentum and zero dampening (momentum ", o.momentum, ", dampening ",
+           o.dampening, ")");
+  return o;
+}
+
+SGD::SGD(std::vector<Tensor> params, const SGDOptions& opt)
+    : Optimizer(std::move(params), opt.lr, "sgd"), opt_(check_sgd(opt)) {
+  momentum_buffer_.resize(params_.size());
+}
+
+void SGD::step() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!has_grad(i)) continue;
+    Tensor& p = params_[i];
+    Tensor g = p.grad();
+    SgdHyper h{lr_, opt_.momentum, opt_.dampening, opt_.weight_decay, opt_.nesterov, false};
+    void* buf = nullptr;
+    if (opt_.momentum != 0) {
+      Tensor& b = momentum_buffer_[i];
+      if (!b.defined()) {
+        b = empty_like(p);  // the kernel writes buf = d on this first step (PyTorch: clone of the gradient)
+        h.init_buf = true;
+      }
+      check_state(i, b, "momentum_buffer");
+      buf = b.raw_data();
+    }
+    if (p.is_cuda())
+      sgd_step_cuda(p.dtype(), p.raw_data(), g.raw_data(), buf, p.numel(), h, current_stream(p.device()));
+    else
+      sgd_step_cpu(p.dtype(), p.raw_data(), g.raw_data(), buf, p.numel(), h);
+  }
+  ++step_count_;
+}
+
+void SGD::visit_state(const OptimStateVisitor& f) {
+  if (opt_.momentum == 0) return;  // plain SGD keeps no state
+  for (size_t i = 0; i < params_.size(); ++i) f(i, "momentum_buffer", momentum_buffer_[i]);
+}
+
+// ---- AdamW -----------------------------------------------------------------------------------------------------------
+static const AdamWOptions& check_adamw(const AdamWOptions& o) {
+  EP_CHECK(std::isfinite(o.eps) && o.eps >= 0, ValueError, "[adamw] invalid epsilon value: ", o.eps);
+  EP_CHECK(o.beta1 >= 0 && o.beta1 < 1, ValueError, "[adamw] invalid beta parameter at index 0: ", o.beta1,
+           " (must be in [0, 1))");
+  EP_CHECK(o.beta2 >= 0 && o.beta2 < 1, ValueError, "[adamw] invalid beta parameter at index 1: ", o.beta2,
+           " (must be in [0, 1))");
+  EP_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, ValueError, "[adamw] invalid weight_decay value: ",
+           o.weight_decay);
+  return o;
+}
+
+AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& opt)
+    : Optimizer(std::move(params), opt.lr, "adamw"), opt_(check_adamw(opt)) {
+  exp_avg_.resize(params_.size());
+  exp_avg_sq_.resize(params_.size());
+  param_step_.assign(params_.size(), 0);
+}
+
+void AdamW::step() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!has_grad(i)) continue;
+    Tensor& p = params_[i];
+    Tensor g = p.grad();
+    Tensor& m = exp_avg_[i];
+    Tensor& v = exp_avg_sq_[i];
+    if (!m.defined() || !v.defined()) {  // first step of this parameter (or a checkpoint without its state)
+      m = zeros_like(p);
+      v = zeros_like(p);
+      param_step_[i] = 0;
+    }
+    check_state(i, m, "exp_avg");
+    check_state(i, v, "exp_avg_sq");
+    const int64_t t = ++param_step_[i];
+    const double bc1 = 1.0 - std::pow(opt_.beta1, double(t));
+    const double bc2 = 1.0 - std::pow(opt_.beta2, double(t));
+    AdamWHyper h;
+    h.decay = 1.0 - lr_ * opt_.weight_decay;
+    h.beta1 = opt_.beta1;
+    h.beta2 = opt_.beta2;
+    h.eps = opt_.eps;
+    h.step_size = lr_ / bc1;
+    h.bc2_sqrt = std::sqrt(bc2);
+    if (p.is_cuda())
+      adamw_step_cuda(p.dtype(), p.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), p.numel(), h,
+                      current_stream(p.device()));
+    else
+      adamw_step_cpu(p.dtype(), p.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), p.numel(), h);
+  }
+  ++step_count_;
+}
+
+void AdamW::visit_state(const OptimStateVisitor& f) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    f(i, "exp_avg", exp_avg_[i]);
+    f(i, "exp_avg_sq", exp_avg_sq_[i]);
+  }
+}
+
+void AdamW::set_step_count(int64_t n) {
+  Optimizer::set_step_count(n);
+  param_step_.assign(params_.size(), n);
+}
+
+// ---- clip_grad_norm_ -------------------------------------------------------------------------------------------------
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  EP_CHECK(max_norm >= 0, ValueError, "[clip_grad_norm_] max_norm must be >= 0, got ", max_norm);
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params) {
+    if (!p.defined() || !p.grad().defined()) continue;
+    Tensor g = p.grad();
+    check_floating("clip_grad_norm_", g);
+    grads.push_back(g);
+  }
+  // One double per grad: CPU sums directly; CUDA sums land in a per-device buffer read back with one copy per device.
+  double total_sq = 0;
+  std::map<int, std::vector<Tensor>> on_cuda;
+  for (const Tensor& g : grads) {
+    if (g.is_cuda())
+      on_cuda[g.device().index].push_back(g);
+    else
+      total_sq += sumsq_cpu(g.dtype(), g.raw_data(), g.numel());
+  }
+  for (auto& [index, gs] : on_cuda) {
+    const Device d = Device::cuda(index);
+    const int64_t k = int64_t(gs.size());
+    Tensor sums = empty({k}, DType::f64, d);
+    Tensor partials = empty({k * kSumsqMaxPartials}, DType::f64, d);
+    double* sp = sums.data<double>();
+    double* pp = partials.data<double>();
+    for (int64_t j = 0; j < k; ++j)
+      sumsq_cuda(gs[size_t(j)].dtype(), gs[size_t(j)].raw_data(), gs[size_t(j)].numel(), sp + j,
+                 pp + j * kSumsqMaxPartials, current_stream(d));
+    for (double s : sums.to_vector<double>()) total_sq += s;
+  }
+  const double total = std::sqrt(total_sq);
+  // PyTorch multiplies by clamp(max_norm / (total + 1e-6), max=1); a factor of 1 changes nothing, so skip it.
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0)
+    for (Tensor& g : grads) {
+      if (g.is_cuda())
+        clip_scale_cuda(g.dtype(), g.raw_data(), g.numel(), coef, current_stream(g.device()));
+      else
+        clip_scale_cpu(g.dtype(), g.raw_data(), g.numel(), coef);
+    }
+  return total;
+}
+
+}  // namespace ep
