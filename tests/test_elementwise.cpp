@@ -131,7 +131,7 @@ TEST_CASE("sum and mean: gradcheck over dims, keepdim and all") {
 }
 
 TEST_CASE("sum and mean: CUDA matches CPU") {
-  for (Shape s : {Shape{1029, 917}, Shape{3, 1, 5}, Shape{0, 4}, Shape{7}, Shape{3, 70001}})
+  for (Shape s : {Shape{1029, 917}, Shape{3, 1, 5}, Shape{0, 4}, Shape{7}, Shape{3, 70001}, Shape{300, 40}, Shape{2, 500, 3}})
     for (int64_t dim = 0; dim < int64_t(s.size()); ++dim) {
       INFO("shape " << shape_str(s) << " dim " << dim);
       Tensor x = test::randn(s, 8, DType::f32).requires_grad_();

@@ -1,5 +1,7 @@
 // elementwise.cpp — CPU loops (OpenMP) over the shared functors of scalar_ops.h, and the sum reduction.
 // The reference for engine/cuda/elementwise.cu. Sums accumulate in double.
+#include <algorithm>
+
 #include "engine/ops/elementwise_kernels.h"
 
 namespace ep {
@@ -74,13 +76,28 @@ void sum_dim_cpu(DType dt, const void* x, void* out, int64_t outer, int64_t r, i
     using T = EP_TYPE(tag_);
     const T* xp = static_cast<const T*>(x);
     T* op_ = static_cast<T*>(out);
+    if (inner == 1) {
+#pragma omp parallel for if (outer * r > kParallelMin)
+      for (int64_t o = 0; o < outer; ++o) {
+        double acc = 0;
+        const T* row = xp + o * r;
+        for (int64_t k = 0; k < r; ++k) acc += double(row[k]);
+        op_[o] = T(acc);
+      }
+      return;
+    }
+    // inner > 1: walk each [r, inner] slab row by row (contiguous reads), accumulating a block of columns in double.
+    constexpr int64_t kCols = 256;
+    const int64_t col_blocks = (inner + kCols - 1) / kCols;
 #pragma omp parallel for collapse(2) if (outer * inner * r > kParallelMin)
     for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < inner; ++i) {
-        double acc = 0;
-        const T* base = xp + o * r * inner + i;
-        for (int64_t k = 0; k < r; ++k) acc += double(base[k * inner]);
-        op_[o * inner + i] = T(acc);
+      for (int64_t cb = 0; cb < col_blocks; ++cb) {
+        const int64_t c0 = cb * kCols, c1 = std::min(inner, c0 + kCols);
+        double acc[kCols] = {};
+        const T* slab = xp + o * r * inner;
+        for (int64_t k = 0; k < r; ++k)
+          for (int64_t i = c0; i < c1; ++i) acc[i - c0] += double(slab[k * inner + i]);
+        for (int64_t i = c0; i < c1; ++i) op_[o * inner + i] = T(acc[i - c0]);
       }
   });
 }

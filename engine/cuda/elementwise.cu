@@ -187,6 +187,21 @@ __global__ void sum_strided_kernel(const T* __restrict__ x, T* __restrict__ out,
   }
 }
 
+// Slab blockIdx.y of the reduction: partial[slab * outer*inner + j] = sum over k in the slab of x[o, k, i].
+template <class T>
+__global__ void sum_strided_split_kernel(const T* __restrict__ x, T* __restrict__ partial, int64_t outer, int64_t r,
+                                         int64_t inner, int64_t chunk) {
+  const int64_t n = outer * inner;
+  const int64_t k0 = int64_t(blockIdx.y) * chunk, k1 = k0 + chunk < r ? k0 + chunk : r;
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    int64_t o = j / inner, i = j - o * inner;
+    const T* base = x + o * r * inner + i;
+    T acc = 0;
+    for (int64_t k = k0; k < k1; ++k) acc += base[k * inner];
+    partial[int64_t(blockIdx.y) * n + j] = acc;
+  }
+}
+
 void sum_dim_cuda(DType dt, const void* x, void* out, int64_t outer, int64_t r, int64_t inner, cudaStream_t st) {
   if (outer * inner == 0) return;
   dispatch_float(dt, "sum", [&](auto tag_) {
@@ -202,6 +217,19 @@ void sum_dim_cuda(DType dt, const void* x, void* out, int64_t outer, int64_t r, 
       sum_chunks_kernel<<<dim3(unsigned(splits), unsigned(outer)), kBlock, 0, st>>>(static_cast<const T*>(x), partial,
                                                                                  r, chunk);
       sum_rows_kernel<<<unsigned(outer), kBlock, 0, st>>>(partial, static_cast<T*>(out), splits);
+      CUDA_CHECK(cudaFreeAsync(partial, st));
+    } else if (inner > 1 && outer * inner < 65536 && r >= 64) {
+      // Few columns, long reductions: one thread per output would leave the GPU nearly empty. Split r into
+      // `splits` slabs, sum each into partial[split, outer*inner], then sum the slabs (deterministic, no atomics).
+      const int64_t outputs = outer * inner;
+      int64_t splits = std::min<int64_t>({(131072 + outputs - 1) / outputs, r / 16, 32768});
+      int64_t chunk = (r + splits - 1) / splits;
+      splits = (r + chunk - 1) / chunk;
+      T* partial = nullptr;
+      CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial), size_t(outputs * splits) * sizeof(T), st));
+      sum_strided_split_kernel<<<dim3(grid_for(outputs), unsigned(splits)), kBlock, 0, st>>>(
+          static_cast<const T*>(x), partial, outer, r, inner, chunk);
+      sum_strided_kernel<<<grid_for(outputs), kBlock, 0, st>>>(partial, static_cast<T*>(out), 1, splits, outputs);
       CUDA_CHECK(cudaFreeAsync(partial, st));
     } else if (inner == 1 && outer <= (int64_t(1) << 31) - 1)
       sum_rows_kernel<<<unsigned(outer), kBlock, 0, st>>>(static_cast<const T*>(x), static_cast<T*>(out), r);

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# device_check.sh — what a lent GPU session runs, from the repository root with build/device-bundle carried:
+# the suite with DEVICE=cuda (gradchecks on the GPU) and with DEVICE=cpu (parity against the GPU), build/bench ops,
+# and the PyTorch side-by-side. Full logs go under $OUT; failures and figures are printed last.
+set -uo pipefail
+b=build/device-bundle
+out=${OUT:-/tmp/device_check}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
+summary() {  # the failing checks of a doctest log, then its summary lines
+  grep -E "^tests/.*(ERROR|FATAL)|TEST CASE|logged:|values:|  CHECK" "$1" | head -${2:-40}
+  grep -E "test cases:|assertions:" "$1"
+}
+for dev in cuda cpu; do
+  s=$(date +%s)
+  DEVICE=$dev timeout 300 $b/run tests > "$out/tests_$dev.log" 2>&1
+  echo "== DEVICE=$dev suite: rc=$? in $(( $(date +%s) - s )) s"
+  summary "$out/tests_$dev.log"
+done
+timeout 200 $b/run bench ops --device cuda > "$out/bench.log" 2>&1; echo "== bench rc=$?"
+timeout 150 python3 $b/torch_ops.py > "$out/torch.log" 2>&1; echo "== torch rc=$?"
+cat "$out/bench.log" "$out/torch.log"
