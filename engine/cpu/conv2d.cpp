@@ -1,0 +1,316 @@
+// conv2d.cpp (cpu) — the reference convolution: im2col + OpenBLAS GEMM per sample and group (samples spread over
+// threads, each with its own column buffer), and a direct loop for depthwise convolutions. Not Winograd/FFT, no NHWC.
+// Deterministic for a given thread count: every output element is owned by one thread, and the weight gradient sums
+// per-thread partials in thread order.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "engine/ops/conv2d_kernels.h"
+
+namespace ep {
+namespace {
+
+// Row-major GEMM: C[M,N] = alpha * op(A) op(B) + beta * C. Sizes were checked to fit an int in engine/ops/conv2d.cpp.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+          const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// Output positions o in [lo, hi) whose input index o * stride + off lies inside [0, in). Hoisting this out of the
+// inner loops keeps them branch-free (and vectorizable for stride 1).
+void valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  hi = off >= in ? 0 : std::min(out, (in - 1 - off) / stride + 1);
+  lo = std::min(lo, out);
+  hi = std::max(hi, lo);
+}
+
+// col[(c*kh + i)*kw + j, oh*OW + ow] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside), c < cin.
+// `par`: spread the rows over OpenMP threads (when the caller is not already one thread of many).
+template <class T>
+void im2col(const Conv2dGeom& g, int64_t cin, const T* x, T* col, bool par) {
+  const int64_t ohw = g.OH * g.OW;
+#pragma omp parallel for collapse(3) schedule(static) if (par && cin * g.kh * g.kw * ohw > 16384)
+  for (int64_t c = 0; c < cin; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
+        const int64_t ih0 = i * g.dh - g.ph, iw0 = j * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          T* r = row + oh * g.OW;
+          const int64_t ih = oh * g.sh + ih0;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(r, r + g.OW, T(0));
+            continue;
+          }
+          const T* xr = x + (c * g.H + ih) * g.W + iw0;
+          std::fill(r, r + lo, T(0));
+#pragma omp simd
+          for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw];
+          std::fill(r + hi, r + g.OW, T(0));
+        }
+      }
+}
+
+// The adjoint of im2col: x[c, ...] += col[...] (x must be zeroed first). Taps of one channel overlap in x, so
+// only channels are spread over threads.
+template <class T>
+void col2im(const Conv2dGeom& g, int64_t cin, const T* col, T* x, bool par) {
+  const int64_t ohw = g.OH * g.OW;
+#pragma omp parallel for schedule(static) if (par && cin * g.kh * g.kw * ohw > 16384)
+  for (int64_t c = 0; c < cin; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
+        const int64_t ih0 = i * g.dh - g.ph, iw0 = j * g.dw - g.pw;
+        int64_t olo, ohi, lo, hi;
+        valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
+        valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
+        for (int64_t oh = olo; oh < ohi; ++oh) {
+          const T* r = row + oh * g.OW;
+          T* xr = x + (c * g.H + oh * g.sh + ih0) * g.W + iw0;
+#pragma omp simd
+          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
+        }
+      }
+}
+
+// ---- depthwise (groups == C): input channel c feeds outputs k = c*mult .. c*mult + mult-1 --------------------------
+// Loops go tap by tap over whole planes: each tap is one multiply-add over a contiguous output row.
+
+template <class T>
+void depthwise_forward(const Conv2dGeom& g, const T* x, const T* w, const T* b, T* y) {
+  const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
+#pragma omp parallel for collapse(2) schedule(static) if (g.N * g.K * ohw > 16384)
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t k = 0; k < g.K; ++k) {
+      const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
+      T* yp = y + (n * g.K + k) * ohw;
+      std::fill(yp, yp + ohw, b ? b[k] : T(0));
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih0 = i * g.dh - g.ph;
+        int64_t olo, ohi;
+        valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t iw0 = j * g.dw - g.pw;
+          int64_t lo, hi;
+          valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
+          const T wv = w[(k * g.kh + i) * g.kw + j];
+          for (int64_t oh = olo; oh < ohi; ++oh) {
+            const T* xr = xp + (oh * g.sh + ih0) * g.W + iw0;
+            T* yr = yp + oh * g.OW;
+#pragma omp simd
+            for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow * g.sw];
+          }
+        }
+      }
+    }
+}
+
+template <class T>
+void depthwise_backward_input(const Conv2dGeom& g, const T* w, const T* dy, T* dx) {
+  const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
+#pragma omp parallel for collapse(2) schedule(static) if (g.N * g.K * ohw > 16384)
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < g.C; ++c) {
+      T* dxp = dx + (n * g.C + c) * g.H * g.W;
+      std::fill(dxp, dxp + g.H * g.W, T(0));
+      for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
+        const T* dyp = dy + (n * g.K + k) * ohw;
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih0 = i * g.dh - g.ph;
+          int64_t olo, ohi;
+          valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t iw0 = j * g.dw - g.pw;
+            int64_t lo, hi;
+            valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
+            const T wv = w[(k * g.kh + i) * g.kw + j];
+            for (int64_t oh = olo; oh < ohi; ++oh) {
+              T* xr = dxp + (oh * g.sh + ih0) * g.W + iw0;
+              const T* dyr = dyp + oh * g.OW;
+#pragma omp simd
+              for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += wv * dyr[ow];
+            }
+          }
+        }
+      }
+    }
+}
+
+template <class T>
+void depthwise_backward_weight(const Conv2dGeom& g, const T* x, const T* dy, T* dw) {
+  const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
+#pragma omp parallel for schedule(static) if (g.N * g.K * ohw > 16384)
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const int64_t ih0 = i * g.dh - g.ph;
+      int64_t olo, ohi;
+      valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t iw0 = j * g.dw - g.pw;
+        int64_t lo, hi;
+        valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
+        T acc = 0;
+        for (int64_t n = 0; n < g.N; ++n) {
+          const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
+          const T* dyp = dy + (n * g.K + k) * ohw;
+          for (int64_t oh = olo; oh < ohi; ++oh) {
+            const T* xr = xp + (oh * g.sh + ih0) * g.W + iw0;
+            const T* dyr = dyp + oh * g.OW;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t ow = lo; ow < hi; ++ow) acc += dyr[ow] * xr[ow * g.sw];
+          }
+        }
+        dw[(k * g.kh + i) * g.kw + j] = acc;
+      }
+    }
+}
+
+// ---- general path: im2col + GEMM ----------------------------------------------------------------------------------
+// Per sample n and group: y[n, grp] [Kg, OH*OW] = w[grp] [Kg, Cg*kh*kw] @ col [Cg*kh*kw, OH*OW].
+// Samples are spread over OpenMP threads, each with its own column buffer, when the BLAS does not thread itself
+// (sequential or OpenMP OpenBLAS, which runs single-threaded inside a parallel region). Debian's default pthread
+// OpenBLAS does: calling it from every OpenMP thread at once oversubscribes the cores (the MobileNetV2 stem's backward
+// took 500 ms instead of 40 ms on 2 cores), so then the samples run in order, each GEMM uses OpenBLAS's threads and
+// only im2col/col2im use OpenMP.
+bool per_sample_threads(const Conv2dGeom& g) {
+  static const bool blas_threads_itself = openblas_get_parallel() == 1 && openblas_get_num_threads() > 1;
+  return g.N > 1 && !blas_threads_itself && omp_get_max_threads() > 1;
+}
+
+template <class T>
+void gemm_forward(const Conv2dGeom& g, const T* x, const T* w, const T* b, T* y) {
+  const int64_t cg = g.cin_per_group(), kg = g.cout_per_group(), ckk = cg * g.kh * g.kw, ohw = g.OH * g.OW;
+  const bool direct = g.pointwise(), by_sample = per_sample_threads(g);
+#pragma omp parallel if (by_sample)
+  {
+    std::vector<T> col(direct ? 0 : size_t(ckk * ohw));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        const T* xg = x + (n * g.C + grp * cg) * g.H * g.W;
+        const T* cols = xg;
+        if (!direct) {
+          im2col(g, cg, xg, col.data(), !by_sample);
+          cols = col.data();
+        }
+        T* yg = y + (n * g.K + grp * kg) * ohw;
+        gemm(false, false, kg, ohw, ckk, T(1), w + grp * kg * ckk, ckk, cols, ohw, T(0), yg, ohw);
+        if (b)
+          for (int64_t k = 0; k < kg; ++k) {
+            const T bv = b[grp * kg + k];
+            T* yr = yg + k * ohw;
+            for (int64_t p = 0; p < ohw; ++p) yr[p] += bv;
+          }
+      }
+  }
+}
+
+// dx[n, grp] = col2im(w[grp]^T @ dy[n, grp]); dw[grp] = sum_n dy[n, grp] @ col(x[n, grp])^T.
+template <class T>
+void gemm_backward(const Conv2dGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw) {
+  const int64_t cg = g.cin_per_group(), kg = g.cout_per_group(), ckk = cg * g.kh * g.kw, ohw = g.OH * g.OW;
+  const int64_t wsize = g.K * ckk;
+  const bool direct = g.pointwise(), by_sample = per_sample_threads(g);
+  const int nthreads = by_sample ? omp_get_max_threads() : 1;
+  // One weight-gradient partial per thread, summed below in thread order (deterministic for a thread count).
+  std::vector<T> dw_part(dw ? size_t(nthreads) * size_t(wsize) : 0, T(0));
+#pragma omp parallel num_threads(nthreads) if (by_sample)
+  {
+    const int tid = omp_get_thread_num();
+    std::vector<T> col(direct ? 0 : size_t(ckk * ohw));
+    T* dwp = dw ? dw_part.data() + size_t(tid) * size_t(wsize) : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        const T* dyg = dy + (n * g.K + grp * kg) * ohw;
+        const T* wg = w ? w + grp * kg * ckk : nullptr;
+        if (dw) {
+          const T* xg = x + (n * g.C + grp * cg) * g.H * g.W;
+          const T* cols = xg;
+          if (!direct) {
+            im2col(g, cg, xg, col.data(), !by_sample);
+            cols = col.data();
+          }
+          gemm(false, true, kg, ckk, ohw, T(1), dyg, ohw, cols, ohw, T(1), dwp + grp * kg * ckk, ckk);
+        }
+        if (dx) {
+          T* dxg = dx + (n * g.C + grp * cg) * g.H * g.W;
+          if (direct) {
+            gemm(true, false, ckk, ohw, kg, T(1), wg, ckk, dyg, ohw, T(0), dxg, ohw);
+          } else {
+            gemm(true, false, ckk, ohw, kg, T(1), wg, ckk, dyg, ohw, T(0), col.data(), ohw);
+            std::fill(dxg, dxg + cg * g.H * g.W, T(0));
+            col2im(g, cg, col.data(), dxg, !by_sample);
+          }
+        }
+      }
+  }
+  if (dw) {
+    std::copy(dw_part.begin(), dw_part.begin() + wsize, dw);
+    for (int t = 1; t < nthreads; ++t) {
+      const T* p = dw_part.data() + size_t(t) * size_t(wsize);
+      for (int64_t i = 0; i < wsize; ++i) dw[i] += p[i];
+    }
+  }
+}
+
+// db[k] = sum over n, oh, ow of dy[n, k, oh, ow], accumulated in double.
+template <class T>
+void bias_backward(const Conv2dGeom& g, const T* dy, T* db) {
+  const int64_t ohw = g.OH * g.OW;
+#pragma omp parallel for schedule(static) if (g.N * g.K * ohw > 32768)
+  for (int64_t k = 0; k < g.K; ++k) {
+    double acc = 0;
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* p = dy + (n * g.K + k) * ohw;
+      for (int64_t i = 0; i < ohw; ++i) acc += double(p[i]);
+    }
+    db[k] = T(acc);
+  }
+}
+
+}  // namespace
+
+void conv2d_forward_cpu(DType dt, const Conv2dGeom& g, const void* x, const void* w, const void* b, void* y) {
+  dispatch_float(dt, "conv2d", [&](auto tag) {
+    using T = EP_TYPE(tag);
+    const T *xp = static_cast<const T*>(x), *wp = static_cast<const T*>(w), *bp = static_cast<const T*>(b);
+    T* yp = static_cast<T*>(y);
+    if (g.depthwise())
+      depthwise_forward(g, xp, wp, bp, yp);
+    else
+      gemm_forward(g, xp, wp, bp, yp);
+  });
+}
+
+void conv2d_backward_cpu(DType dt, const Conv2dGeom& g, const void* x, const void* w, const void* dy, void* dx,
+                         void* dw, void* db) {
+  dispatch_float(dt, "conv2d backward", [&](auto tag) {
+    using T = EP_TYPE(tag);
+    const T *xp = static_cast<const T*>(x), *wp = static_cast<const T*>(w), *dyp = static_cast<const T*>(dy);
+    T *dxp = static_cast<T*>(dx), *dwp = static_cast<T*>(dw), *dbp = static_cast<T*>(db);
+    if (dbp) bias_backward(g, dyp, dbp);
+    if (!dxp && !dwp) return;
+    if (g.depthwise()) {
+      if (dxp) depthwise_backward_input(g, wp, dyp, dxp);
+      if (dwp) depthwise_backward_weight(g, xp, dyp, dwp);
+    } else {
+      gemm_backward(g, xp, wp, dyp, dxp, dwp);
+    }
+  });
+}
+
+}  // namespace ep

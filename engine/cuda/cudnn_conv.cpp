@@ -1,0 +1,333 @@
+// cudnn_conv.cpp — conv2d on CUDA through cuDNN 9's legacy convolution API (cudnnConvolutionForward /
+// BackwardData / BackwardFilter, still shipped in the cnn library), with RAII descriptors and algorithms chosen once
+// per shape by cudnnGet*Algorithm_v7 heuristics and cached by ConvKey. A host file, not .cu (llm.c#386: cuDNN in a
+// .cu file doubled build time). Not the cuDNN graph/frontend API and no fused conv+bias+activation.
+#include <cudnn.h>
+
+#include <algorithm>
+#include <compare>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/cuda/context.h"
+#include "engine/ops/conv2d_kernels.h"
+
+namespace ep {
+namespace {
+
+cudnnDataType_t cudnn_dtype(DType dt) {
+  switch (dt) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::f64: return CUDNN_DATA_DOUBLE;
+    default: break;
+  }
+  EP_THROW(DTypeError, "[conv2d] unsupported dtype ", dtype_name(dt), " (expected f32 or f64)");
+}
+
+// ---- RAII descriptors (flashlight's CudnnUtils.h arrangement) ------------------------------------------------------
+class TensorDescriptor {
+ public:
+  TensorDescriptor(cudnnDataType_t dt, int64_t n, int64_t c, int64_t h, int64_t w) {
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc_));
+    cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, dt, int(n), int(c), int(h), int(w));
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyTensorDescriptor(desc_);
+      CUDNN_CHECK(s);
+    }
+  }
+  ~TensorDescriptor() { cudnnDestroyTensorDescriptor(desc_); }
+  TensorDescriptor(const TensorDescriptor&) = delete;
+  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
+  cudnnTensorDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnTensorDescriptor_t desc_ = nullptr;
+};
+
+class FilterDescriptor {
+ public:
+  FilterDescriptor(cudnnDataType_t dt, int64_t k, int64_t c, int64_t h, int64_t w) {
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&desc_));
+    cudnnStatus_t s = cudnnSetFilter4dDescriptor(desc_, dt, CUDNN_TENSOR_NCHW, int(k), int(c), int(h), int(w));
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyFilterDescriptor(desc_);
+      CUDNN_CHECK(s);
+    }
+  }
+  ~FilterDescriptor() { cudnnDestroyFilterDescriptor(desc_); }
+  FilterDescriptor(const FilterDescriptor&) = delete;
+  FilterDescriptor& operator=(const FilterDescriptor&) = delete;
+  cudnnFilterDescriptor_t get() const { return desc_; }
+
+ private:
+  cudnnFilterDescriptor_t desc_ = nullptr;
+};
+
+class ConvDescriptor {
+ public:
+  ConvDescriptor(const Conv2dGeom& g, cudnnDataType_t compute) {
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&desc_));
+    cudnnStatus_t s = cudnnSetConvolution2dDescriptor(desc_, int(g.ph), int(g.pw), int(g.sh), int(g.sw), int(g.dh),
+                                                      int(g.dw), CUDNN_CROSS_CORRELATION, compute);
+    if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetConvolutionGroupCount(desc_, int(g.groups));
+    if (s != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroyConvolutionDescriptor(desc_);
+      CUDNN_CHECK(s);
+    }
+  }
+  ~ConvDescriptor() { cudnnDestroyConvolutionDescriptor(desc_); }
+  ConvDescriptor(const ConvDescriptor&) = delete;
+  ConvDescriptor& operator=(const ConvDescriptor&) = delete;
+  cudnnConvolutionDescriptor_t get() const { return desc_; }
+  void set_math(cudnnMathType_t m) { CUDNN_CHECK(cudnnSetConvolutionMathType(desc_, m)); }
+
+ private:
+  cudnnConvolutionDescriptor_t desc_ = nullptr;
+};
+
+// The four descriptors of one convolution.
+struct ConvDescs {
+  ConvDescs(DType dt, const Conv2dGeom& g)
+      : type(cudnn_dtype(dt)),
+        x(type, g.N, g.C, g.H, g.W),
+        w(type, g.K, g.cin_per_group(), g.kh, g.kw),
+        y(type, g.N, g.K, g.OH, g.OW),
+        conv(g, type) {}
+  cudnnDataType_t type;
+  TensorDescriptor x;
+  FilterDescriptor w;
+  TensorDescriptor y;
+  ConvDescriptor conv;
+};
+
+// ---- algorithm cache -------------------------------------------------------------------------------------------------
+// A POD of everything that changes cuDNN's choice (MLX's ConvCacheKey). groups keeps depthwise shapes apart.
+struct ConvKey {
+  int device = 0, dtype = 0;
+  int64_t n = 0, c = 0, h = 0, w = 0, k = 0, kh = 0, kw = 0, sh = 0, sw = 0, ph = 0, pw = 0, dh = 0, dw = 0,
+          groups = 0;
+  bool deterministic = false, tf32 = false;
+  auto operator<=>(const ConvKey&) const = default;
+};
+
+struct AlgoChoice {
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t workspace = 0;
+  bool heuristic = true;  // false: the fallback algorithm
+};
+
+enum class Pass { fwd, bwd_data, bwd_filter };
+const char* pass_name(Pass p) {
+  return p == Pass::fwd ? "forward" : p == Pass::bwd_data ? "backward data" : "backward filter";
+}
+
+// Each pass's choice is made on first use (inference never picks backward algorithms).
+std::mutex g_cache_lock;
+std::map<std::pair<ConvKey, Pass>, AlgoChoice> g_cache;
+
+// EP_CUDNN_VERBOSE=1 prints each algorithm choice once per shape (to see what the heuristics gave).
+bool verbose() {
+  static const bool on = [] {
+    const char* e = std::getenv("EP_CUDNN_VERBOSE");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return on;
+}
+
+std::string key_str(const ConvKey& k) {
+  return detail::concat("x [", k.n, ",", k.c, ",", k.h, ",", k.w, "] w [", k.k, ",", k.c / k.groups, ",", k.kh, ",",
+                        k.kw, "] stride [", k.sh, ",", k.sw, "] padding [", k.ph, ",", k.pw, "] dilation [", k.dh, ",",
+                        k.dw, "] groups ", k.groups, " ", dtype_name(DType(k.dtype)));
+}
+
+// Workspaces above this are skipped: a faster algorithm is not worth holding gigabytes for the whole run.
+constexpr size_t kMaxWorkspace = size_t(1) << 30;
+
+ConvKey make_key(DType dt, const Conv2dGeom& g, int device) {
+  ConvKey k;
+  k.device = device, k.dtype = int(dt);
+  k.n = g.N, k.c = g.C, k.h = g.H, k.w = g.W, k.k = g.K, k.kh = g.kh, k.kw = g.kw;
+  k.sh = g.sh, k.sw = g.sw, k.ph = g.ph, k.pw = g.pw, k.dh = g.dh, k.dw = g.dw, k.groups = g.groups;
+  k.deterministic = conv_deterministic();
+  k.tf32 = dt == DType::f32 && cuda::allow_tf32();
+  return k;
+}
+
+// The math type requested before the heuristic query: FMA-only kernels unless TF32 is allowed, so f32 results match
+// the CPU to 1e-3 (TF32 keeps a 10-bit mantissa). f64 never uses TF32, so it keeps the default.
+cudnnMathType_t requested_math(const ConvKey& k) {
+  if (k.tf32) return CUDNN_TENSOR_OP_MATH;
+  return k.dtype == int(DType::f32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+}
+
+// The heuristic results that succeeded, are deterministic when required, keep f32 off tensor cores when TF32 is not
+// allowed (PyTorch asserts the same: FMA math for f32 without TF32) and fit the workspace cap, best first; then the
+// fallback, an algorithm every cuDNN supports for every shape, deterministic and FMA-based.
+template <class Perf>
+std::vector<AlgoChoice> candidates(const std::vector<Perf>& perf, int count, const ConvKey& k, int fallback_algo) {
+  const bool fma_only = k.dtype == int(DType::f32) && !k.tf32;
+  std::vector<AlgoChoice> out;
+  for (int i = 0; i < count; ++i) {
+    const Perf& p = perf[size_t(i)];
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (k.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+    if (fma_only && p.mathType != CUDNN_FMA_MATH) continue;
+    if (p.memory > kMaxWorkspace) continue;
+    out.push_back(AlgoChoice{int(p.algo), p.mathType, p.memory, true});
+  }
+  out.push_back(AlgoChoice{fallback_algo, requested_math(k), 0, false});
+  return out;
+}
+
+std::vector<AlgoChoice> heuristic_candidates(Pass pass, cudnnHandle_t h, ConvDescs& d, const ConvKey& k) {
+  d.conv.set_math(requested_math(k));
+  int max_count = 0, count = 0;
+  switch (pass) {
+    case Pass::fwd: {
+      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), max_count,
+                                                         &count, perf.data()));
+      return candidates(perf, count, k, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM);
+    }
+    case Pass::bwd_data: {
+      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
+                                                              max_count, &count, perf.data()));
+      return candidates(perf, count, k, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1);
+    }
+    case Pass::bwd_filter: {
+      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(size_t(std::max(max_count, 1)));
+      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
+                                                                max_count, &count, perf.data()));
+      // ALGO_1 rather than ALGO_0 as the fallback: ALGO_0 accumulates with atomics and is not deterministic.
+      return candidates(perf, count, k, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
+    }
+  }
+  return {};
+}
+
+// Workspace of `algo` with the descriptor's current math type (cuDNN 7.4+: algorithm and math type together select
+// the kernel, so this is asked again after set_math rather than taken from the heuristic's estimate).
+cudnnStatus_t workspace_size(Pass pass, cudnnHandle_t h, const ConvDescs& d, int algo, size_t* bytes) {
+  switch (pass) {
+    case Pass::fwd:
+      return cudnnGetConvolutionForwardWorkspaceSize(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
+                                                     cudnnConvolutionFwdAlgo_t(algo), bytes);
+    case Pass::bwd_data:
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
+                                                          cudnnConvolutionBwdDataAlgo_t(algo), bytes);
+    case Pass::bwd_filter:
+      return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
+                                                            cudnnConvolutionBwdFilterAlgo_t(algo), bytes);
+  }
+  return CUDNN_STATUS_BAD_PARAM;
+}
+
+// Runs one pass: launch(choice, workspace) returns the cuDNN status of the convolution call. The cached choice runs
+// directly; on a miss the candidates are tried in order and the first that runs is cached (PyTorch's AlgoIterator:
+// a heuristic's algorithm can still refuse a shape with NOT_SUPPORTED, and cuDNN reports that synchronously, before
+// anything is written). Call with ctx.lock held and the handle bound to `st`.
+template <class Launch>
+void run_pass(Pass pass, cuda::DeviceContext& ctx, cudaStream_t st, ConvDescs& d, const ConvKey& k, Launch&& launch) {
+  const auto cache_key = std::make_pair(k, pass);
+  {
+    std::unique_lock<std::mutex> g(g_cache_lock);
+    auto it = g_cache.find(cache_key);
+    if (it != g_cache.end()) {
+      const AlgoChoice a = it->second;
+      g.unlock();
+      d.conv.set_math(a.math);
+      void* ws = a.workspace ? ctx.ensure_workspace(a.workspace, st) : nullptr;
+      CUDNN_CHECK(launch(a, ws));
+      return;
+    }
+  }
+  cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
+  for (AlgoChoice a : heuristic_candidates(pass, ctx.cudnn, d, k)) {
+    d.conv.set_math(a.math);
+    last = workspace_size(pass, ctx.cudnn, d, a.algo, &a.workspace);
+    if (last != CUDNN_STATUS_SUCCESS) continue;
+    if (a.heuristic && a.workspace > kMaxWorkspace) continue;
+    void* ws = a.workspace ? ctx.ensure_workspace(a.workspace, st) : nullptr;
+    last = launch(a, ws);
+    if (last != CUDNN_STATUS_SUCCESS) continue;
+    if (verbose())
+      std::fprintf(stderr, "[conv2d] cuDNN %s for %s: algo %d, math %d, workspace %zu bytes%s\n", pass_name(pass),
+                   key_str(k).c_str(), a.algo, int(a.math), a.workspace, a.heuristic ? "" : " (fallback)");
+    std::lock_guard<std::mutex> g(g_cache_lock);
+    g_cache[cache_key] = a;
+    return;
+  }
+  EP_THROW(CudaError, "[conv2d] no cuDNN ", pass_name(pass), " algorithm ran for ", key_str(k), ": ",
+           cudnnGetErrorString(last));
+}
+
+// cuDNN's alpha/beta are double for double data and float otherwise.
+struct Scale {
+  explicit Scale(DType dt) : dbl(dt == DType::f64) {}
+  const void* one() const { return dbl ? static_cast<const void*>(&d1) : static_cast<const void*>(&f1); }
+  const void* zero() const { return dbl ? static_cast<const void*>(&d0) : static_cast<const void*>(&f0); }
+  bool dbl;
+  float f1 = 1.f, f0 = 0.f;
+  double d1 = 1.0, d0 = 0.0;
+};
+
+}  // namespace
+
+void conv2d_forward_cuda(DType dt, const Conv2dGeom& g, int device, const void* x, const void* w, const void* b,
+                         void* y, cudaStream_t st) {
+  cuda::set_device(device);
+  cuda::DeviceContext& ctx = cuda::context(device);
+  ConvDescs d(dt, g);
+  const ConvKey key = make_key(dt, g, device);
+  const Scale s(dt);
+  std::lock_guard<std::mutex> lk(ctx.lock);  // the handle and the workspace
+  CUDNN_CHECK(cudnnSetStream(ctx.cudnn, st));
+  run_pass(Pass::fwd, ctx, st, d, key, [&](const AlgoChoice& a, void* ws) {
+    return cudnnConvolutionForward(ctx.cudnn, s.one(), d.x.get(), x, d.w.get(), w, d.conv.get(),
+                                   cudnnConvolutionFwdAlgo_t(a.algo), ws, a.workspace, s.zero(), d.y.get(), y);
+  });
+  if (b) {
+    TensorDescriptor bd(d.type, 1, g.K, 1, 1);
+    CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, s.one(), bd.get(), b, s.one(), d.y.get(), y));
+  }
+}
+
+void conv2d_backward_cuda(DType dt, const Conv2dGeom& g, int device, const void* x, const void* w, const void* dy,
+                          void* dx, void* dw, void* db, cudaStream_t st) {
+  cuda::set_device(device);
+  cuda::DeviceContext& ctx = cuda::context(device);
+  ConvDescs d(dt, g);
+  const ConvKey key = make_key(dt, g, device);
+  const Scale s(dt);
+  std::lock_guard<std::mutex> lk(ctx.lock);
+  CUDNN_CHECK(cudnnSetStream(ctx.cudnn, st));
+  if (db) {
+    TensorDescriptor bd(d.type, 1, g.K, 1, 1);
+    CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx.cudnn, s.one(), d.y.get(), dy, s.zero(), bd.get(), db));
+  }
+  if (dx)
+    run_pass(Pass::bwd_data, ctx, st, d, key, [&](const AlgoChoice& a, void* ws) {
+      return cudnnConvolutionBackwardData(ctx.cudnn, s.one(), d.w.get(), w, d.y.get(), dy, d.conv.get(),
+                                          cudnnConvolutionBwdDataAlgo_t(a.algo), ws, a.workspace, s.zero(), d.x.get(),
+                                          dx);
+    });
+  if (dw)
+    run_pass(Pass::bwd_filter, ctx, st, d, key, [&](const AlgoChoice& a, void* ws) {
+      return cudnnConvolutionBackwardFilter(ctx.cudnn, s.one(), d.x.get(), x, d.y.get(), dy, d.conv.get(),
+                                            cudnnConvolutionBwdFilterAlgo_t(a.algo), ws, a.workspace, s.zero(),
+                                            d.w.get(), dw);
+    });
+}
+
+}  // namespace ep
