@@ -1,5 +1,5 @@
-// context.h — the lazily created per-device CUDA context: default stream, cuBLAS/cuBLASLt and cuDNN handles and a
-// workspace, plus RAII wrappers for those handles. Only CUDA translation units include this file.
+// context.h — the lazily created per-device CUDA context: default stream, cuBLAS/cuBLASLt and cuDNN handles and
+// per-stream workspaces. Only CUDA translation units include this file.
 // Not thread-safe handle sharing magic: callers that use a handle take `lock` (handles are bound to a stream per call).
 #pragma once
 #include <cublasLt.h>
@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -24,11 +25,14 @@ struct DeviceContext {
   cublasHandle_t cublas = nullptr;
   cublasLtHandle_t cublaslt = nullptr;
   cudnnHandle_t cudnn = nullptr;
-  void* workspace = nullptr;      // shared by cuBLASLt and cuDNN calls made under `lock`
-  size_t workspace_bytes = 0;
-  std::mutex lock;                // guards the handles and the workspace
-  // Grows the workspace (ordered on `s`) to at least `bytes`; call with `lock` held.
+  std::mutex lock;                // guards the handles and the workspaces
+  // The workspace of stream `s`, grown to at least `bytes`; call with `lock` held. One per stream: kernels queued
+  // on two streams may run at the same time, so they must never share scratch memory.
   void* ensure_workspace(size_t bytes, cudaStream_t s);
+
+ private:
+  struct Workspace { void* ptr = nullptr; size_t bytes = 0; };
+  std::map<cudaStream_t, Workspace> workspaces_;
 };
 
 // The context of `device`, created on first use of that device only.

@@ -65,7 +65,8 @@ DeviceContext::DeviceContext(int dev) : device(dev) {
 
 DeviceContext::~DeviceContext() {
   // Process exit: the driver may already be shutting down, so only print failures.
-  if (workspace) CUDA_CHECK_PRINT(cudaFree(workspace));
+  for (auto& [stream_, w] : workspaces_)
+    if (w.ptr) CUDA_CHECK_PRINT(cudaFreeAsync(w.ptr, stream_));
   if (cudnn) cudnnDestroy(cudnn);
   if (cublaslt) cublasLtDestroy(cublaslt);
   if (cublas) cublasDestroy(cublas);
@@ -73,15 +74,14 @@ DeviceContext::~DeviceContext() {
 }
 
 void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s) {
-  if (bytes <= workspace_bytes) return workspace;
-  // The old workspace may still be read by work queued on other streams: wait for the device before freeing it.
-  CUDA_CHECK(cudaStreamSynchronize(s));
-  CUDA_CHECK(cudaDeviceSynchronize());
-  if (workspace) CUDA_CHECK(cudaFree(workspace));
-  workspace = nullptr;
-  CUDA_CHECK(cudaMalloc(&workspace, bytes));
-  workspace_bytes = bytes;
-  return workspace;
+  Workspace& w = workspaces_[s];
+  if (bytes <= w.bytes) return w.ptr;
+  // Stream-ordered: work already queued on `s` finishes with the old buffer before the pool reuses it.
+  if (w.ptr) CUDA_CHECK(cudaFreeAsync(w.ptr, s));
+  w = Workspace{};
+  CUDA_CHECK(cudaMallocAsync(&w.ptr, bytes, s));
+  w.bytes = bytes;
+  return w.ptr;
 }
 
 DeviceContext& context(int device) {
