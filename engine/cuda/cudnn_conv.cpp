@@ -1,6 +1,6 @@
 // cudnn_conv.cpp — conv2d on CUDA through cuDNN 9's legacy convolution API (cudnnConvolutionForward /
 // BackwardData / BackwardFilter, still shipped in the cnn library), with RAII descriptors and algorithms chosen once
-// per shape by cudnnGet*Algorithm_v7 heuristics and cached by ConvKey. A host file, not .cu (llm.c#386: cuDNN in a
+// per shape (the cudnnGet*Algorithm_v7 candidates, timed; or the first that runs) and cached by ConvKey. A host file, not .cu (llm.c#386: cuDNN in a
 // .cu file doubled build time). Not the cuDNN graph/frontend API and no fused conv+bias+activation.
 #include <cudnn.h>
 
@@ -233,8 +233,38 @@ cudnnStatus_t workspace_size(Pass pass, cudnnHandle_t h, const ConvDescs& d, int
   return CUDNN_STATUS_BAD_PARAM;
 }
 
+// EP_CUDNN_BENCHMARK=0 picks the first heuristic algorithm that runs instead of timing them all.
+bool benchmark_mode() {
+  static const bool on = [] {
+    const char* e = std::getenv("EP_CUDNN_BENCHMARK");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+// While benchmarking, algorithms needing more scratch than this are not tried (the workspace stays allocated).
+constexpr size_t kMaxBenchmarkWorkspace = size_t(256) << 20;
+
+// Milliseconds of one run of `launch` on stream st (CUDA events; the caller has warmed it up).
+template <class Launch>
+float time_launch(cudaStream_t st, Launch&& launch) {
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  CUDA_CHECK(cudaEventRecord(e0, st));
+  cudnnStatus_t s = launch();
+  CUDA_CHECK(cudaEventRecord(e1, st));
+  CUDA_CHECK(cudaEventSynchronize(e1));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  CUDNN_CHECK(s);
+  return ms;
+}
+
 // Runs one pass: launch(choice, workspace) returns the cuDNN status of the convolution call. The cached choice runs
-// directly; on a miss the candidates are tried in order and the first that runs is cached (PyTorch's AlgoIterator:
+// directly; on a miss the candidates are tried in order and the first that runs (or, benchmarking, the fastest) is cached (PyTorch's AlgoIterator:
 // a heuristic's algorithm can still refuse a shape with NOT_SUPPORTED, and cuDNN reports that synchronously, before
 // anything is written). Call with ctx.lock held and the handle bound to `st`.
 template <class Launch>
@@ -252,24 +282,47 @@ void run_pass(Pass pass, cuda::DeviceContext& ctx, cudaStream_t st, ConvDescs& d
       return;
     }
   }
+  // Benchmark mode (the default; EP_CUDNN_BENCHMARK=0 turns it off) times every candidate that runs and keeps the
+  // fastest, like torch.backends.cudnn.benchmark; otherwise the first that runs is kept. Once per shape.
+  const bool bench = benchmark_mode();
   cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
+  AlgoChoice best{};
+  float best_ms = -1;
+  bool best_ran_last = false;
   for (AlgoChoice a : heuristic_candidates(pass, ctx.cudnn, d, k)) {
     d.conv.set_math(a.math);
     last = workspace_size(pass, ctx.cudnn, d, a.algo, &a.workspace);
     if (last != CUDNN_STATUS_SUCCESS) continue;
-    if (a.heuristic && a.workspace > kMaxWorkspace) continue;
+    if (a.heuristic && a.workspace > (bench ? kMaxBenchmarkWorkspace : kMaxWorkspace)) continue;
     void* ws = a.workspace ? ctx.ensure_workspace(a.workspace, st) : nullptr;
-    last = launch(a, ws);
+    last = launch(a, ws);  // also the warm-up of the timed run below
     if (last != CUDNN_STATUS_SUCCESS) continue;
-    if (verbose())
-      std::fprintf(stderr, "[conv2d] cuDNN %s for %s: algo %d, math %d, workspace %zu bytes%s\n", pass_name(pass),
-                   key_str(k).c_str(), a.algo, int(a.math), a.workspace, a.heuristic ? "" : " (fallback)");
-    std::lock_guard<std::mutex> g(g_cache_lock);
-    g_cache[cache_key] = a;
-    return;
+    if (!bench) {
+      best = a;
+      best_ms = 0;
+      break;
+    }
+    float ms = time_launch(st, [&] { return launch(a, ws); });
+    best_ran_last = best_ms < 0 || ms < best_ms;
+    if (best_ran_last) {
+      best = a;
+      best_ms = ms;
+    }
   }
-  EP_THROW(CudaError, "[conv2d] no cuDNN ", pass_name(pass), " algorithm ran for ", key_str(k), ": ",
-           cudnnGetErrorString(last));
+  if (best_ms < 0)
+    EP_THROW(CudaError, "[conv2d] no cuDNN ", pass_name(pass), " algorithm ran for ", key_str(k), ": ",
+             cudnnGetErrorString(last));
+  d.conv.set_math(best.math);
+  if (bench && !best_ran_last) {  // the output must come from the algorithm every later call will use
+    void* ws = best.workspace ? ctx.ensure_workspace(best.workspace, st) : nullptr;
+    CUDNN_CHECK(launch(best, ws));
+  }
+  if (verbose())
+    std::fprintf(stderr, "[conv2d] cuDNN %s for %s: algo %d, math %d, workspace %zu bytes%s%s\n", pass_name(pass),
+                 key_str(k).c_str(), best.algo, int(best.math), best.workspace, best.heuristic ? "" : " (fallback)",
+                 bench ? " (fastest measured)" : "");
+  std::lock_guard<std::mutex> g(g_cache_lock);
+  g_cache[cache_key] = best;
 }
 
 // cuDNN's alpha/beta are double for double data and float otherwise.

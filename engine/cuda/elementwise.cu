@@ -46,12 +46,12 @@ __global__ void binary_vec4_kernel(F f, const float4* __restrict__ a, const floa
   }
 }
 
-template <class T, class F>
+template <class T, class I, class F>
 __global__ void binary_broadcast_kernel(F f, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
-                                        int64_t n, BroadcastIndex idx) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t oa, ob;
-    idx.offsets(i, oa, ob);
+                                        I n, BroadcastIndex idx) {
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    I oa, ob;
+    idx.offsets<I>(i, oa, ob);
     out[i] = f(a[oa], b[ob]);
   }
 }
@@ -124,7 +124,12 @@ void binary_forward_cuda(BinaryOp op, DType dt, const void* a, const void* b, vo
           binary_contiguous_kernel<<<grid_for(n - done), kBlock, 0, st>>>(f, ap + done, bp + done, op_ + done,
                                                                           n - done);
       } else {
-        binary_broadcast_kernel<<<grid_for(n), kBlock, 0, st>>>(f, ap, bp, op_, n, idx);
+        // Outputs (and so both inputs' offsets) below 2^31: 32-bit index math. The grid-stride bound keeps
+        // i + stride below 2^32.
+        if (n < (int64_t(1) << 31))
+          binary_broadcast_kernel<<<grid_for(n), kBlock, 0, st>>>(f, ap, bp, op_, uint32_t(n), idx);
+        else
+          binary_broadcast_kernel<<<grid_for(n), kBlock, 0, st>>>(f, ap, bp, op_, n, idx);
       }
     });
   });

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,7 +40,7 @@ namespace cuda {
 
 // Contexts live for the whole process and are never destroyed: at exit the driver may already be shutting down
 // (static destruction order), and it reclaims streams, handles and memory itself.
-static std::array<DeviceContext*, 64> g_contexts{};
+static std::array<std::atomic<DeviceContext*>, 64> g_contexts{};
 static std::mutex g_contexts_lock;
 
 void set_device(int device) {
@@ -85,11 +86,14 @@ void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s) {
 }
 
 DeviceContext& context(int device) {
+  // Fast path without a lock: every op asks for its stream, and through it for the context.
+  if (device >= 0 && device < int(g_contexts.size()))
+    if (DeviceContext* c = g_contexts[size_t(device)].load(std::memory_order_acquire)) return *c;
   require_cuda(Device::cuda(device), "cuda context");
   std::lock_guard<std::mutex> g(g_contexts_lock);
   auto& slot = g_contexts.at(size_t(device));
-  if (!slot) slot = new DeviceContext(device);
-  return *slot;
+  if (!slot.load()) slot.store(new DeviceContext(device), std::memory_order_release);
+  return *slot.load();
 }
 
 static bool g_allow_tf32 = [] {

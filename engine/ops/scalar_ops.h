@@ -132,13 +132,15 @@ struct BroadcastIndex {
   int64_t size[kMaxDims];
   int64_t stride_a[kMaxDims];
   int64_t stride_b[kMaxDims];
-  EP_HD void offsets(int64_t i, int64_t& oa, int64_t& ob) const {
+  // I is int64_t, or uint32_t when every index fits (64-bit division is several times slower on a GPU).
+  template <class I = int64_t>
+  EP_HD void offsets(I i, I& oa, I& ob) const {
     oa = 0;
     ob = 0;
     for (int d = ndim - 1; d >= 0; --d) {
-      int64_t q = i / size[d], r = i - q * size[d];
-      oa += r * stride_a[d];
-      ob += r * stride_b[d];
+      I q = i / I(size[d]), r = i - q * I(size[d]);
+      oa += r * I(stride_a[d]);
+      ob += r * I(stride_b[d]);
       i = q;
     }
   }
