@@ -20,3 +20,9 @@ done
 timeout 200 $b/run bench ops --device cuda > "$out/bench.log" 2>&1; echo "== bench rc=$?"
 timeout 150 python3 $b/torch_ops.py > "$out/torch.log" 2>&1; echo "== torch rc=$?"
 cat "$out/bench.log" "$out/torch.log"
+# Memory checking of every CUDA kernel the parity cases launch (slow: last, and bounded).
+if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
+  DEVICE=cpu timeout 240 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
+    $b/run tests -tc="*CUDA*,*parity*,*cuda*" > "$out/memcheck.log" 2>&1
+  echo "== memcheck rc=$?"; grep -E "ERROR SUMMARY|test cases:|Invalid|========= " "$out/memcheck.log" | head -20
+fi
