@@ -188,8 +188,13 @@ void bench_overhead(Device d) {
   });
   Tensor y = x;
   double recorded = host_us([&] { y = mul(y, 1.0); });
+  // The parts: a launch into an existing tensor (no allocation), and an allocation + free alone (no launch).
+  double launch_only = host_us([&] { fill_(a, 1.0); });
+  double alloc_only = host_us([&] { Tensor t = empty({16}, DType::f32, d); });
   std::printf("\n[overhead] host time per op launch (16 elements, median of %d-op bursts): %.2f us; "
               "with autograd recording: %.2f us\n", burst, plain, recorded);
+  std::printf("  of which: a launch into an existing tensor %.2f us, an allocation + free %.2f us\n", launch_only,
+              alloc_only);
 }
 
 int usage() {

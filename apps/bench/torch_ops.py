@@ -5,6 +5,7 @@ Run where PyTorch and a GPU are: python3 apps/bench/torch_ops.py. TF32 is off, a
 Not a test: it prints figures to compare with build/bench ops on the same GPU.
 """
 import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,33 @@ def main():
         ms = time_ms(fn)
         gbs = nbytes * n * 4 / ms / 1e6
         print(f"  {name:<26} {ms:8.3f} ms {gbs:8.1f} GB/s {100 * gbs / copy_gbs:6.1f}% of copy")
+    # Host time per op, each burst queued behind a large matrix product (as build/bench ops does).
+    big = torch.rand(8192, 8192, device=dev)
+    s16, t16 = torch.rand(16, device=dev), torch.rand(16, device=dev)
+    x16 = torch.rand(16, device=dev, requires_grad=True)
+
+    def host_us(op, burst=300):
+        ts = []
+        for _ in range(7):
+            busy = big @ big
+            t0 = time.perf_counter()
+            for _ in range(burst):
+                op()
+            ts.append((time.perf_counter() - t0) / burst * 1e6)
+            torch.cuda.synchronize()
+        return statistics.median(ts)
+
+    state = {"a": s16, "y": x16}
+
+    def plain():
+        with torch.no_grad():
+            state["a"] = state["a"] + t16
+
+    def recorded():
+        state["y"] = state["y"] * 1.0
+
+    print(f"\n[overhead] host time per op launch (16 elements, median of 300-op bursts): {host_us(plain):.2f} us; "
+          f"with autograd recording: {host_us(recorded):.2f} us")
 
 
 if __name__ == "__main__":
