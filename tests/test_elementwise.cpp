@@ -98,6 +98,8 @@ TEST_CASE("binary ops: CUDA matches CPU, broadcasting and odd sizes") {
   shapes.push_back({{1029, 917}, {1029, 917}});
   shapes.push_back({{1029, 917}, {917}});
   shapes.push_back({{0, 3}, {3}});
+  shapes.push_back({{8}, {5, 8}});      // the row first: the order of a non-commutative op must survive
+  shapes.push_back({{64, 1028}, {1028}});  // a bias-add row pattern with float4 rows
   for (int k = 0; k < 4; ++k)
     for (const auto& [sa, sb] : shapes) {
       INFO("op " << k << " shapes " << shape_str(sa) << " " << shape_str(sb));

@@ -56,6 +56,18 @@ __global__ void binary_broadcast_kernel(F f, const T* __restrict__ a, const T* _
   }
 }
 
+// out[r, c] = f(a[r, c], b[c]) (a bias over the last dim) or f(b[c], a[r, c]) when kBFirst: no index division, and
+// float4 along the row when the row length allows.
+template <bool kBFirst, class F>
+__global__ void binary_row_vec4_kernel(F f, const float4* __restrict__ a, const float4* __restrict__ b,
+                                       float4* __restrict__ out, uint32_t n4, uint32_t inner4) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
+    float4 u = a[i], v = b[i % inner4];
+    out[i] = kBFirst ? make_float4(f(v.x, u.x), f(v.y, u.y), f(v.z, u.z), f(v.w, u.w))
+                     : make_float4(f(u.x, v.x), f(u.y, v.y), f(u.z, v.z), f(u.w, v.w));
+  }
+}
+
 template <class T>
 __global__ void axpy_kernel(T* __restrict__ a, const T* __restrict__ b, T alpha, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -124,6 +136,29 @@ void binary_forward_cuda(BinaryOp op, DType dt, const void* a, const void* b, vo
           binary_contiguous_kernel<<<grid_for(n - done), kBlock, 0, st>>>(f, ap + done, bp + done, op_ + done,
                                                                           n - done);
       } else {
+        // A full [rows, inner] operand against an [inner] row (bias adds): the row pattern without index division.
+        if constexpr (std::is_same_v<T, float>) {
+          if (idx.ndim == 2 && n < (int64_t(1) << 31) && idx.size[1] % 4 == 0 && aligned16(ap) && aligned16(bp) &&
+              aligned16(op_)) {
+            const int64_t inner = idx.size[1];
+            const bool b_row = idx.stride_a[0] == inner && idx.stride_a[1] == 1 && idx.stride_b[0] == 0 &&
+                               idx.stride_b[1] == 1;
+            const bool a_row = idx.stride_b[0] == inner && idx.stride_b[1] == 1 && idx.stride_a[0] == 0 &&
+                               idx.stride_a[1] == 1;
+            if (b_row || a_row) {
+              const float4* full = reinterpret_cast<const float4*>(b_row ? ap : bp);
+              const float4* row = reinterpret_cast<const float4*>(b_row ? bp : ap);
+              uint32_t n4 = uint32_t(n / 4), inner4 = uint32_t(inner / 4);
+              if (b_row)
+                binary_row_vec4_kernel<false><<<grid_for(n4), kBlock, 0, st>>>(f, full, row,
+                                                                              reinterpret_cast<float4*>(op_), n4, inner4);
+              else
+                binary_row_vec4_kernel<true><<<grid_for(n4), kBlock, 0, st>>>(f, full, row,
+                                                                             reinterpret_cast<float4*>(op_), n4, inner4);
+              return;
+            }
+          }
+        }
         // Outputs (and so both inputs' offsets) below 2^31: 32-bit index math. The grid-stride bound keeps
         // i + stride below 2^32.
         if (n < (int64_t(1) << 31))
