@@ -4,6 +4,7 @@
 # and the PyTorch side-by-side. Full logs go under $OUT; failures and figures are printed last.
 set -uo pipefail
 b=build/device-bundle
+[ -d "$b" ] || tar xzf build/device-bundle.tar.gz -C build  # carried as the tarball
 out=${OUT:-/tmp/device_check}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader

@@ -4,6 +4,7 @@
 
 #include "engine/ops.h"
 #include "engine/op_registry.h"
+#include "engine/ops/broadcast.h"
 #include "engine/ops/convert_kernels.h"
 #include "engine/ops/elementwise_kernels.h"
 
@@ -24,48 +25,20 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
   return out;
 }
 
-// Strides of `in` seen from `out`'s index space (0 along broadcast dims), with adjacent dims merged where both inputs
-// are contiguous across them, so the common cases reduce to 1-3 dims.
 static BroadcastIndex make_index(const char* op, const Shape& out, const Shape& a, const Shape& b) {
-  size_t n = out.size();
-  std::vector<int64_t> sa(n, 0), sb(n, 0);
-  auto fill = [&](const Shape& in, std::vector<int64_t>& st) {
-    int64_t stride = 1;
-    for (size_t k = 0; k < in.size(); ++k) {
-      size_t d = n - 1 - k;
-      int64_t size = in[in.size() - 1 - k];
-      st[d] = size == 1 && out[d] != 1 ? 0 : stride;
-      stride *= size;
-    }
-  };
-  fill(a, sa);
-  fill(b, sb);
-  std::vector<int64_t> size, ra, rb;
-  for (size_t d = 0; d < n; ++d) {
-    if (out[d] == 1) continue;
-    if (!size.empty() && ra.back() == sa[d] * out[d] && rb.back() == sb[d] * out[d]) {
-      size.back() *= out[d];
-      ra.back() = sa[d];
-      rb.back() = sb[d];
-    } else {
-      size.push_back(out[d]);
-      ra.push_back(sa[d]);
-      rb.push_back(sb[d]);
-    }
-  }
-  if (size.empty()) {
-    size = {1};
-    ra = {1};
-    rb = {1};
-  }
-  EP_CHECK(size.size() <= size_t(kMaxDims), ShapeError, "[", op, "] broadcasting ", shape_str(a), " and ",
-           shape_str(b), " needs more than ", kMaxDims, " dims");
   BroadcastIndex idx;
-  idx.ndim = int(size.size());
-  for (size_t d = 0; d < size.size(); ++d) {
-    idx.size[d] = size[d];
-    idx.stride_a[d] = ra[d];
-    idx.stride_b[d] = rb[d];
+  if (a == out && b == out) {  // the common case, without building the layout (host overhead per op)
+    idx.ndim = 1;
+    idx.size[0] = shape_numel(out);
+    idx.stride_a[0] = idx.stride_b[0] = 1;
+    return idx;
+  }
+  BroadcastLayout l = broadcast_layout(op, out, {a, b}, kMaxDims);
+  idx.ndim = int(l.size.size());
+  for (size_t d = 0; d < l.size.size(); ++d) {
+    idx.size[d] = l.size[d];
+    idx.stride_a[d] = l.strides[0][d];
+    idx.stride_b[d] = l.strides[1][d];
   }
   return idx;
 }
@@ -74,7 +47,7 @@ static Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const T
   check_floating(name, a);
   check_same_dtype(name, a, b);
   check_same_device(name, a, b);
-  Shape shape = broadcast_shapes(name, a.shape(), b.shape());
+  Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(name, a.shape(), b.shape());
   Tensor out = empty(shape, a.dtype(), a.device());
   if (out.numel() == 0) return out;
   BroadcastIndex idx = make_index(name, shape, a.shape(), b.shape());

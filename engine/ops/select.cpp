@@ -8,56 +8,22 @@
 
 #include "engine/ops.h"
 #include "engine/op_registry.h"
+#include "engine/ops/broadcast.h"
 #include "engine/ops/select_kernels.h"
 
 namespace ep {
 
 EP_DIFFERENTIABLE_OPS("where", "masked_fill");
 
-// Strides of an input of shape `in` seen from the output index space `out` (0 where broadcast).
-static std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
-  std::vector<int64_t> st(out.size(), 0);
-  int64_t stride = 1;
-  for (size_t k = 0; k < in.size(); ++k) {
-    size_t d = out.size() - 1 - k;
-    int64_t size = in[in.size() - 1 - k];
-    st[d] = size == 1 ? 0 : stride;
-    stride *= size;
-  }
-  return st;
-}
-
-// Size-1 output dims dropped; adjacent dims merged where all three inputs are contiguous across them.
 static WhereIndex make_where_index(const char* op, const Shape& out, const Shape& c, const Shape& a, const Shape& b) {
-  std::vector<int64_t> sc = broadcast_strides(c, out), sa = broadcast_strides(a, out), sb = broadcast_strides(b, out);
-  std::vector<int64_t> size, rc, ra, rb;
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    if (!size.empty() && rc.back() == sc[d] * out[d] && ra.back() == sa[d] * out[d] && rb.back() == sb[d] * out[d]) {
-      size.back() *= out[d];
-      rc.back() = sc[d];
-      ra.back() = sa[d];
-      rb.back() = sb[d];
-    } else {
-      size.push_back(out[d]);
-      rc.push_back(sc[d]);
-      ra.push_back(sa[d]);
-      rb.push_back(sb[d]);
-    }
-  }
-  if (size.empty()) {
-    size = {1};
-    rc = ra = rb = {0};
-  }
-  EP_CHECK(size.size() <= size_t(kMaxDims), ShapeError, "[", op, "] broadcasting to ", shape_str(out),
-           " needs more than ", kMaxDims, " dims");
+  BroadcastLayout l = broadcast_layout(op, out, {c, a, b}, kMaxDims);
   WhereIndex idx;
-  idx.ndim = int(size.size());
-  for (size_t d = 0; d < size.size(); ++d) {
-    idx.size[d] = size[d];
-    idx.stride_c[d] = rc[d];
-    idx.stride_a[d] = ra[d];
-    idx.stride_b[d] = rb[d];
+  idx.ndim = int(l.size.size());
+  for (size_t d = 0; d < l.size.size(); ++d) {
+    idx.size[d] = l.size[d];
+    idx.stride_c[d] = l.strides[0][d];
+    idx.stride_a[d] = l.strides[1][d];
+    idx.stride_b[d] = l.strides[2][d];
   }
   return idx;
 }
