@@ -34,6 +34,29 @@ void valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t& 
   hi = std::max(hi, lo);
 }
 
+// One kernel tap (i, j), index = i * kw + j within a kh x kw filter, and the outputs that see a real input pixel
+// through it: rows [olo, ohi), columns [lo, hi). That pixel of output (oh, ow) sits at in_offset(g, oh) + ow * sw in
+// its input plane.
+struct Tap {
+  int64_t index, ih0, iw0, olo, ohi, lo, hi;
+  int64_t in_offset(const Conv2dGeom& g, int64_t oh) const { return (oh * g.sh + ih0) * g.W + iw0; }
+};
+
+// Calls f(tap) for every tap in row-major (i, j) order.
+template <class F> void for_each_tap(const Conv2dGeom& g, F&& f) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t ih0 = i * g.dh - g.ph;
+    int64_t olo, ohi;
+    valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t iw0 = j * g.dw - g.pw;
+      int64_t lo, hi;
+      valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
+      f(Tap{i * g.kw + j, ih0, iw0, olo, ohi, lo, hi});
+    }
+  }
+}
+
 // col[(c*kh + i)*kw + j, oh*OW + ow] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside), c < cin.
 // `par`: spread the rows over OpenMP threads (when the caller is not already one thread of many).
 template <class T>
@@ -70,20 +93,16 @@ void col2im(const Conv2dGeom& g, int64_t cin, const T* col, T* x, bool par) {
   const int64_t ohw = g.OH * g.OW;
 #pragma omp parallel for schedule(static) if (par && cin * g.kh * g.kw * ohw > 16384)
   for (int64_t c = 0; c < cin; ++c)
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const T* row = col + ((c * g.kh + i) * g.kw + j) * ohw;
-        const int64_t ih0 = i * g.dh - g.ph, iw0 = j * g.dw - g.pw;
-        int64_t olo, ohi, lo, hi;
-        valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
-        valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
-        for (int64_t oh = olo; oh < ohi; ++oh) {
-          const T* r = row + oh * g.OW;
-          T* xr = x + (c * g.H + oh * g.sh + ih0) * g.W + iw0;
+    for_each_tap(g, [&](const Tap& t) {
+      const T* row = col + (c * g.kh * g.kw + t.index) * ohw;
+      T* xc = x + c * g.H * g.W;
+      for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
+        const T* r = row + oh * g.OW;
+        T* xr = xc + t.in_offset(g, oh);
 #pragma omp simd
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
-        }
+        for (int64_t ow = t.lo; ow < t.hi; ++ow) xr[ow * g.sw] += r[ow];
       }
+    });
 }
 
 // ---- depthwise (groups == C): input channel c feeds outputs k = c*mult .. c*mult + mult-1 --------------------------
@@ -98,23 +117,15 @@ void depthwise_forward(const Conv2dGeom& g, const T* x, const T* w, const T* b, 
       const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
       T* yp = y + (n * g.K + k) * ohw;
       std::fill(yp, yp + ohw, b ? b[k] : T(0));
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t ih0 = i * g.dh - g.ph;
-        int64_t olo, ohi;
-        valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t iw0 = j * g.dw - g.pw;
-          int64_t lo, hi;
-          valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
-          const T wv = w[(k * g.kh + i) * g.kw + j];
-          for (int64_t oh = olo; oh < ohi; ++oh) {
-            const T* xr = xp + (oh * g.sh + ih0) * g.W + iw0;
-            T* yr = yp + oh * g.OW;
+      for_each_tap(g, [&](const Tap& t) {
+        const T wv = w[k * g.kh * g.kw + t.index];
+        for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
+          const T* xr = xp + t.in_offset(g, oh);
+          T* yr = yp + oh * g.OW;
 #pragma omp simd
-            for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow * g.sw];
-          }
+          for (int64_t ow = t.lo; ow < t.hi; ++ow) yr[ow] += wv * xr[ow * g.sw];
         }
-      }
+      });
     }
 }
 
@@ -128,23 +139,15 @@ void depthwise_backward_input(const Conv2dGeom& g, const T* w, const T* dy, T* d
       std::fill(dxp, dxp + g.H * g.W, T(0));
       for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
         const T* dyp = dy + (n * g.K + k) * ohw;
-        for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t ih0 = i * g.dh - g.ph;
-          int64_t olo, ohi;
-          valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const int64_t iw0 = j * g.dw - g.pw;
-            int64_t lo, hi;
-            valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
-            const T wv = w[(k * g.kh + i) * g.kw + j];
-            for (int64_t oh = olo; oh < ohi; ++oh) {
-              T* xr = dxp + (oh * g.sh + ih0) * g.W + iw0;
-              const T* dyr = dyp + oh * g.OW;
+        for_each_tap(g, [&](const Tap& t) {
+          const T wv = w[k * g.kh * g.kw + t.index];
+          for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
+            T* xr = dxp + t.in_offset(g, oh);
+            const T* dyr = dyp + oh * g.OW;
 #pragma omp simd
-              for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += wv * dyr[ow];
-            }
+            for (int64_t ow = t.lo; ow < t.hi; ++ow) xr[ow * g.sw] += wv * dyr[ow];
           }
-        }
+        });
       }
     }
 }
@@ -154,28 +157,20 @@ void depthwise_backward_weight(const Conv2dGeom& g, const T* x, const T* dy, T* 
   const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
 #pragma omp parallel for schedule(static) if (g.N * g.K * ohw > 16384)
   for (int64_t k = 0; k < g.K; ++k)
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t ih0 = i * g.dh - g.ph;
-      int64_t olo, ohi;
-      valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t iw0 = j * g.dw - g.pw;
-        int64_t lo, hi;
-        valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
-        T acc = 0;
-        for (int64_t n = 0; n < g.N; ++n) {
-          const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
-          const T* dyp = dy + (n * g.K + k) * ohw;
-          for (int64_t oh = olo; oh < ohi; ++oh) {
-            const T* xr = xp + (oh * g.sh + ih0) * g.W + iw0;
-            const T* dyr = dyp + oh * g.OW;
+    for_each_tap(g, [&](const Tap& t) {
+      T acc = 0;
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
+        const T* dyp = dy + (n * g.K + k) * ohw;
+        for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
+          const T* xr = xp + t.in_offset(g, oh);
+          const T* dyr = dyp + oh * g.OW;
 #pragma omp simd reduction(+ : acc)
-            for (int64_t ow = lo; ow < hi; ++ow) acc += dyr[ow] * xr[ow * g.sw];
-          }
+          for (int64_t ow = t.lo; ow < t.hi; ++ow) acc += dyr[ow] * xr[ow * g.sw];
         }
-        dw[(k * g.kh + i) * g.kw + j] = acc;
       }
-    }
+      dw[k * g.kh * g.kw + t.index] = acc;
+    });
 }
 
 // ---- general path: im2col + GEMM ----------------------------------------------------------------------------------

@@ -3,11 +3,10 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/cpu/row_kernels.h"
 #include "engine/ops/loss_kernels.h"
 
 namespace ep {
-
-constexpr int64_t kParallelMin = 32768;  // below this many elements, threads cost more than they save
 
 void cross_entropy_forward_cpu(DType dt, DType it, const void* logits, const void* targets, int64_t n, int64_t k,
                                double eps, int64_t ignore_index, void* loss_rows, void* lse, void* out, void* count,
@@ -16,10 +15,8 @@ void cross_entropy_forward_cpu(DType dt, DType it, const void* logits, const voi
     using T = EP_TYPE(tag_);
     dispatch_index(it, "cross_entropy", [&](auto itag_) {
       using I = EP_TYPE(itag_);
-      const T* xp = static_cast<const T*>(logits);
-      const I* tp = static_cast<const I*>(targets);
-      T* lp = static_cast<T*>(loss_rows);
-      T* sp = static_cast<T*>(lse);
+      const I* tp = typed<I>(targets);
+      T* lp = typed<T>(loss_rows);
       // Range check first and serially, so the reported row is the first bad one.
       *bad_row = -1;
       for (int64_t i = 0; i < n; ++i) {
@@ -29,15 +26,14 @@ void cross_entropy_forward_cpu(DType dt, DType it, const void* logits, const voi
           return;
         }
       }
-#pragma omp parallel for if (n * k > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
+      for_each_row(n, k, [&](int64_t i) {
         const int64_t t = int64_t(tp[i]);
         if (t == ignore_index) {
           lp[i] = T(0);
-          sp[i] = T(0);
-          continue;
+          typed<T>(lse)[i] = T(0);
+          return;
         }
-        const T* xr = xp + i * k;
+        const T* xr = typed<T>(logits) + i * k;
         double m = -std::numeric_limits<double>::infinity(), s = 0, sd = 0;
         for (int64_t c = 0; c < k; ++c) m = double(xr[c]) > m ? double(xr[c]) : m;
         for (int64_t c = 0; c < k; ++c) {
@@ -45,9 +41,9 @@ void cross_entropy_forward_cpu(DType dt, DType it, const void* logits, const voi
           sd += m - double(xr[c]);
         }
         const double ls = std::log(s);
-        sp[i] = T(m + ls);
+        typed<T>(lse)[i] = T(m + ls);
         lp[i] = T(ls + (1 - eps) * (m - double(xr[t])) + eps / double(k) * sd);
-      }
+      });
       double total = 0;
       int64_t kept = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -55,8 +51,8 @@ void cross_entropy_forward_cpu(DType dt, DType it, const void* logits, const voi
         total += double(lp[i]);
         ++kept;
       }
-      static_cast<T*>(out)[0] = T(kept == 0 ? std::numeric_limits<double>::quiet_NaN() : total / double(kept));
-      static_cast<T*>(count)[0] = T(kept);
+      typed<T>(out)[0] = T(kept == 0 ? std::numeric_limits<double>::quiet_NaN() : total / double(kept));
+      typed<T>(count)[0] = T(kept);
     });
   });
 }
@@ -68,25 +64,20 @@ void cross_entropy_backward_cpu(DType dt, DType it, const void* logits, const vo
     using T = EP_TYPE(tag_);
     dispatch_index(it, "cross_entropy backward", [&](auto itag_) {
       using I = EP_TYPE(itag_);
-      const T* xp = static_cast<const T*>(logits);
-      const I* tp = static_cast<const I*>(targets);
-      const T* sp = static_cast<const T*>(lse);
-      T* dp = static_cast<T*>(dlogits);
-      const double scale = double(static_cast<const T*>(dout)[0]) / double(static_cast<const T*>(count)[0]);
+      const double scale = double(typed<T>(dout)[0]) / double(typed<T>(count)[0]);
       const double smooth = eps / double(k);
-#pragma omp parallel for if (n * k > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t t = int64_t(tp[i]);
-        T* dr = dp + i * k;
+      for_each_row(n, k, [&](int64_t i) {
+        const int64_t t = int64_t(typed<I>(targets)[i]);
+        T* dr = typed<T>(dlogits) + i * k;
         if (t == ignore_index) {
           for (int64_t c = 0; c < k; ++c) dr[c] = T(0);
-          continue;
+          return;
         }
-        const T* xr = xp + i * k;
-        const double l = double(sp[i]);
+        const T* xr = typed<T>(logits) + i * k;
+        const double l = double(typed<T>(lse)[i]);
         for (int64_t c = 0; c < k; ++c)
           dr[c] = T((std::exp(double(xr[c]) - l) - smooth - (c == t ? 1 - eps : 0.0)) * scale);
-      }
+      });
     });
   });
 }

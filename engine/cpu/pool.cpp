@@ -1,45 +1,48 @@
 // pool.cpp (cpu) — the reference max/avg/adaptive-avg pooling, one OpenMP task per (n, c) plane.
 // Not vectorized by hand. Backward gathers per input element (as the CUDA twin does), so no two threads write the
 // same element and results do not depend on the thread count.
-#include <algorithm>
-#include <cmath>
-
 #include "engine/ops/pool_kernels.h"
 
 namespace ep {
 
-constexpr int64_t kPoolParallelMin = 16384;  // output elements below which threads cost more than they save
+namespace {
+
+constexpr int64_t kPoolParallelMin = 16384;  // elements below which threads cost more than they save
+
+// y[o] = at(plane, oh, ow, o) for every output o = (nc * OH + oh) * OW + ow, where plane is input plane nc; one
+// OpenMP task per plane once `work` (the elements the pass touches) is large enough.
+template <class T, class F> void pool_outputs(const Pool2dGeom& g, const void* x, void* y, int64_t work, F&& at) {
+  const T* xp = static_cast<const T*>(x);
+  T* yp = static_cast<T*>(y);
+#pragma omp parallel for schedule(static) if (work > kPoolParallelMin)
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
+    const T* plane = xp + nc * g.H * g.W;
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t o = (nc * g.OH + oh) * g.OW + ow;
+        yp[o] = at(plane, oh, ow, o);
+      }
+  }
+}
+
+// dx[nc, ih, iw] = at(nc * OH * OW, ih, iw) for every input element: the gather form of backward, where at's first
+// argument is the offset of the element's plane in dy (and in max pool's indices). One OpenMP task per plane.
+template <class T, class F> void gather_inputs(const Pool2dGeom& g, void* dx, F&& at) {
+  T* dxp = static_cast<T*>(dx);
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > kPoolParallelMin)
+  for (int64_t nc = 0; nc < g.NC; ++nc)
+    for (int64_t ih = 0; ih < g.H; ++ih)
+      for (int64_t iw = 0; iw < g.W; ++iw) dxp[(nc * g.H + ih) * g.W + iw] = at(nc * g.OH * g.OW, ih, iw);
+}
+
+}  // namespace
 
 void max_pool2d_forward_cpu(DType dt, const Pool2dGeom& g, const void* x, void* y, int32_t* idx) {
   dispatch_float(dt, "max_pool2d", [&](auto tag) {
     using T = EP_TYPE(tag);
-    const T* xp = static_cast<const T*>(x);
-    T* yp = static_cast<T*>(y);
-#pragma omp parallel for schedule(static) if (g.NC * g.OH * g.OW > kPoolParallelMin)
-    for (int64_t nc = 0; nc < g.NC; ++nc) {
-      const T* plane = xp + nc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t hs = oh * g.sh - g.ph, ws = ow * g.sw - g.pw;
-          const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + g.kh, g.H);
-          const int64_t w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + g.kw, g.W);
-          // Padding is -inf, so only real elements compete; padding <= kernel/2 guarantees one exists.
-          int64_t best_i = h0 * g.W + w0;
-          T best = plane[best_i];
-          for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) {
-              const T v = plane[ih * g.W + iw];
-              // strict > keeps the first maximum; a NaN wins once and then stays (PyTorch propagates NaN)
-              if (v > best || (std::isnan(v) && !std::isnan(best))) {
-                best = v;
-                best_i = ih * g.W + iw;
-              }
-            }
-          const int64_t o = (nc * g.OH + oh) * g.OW + ow;
-          yp[o] = best;
-          idx[o] = int32_t(best_i);
-        }
-    }
+    pool_outputs<T>(g, x, y, g.NC * g.OH * g.OW, [&](const T* plane, int64_t oh, int64_t ow, int64_t o) {
+      return max_pool_at(g, plane, oh, ow, idx[o]);
+    });
   });
 }
 
@@ -47,50 +50,20 @@ void max_pool2d_backward_cpu(DType dt, const Pool2dGeom& g, const void* dy, cons
   dispatch_float(dt, "max_pool2d backward", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* dyp = static_cast<const T*>(dy);
-    T* dxp = static_cast<T*>(dx);
-#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > kPoolParallelMin)
-    for (int64_t nc = 0; nc < g.NC; ++nc) {
-      const T* dyplane = dyp + nc * g.OH * g.OW;
-      const int32_t* iplane = idx + nc * g.OH * g.OW;
-      for (int64_t ih = 0; ih < g.H; ++ih) {
-        int64_t oh0, oh1;
-        pool_windows_covering(ih, g.kh, g.sh, g.ph, g.OH, oh0, oh1);
-        for (int64_t iw = 0; iw < g.W; ++iw) {
-          int64_t ow0, ow1;
-          pool_windows_covering(iw, g.kw, g.sw, g.pw, g.OW, ow0, ow1);
-          const int32_t me = int32_t(ih * g.W + iw);
-          T acc = 0;
-          for (int64_t oh = oh0; oh < oh1; ++oh)
-            for (int64_t ow = ow0; ow < ow1; ++ow)
-              if (iplane[oh * g.OW + ow] == me) acc += dyplane[oh * g.OW + ow];
-          dxp[nc * g.H * g.W + ih * g.W + iw] = acc;
-        }
-      }
-    }
+    gather_inputs<T>(g, dx, [&](int64_t plane, int64_t ih, int64_t iw) {
+      return max_pool_grad_at(g, dyp + plane, idx + plane, ih, iw);
+    });
   });
 }
 
 void avg_pool2d_forward_cpu(DType dt, const Pool2dGeom& g, const void* x, void* y) {
   dispatch_float(dt, "avg_pool2d", [&](auto tag) {
     using T = EP_TYPE(tag);
-    const T* xp = static_cast<const T*>(x);
-    T* yp = static_cast<T*>(y);
     // count_include_pad: without ceil_mode every window lies inside the padded input, so the divisor is kh*kw.
     const T inv = T(1) / T(g.kh * g.kw);
-#pragma omp parallel for schedule(static) if (g.NC * g.OH * g.OW > kPoolParallelMin)
-    for (int64_t nc = 0; nc < g.NC; ++nc) {
-      const T* plane = xp + nc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t hs = oh * g.sh - g.ph, ws = ow * g.sw - g.pw;
-          const int64_t h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + g.kh, g.H);
-          const int64_t w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + g.kw, g.W);
-          T acc = 0;
-          for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) acc += plane[ih * g.W + iw];
-          yp[(nc * g.OH + oh) * g.OW + ow] = acc * inv;
-        }
-    }
+    pool_outputs<T>(g, x, y, g.NC * g.OH * g.OW, [&](const T* plane, int64_t oh, int64_t ow, int64_t) {
+      return window_sum(plane, g.W, pool_window(g, oh, ow)) * inv;
+    });
   });
 }
 
@@ -98,46 +71,20 @@ void avg_pool2d_backward_cpu(DType dt, const Pool2dGeom& g, const void* dy, void
   dispatch_float(dt, "avg_pool2d backward", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* dyp = static_cast<const T*>(dy);
-    T* dxp = static_cast<T*>(dx);
     const T inv = T(1) / T(g.kh * g.kw);
-#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > kPoolParallelMin)
-    for (int64_t nc = 0; nc < g.NC; ++nc) {
-      const T* dyplane = dyp + nc * g.OH * g.OW;
-      for (int64_t ih = 0; ih < g.H; ++ih) {
-        int64_t oh0, oh1;
-        pool_windows_covering(ih, g.kh, g.sh, g.ph, g.OH, oh0, oh1);
-        for (int64_t iw = 0; iw < g.W; ++iw) {
-          int64_t ow0, ow1;
-          pool_windows_covering(iw, g.kw, g.sw, g.pw, g.OW, ow0, ow1);
-          T acc = 0;
-          for (int64_t oh = oh0; oh < oh1; ++oh)
-            for (int64_t ow = ow0; ow < ow1; ++ow) acc += dyplane[oh * g.OW + ow];
-          dxp[nc * g.H * g.W + ih * g.W + iw] = acc * inv;
-        }
-      }
-    }
+    gather_inputs<T>(g, dx, [&](int64_t plane, int64_t ih, int64_t iw) {
+      return window_sum(dyp + plane, g.OW, pool_covering(g, ih, iw)) * inv;
+    });
   });
 }
 
 void adaptive_avg_pool2d_forward_cpu(DType dt, const Pool2dGeom& g, const void* x, void* y) {
   dispatch_float(dt, "adaptive_avg_pool2d", [&](auto tag) {
     using T = EP_TYPE(tag);
-    const T* xp = static_cast<const T*>(x);
-    T* yp = static_cast<T*>(y);
-#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > kPoolParallelMin)
-    for (int64_t nc = 0; nc < g.NC; ++nc) {
-      const T* plane = xp + nc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
-          T acc = 0;
-          for (int64_t ih = h0; ih < h1; ++ih)
-            for (int64_t iw = w0; iw < w1; ++iw) acc += plane[ih * g.W + iw];
-          yp[(nc * g.OH + oh) * g.OW + ow] = acc / T((h1 - h0) * (w1 - w0));
-        }
-      }
-    }
+    pool_outputs<T>(g, x, y, g.NC * g.H * g.W, [&](const T* plane, int64_t oh, int64_t ow, int64_t) {
+      const PoolWindow w = adaptive_window(g, oh, ow);
+      return window_sum(plane, g.W, w) / T(w.size());
+    });
   });
 }
 
@@ -145,30 +92,9 @@ void adaptive_avg_pool2d_backward_cpu(DType dt, const Pool2dGeom& g, const void*
   dispatch_float(dt, "adaptive_avg_pool2d backward", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* dyp = static_cast<const T*>(dy);
-    T* dxp = static_cast<T*>(dx);
-#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > kPoolParallelMin)
-    for (int64_t nc = 0; nc < g.NC; ++nc) {
-      const T* dyplane = dyp + nc * g.OH * g.OW;
-      for (int64_t ih = 0; ih < g.H; ++ih) {
-        int64_t oh0, oh1;
-        adaptive_bins_covering(ih, g.H, g.OH, oh0, oh1);
-        for (int64_t iw = 0; iw < g.W; ++iw) {
-          int64_t ow0, ow1;
-          adaptive_bins_covering(iw, g.W, g.OW, ow0, ow1);
-          T acc = 0;
-          for (int64_t oh = oh0; oh < oh1; ++oh) {
-            const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
-            if (ih < h0 || ih >= h1) continue;
-            for (int64_t ow = ow0; ow < ow1; ++ow) {
-              const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
-              if (iw < w0 || iw >= w1) continue;
-              acc += dyplane[oh * g.OW + ow] / T((h1 - h0) * (w1 - w0));
-            }
-          }
-          dxp[nc * g.H * g.W + ih * g.W + iw] = acc;
-        }
-      }
-    }
+    gather_inputs<T>(g, dx, [&](int64_t plane, int64_t ih, int64_t iw) {
+      return adaptive_avg_pool_grad_at(g, dyp + plane, ih, iw);
+    });
   });
 }
 

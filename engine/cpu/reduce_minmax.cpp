@@ -19,14 +19,8 @@ void minmax_forward_cpu(DType dt, bool is_max, const void* x, void* values, int6
 #pragma omp parallel for collapse(2) if (outer * r * inner > kParallelMin)
       for (int64_t o = 0; o < outer; ++o)
         for (int64_t i = 0; i < inner; ++i) {
-          const T* base = xp + o * r * inner + i;
-          T best = base[0];
-          int64_t bi = 0;
-          for (int64_t k = 1; k < r; ++k)
-            if (minmax_better<M>(base[k * inner], k, best, bi)) {
-              best = base[k * inner];
-              bi = k;
-            }
+          int64_t bi;
+          const T best = minmax_scan<M>(xp + o * r * inner + i, r, inner, bi);
           if (vp) vp[o * inner + i] = best;
           indices[o * inner + i] = bi;
         }

@@ -3,22 +3,18 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/cpu/row_kernels.h"
 #include "engine/ops/softmax_kernels.h"
 
 namespace ep {
-
-constexpr int64_t kParallelMin = 32768;  // below this many elements, threads cost more than they save
 
 void softmax_forward_cpu(DType dt, bool log, const void* x, void* y, int64_t rows, int64_t cols) {
   if (rows * cols == 0) return;
   dispatch_float(dt, log ? "log_softmax" : "softmax", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    const T* xp = static_cast<const T*>(x);
-    T* yp = static_cast<T*>(y);
-#pragma omp parallel for if (rows * cols > kParallelMin)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = xp + r * cols;
-      T* yr = yp + r * cols;
+    for_each_row(rows, cols, [&](int64_t r) {
+      const T* xr = typed<T>(x) + r * cols;
+      T* yr = typed<T>(y) + r * cols;
       double m = -std::numeric_limits<double>::infinity();
       for (int64_t c = 0; c < cols; ++c) m = double(xr[c]) > m ? double(xr[c]) : m;
       double s = 0;
@@ -30,7 +26,7 @@ void softmax_forward_cpu(DType dt, bool log, const void* x, void* y, int64_t row
         const double inv = 1.0 / s;
         for (int64_t c = 0; c < cols; ++c) yr[c] = T(std::exp(double(xr[c]) - m) * inv);
       }
-    }
+    });
   });
 }
 
@@ -38,14 +34,10 @@ void softmax_backward_cpu(DType dt, bool log, const void* y, const void* dy, voi
   if (rows * cols == 0) return;
   dispatch_float(dt, log ? "log_softmax backward" : "softmax backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    const T* yp = static_cast<const T*>(y);
-    const T* gp = static_cast<const T*>(dy);
-    T* dp = static_cast<T*>(dx);
-#pragma omp parallel for if (rows * cols > kParallelMin)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* yr = yp + r * cols;
-      const T* gr = gp + r * cols;
-      T* dr = dp + r * cols;
+    for_each_row(rows, cols, [&](int64_t r) {
+      const T* yr = typed<T>(y) + r * cols;
+      const T* gr = typed<T>(dy) + r * cols;
+      T* dr = typed<T>(dx) + r * cols;
       double s = 0;
       if (log) {
         for (int64_t c = 0; c < cols; ++c) s += double(gr[c]);
@@ -54,7 +46,7 @@ void softmax_backward_cpu(DType dt, bool log, const void* y, const void* dy, voi
         for (int64_t c = 0; c < cols; ++c) s += double(gr[c]) * double(yr[c]);
         for (int64_t c = 0; c < cols; ++c) dr[c] = T(double(yr[c]) * (double(gr[c]) - s));
       }
-    }
+    });
   });
 }
 

@@ -4,26 +4,12 @@
 // N = batch, C = channels, S = spatial size per plane; x is viewed as [N, C, S].
 #include <cuda_runtime.h>
 
-#include "engine/cuda/launch.cuh"
+#include "engine/cuda/row_reduce.cuh"
 #include "engine/ops/batch_norm_kernels.h"
 
 namespace ep {
 
-constexpr int kBnBlock = 512;  // threads per channel block (a multiple of 32)
-
-// Sum over the block, valid in thread 0. `buf` holds one value per warp; the trailing barrier lets callers reuse it.
-__device__ double block_sum(double v, double* buf) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) buf[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < int(blockDim.x >> 5) ? buf[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  }
-  __syncthreads();
-  return v;
-}
+constexpr int kBnBlock = 512;  // threads per channel block (a multiple of 32); a channel is one block-wide row_sum row
 
 // Offset of the i-th value (i < N*S) of channel c.
 __device__ __forceinline__ int64_t channel_offset(int64_t i, int64_t c, int64_t C, int64_t S) {
@@ -36,20 +22,16 @@ __global__ void bn_stats_kernel(const T* __restrict__ x, int64_t N, int64_t C, i
                                 T* __restrict__ mean, T* __restrict__ invstd, T* __restrict__ running_mean,
                                 T* __restrict__ running_var, double momentum) {
   __shared__ double buf[32];
-  __shared__ double mu_shared;
   const int64_t c = blockIdx.x, count = N * S;
   double sum = 0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += double(x[channel_offset(i, c, C, S)]);
-  sum = block_sum(sum, buf);
-  if (threadIdx.x == 0) mu_shared = sum / double(count);
-  __syncthreads();
-  const double mu = mu_shared;
+  const double mu = row_sum<true>(sum, buf) / double(count);
   double sq = 0;  // centred second pass, as the CPU reference
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
     double d = double(x[channel_offset(i, c, C, S)]) - mu;
     sq += d * d;
   }
-  sq = block_sum(sq, buf);
+  sq = row_sum<true>(sq, buf);
   if (threadIdx.x == 0) {
     const double n = double(count), var = sq / n;
     mean[c] = T(mu);
@@ -93,8 +75,8 @@ __global__ void bn_backward_reduce_kernel(const T* __restrict__ x, const T* __re
     a += g;
     b += g * (double(x[off]) - mu);
   }
-  a = block_sum(a, buf);
-  b = block_sum(b, buf);
+  a = row_sum<true>(a, buf);
+  b = row_sum<true>(b, buf);
   if (threadIdx.x == 0) {
     sum_dy[c] = T(a);
     sum_dy_xhat[c] = T(b * double(invstd[c]));

@@ -31,64 +31,57 @@ cudnnDataType_t cudnn_dtype(DType dt) {
 }
 
 // ---- RAII descriptors (flashlight's CudnnUtils.h arrangement) ------------------------------------------------------
-class TensorDescriptor {
+// One owner for the three descriptor kinds: Create/Destroy are cuDNN's functions for Desc. `set` fills the new
+// descriptor and returns cuDNN's status; if it fails the descriptor is destroyed before the error is thrown.
+template <class Desc, cudnnStatus_t (*Create)(Desc*), cudnnStatus_t (*Destroy)(Desc)>
+class CudnnDescriptor {
  public:
-  TensorDescriptor(cudnnDataType_t dt, int64_t n, int64_t c, int64_t h, int64_t w) {
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc_));
-    cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc_, CUDNN_TENSOR_NCHW, dt, int(n), int(c), int(h), int(w));
+  template <class Set> explicit CudnnDescriptor(Set&& set) {
+    CUDNN_CHECK(Create(&desc_));
+    cudnnStatus_t s = set(desc_);
     if (s != CUDNN_STATUS_SUCCESS) {
-      cudnnDestroyTensorDescriptor(desc_);
+      Destroy(desc_);
       CUDNN_CHECK(s);
     }
   }
-  ~TensorDescriptor() { cudnnDestroyTensorDescriptor(desc_); }
-  TensorDescriptor(const TensorDescriptor&) = delete;
-  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
-  cudnnTensorDescriptor_t get() const { return desc_; }
+  ~CudnnDescriptor() { Destroy(desc_); }
+  CudnnDescriptor(const CudnnDescriptor&) = delete;
+  CudnnDescriptor& operator=(const CudnnDescriptor&) = delete;
+  Desc get() const { return desc_; }
 
  private:
-  cudnnTensorDescriptor_t desc_ = nullptr;
+  Desc desc_ = nullptr;
 };
 
-class FilterDescriptor {
- public:
-  FilterDescriptor(cudnnDataType_t dt, int64_t k, int64_t c, int64_t h, int64_t w) {
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&desc_));
-    cudnnStatus_t s = cudnnSetFilter4dDescriptor(desc_, dt, CUDNN_TENSOR_NCHW, int(k), int(c), int(h), int(w));
-    if (s != CUDNN_STATUS_SUCCESS) {
-      cudnnDestroyFilterDescriptor(desc_);
-      CUDNN_CHECK(s);
-    }
-  }
-  ~FilterDescriptor() { cudnnDestroyFilterDescriptor(desc_); }
-  FilterDescriptor(const FilterDescriptor&) = delete;
-  FilterDescriptor& operator=(const FilterDescriptor&) = delete;
-  cudnnFilterDescriptor_t get() const { return desc_; }
+using TensorDescBase =
+    CudnnDescriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDescBase =
+    CudnnDescriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDescBase =
+    CudnnDescriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 
- private:
-  cudnnFilterDescriptor_t desc_ = nullptr;
+struct TensorDescriptor : TensorDescBase {
+  TensorDescriptor(cudnnDataType_t dt, int64_t n, int64_t c, int64_t h, int64_t w)
+      : TensorDescBase([&](cudnnTensorDescriptor_t d) {
+          return cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, dt, int(n), int(c), int(h), int(w));
+        }) {}
 };
 
-class ConvDescriptor {
- public:
-  ConvDescriptor(const Conv2dGeom& g, cudnnDataType_t compute) {
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&desc_));
-    cudnnStatus_t s = cudnnSetConvolution2dDescriptor(desc_, int(g.ph), int(g.pw), int(g.sh), int(g.sw), int(g.dh),
-                                                      int(g.dw), CUDNN_CROSS_CORRELATION, compute);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetConvolutionGroupCount(desc_, int(g.groups));
-    if (s != CUDNN_STATUS_SUCCESS) {
-      cudnnDestroyConvolutionDescriptor(desc_);
-      CUDNN_CHECK(s);
-    }
-  }
-  ~ConvDescriptor() { cudnnDestroyConvolutionDescriptor(desc_); }
-  ConvDescriptor(const ConvDescriptor&) = delete;
-  ConvDescriptor& operator=(const ConvDescriptor&) = delete;
-  cudnnConvolutionDescriptor_t get() const { return desc_; }
-  void set_math(cudnnMathType_t m) { CUDNN_CHECK(cudnnSetConvolutionMathType(desc_, m)); }
+struct FilterDescriptor : FilterDescBase {
+  FilterDescriptor(cudnnDataType_t dt, int64_t k, int64_t c, int64_t h, int64_t w)
+      : FilterDescBase([&](cudnnFilterDescriptor_t d) {
+          return cudnnSetFilter4dDescriptor(d, dt, CUDNN_TENSOR_NCHW, int(k), int(c), int(h), int(w));
+        }) {}
+};
 
- private:
-  cudnnConvolutionDescriptor_t desc_ = nullptr;
+struct ConvDescriptor : ConvDescBase {
+  ConvDescriptor(const Conv2dGeom& g, cudnnDataType_t compute)
+      : ConvDescBase([&](cudnnConvolutionDescriptor_t d) {
+          cudnnStatus_t s = cudnnSetConvolution2dDescriptor(d, int(g.ph), int(g.pw), int(g.sh), int(g.sw), int(g.dh),
+                                                            int(g.dw), CUDNN_CROSS_CORRELATION, compute);
+          return s == CUDNN_STATUS_SUCCESS ? cudnnSetConvolutionGroupCount(d, int(g.groups)) : s;
+        }) {}
+  void set_math(cudnnMathType_t m) { CUDNN_CHECK(cudnnSetConvolutionMathType(get(), m)); }
 };
 
 // The four descriptors of one convolution.

@@ -4,9 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
-#include <type_traits>
 
-#include "engine/cuda/launch.cuh"
+#include "engine/cuda/row_reduce.cuh"
 #include "engine/ops/layer_norm_kernels.h"
 #include "engine/ops/scalar_ops.h"
 
@@ -14,37 +13,10 @@ namespace ep {
 
 namespace {
 
-constexpr int64_t kWarpRowMax = 1024;  // rows up to this long get a warp, longer ones a whole block
-constexpr int kTileCols = 32;          // dw/db partials: a block covers 32 columns ...
-constexpr int kTileRows = 8;           // ... with 8 threads down the rows of its chunk
-constexpr int64_t kChunkRows = 64;     // target rows per chunk
+constexpr int kTileCols = 32;       // dw/db partials: a block covers 32 columns ...
+constexpr int kTileRows = 8;        // ... with 8 threads down the rows of its chunk
+constexpr int64_t kChunkRows = 64;  // target rows per chunk
 constexpr int64_t kMaxChunks = 256;
-
-// Sum over the threads sharing a row (a warp, or the block when kBlockRow); every thread gets the result.
-template <bool kBlockRow, class T>
-__device__ __forceinline__ T row_sum(T v, T* smem) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  if constexpr (kBlockRow) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    __syncthreads();  // smem may still be read by the previous reduction
-    if (lane == 0) smem[warp] = v;
-    __syncthreads();
-    v = lane < nwarps ? smem[lane] : T(0);
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  }
-  return v;
-}
-
-template <bool kBlockRow> struct RowGroup {
-  int tid, group;
-  int64_t row0, step;
-  __device__ RowGroup() {
-    tid = kBlockRow ? int(threadIdx.x) : int(threadIdx.x & 31);
-    group = kBlockRow ? int(blockDim.x) : 32;
-    row0 = kBlockRow ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    step = kBlockRow ? int64_t(gridDim.x) : int64_t(gridDim.x) * (blockDim.x >> 5);
-  }
-};
 
 template <bool kBlockRow, class T>
 __global__ void layer_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
@@ -144,14 +116,6 @@ __global__ void layer_norm_dwdb_final_kernel(const T* __restrict__ pw, const T* 
     if (dw) dw[c] = sw;
     if (db) db[c] = sb;
   }
-}
-
-// Calls launch(kBlockRow constant, grid) with the row mapping picked for `d`.
-template <class F> void launch_rows(int64_t rows, int64_t d, F&& launch) {
-  if (d <= kWarpRowMax)
-    launch(std::false_type{}, grid_for(rows * 32));
-  else
-    launch(std::true_type{}, unsigned(std::min<int64_t>(rows, 65536)));
 }
 
 // Stream-ordered scratch from the device's memory pool, freed (in stream order) on scope exit.

@@ -4,9 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <limits>
-#include <type_traits>
 
-#include "engine/cuda/launch.cuh"
+#include "engine/cuda/row_reduce.cuh"
 #include "engine/ops/loss_kernels.h"
 #include "engine/ops/scalar_ops.h"
 
@@ -14,63 +13,35 @@ namespace ep {
 
 namespace {
 
-constexpr int64_t kWarpRowMax = 1024;  // rows up to this long get a warp, longer ones a whole block
-
-template <class T> __device__ __forceinline__ T ce_max(T a, T b) { return a > b ? a : b; }
-
-// Reduces v over the threads sharing a row (a warp, or the block when kBlockRow); every thread gets the result.
-template <bool kBlockRow, bool kMax, class T>
-__device__ __forceinline__ T row_reduce(T v, T* smem) {
-  for (int off = 16; off > 0; off >>= 1) {
-    T o = __shfl_xor_sync(0xffffffffu, v, off);
-    v = kMax ? ce_max(v, o) : v + o;
-  }
-  if constexpr (kBlockRow) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    __syncthreads();  // smem may still be read by the previous reduction
-    if (lane == 0) smem[warp] = v;
-    __syncthreads();
-    v = lane < nwarps ? smem[lane] : (kMax ? -std::numeric_limits<T>::infinity() : T(0));
-    for (int off = 16; off > 0; off >>= 1) {
-      T o = __shfl_xor_sync(0xffffffffu, v, off);
-      v = kMax ? ce_max(v, o) : v + o;
-    }
-  }
-  return v;
-}
-
 // Each row's branch (ignored / bad / kept) depends only on its target, so whole warps (blocks) take it together.
 template <bool kBlockRow, class T, class I>
 __global__ void ce_rows_kernel(const T* __restrict__ x, const I* __restrict__ targets, int64_t n, int64_t k, T eps,
                                int64_t ignore_index, T* __restrict__ loss_rows, T* __restrict__ lse,
                                unsigned long long* __restrict__ bad_row) {
   __shared__ T smem[32];
-  const int tid = kBlockRow ? int(threadIdx.x) : int(threadIdx.x & 31);
-  const int group = kBlockRow ? int(blockDim.x) : 32;
-  const int64_t row0 = kBlockRow ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int64_t step = kBlockRow ? int64_t(gridDim.x) : int64_t(gridDim.x) * (blockDim.x >> 5);
-  for (int64_t i = row0; i < n; i += step) {
+  RowGroup<kBlockRow> g;
+  for (int64_t i = g.row0; i < n; i += g.step) {
     const int64_t t = int64_t(targets[i]);
     if (t == ignore_index) {
-      if (tid == 0) loss_rows[i] = lse[i] = T(0);
+      if (g.tid == 0) loss_rows[i] = lse[i] = T(0);
       continue;
     }
     if (t < 0 || t >= k) {
-      if (tid == 0) atomicMin(bad_row, static_cast<unsigned long long>(i));
+      if (g.tid == 0) atomicMin(bad_row, static_cast<unsigned long long>(i));
       continue;
     }
     const T* xr = x + i * k;
     T m = -std::numeric_limits<T>::infinity();
-    for (int64_t c = tid; c < k; c += group) m = ce_max(m, xr[c]);
-    m = row_reduce<kBlockRow, true>(m, smem);
+    for (int64_t c = g.tid; c < k; c += g.group) m = larger(m, xr[c]);
+    m = row_max<kBlockRow>(m, smem);
     T s = 0, sd = 0;
-    for (int64_t c = tid; c < k; c += group) {
+    for (int64_t c = g.tid; c < k; c += g.group) {
       s += m_exp(xr[c] - m);
       sd += m - xr[c];
     }
-    s = row_reduce<kBlockRow, false>(s, smem);
-    if (eps != T(0)) sd = row_reduce<kBlockRow, false>(sd, smem);
-    if (tid == 0) {
+    s = row_sum<kBlockRow>(s, smem);
+    if (eps != T(0)) sd = row_sum<kBlockRow>(sd, smem);
+    if (g.tid == 0) {
       const T ls = m_log(s);
       lse[i] = m + ls;
       loss_rows[i] = ls + (T(1) - eps) * (m - xr[t]) + eps / T(k) * sd;
@@ -141,11 +112,10 @@ void cross_entropy_forward_cuda(DType dt, DType it, const void* logits, const vo
       T* sp = static_cast<T*>(lse);
       auto* bp = reinterpret_cast<unsigned long long*>(bad_row);
       if (n > 0) {
-        if (k <= kWarpRowMax)
-          ce_rows_kernel<false><<<grid_for(n * 32), kBlock, 0, st>>>(xp, tp, n, k, T(eps), ignore_index, lp, sp, bp);
-        else
-          ce_rows_kernel<true><<<unsigned(std::min<int64_t>(n, 65536)), kBlock, 0, st>>>(xp, tp, n, k, T(eps),
-                                                                                        ignore_index, lp, sp, bp);
+        launch_rows(n, k, [&](auto block_row, unsigned grid) {
+          ce_rows_kernel<decltype(block_row)::value>
+              <<<grid, kBlock, 0, st>>>(xp, tp, n, k, T(eps), ignore_index, lp, sp, bp);
+        });
         CUDA_CHECK_LAUNCH();
       }
       ce_mean_kernel<<<1, kBlock, 0, st>>>(lp, tp, n, ignore_index, static_cast<T*>(out), static_cast<T*>(count));

@@ -5,12 +5,12 @@
 
 #include <type_traits>
 
-#include "engine/cuda/launch.cuh"
+#include "engine/cuda/row_reduce.cuh"
 #include "engine/ops/reduce_minmax_kernels.h"
 
 namespace ep {
 
-constexpr int64_t kWarpRowMax = 1024;  // rows up to this long get a warp, longer ones a whole block
+namespace {
 
 // __shfl_down_sync has no `long` overload on every toolkit: move 64-bit integers as long long.
 template <class T> __device__ __forceinline__ T shfl_down(T v, int off) {
@@ -20,54 +20,36 @@ template <class T> __device__ __forceinline__ T shfl_down(T v, int off) {
     return __shfl_down_sync(0xffffffffu, v, off);
 }
 
-template <bool M, class T>
-__device__ __forceinline__ void minmax_combine_warp(T& best, int64_t& bi) {
+// The best (value, index) pair seen so far; index -1 means none (as minmax_better reads it).
+template <class T> struct Best {
+  T val;
+  int64_t idx;
+};
+
+// Shift-down tree over a warp: lane 0 ends with the warp's best pair.
+template <bool M, class T> __device__ __forceinline__ Best<T> minmax_combine_warp(Best<T> b) {
   for (int off = 16; off > 0; off >>= 1) {
-    T v = shfl_down(best, off);
-    int64_t j = shfl_down(bi, off);
-    if (minmax_better<M>(v, j, best, bi)) {
-      best = v;
-      bi = j;
-    }
+    const Best<T> o{shfl_down(b.val, off), shfl_down(b.idx, off)};
+    if (minmax_better<M>(o.val, o.idx, b.val, b.idx)) b = o;
   }
+  return b;
 }
 
 // Rows are contiguous (inner == 1). kBlockRow: a block per row, else a warp per row.
 template <bool M, bool kBlockRow, class T>
 __global__ void minmax_rows_kernel(const T* __restrict__ x, T* __restrict__ values, int64_t* __restrict__ indices,
                                    int64_t rows, int64_t r) {
-  __shared__ T s_val[32];
-  __shared__ int64_t s_idx[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int tid = kBlockRow ? threadIdx.x : lane;
-  const int group = kBlockRow ? blockDim.x : 32;
-  const int64_t row0 = kBlockRow ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * (blockDim.x >> 5) + warp;
-  const int64_t step = kBlockRow ? int64_t(gridDim.x) : int64_t(gridDim.x) * (blockDim.x >> 5);
-  for (int64_t row = row0; row < rows; row += step) {
+  __shared__ Best<T> smem[32];
+  RowGroup<kBlockRow> g;
+  for (int64_t row = g.row0; row < rows; row += g.step) {
     const T* xr = x + row * r;
-    T best = T(0);
-    int64_t bi = -1;
-    for (int64_t k = tid; k < r; k += group)  // increasing k: a later equal value never replaces
-      if (minmax_better<M>(xr[k], k, best, bi)) {
-        best = xr[k];
-        bi = k;
-      }
-    minmax_combine_warp<M>(best, bi);
-    if constexpr (kBlockRow) {
-      __syncthreads();  // s_val/s_idx may still be read from the previous row
-      if (lane == 0) {
-        s_val[warp] = best;
-        s_idx[warp] = bi;
-      }
-      __syncthreads();
-      const int nwarps = blockDim.x >> 5;
-      best = lane < nwarps ? s_val[lane] : T(0);
-      bi = lane < nwarps ? s_idx[lane] : -1;
-      minmax_combine_warp<M>(best, bi);
-    }
-    if (tid == 0) {
-      if (values) values[row] = best;
-      indices[row] = bi;
+    Best<T> b{T(0), -1};
+    for (int64_t k = g.tid; k < r; k += g.group)  // increasing k: a later equal value never replaces
+      if (minmax_better<M>(xr[k], k, b.val, b.idx)) b = Best<T>{xr[k], k};
+    b = row_reduce<kBlockRow>(b, Best<T>{T(0), -1}, smem, [](Best<T> v) { return minmax_combine_warp<M>(v); });
+    if (g.tid == 0) {
+      if (values) values[row] = b.val;
+      indices[row] = b.idx;
     }
   }
 }
@@ -78,14 +60,8 @@ __global__ void minmax_strided_kernel(const T* __restrict__ x, T* __restrict__ v
   const int64_t n = outer * inner;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = j / inner, i = j - o * inner;
-    const T* base = x + o * r * inner + i;
-    T best = base[0];
-    int64_t bi = 0;
-    for (int64_t k = 1; k < r; ++k)
-      if (minmax_better<M>(base[k * inner], k, best, bi)) {
-        best = base[k * inner];
-        bi = k;
-      }
+    int64_t bi;
+    const T best = minmax_scan<M>(x + o * r * inner + i, r, inner, bi);
     if (values) values[j] = best;
     indices[j] = bi;
   }
@@ -102,6 +78,8 @@ __global__ void minmax_backward_kernel(const T* __restrict__ dout, const int64_t
   }
 }
 
+}  // namespace
+
 void minmax_forward_cuda(DType dt, bool is_max, const void* x, void* values, int64_t* indices, int64_t outer,
                          int64_t r, int64_t inner, cudaStream_t st) {
   if (outer * inner == 0) return;
@@ -111,14 +89,12 @@ void minmax_forward_cuda(DType dt, bool is_max, const void* x, void* values, int
     T* vp = static_cast<T*>(values);
     auto launch = [&](auto is_max_c) {
       constexpr bool M = decltype(is_max_c)::value;
-      if (inner != 1) {
+      if (inner != 1)
         minmax_strided_kernel<M><<<grid_for(outer * inner), kBlock, 0, st>>>(xp, vp, indices, outer, r, inner);
-      } else if (r <= kWarpRowMax) {
-        minmax_rows_kernel<M, false><<<grid_for(outer * 32), kBlock, 0, st>>>(xp, vp, indices, outer, r);
-      } else {
-        unsigned blocks = unsigned(std::min<int64_t>(outer, 65536));
-        minmax_rows_kernel<M, true><<<blocks, kBlock, 0, st>>>(xp, vp, indices, outer, r);
-      }
+      else
+        launch_rows(outer, r, [&](auto block_row, unsigned grid) {
+          minmax_rows_kernel<M, decltype(block_row)::value><<<grid, kBlock, 0, st>>>(xp, vp, indices, outer, r);
+        });
     };
     if (is_max) launch(std::true_type{});
     else launch(std::false_type{});

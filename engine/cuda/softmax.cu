@@ -4,51 +4,13 @@
 
 #include <limits>
 
-#include "engine/cuda/launch.cuh"
+#include "engine/cuda/row_reduce.cuh"
 #include "engine/ops/scalar_ops.h"
 #include "engine/ops/softmax_kernels.h"
 
 namespace ep {
 
 namespace {
-
-constexpr int64_t kWarpRowMax = 1024;  // rows up to this long get a warp, longer ones a whole block
-
-template <class T> __device__ __forceinline__ T sm_max(T a, T b) { return a > b ? a : b; }
-
-// Reduces v over the threads that share a row (a warp, or the block when kBlockRow); every thread gets the result.
-// `smem` holds 32 partials; the leading barrier lets a caller reuse it for consecutive reductions.
-template <bool kBlockRow, bool kMax, class T>
-__device__ __forceinline__ T row_reduce(T v, T* smem) {
-  for (int off = 16; off > 0; off >>= 1) {
-    T o = __shfl_xor_sync(0xffffffffu, v, off);
-    v = kMax ? sm_max(v, o) : v + o;
-  }
-  if constexpr (kBlockRow) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) smem[warp] = v;
-    __syncthreads();
-    v = lane < nwarps ? smem[lane] : (kMax ? -std::numeric_limits<T>::infinity() : T(0));
-    for (int off = 16; off > 0; off >>= 1) {
-      T o = __shfl_xor_sync(0xffffffffu, v, off);
-      v = kMax ? sm_max(v, o) : v + o;
-    }
-  }
-  return v;
-}
-
-// The rows this thread's group handles: row0, row0 + step, ...; tid/group index the columns within a row.
-template <bool kBlockRow> struct RowGroup {
-  int tid, group;
-  int64_t row0, step;
-  __device__ RowGroup() {
-    tid = kBlockRow ? int(threadIdx.x) : int(threadIdx.x & 31);
-    group = kBlockRow ? int(blockDim.x) : 32;
-    row0 = kBlockRow ? int64_t(blockIdx.x) : int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    step = kBlockRow ? int64_t(gridDim.x) : int64_t(gridDim.x) * (blockDim.x >> 5);
-  }
-};
 
 template <bool kBlockRow, bool kLog, class T>
 __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t cols) {
@@ -58,11 +20,11 @@ __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ 
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     T m = -std::numeric_limits<T>::infinity();
-    for (int64_t c = g.tid; c < cols; c += g.group) m = sm_max(m, xr[c]);
-    m = row_reduce<kBlockRow, true>(m, smem);
+    for (int64_t c = g.tid; c < cols; c += g.group) m = larger(m, xr[c]);
+    m = row_max<kBlockRow>(m, smem);
     T s = 0;
     for (int64_t c = g.tid; c < cols; c += g.group) s += m_exp(xr[c] - m);
-    s = row_reduce<kBlockRow, false>(s, smem);
+    s = row_sum<kBlockRow>(s, smem);
     if constexpr (kLog) {
       const T lse = m + m_log(s);
       for (int64_t c = g.tid; c < cols; c += g.group) yr[c] = xr[c] - lse;
@@ -84,17 +46,9 @@ __global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __rest
     T* dr = dx + r * cols;
     T s = 0;
     for (int64_t c = g.tid; c < cols; c += g.group) s += kLog ? gr[c] : gr[c] * yr[c];
-    s = row_reduce<kBlockRow, false>(s, smem);
+    s = row_sum<kBlockRow>(s, smem);
     for (int64_t c = g.tid; c < cols; c += g.group) dr[c] = kLog ? gr[c] - m_exp(yr[c]) * s : yr[c] * (gr[c] - s);
   }
-}
-
-// Calls launch(kBlockRow constant, grid) with the row mapping picked for `cols`.
-template <class F> void launch_rows(int64_t rows, int64_t cols, F&& launch) {
-  if (cols <= kWarpRowMax)
-    launch(std::false_type{}, grid_for(rows * 32));
-  else
-    launch(std::true_type{}, unsigned(std::min<int64_t>(rows, 65536)));
 }
 
 }  // namespace

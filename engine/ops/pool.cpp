@@ -2,6 +2,8 @@
 // autograd nodes, dispatched to engine/cpu/pool.cpp or engine/cuda/pool.cu.
 // Not ceil_mode, dilation, return_indices or 3-D inputs. Only the batch may be empty (as in PyTorch).
 #include <climits>
+#include <type_traits>
+#include <utility>
 
 #include "engine/ops.h"
 #include "engine/op_registry.h"
@@ -45,44 +47,52 @@ static Pool2dGeom pool_check(const char* op, const Tensor& x, const Pool2dOption
   return g;
 }
 
+// Runs one pooling kernel on t's device: cpu(args...) or cuda(args..., t's current stream). The CPU kernel's
+// signature alone fixes P (type_identity_t keeps the CUDA one out of deduction).
+template <class... P, class... A>
+static void run_pool(const Tensor& t, void (*cpu)(P...), std::type_identity_t<void (*)(P..., cudaStream_t)> cuda,
+                     A&&... args) {
+  if (t.is_cuda())
+    cuda(std::forward<A>(args)..., current_stream(t.device()));
+  else
+    cpu(std::forward<A>(args)...);
+}
+
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   const Pool2dGeom g = pool_check("max_pool2d", x, opt);
   Tensor y = empty({x.size(0), x.size(1), g.OH, g.OW}, x.dtype(), x.device());
   // The argmax of each window (flat h*W+w in its plane), kept for backward: the gradient goes to the first maximum.
   Tensor idx = empty(y.shape(), DType::i32, x.device());
-  if (x.is_cuda())
-    max_pool2d_forward_cuda(x.dtype(), g, x.raw_data(), y.raw_data(), idx.data<int32_t>(),
-                            current_stream(x.device()));
-  else
-    max_pool2d_forward_cpu(x.dtype(), g, x.raw_data(), y.raw_data(), idx.data<int32_t>());
+  run_pool(x, max_pool2d_forward_cpu, max_pool2d_forward_cuda, x.dtype(), g, x.raw_data(), y.raw_data(),
+           idx.data<int32_t>());
   record(y, "max_pool2d", {x}, [g, idx, x_shape = x.shape()](const Tensor& dy, const NeedsGrad&) {
     Tensor dx = empty(x_shape, dy.dtype(), dy.device());
-    if (dy.is_cuda())
-      max_pool2d_backward_cuda(dy.dtype(), g, dy.raw_data(), idx.data<int32_t>(), dx.raw_data(),
-                               current_stream(dy.device()));
-    else
-      max_pool2d_backward_cpu(dy.dtype(), g, dy.raw_data(), idx.data<int32_t>(), dx.raw_data());
+    run_pool(dy, max_pool2d_backward_cpu, max_pool2d_backward_cuda, dy.dtype(), g, dy.raw_data(),
+             idx.data<int32_t>(), dx.raw_data());
+    return std::vector<Tensor>{dx};
+  });
+  return y;
+}
+
+using AvgPoolCpu = void (*)(DType, const Pool2dGeom&, const void*, void*);
+using AvgPoolCuda = void (*)(DType, const Pool2dGeom&, const void*, void*, cudaStream_t);
+
+// avg_pool2d and adaptive_avg_pool2d past their checks: y = forward(x), dx = backward(dy), both needing only g.
+static Tensor avg_pool(const char* op, const Tensor& x, const Pool2dGeom& g, AvgPoolCpu fwd_cpu, AvgPoolCuda fwd_cuda,
+                       AvgPoolCpu bwd_cpu, AvgPoolCuda bwd_cuda) {
+  Tensor y = empty({x.size(0), x.size(1), g.OH, g.OW}, x.dtype(), x.device());
+  run_pool(x, fwd_cpu, fwd_cuda, x.dtype(), g, x.raw_data(), y.raw_data());
+  record(y, op, {x}, [g, bwd_cpu, bwd_cuda, x_shape = x.shape()](const Tensor& dy, const NeedsGrad&) {
+    Tensor dx = empty(x_shape, dy.dtype(), dy.device());
+    run_pool(dy, bwd_cpu, bwd_cuda, dy.dtype(), g, dy.raw_data(), dx.raw_data());
     return std::vector<Tensor>{dx};
   });
   return y;
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
-  const Pool2dGeom g = pool_check("avg_pool2d", x, opt);
-  Tensor y = empty({x.size(0), x.size(1), g.OH, g.OW}, x.dtype(), x.device());
-  if (x.is_cuda())
-    avg_pool2d_forward_cuda(x.dtype(), g, x.raw_data(), y.raw_data(), current_stream(x.device()));
-  else
-    avg_pool2d_forward_cpu(x.dtype(), g, x.raw_data(), y.raw_data());
-  record(y, "avg_pool2d", {x}, [g, x_shape = x.shape()](const Tensor& dy, const NeedsGrad&) {
-    Tensor dx = empty(x_shape, dy.dtype(), dy.device());
-    if (dy.is_cuda())
-      avg_pool2d_backward_cuda(dy.dtype(), g, dy.raw_data(), dx.raw_data(), current_stream(dy.device()));
-    else
-      avg_pool2d_backward_cpu(dy.dtype(), g, dy.raw_data(), dx.raw_data());
-    return std::vector<Tensor>{dx};
-  });
-  return y;
+  return avg_pool("avg_pool2d", x, pool_check("avg_pool2d", x, opt), avg_pool2d_forward_cpu, avg_pool2d_forward_cuda,
+                  avg_pool2d_backward_cpu, avg_pool2d_backward_cuda);
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
@@ -91,20 +101,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
            ",", out_w, "]");
   Pool2dGeom g;
   g.NC = x.size(0) * x.size(1), g.H = x.size(2), g.W = x.size(3), g.OH = out_h, g.OW = out_w;
-  Tensor y = empty({x.size(0), x.size(1), out_h, out_w}, x.dtype(), x.device());
-  if (x.is_cuda())
-    adaptive_avg_pool2d_forward_cuda(x.dtype(), g, x.raw_data(), y.raw_data(), current_stream(x.device()));
-  else
-    adaptive_avg_pool2d_forward_cpu(x.dtype(), g, x.raw_data(), y.raw_data());
-  record(y, "adaptive_avg_pool2d", {x}, [g, x_shape = x.shape()](const Tensor& dy, const NeedsGrad&) {
-    Tensor dx = empty(x_shape, dy.dtype(), dy.device());
-    if (dy.is_cuda())
-      adaptive_avg_pool2d_backward_cuda(dy.dtype(), g, dy.raw_data(), dx.raw_data(), current_stream(dy.device()));
-    else
-      adaptive_avg_pool2d_backward_cpu(dy.dtype(), g, dy.raw_data(), dx.raw_data());
-    return std::vector<Tensor>{dx};
-  });
-  return y;
+  return avg_pool("adaptive_avg_pool2d", x, g, adaptive_avg_pool2d_forward_cpu, adaptive_avg_pool2d_forward_cuda,
+                  adaptive_avg_pool2d_backward_cpu, adaptive_avg_pool2d_backward_cuda);
 }
 
 }  // namespace ep

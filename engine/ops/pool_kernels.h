@@ -36,6 +36,89 @@ EP_HD void adaptive_bins_covering(int64_t i, int64_t in, int64_t out, int64_t& l
   if (hi > out) hi = out;
 }
 
+// A rectangle of a plane: rows [h0, h1), columns [w0, w1).
+struct PoolWindow {
+  int64_t h0, h1, w0, w1;
+  EP_HD int64_t size() const { return (h1 - h0) * (w1 - w0); }
+};
+
+// The part of output (oh, ow)'s window that lies inside the input (padding is never read).
+EP_HD PoolWindow pool_window(const Pool2dGeom& g, int64_t oh, int64_t ow) {
+  const int64_t hs = oh * g.sh - g.ph, ws = ow * g.sw - g.pw;
+  const int64_t he = hs + g.kh, we = ws + g.kw;
+  return {hs > 0 ? hs : 0, he < g.H ? he : g.H, ws > 0 ? ws : 0, we < g.W ? we : g.W};
+}
+
+// The outputs whose windows cover input (ih, iw).
+EP_HD PoolWindow pool_covering(const Pool2dGeom& g, int64_t ih, int64_t iw) {
+  PoolWindow o;
+  pool_windows_covering(ih, g.kh, g.sh, g.ph, g.OH, o.h0, o.h1);
+  pool_windows_covering(iw, g.kw, g.sw, g.pw, g.OW, o.w0, o.w1);
+  return o;
+}
+
+EP_HD PoolWindow adaptive_window(const Pool2dGeom& g, int64_t oh, int64_t ow) {
+  return {adaptive_start(oh, g.H, g.OH), adaptive_end(oh, g.H, g.OH), adaptive_start(ow, g.W, g.OW),
+          adaptive_end(ow, g.W, g.OW)};
+}
+
+template <class T> EP_HD T window_sum(const T* plane, int64_t W, const PoolWindow& w) {
+  T acc = 0;
+  for (int64_t ih = w.h0; ih < w.h1; ++ih)
+    for (int64_t iw = w.w0; iw < w.w1; ++iw) acc += plane[ih * W + iw];
+  return acc;
+}
+
+// The per-element math both backends run. `plane` / `dy` / `idx` point at the element's (n, c) plane.
+// Max pool output (oh, ow): the window max, and in best_i the flat h*W+w of the first maximum.
+template <class T> EP_HD T max_pool_at(const Pool2dGeom& g, const T* plane, int64_t oh, int64_t ow, int32_t& best_i) {
+  const PoolWindow w = pool_window(g, oh, ow);
+  // Padding is -inf, so only real elements compete; padding <= kernel/2 guarantees one exists.
+  int64_t bi = w.h0 * g.W + w.w0;
+  T best = plane[bi];
+  for (int64_t ih = w.h0; ih < w.h1; ++ih)
+    for (int64_t iw = w.w0; iw < w.w1; ++iw) {
+      const T v = plane[ih * g.W + iw];
+      // strict > keeps the first maximum; a NaN wins once and then stays (PyTorch propagates NaN; v != v is isnan)
+      if (v > best || (v != v && best == best)) {
+        best = v;
+        bi = ih * g.W + iw;
+      }
+    }
+  best_i = int32_t(bi);
+  return best;
+}
+
+// Max pool gradient at input (ih, iw): the dy of every output whose argmax it is.
+template <class T>
+EP_HD T max_pool_grad_at(const Pool2dGeom& g, const T* dy, const int32_t* idx, int64_t ih, int64_t iw) {
+  const PoolWindow o = pool_covering(g, ih, iw);
+  const int32_t me = int32_t(ih * g.W + iw);
+  T acc = 0;
+  for (int64_t oh = o.h0; oh < o.h1; ++oh)
+    for (int64_t ow = o.w0; ow < o.w1; ++ow)
+      if (idx[oh * g.OW + ow] == me) acc += dy[oh * g.OW + ow];
+  return acc;
+}
+
+// Adaptive avg pool gradient at input (ih, iw): each bin holding it passes dy / its own area.
+template <class T> EP_HD T adaptive_avg_pool_grad_at(const Pool2dGeom& g, const T* dy, int64_t ih, int64_t iw) {
+  PoolWindow o;  // a superset of the bins holding (ih, iw): each is still tested
+  adaptive_bins_covering(ih, g.H, g.OH, o.h0, o.h1);
+  adaptive_bins_covering(iw, g.W, g.OW, o.w0, o.w1);
+  T acc = 0;
+  for (int64_t oh = o.h0; oh < o.h1; ++oh) {
+    const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
+    if (ih < h0 || ih >= h1) continue;
+    for (int64_t ow = o.w0; ow < o.w1; ++ow) {
+      const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
+      if (iw < w0 || iw >= w1) continue;
+      acc += dy[oh * g.OW + ow] / T((h1 - h0) * (w1 - w0));
+    }
+  }
+  return acc;
+}
+
 // Max pool: y = window max (padding counts as -inf; NaN propagates), idx = flat h*W+w of the first maximum.
 void max_pool2d_forward_cpu(DType dt, const Pool2dGeom& g, const void* x, void* y, int32_t* idx);
 // dx (fully written) = sum of dy over the outputs whose idx points at each input element.

@@ -21,6 +21,19 @@ EP_HD bool minmax_better(T v, int64_t i, T b, int64_t j) {
   return IsMax ? v > b : v < b;
 }
 
+// The first maximum (minimum) of the r values base[0], base[stride], ..., base[(r-1)*stride]: returns it and sets bi
+// to its k. The scan both backends run for one output (r >= 1).
+template <bool IsMax, class T> EP_HD T minmax_scan(const T* base, int64_t r, int64_t stride, int64_t& bi) {
+  T best = base[0];
+  bi = 0;
+  for (int64_t k = 1; k < r; ++k)
+    if (minmax_better<IsMax>(base[k * stride], k, best, bi)) {
+      best = base[k * stride];
+      bi = k;
+    }
+  return best;
+}
+
 // The dtypes max/min/argmax accept: f32, f64, i32, i64.
 template <class F> auto dispatch_minmax(DType dt, const char* op, F&& f) {
   switch (dt) {
