@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/cuda/launch.cuh"
+#include "engine/cuda/row_reduce.cuh"
 #include "engine/ops/elementwise_kernels.h"
 
 namespace ep {
@@ -183,53 +184,38 @@ void axpy_cuda(DType dt, void* a, const void* b, double alpha, int64_t n, cudaSt
 // inner == 1: one block per output row, tree reduction in shared memory.
 template <class T>
 __global__ void sum_rows_kernel(const T* __restrict__ x, T* __restrict__ out, int64_t r) {
-  __shared__ T buf[kBlock];
+  __shared__ T smem[32];
   const T* row = x + blockIdx.x * r;
   T acc = 0;
   for (int64_t k = threadIdx.x; k < r; k += blockDim.x) acc += row[k];
-  buf[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) buf[threadIdx.x] += buf[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = buf[0];
+  acc = row_sum<true>(acc, smem);
+  if (threadIdx.x == 0) out[blockIdx.x] = acc;
 }
 
 // inner == 1, f32 rows of a multiple of 4 elements on 16-byte boundaries: the same with float4 loads (a quarter of the
 // load instructions, which is what limits one-block-per-row sums of rows a few thousand long).
 __global__ void sum_rows_vec4_kernel(const float4* __restrict__ x, float* __restrict__ out, int64_t r4) {
-  __shared__ float buf[kBlock];
+  __shared__ float smem[32];
   const float4* row = x + blockIdx.x * r4;
   float acc = 0;
   for (int64_t k = threadIdx.x; k < r4; k += blockDim.x) {
     float4 v = row[k];
     acc += (v.x + v.y) + (v.z + v.w);
   }
-  buf[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) buf[threadIdx.x] += buf[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = buf[0];
+  acc = row_sum<true>(acc, smem);
+  if (threadIdx.x == 0) out[blockIdx.x] = acc;
 }
 
 // Partial sums of row blockIdx.y over the chunk blockIdx.x: partial[row * gridDim.x + chunk].
 template <class T>
 __global__ void sum_chunks_kernel(const T* __restrict__ x, T* __restrict__ partial, int64_t r, int64_t chunk) {
-  __shared__ T buf[kBlock];
+  __shared__ T smem[32];
   int64_t begin = int64_t(blockIdx.x) * chunk, end = begin + chunk < r ? begin + chunk : r;
   const T* row = x + int64_t(blockIdx.y) * r;
   T acc = 0;
   for (int64_t k = begin + threadIdx.x; k < end; k += blockDim.x) acc += row[k];
-  buf[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) buf[threadIdx.x] += buf[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = buf[0];
+  acc = row_sum<true>(acc, smem);
+  if (threadIdx.x == 0) partial[int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = acc;
 }
 
 // inner > 1: one thread per (outer, inner) output, reading coalesced along inner.
