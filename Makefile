@@ -3,6 +3,7 @@
 #   make run             the main job on the embedded default data
 #   make bench           build/bench ops
 #   make deps            installs missing Debian packages (root) or prints the apt-get line
+#   make data            CIFAR-10 into data/ (unpacks ../shared/data, else downloads the binary release)
 #   make device-bundle   build/device-bundle/: binaries + non-CUDA shared libraries for a GPU machine
 #   CUDA ?= auto|0|1     auto builds the CUDA backend when nvcc and cuDNN headers are found
 SHELL := /bin/bash
@@ -93,6 +94,17 @@ bench: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	$(BUILD)/bench ops
 
+# CIFAR-10 for the trainers: the JPEG copy in ../shared/data unpacked to data/cifar10-jpeg/{train,test}/<class>/, or,
+# without it, the official binary release downloaded to data/cifar-10-batches-bin/ (both ignored by git).
+CIFAR_TGZ ?= ../shared/data/cifar10/cifar10-jpeg.tar.gz
+CIFAR_URL ?= https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz
+data:
+	@if [ -d data/cifar10-jpeg/test ] || [ -f data/cifar-10-batches-bin/test_batch.bin ]; then echo "data: CIFAR-10 already present"; \
+	elif [ -f $(CIFAR_TGZ) ]; then echo "data: unpacking $(CIFAR_TGZ)"; tar xzf $(CIFAR_TGZ) -C data; \
+	else echo "data: $(CIFAR_TGZ) not found, downloading $(CIFAR_URL)"; \
+	     curl -fL --retry 2 -o data/cifar-10-binary.tar.gz $(CIFAR_URL) && tar xzf data/cifar-10-binary.tar.gz -C data && \
+	     rm data/cifar-10-binary.tar.gz || { echo "data: download failed; pass --data DIR to the trainer"; exit 1; }; fi
+
 # A folder that runs on a GPU machine with the CUDA runtime, cuBLAS and cuDNN but no Debian packages, and the same
 # folder as a tarball (a quarter of the size) for carrying it there.
 device-bundle: all
@@ -110,5 +122,5 @@ device-bundle: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test run bench device-bundle clean
+.PHONY: all deps test run bench data device-bundle clean
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,30 @@
+// safetensors.h — the safetensors format (formats.md A1): a strict reader that enforces every validation rule of the
+// reference implementation (and rejects duplicate names), and an atomic writer (temp file, fsync, rename).
+// Not a model loader: name matching, missing/unexpected keys and dtype conversion to the model live with the models.
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace ep {
+
+struct SafetensorsFile {
+  std::vector<std::pair<std::string, Tensor>> tensors;  // CPU tensors in the file's dtype, in header order
+  std::map<std::string, std::string> metadata;           // "__metadata__", possibly empty
+  const Tensor* find(const std::string& name) const;     // nullptr when absent
+};
+
+// Throws IOError "<path>: <ReferenceErrorName>: <detail>", e.g. "w.safetensors: InvalidOffset: tensor 'b' ...".
+SafetensorsFile read_safetensors(const std::string& path);
+
+// Writes CPU or CUDA tensors (copied to the host) atomically: the file appears complete or not at all.
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// Writes `bytes` to `path` atomically (same-directory temp file, fsync, rename, directory fsync). Throws IOError.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace ep
