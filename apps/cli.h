@@ -1,0 +1,156 @@
+// cli.h — flags and JSON config for the apps: declare options with defaults and help, read `--config FILE.json`,
+// let flags override it, and hand back the resolved values (and the resolved config as JSON for the run folder).
+// Not a general argument library: --name VALUE and --flag only; every error is one line naming the flag or file.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/check.h"
+
+namespace ep::cli {
+
+// A usage error: the app prints what() and exits 2.
+struct UsageError : ValueError { using ValueError::ValueError; };
+
+class Options {
+ public:
+  explicit Options(std::string app) : app_(std::move(app)) {}
+
+  // Declares an option. kind: "string", "int", "float", "bool" (a bare --flag sets true; JSON true/false).
+  Options& add(const std::string& name, const std::string& kind, nlohmann::json def, const std::string& help) {
+    EP_CHECK(!specs_.count(name), Error, "[cli] option --", name, " declared twice");
+    specs_[name] = Spec{kind, def, help};
+    order_.push_back(name);
+    values_[name] = def;
+    return *this;
+  }
+
+  // Parses argv (flags override --config). Returns false when --help was given (help() says what to print).
+  bool parse(int argc, const char* const* argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    // --config first, wherever it stands, so that flags override it.
+    for (size_t i = 0; i < args.size(); ++i)
+      if (args[i] == "--config") {
+        if (i + 1 >= args.size()) fail("--config: expected a file path");
+        load_config(args[i + 1]);
+      }
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--help" || a == "-h") return false;
+      if (a.rfind("--", 0) != 0) fail("unexpected argument '" + a + "' (flags start with --)");
+      std::string name = a.substr(2), value;
+      bool has_value = false;
+      if (auto eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_value = true;
+      }
+      if (name == "config") {
+        if (!has_value) ++i;
+        continue;
+      }
+      auto it = specs_.find(name);
+      if (it == specs_.end()) fail("unknown flag --" + name + " (see --help)");
+      if (it->second.kind == "bool" && !has_value) {
+        values_[name] = true;
+        continue;
+      }
+      if (!has_value) {
+        if (i + 1 >= args.size()) fail("--" + name + ": expected a value");
+        value = args[++i];
+      }
+      values_[name] = convert(name, it->second.kind, value);
+    }
+    return true;
+  }
+
+  std::string help() const {
+    std::ostringstream os;
+    os << "usage: " << app_ << " [--config FILE.json] [--option value ...]\n";
+    for (const auto& n : order_) {
+      const Spec& s = specs_.at(n);
+      os << "  --" << n << " (" << s.kind << ", default " << s.def.dump() << ")  " << s.help << "\n";
+    }
+    return os.str();
+  }
+
+  std::string str(const std::string& n) const { return get(n).get<std::string>(); }
+  int64_t integer(const std::string& n) const { return get(n).get<int64_t>(); }
+  double number(const std::string& n) const { return get(n).get<double>(); }
+  bool flag(const std::string& n) const { return get(n).get<bool>(); }
+  // The resolved configuration (every option), for the run folder.
+  nlohmann::json resolved() const {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& n : order_) j[n] = values_.at(n);
+    return j;
+  }
+
+  [[noreturn]] void fail(const std::string& msg) const { throw UsageError(app_ + ": " + msg); }
+
+ private:
+  struct Spec {
+    std::string kind;
+    nlohmann::json def;
+    std::string help;
+  };
+
+  const nlohmann::json& get(const std::string& n) const {
+    auto it = values_.find(n);
+    EP_CHECK(it != values_.end(), Error, "[cli] option --", n, " was never declared");
+    return it->second;
+  }
+
+  nlohmann::json convert(const std::string& name, const std::string& kind, const std::string& v) const {
+    if (kind == "string") return v;
+    if (kind == "bool") {
+      if (v == "true" || v == "1") return true;
+      if (v == "false" || v == "0") return false;
+      fail("--" + name + ": expected true or false, got '" + v + "'");
+    }
+    char* end = nullptr;
+    errno = 0;
+    if (kind == "int") {
+      long long x = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || errno == ERANGE) fail("--" + name + ": expected an integer, got '" + v + "'");
+      return int64_t(x);
+    }
+    double x = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || errno == ERANGE) fail("--" + name + ": expected a number, got '" + v + "'");
+    return x;
+  }
+
+  void load_config(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) fail("--config " + path + ": cannot open the file");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const nlohmann::json::exception& e) {
+      fail("--config " + path + ": not valid JSON (" + std::string(e.what()) + ")");
+    }
+    if (!j.is_object()) fail("--config " + path + ": expected a JSON object of option names");
+    for (auto& [k, v] : j.items()) {
+      auto it = specs_.find(k);
+      if (it == specs_.end()) fail("--config " + path + ": unknown option '" + k + "'");
+      const std::string& kind = it->second.kind;
+      bool ok = (kind == "string" && v.is_string()) || (kind == "bool" && v.is_boolean()) ||
+                (kind == "int" && v.is_number_integer()) || (kind == "float" && v.is_number());
+      if (!ok) fail("--config " + path + ": option '" + k + "' expects a " + kind + ", got " + v.dump());
+      values_[k] = kind == "float" ? nlohmann::json(v.get<double>()) : v;
+    }
+  }
+
+  std::string app_;
+  std::map<std::string, Spec> specs_;
+  std::vector<std::string> order_;
+  std::map<std::string, nlohmann::json> values_;
+};
+
+}  // namespace ep::cli

@@ -1,0 +1,79 @@
+// test_cli.cpp — apps/cli.h: defaults, --config, flags overriding it, and one-line usage errors naming the flag.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "apps/cli.h"
+
+using namespace ep;
+
+namespace {
+cli::Options make() {
+  cli::Options o("train_cv");
+  o.add("lr", "float", 0.1, "learning rate")
+      .add("epochs", "int", 200, "epochs")
+      .add("model", "string", "mobilenetv2", "model")
+      .add("nesterov", "bool", false, "nesterov momentum");
+  return o;
+}
+bool parse(cli::Options& o, std::vector<const char*> args) {
+  args.insert(args.begin(), "train_cv");
+  return o.parse(int(args.size()), args.data());
+}
+}  // namespace
+
+TEST_CASE("cli: defaults, flags, --name=value, bare bool flags") {
+  cli::Options o = make();
+  CHECK(parse(o, {}));
+  CHECK(o.number("lr") == 0.1);
+  CHECK(o.integer("epochs") == 200);
+  cli::Options p = make();
+  CHECK(parse(p, {"--lr", "0.05", "--epochs=3", "--nesterov", "--model", "resnet18"}));
+  CHECK(p.number("lr") == 0.05);
+  CHECK(p.integer("epochs") == 3);
+  CHECK(p.flag("nesterov"));
+  CHECK(p.str("model") == "resnet18");
+  CHECK(p.resolved()["epochs"] == 3);
+  cli::Options h = make();
+  CHECK_FALSE(parse(h, {"--help"}));
+  CHECK(h.help().find("--lr (float, default 0.1)") != std::string::npos);
+}
+
+TEST_CASE("cli: --config is read first and flags override it, wherever --config stands") {
+  const std::string path = "/tmp/ep_test_cli_config.json";
+  std::ofstream(path) << R"({"lr": 0.2, "epochs": 7, "nesterov": true})";
+  cli::Options o = make();
+  CHECK(parse(o, {"--epochs", "9", "--config", path.c_str()}));
+  CHECK(o.number("lr") == 0.2);
+  CHECK(o.integer("epochs") == 9);
+  CHECK(o.flag("nesterov"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("cli: bad input is one line naming the flag or file") {
+  auto err = [](std::vector<const char*> args) {
+    cli::Options o = make();
+    try {
+      parse(o, args);
+    } catch (const cli::UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(err({"--learning-rate", "1"}) == "train_cv: unknown flag --learning-rate (see --help)");
+  CHECK(err({"--lr", "fast"}) == "train_cv: --lr: expected a number, got 'fast'");
+  CHECK(err({"--epochs", "2.5"}) == "train_cv: --epochs: expected an integer, got '2.5'");
+  CHECK(err({"--epochs"}) == "train_cv: --epochs: expected a value");
+  CHECK(err({"stray"}) == "train_cv: unexpected argument 'stray' (flags start with --)");
+  CHECK(err({"--config", "/nonexistent/x.json"}) == "train_cv: --config /nonexistent/x.json: cannot open the file");
+  const std::string bad = "/tmp/ep_test_cli_bad.json";
+  std::ofstream(bad) << R"({"lr": "high"})";
+  CHECK(err({"--config", bad.c_str()}) ==
+        "train_cv: --config /tmp/ep_test_cli_bad.json: option 'lr' expects a float, got \"high\"");
+  std::ofstream(bad) << R"({"lr": 0.1, "momentum": 0.9})";
+  CHECK(err({"--config", bad.c_str()}) == "train_cv: --config /tmp/ep_test_cli_bad.json: unknown option 'momentum'");
+  std::ofstream(bad) << R"({"lr": )";
+  CHECK(err({"--config", bad.c_str()}).rfind("train_cv: --config /tmp/ep_test_cli_bad.json: not valid JSON", 0) == 0);
+  std::remove(bad.c_str());
+}
