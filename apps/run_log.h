@@ -1,0 +1,68 @@
+// run_log.h — what a trainer shows and leaves behind: a progress bar on a terminal (plain lines otherwise),
+// metrics.jsonl (one JSON object per line, appended and flushed) and summary.json (written atomically).
+// Not a logger for library code: the engine never prints.
+#pragma once
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "engine/check.h"
+#include "engine/safetensors.h"  // write_file_atomic
+
+namespace ep::runlog {
+
+class Progress {
+ public:
+  Progress(std::string label, int64_t total) : label_(std::move(label)), total_(total), tty_(isatty(STDOUT_FILENO)) {
+    start_ = std::chrono::steady_clock::now();
+  }
+  // Updates the bar (terminal) or prints a line every `every` steps and at the end (otherwise).
+  void update(int64_t done, const std::string& stats, int64_t every = 50) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    double eta = done > 0 ? secs / double(done) * double(total_ - done) : 0.0;
+    if (tty_) {
+      const int width = 24;
+      int fill = total_ > 0 ? int(double(width) * double(done) / double(total_)) : width;
+      std::printf("\r%s [%.*s%*s] %lld/%lld %s eta %.0fs ", label_.c_str(), fill, "########################",
+                  width - fill, "", (long long)done, (long long)total_, stats.c_str(), eta);
+      if (done == total_) std::printf("\n");
+      std::fflush(stdout);
+    } else if (done == total_ || (every > 0 && done % every == 0)) {
+      std::printf("%s %lld/%lld %s (%.1fs)\n", label_.c_str(), (long long)done, (long long)total_, stats.c_str(), secs);
+      std::fflush(stdout);
+    }
+  }
+
+ private:
+  std::string label_;
+  int64_t total_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Appends one JSON object per line to <dir>/metrics.jsonl, flushed at once so a crash loses at most the line in flight.
+class Metrics {
+ public:
+  explicit Metrics(const std::string& dir) : path_(dir + "/metrics.jsonl"), out_(path_, std::ios::app) {
+    EP_CHECK(out_.good(), IOError, path_, ": cannot open for appending");
+  }
+  void write(const nlohmann::json& row) {
+    out_ << row.dump() << "\n";
+    out_.flush();
+    EP_CHECK(out_.good(), IOError, path_, ": write failed");
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// summary.json (or any JSON document) written atomically: readers see the old or the new file, never half of one.
+inline void write_json_atomic(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
+
+}  // namespace ep::runlog
