@@ -2,6 +2,8 @@
 // reference implementation (and rejects duplicate names), and an atomic writer (temp file, fsync, rename).
 // Not a model loader: name matching, missing/unexpected keys and dtype conversion to the model live with the models.
 #pragma once
+#include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -26,5 +28,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 
 // Writes `bytes` to `path` atomically (same-directory temp file, fsync, rename, directory fsync). Throws IOError.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+
+// The streaming form: `produce` appends bytes through the sink it is given (so a large checkpoint needs no second
+// in-memory copy). If `produce` or any write throws, the temp file is removed, `path` is untouched and the exception
+// propagates unchanged.
+using ByteSink = std::function<void(const void* data, size_t nbytes)>;
+void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce);
 
 }  // namespace ep

@@ -1,0 +1,78 @@
+// basic.cpp — constructors (shape checks and torchvision's initializations) and forwards of the basic modules.
+// Not the math: conv2d, batch_norm, linear and dropout are engine ops (engine/ops.h).
+#include "layers/basic.h"
+
+#include <cmath>
+
+#include "engine/init.h"
+
+namespace ep::nn {
+
+Conv2d::Conv2d(const Conv2dOptions& o, Generator& gen) : opt(o) {
+  EP_CHECK(o.in_channels > 0 && o.out_channels > 0 && o.kernel > 0 && o.stride > 0 && o.padding >= 0 && o.groups > 0,
+           ValueError, "[Conv2d] bad options: in ", o.in_channels, ", out ", o.out_channels, ", kernel ", o.kernel,
+           ", stride ", o.stride, ", padding ", o.padding, ", groups ", o.groups);
+  EP_CHECK(o.in_channels % o.groups == 0 && o.out_channels % o.groups == 0, ValueError, "[Conv2d] groups ", o.groups,
+           " must divide in_channels ", o.in_channels, " and out_channels ", o.out_channels);
+  weight = empty({o.out_channels, o.in_channels / o.groups, o.kernel, o.kernel});
+  kaiming_normal_(weight, 0, "fan_out", "relu", gen);
+  weight.requires_grad_();
+  if (o.bias) bias = zeros({o.out_channels}).requires_grad_();
+}
+
+Tensor Conv2d::forward(const Tensor& x) const {
+  ep::Conv2dOptions c;
+  c.stride = {opt.stride, opt.stride};
+  c.padding = {opt.padding, opt.padding};
+  c.groups = opt.groups;
+  return conv2d(x, weight, bias, c);
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
+    : channels(channels), eps(eps), momentum(momentum) {
+  EP_CHECK(channels > 0, ValueError, "[BatchNorm2d] channels must be positive, got ", channels);
+  weight = ones({channels}).requires_grad_();
+  bias = zeros({channels}).requires_grad_();
+  running_mean = zeros({channels});
+  running_var = ones({channels});
+  num_batches_tracked = zeros({}, DType::i64);
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  Tensor y = batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps);
+  if (train) {
+    // Host-side counter (to_device keeps it on the CPU): PyTorch only reads it when momentum is None.
+    if (num_batches_tracked.is_cuda()) num_batches_tracked = num_batches_tracked.cpu();
+    int64_t* n = num_batches_tracked.data<int64_t>();
+    *n += 1;
+  }
+  return y;
+}
+
+Linear::Linear(int64_t in, int64_t out, LinearInit init, Generator& gen, bool with_bias)
+    : in_features(in), out_features(out) {
+  EP_CHECK(in > 0 && out > 0, ValueError, "[Linear] features must be positive, got in ", in, ", out ", out);
+  weight = empty({out, in});
+  if (with_bias) bias = empty({out});
+  if (init == LinearInit::normal_001) {
+    normal_(weight, 0.0, 0.01, gen);
+    if (with_bias) zeros_(bias);
+  } else {
+    // nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); the bias uses the same.
+    kaiming_uniform_(weight, std::sqrt(5.0), "fan_in", "leaky_relu", gen);
+    if (with_bias) {
+      const double b = 1.0 / std::sqrt(double(in));
+      uniform_(bias, -b, b, gen);
+    }
+  }
+  weight.requires_grad_();
+  if (with_bias) bias.requires_grad_();
+}
+
+Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+
+Dropout::Dropout(double p, uint64_t seed) : p(p), gen(seed) {
+  EP_CHECK(p >= 0 && p <= 1, ValueError, "[Dropout] p must be in [0,1], got ", p);
+}
+
+}  // namespace ep::nn

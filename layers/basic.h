@@ -1,0 +1,113 @@
+// basic.h — the building-block modules: Conv2d, BatchNorm2d, Linear, Dropout, ReLU, ReLU6, AdaptiveAvgPool2d, with
+// PyTorch's parameter names and the initializations torchvision's MobileNetV2 and ResNet apply (see each constructor).
+// Not nn.Conv2d/nn.Linear's own default inits except where stated: models here always re-initialize as torchvision does.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "engine/ops.h"
+#include "engine/random.h"
+#include "layers/module.h"
+
+namespace ep::nn {
+
+struct Conv2dOptions {
+  int64_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0, groups = 1;
+  bool bias = false;  // torchvision's MobileNetV2 and ResNets use bias-free convs before BatchNorm
+};
+
+// weight [out, in/groups, k, k] initialized kaiming_normal_(mode="fan_out", nonlinearity="relu") — torchvision's
+// choice for both MobileNetV2 and ResNet (MobileNetV2 leaves the nonlinearity at its leaky_relu(a=0) default, which
+// has the same gain sqrt(2)); bias zeros.
+struct Conv2d {
+  Conv2d() = default;
+  Conv2d(const Conv2dOptions& opt, Generator& gen);
+  Conv2dOptions opt;
+  Tensor weight, bias;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string& prefix, F&& f) {
+    f(key(prefix, "weight"), weight, false);
+    if (bias.defined()) f(key(prefix, "bias"), bias, false);
+  }
+  Tensor forward(const Tensor& x) const;
+};
+
+// nn.BatchNorm2d(C): weight ones, bias zeros, running_mean zeros, running_var ones, num_batches_tracked 0 (i64 [],
+// kept on the host, see to_device). Train mode normalizes with batch statistics and updates the running ones.
+struct BatchNorm2d {
+  BatchNorm2d() = default;
+  explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
+  int64_t channels = 0;
+  double eps = 1e-5, momentum = 0.1;
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string& prefix, F&& f) {
+    f(key(prefix, "weight"), weight, false);
+    f(key(prefix, "bias"), bias, false);
+    f(key(prefix, "running_mean"), running_mean, true);
+    f(key(prefix, "running_var"), running_var, true);
+    f(key(prefix, "num_batches_tracked"), num_batches_tracked, true);
+  }
+  Tensor forward(const Tensor& x);  // non-const: train mode updates the running statistics
+};
+
+enum class LinearInit {
+  torch_default,  // nn.Linear: kaiming_uniform_(a=sqrt(5)) i.e. U(+-1/sqrt(in)), bias U(+-1/sqrt(in)) (torchvision ResNet fc)
+  normal_001,     // N(0, 0.01), bias zeros: torchvision MobileNetV2's classifier
+};
+
+// weight [out, in], bias [out].
+struct Linear {
+  Linear() = default;
+  Linear(int64_t in_features, int64_t out_features, LinearInit init, Generator& gen, bool with_bias = true);
+  int64_t in_features = 0, out_features = 0;
+  Tensor weight, bias;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string& prefix, F&& f) {
+    f(key(prefix, "weight"), weight, false);
+    if (bias.defined()) f(key(prefix, "bias"), bias, false);
+  }
+  Tensor forward(const Tensor& x) const;
+};
+
+// Inverted dropout drawing its masks from its own Generator, so a run's masks follow from the seed alone.
+struct Dropout {
+  Dropout() = default;
+  explicit Dropout(double p, uint64_t seed = 0);
+  double p = 0.5;
+  Generator gen;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string&, F&&) {}
+  Tensor forward(const Tensor& x) { return dropout(x, p, train, gen); }
+};
+
+struct ReLU {
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string&, F&&) {}
+  Tensor forward(const Tensor& x) const { return relu(x); }
+};
+
+struct ReLU6 {
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string&, F&&) {}
+  Tensor forward(const Tensor& x) const { return relu6(x); }
+};
+
+// [N, C, H, W] -> [N, C, out_h, out_w]; (1, 1) is global average pooling.
+struct AdaptiveAvgPool2d {
+  AdaptiveAvgPool2d() = default;
+  AdaptiveAvgPool2d(int64_t out_h, int64_t out_w) : out_h(out_h), out_w(out_w) {}
+  int64_t out_h = 1, out_w = 1;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string&, F&&) {}
+  Tensor forward(const Tensor& x) const { return adaptive_avg_pool2d(x, out_h, out_w); }
+};
+
+}  // namespace ep::nn

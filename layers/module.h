@@ -1,0 +1,95 @@
+// module.h — the module conventions every layer and model follows, and the generic helpers built on them
+// (parameters, state_dict, parameter counts, device/dtype moves, train/eval). Not a base class: modules are plain structs.
+//
+// A module is a struct with:
+//   * public Tensor members named as PyTorch names them (weight, bias, running_mean, running_var, num_batches_tracked),
+//     so state-dict keys come out identical and weights load by name;
+//   * `bool train` (true after construction, as nn.Module) and `void set_train(bool)` that also sets its children;
+//   * `template <class F> void visit(const std::string& prefix, F&& f)` calling f(name, Tensor&, is_buffer) for every
+//     parameter (is_buffer = false) and buffer (true), in PyTorch's state_dict order, with the full dotted key;
+//   * `Tensor forward(const Tensor&)`.
+// Modules hold their tensors by handle, so a model must stay where it was built once closures (units()) capture it.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace ep::nn {
+
+// "features.0" + "weight" -> "features.0.weight"; an empty prefix gives the bare name.
+inline std::string key(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+// The trainable tensors in state_dict order (what an optimizer takes).
+template <class M>
+std::vector<Tensor> parameters(M& m) {
+  std::vector<Tensor> out;
+  m.visit("", [&](const std::string&, Tensor& t, bool is_buffer) {
+    if (!is_buffer) out.push_back(t);
+  });
+  return out;
+}
+
+template <class M>
+std::vector<std::pair<std::string, Tensor>> named_parameters(M& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  m.visit("", [&](const std::string& name, Tensor& t, bool is_buffer) {
+    if (!is_buffer) out.emplace_back(name, t);
+  });
+  return out;
+}
+
+// Parameters and buffers under their PyTorch keys (the tensors themselves, not copies): ready for write_safetensors.
+template <class M>
+std::vector<std::pair<std::string, Tensor>> state_dict(M& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  m.visit("", [&](const std::string& name, Tensor& t, bool) { out.emplace_back(name, t); });
+  return out;
+}
+
+// Elements over parameters only (buffers excluded), as sum(p.numel() for p in model.parameters()).
+template <class M>
+int64_t count_parameters(M& m) {
+  int64_t n = 0;
+  m.visit("", [&](const std::string&, Tensor& t, bool is_buffer) {
+    if (!is_buffer) n += t.numel();
+  });
+  return n;
+}
+
+// Moves every floating tensor to `device`; parameters stay leaves that require grad (their grads are dropped).
+// Integer buffers (num_batches_tracked) stay on the host: they are bookkeeping no kernel reads, and keeping them
+// there lets BatchNorm2d count batches without a device round trip.
+template <class M>
+void to_device(M& m, Device device) {
+  m.visit("", [&](const std::string&, Tensor& t, bool is_buffer) {
+    if (!t.defined() || !is_floating(t.dtype()) || t.device() == device) return;
+    Tensor moved = t.detach().to(device);
+    if (!is_buffer) moved.requires_grad_();
+    t = moved;
+  });
+}
+
+// Casts every floating tensor to `dtype` (f64 models for gradchecks); integer buffers are left as they are.
+template <class M>
+void to_dtype(M& m, DType dtype) {
+  m.visit("", [&](const std::string&, Tensor& t, bool is_buffer) {
+    if (!t.defined() || !is_floating(t.dtype()) || t.dtype() == dtype) return;
+    Tensor cast = t.detach().to(dtype);
+    if (!is_buffer) cast.requires_grad_();
+    t = cast;
+  });
+}
+
+template <class M>
+void zero_grad(M& m) {
+  m.visit("", [&](const std::string&, Tensor& t, bool is_buffer) {
+    if (!is_buffer) t.zero_grad();
+  });
+}
+
+}  // namespace ep::nn
