@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/cli.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 
@@ -204,6 +205,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ep::cli::ensure_passive_openmp(argv);
   if (argc < 2 || std::strcmp(argv[1], "ops") != 0) return usage();
   std::string which = "all";
   for (int i = 2; i < argc; ++i) {

@@ -1,0 +1,358 @@
+// train_cv.cpp — `build/train_cv`: trains and evaluates MobileNetV2 (cifar/imagenet variants) or ResNet-18 on CIFAR-10
+// (binary records or an image folder) or the embedded synthetic shapes, with checkpoints and exact CPU resume.
+// Not the split/pipeline trainer (pipeline/ arrives with its issue) and no mixed precision yet.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <sstream>
+
+#include "apps/cli.h"
+#include "apps/run_log.h"
+#include "data/cifar10.h"
+#include "data/image_folder.h"
+#include "data/loader.h"
+#include "data/synthetic.h"
+#include "engine/lr_schedule.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/safetensors.h"
+#include "layers/mobilenetv2.h"
+#include "layers/resnet.h"
+#include "layers/state.h"
+
+using namespace ep;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The model behind one interface: both architectures are plain structs with visit/forward/set_train.
+struct Model {
+  std::function<Tensor(const Tensor&)> forward;
+  std::function<void(bool)> set_train;
+  std::vector<std::pair<std::string, Tensor*>> state;  // parameters and buffers by state_dict name
+  std::vector<Tensor> params;
+  Generator* dropout_gen = nullptr;                    // whose offset a checkpoint must restore
+  std::shared_ptr<void> owner;
+};
+
+template <class M>
+Model wrap(std::shared_ptr<M> m, Device device) {
+  nn::to_device(*m, device);
+  Model out;
+  out.forward = [m](const Tensor& x) { return m->forward(x); };
+  out.set_train = [m](bool on) { m->set_train(on); };
+  m->visit("", [&](const std::string& name, Tensor& t, bool is_buffer) {
+    out.state.emplace_back(name, &t);
+    if (!is_buffer) out.params.push_back(t);
+  });
+  out.owner = m;
+  return out;
+}
+
+Model build_model(const cli::Options& o, int64_t classes, Device device) {
+  const std::string name = o.str("model");
+  if (name == "mobilenetv2") {
+    nn::MobileNetV2Options mo;
+    mo.num_classes = classes;
+    mo.width_mult = o.number("width");
+    mo.variant = nn::parse_mobilenetv2_variant(o.str("variant"));
+    mo.seed = uint64_t(o.integer("seed"));
+    auto m = std::make_shared<nn::MobileNetV2>(mo);
+    Model out = wrap(m, device);
+    out.dropout_gen = &m->drop.gen;
+    return out;
+  }
+  if (name == "resnet18") {
+    nn::ResNetOptions ro;
+    ro.num_classes = classes;
+    ro.seed = uint64_t(o.integer("seed"));
+    return wrap(std::make_shared<nn::ResNet18>(ro), device);
+  }
+  o.fail("--model: expected mobilenetv2 or resnet18, got '" + name + "'");
+}
+
+// Train and test sets from --data: "synthetic", a CIFAR-10 binary directory, or an image folder with train/ and test/.
+std::pair<data::ImageDataset, data::ImageDataset> load_data(const cli::Options& o) {
+  const std::string d = o.str("data");
+  if (d == "synthetic") {
+    data::SyntheticOptions tr, te;
+    tr.size = o.integer("synthetic-size");
+    tr.seed = uint64_t(o.integer("seed"));
+    te.size = std::max<int64_t>(tr.size / 5, 10);
+    te.seed = tr.seed + 1000003;  // a different draw of the same classes
+    return {data::make_synthetic_shapes(tr), data::make_synthetic_shapes(te)};
+  }
+  if (!fs::is_directory(d)) o.fail("--data " + d + ": not a directory (or 'synthetic')");
+  if (fs::exists(fs::path(d) / "test_batch.bin"))
+    return {data::load_cifar10_dir(d, true), data::load_cifar10_dir(d, false)};
+  if (fs::is_directory(fs::path(d) / "train") && fs::is_directory(fs::path(d) / "test"))
+    return {data::load_image_folder((fs::path(d) / "train").string()),
+            data::load_image_folder((fs::path(d) / "test").string())};
+  o.fail("--data " + d + ": expected CIFAR-10 binary files (data_batch_*.bin, test_batch.bin) or train/ and test/ "
+         "image folders");
+}
+
+data::Normalize parse_normalize(const cli::Options& o) {
+  data::Normalize n;
+  const std::string s = o.str("normalize");
+  if (s.empty()) return n;
+  std::vector<float> v;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    char* end = nullptr;
+    float x = std::strtof(item.c_str(), &end);
+    if (item.empty() || *end != '\0') o.fail("--normalize: '" + item + "' is not a number");
+    v.push_back(x);
+  }
+  if (v.size() != 6) o.fail("--normalize: expected MEAN_R,MEAN_G,MEAN_B,STD_R,STD_G,STD_B (6 numbers)");
+  for (int c = 0; c < 3; ++c) {
+    if (!(v[size_t(3 + c)] > 0)) o.fail("--normalize: standard deviations must be positive");
+    n.mean[size_t(c)] = v[size_t(c)];
+    n.std[size_t(c)] = v[size_t(3 + c)];
+  }
+  return n;
+}
+
+struct EvalResult {
+  double loss = 0, acc = 0;
+};
+
+EvalResult evaluate(Model& model, data::DataLoader& loader, double smoothing, const std::string& dump_path) {
+  model.set_train(false);
+  NoGradGuard ng;
+  loader.start_epoch(0);
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0;
+  std::vector<Tensor> logits_all, labels_all;
+  while (auto b = loader.next()) {
+    Tensor logits = model.forward(b->images);
+    const int64_t n = b->labels.size(0);
+    loss_sum += cross_entropy(logits, b->labels, smoothing).item() * double(n);
+    std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>(), lab = b->labels.to_vector<int64_t>();
+    for (int64_t i = 0; i < n; ++i) correct += pred[size_t(i)] == lab[size_t(i)];
+    seen += n;
+    if (!dump_path.empty()) {
+      logits_all.push_back(logits.cpu());
+      labels_all.push_back(b->labels.cpu());
+    }
+  }
+  if (!dump_path.empty() && !logits_all.empty())
+    write_safetensors(dump_path, {{"logits", concat(logits_all, 0)}, {"labels", concat(labels_all, 0)}},
+                      {{"format", "edgepipe-logits"}});
+  model.set_train(true);
+  return {seen ? loss_sum / double(seen) : 0.0, seen ? double(correct) / double(seen) : 0.0};
+}
+
+// Checkpoint = model state ("model.<key>"), optimizer state ("optim.<i>.<name>"), and in the metadata the step, the
+// data cursor (epoch, next batch) and the dropout generator's offset. Written atomically.
+void save_checkpoint(const std::string& path, Model& model, Optimizer& opt, int64_t epoch, int64_t next_batch,
+                     const nlohmann::json& config) {
+  std::vector<std::pair<std::string, Tensor>> t;
+  for (auto& [name, p] : model.state) t.emplace_back("model." + name, *p);
+  opt.visit_state([&](size_t i, const char* name, Tensor& s) {
+    if (s.defined()) t.emplace_back("optim." + std::to_string(i) + "." + name, s);
+  });
+  std::map<std::string, std::string> meta{{"format", "edgepipe-checkpoint"},
+                                          {"version", "1"},
+                                          {"step", std::to_string(opt.step_count())},
+                                          {"epoch", std::to_string(epoch)},
+                                          {"next_batch", std::to_string(next_batch)},
+                                          {"config", config.dump()}};
+  if (model.dropout_gen) meta["dropout_offset"] = std::to_string(model.dropout_gen->offset);
+  write_safetensors(path, t, meta);
+}
+
+struct Cursor {
+  int64_t epoch = 0, next_batch = 0;
+};
+
+Cursor load_checkpoint(const std::string& path, Model& model, Optimizer& opt, Device device) {
+  SafetensorsFile f = read_safetensors(path);
+  auto meta = [&](const char* k) {
+    auto it = f.metadata.find(k);
+    EP_CHECK(it != f.metadata.end(), IOError, path, ": not an edgepipe checkpoint (no '", k, "' in __metadata__)");
+    return std::stoll(it->second);
+  };
+  EP_CHECK(f.metadata.count("format") && f.metadata.at("format") == "edgepipe-checkpoint", IOError, path,
+           ": not an edgepipe checkpoint");
+  std::vector<std::pair<std::string, Tensor>> model_part;
+  std::map<std::string, Tensor> optim_part;
+  for (auto& [name, t] : f.tensors) {
+    if (name.rfind("model.", 0) == 0) model_part.emplace_back(name.substr(6), t);
+    else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
+  }
+  nn::load_state_entries(model.state, model_part, /*strict=*/true);
+  opt.visit_state([&](size_t i, const char* name, Tensor& s) {
+    auto it = optim_part.find(std::to_string(i) + "." + name);
+    if (it != optim_part.end()) s = it->second.to(device).detach();
+  });
+  opt.set_step_count(meta("step"));
+  if (model.dropout_gen && f.metadata.count("dropout_offset"))
+    model.dropout_gen->offset = uint64_t(std::stoull(f.metadata.at("dropout_offset")));
+  return {meta("epoch"), meta("next_batch")};
+}
+
+int run(int argc, char** argv) {
+  cli::Options o("train_cv");
+  o.add("model", "string", "mobilenetv2", "mobilenetv2 | resnet18")
+      .add("variant", "string", "cifar", "MobileNetV2 variant: cifar (32x32, stem stride 1) | imagenet (torchvision)")
+      .add("width", "float", 1.0, "MobileNetV2 width multiplier")
+      .add("data", "string", "synthetic", "synthetic | CIFAR-10 binary dir | image folder with train/ and test/")
+      .add("synthetic-size", "int", 5000, "training images of the synthetic set (test: a fifth)")
+      .add("epochs", "int", 5, "epochs")
+      .add("batch-size", "int", 128, "mini-batch size")
+      .add("lr", "float", 0.05, "peak learning rate")
+      .add("momentum", "float", 0.9, "SGD momentum")
+      .add("nesterov", "bool", true, "Nesterov momentum")
+      .add("weight-decay", "float", 5e-4, "weight decay")
+      .add("warmup-epochs", "float", 1.0, "linear warmup length in epochs")
+      .add("schedule", "string", "cosine", "cosine | linear | step | constant")
+      .add("label-smoothing", "float", 0.0, "label smoothing of the cross entropy")
+      .add("normalize", "string", "", "MEAN_R,MEAN_G,MEAN_B,STD_R,STD_G,STD_B (default: CIFAR-10 statistics)")
+      .add("seed", "int", 0, "seed of initialization, shuffling, augmentation and dropout")
+      .add("device", "string", "cpu", "cpu | cuda | cuda:N")
+      .add("out", "string", "runs/train_cv", "run folder (config, metrics.jsonl, summary.json, checkpoint)")
+      .add("eval-only", "bool", false, "evaluate only (with --init-from or --resume)")
+      .add("init-from", "string", "", "safetensors weights loaded by name before training")
+      .add("strict", "bool", false, "with --init-from: missing, unexpected or mis-shaped keys are errors")
+      .add("resume", "string", "", "checkpoint to continue from")
+      .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
+      .add("dump-logits", "string", "", "with --eval-only: write the test logits and labels (safetensors)")
+      .add("augment", "bool", true, "random crop (4-pixel padding) and horizontal flip of training images")
+      .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+  if (!o.parse(argc, argv)) {
+    std::printf("%s", o.help().c_str());
+    return 0;
+  }
+  const Device device = Device::parse(o.str("device"));
+  if (device.is_cuda() && !cuda_available()) o.fail("--device " + device.str() + ": no GPU present");
+  if (o.integer("epochs") < 0 || o.integer("batch-size") <= 0) o.fail("--epochs must be >= 0 and --batch-size > 0");
+  if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
+  const std::string out = o.str("out");
+  fs::create_directories(out);
+  runlog::write_json_atomic(out + "/config.json", o.resolved());
+
+  auto [train_set, test_set] = load_data(o);
+  const int64_t classes = train_set.num_classes();
+  Model model = build_model(o, classes, device);
+  if (!o.str("init-from").empty()) {
+    nn::LoadReport r = nn::load_state_entries(model.state, read_safetensors(o.str("init-from")).tensors,
+                                              o.flag("strict"));
+    std::printf("init-from %s: %s\n", o.str("init-from").c_str(), r.str().c_str());
+  }
+
+  data::LoaderOptions lo;
+  lo.batch_size = o.integer("batch-size");
+  lo.seed = uint64_t(o.integer("seed"));
+  lo.device = device;
+  lo.augment.norm = parse_normalize(o);
+  lo.augment.crop = lo.augment.flip = o.flag("augment");
+  auto train_data = std::make_shared<const data::ImageDataset>(std::move(train_set));
+  auto test_data = std::make_shared<const data::ImageDataset>(std::move(test_set));
+  data::DataLoader train_loader(train_data, lo);
+  data::LoaderOptions eo = lo;
+  eo.shuffle = false;
+  eo.train = false;
+  data::DataLoader test_loader(test_data, eo);
+
+  SGDOptions so;
+  so.lr = o.number("lr");
+  so.momentum = o.number("momentum");
+  so.nesterov = o.flag("nesterov");
+  so.weight_decay = o.number("weight-decay");
+  SGD opt(model.params, so);
+  const int64_t steps_per_epoch = train_loader.batches_per_epoch();
+  LRSchedule sched = parse_lr_schedule(o.str("schedule"), so.lr);
+  sched.total_steps = std::max<int64_t>(1, o.integer("epochs") * steps_per_epoch);
+  sched.warmup_steps = std::min(sched.total_steps, int64_t(o.number("warmup-epochs") * double(steps_per_epoch)));
+  sched.step_size = std::max<int64_t>(1, sched.total_steps / 3);  // "step": x0.1 at 1/3 and 2/3 of the run
+  Cursor cur;
+  if (!o.str("resume").empty()) cur = load_checkpoint(o.str("resume"), model, opt, device);
+
+  if (o.flag("eval-only")) {
+    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), o.str("dump-logits"));
+    std::printf("eval: loss %.4f top-1 %.2f%% on %lld images\n", r.loss, 100 * r.acc, (long long)test_data->size());
+    runlog::write_json_atomic(out + "/summary.json", {{"eval_loss", r.loss}, {"eval_top1", r.acc}});
+    return 0;
+  }
+
+  runlog::Metrics metrics(out);
+  double best = 0, last_acc = 0, batch_ms_sum = 0;
+  int64_t batches_timed = 0;
+  const int64_t max_steps = o.integer("max-steps");
+  bool stop = false;
+  for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
+    train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
+    runlog::Progress bar("epoch " + std::to_string(epoch + 1), steps_per_epoch);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, b_index = epoch == cur.epoch ? cur.next_batch : 0;
+    while (auto b = train_loader.next()) {
+      auto t0 = std::chrono::steady_clock::now();
+      opt.set_lr(sched.lr_at(opt.step_count()));
+      Tensor logits = model.forward(b->images);
+      Tensor loss = cross_entropy(logits, b->labels, o.number("label-smoothing"));
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+      const int64_t n = b->labels.size(0);
+      const double l = loss.item();  // waits for the device: the batch time below is real
+      batch_ms_sum += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      ++batches_timed;
+      std::vector<int64_t> pred = argmax(logits.detach(), 1).to_vector<int64_t>(), lab = b->labels.to_vector<int64_t>();
+      for (int64_t i = 0; i < n; ++i) correct += pred[size_t(i)] == lab[size_t(i)];
+      loss_sum += l * double(n);
+      seen += n;
+      ++b_index;
+      char stats[128];
+      std::snprintf(stats, sizeof stats, "loss %.4f acc %.1f%% %.0f img/s", loss_sum / double(seen),
+                    100.0 * double(correct) / double(seen), 1000.0 * double(n) / (batch_ms_sum / double(batches_timed)));
+      bar.update(b_index, stats);
+      if (o.flag("log-steps")) std::printf("step %lld loss %a\n", (long long)opt.step_count(), l);  // exact, in hex
+      if (max_steps > 0 && opt.step_count() >= max_steps) {
+        stop = true;
+        save_checkpoint(out + "/checkpoint.safetensors", model, opt, epoch, b_index, o.resolved());
+        break;
+      }
+    }
+    if (stop) break;
+    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), "");
+    last_acc = r.acc;
+    best = std::max(best, r.acc);
+    metrics.write({{"epoch", epoch + 1},
+                   {"train_loss", seen ? loss_sum / double(seen) : 0.0},
+                   {"train_top1", seen ? double(correct) / double(seen) : 0.0},
+                   {"val_loss", r.loss},
+                   {"val_top1", r.acc},
+                   {"lr", opt.lr()}});
+    std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
+                seen ? loss_sum / double(seen) : 0.0, seen ? 100.0 * double(correct) / double(seen) : 0.0, r.loss,
+                100 * r.acc);
+    save_checkpoint(out + "/checkpoint.safetensors", model, opt, epoch + 1, 0, o.resolved());
+  }
+  runlog::write_json_atomic(out + "/summary.json", {{"final_top1", last_acc},
+                                                    {"best_top1", best},
+                                                    {"steps", opt.step_count()},
+                                                    {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
+                                                    {"device", device.str()}});
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::ensure_passive_openmp(argv);
+  try {
+    return run(argc, argv);
+  } catch (const cli::UsageError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_cv: %s\n", e.what());
+    return 1;
+  }
+}
