@@ -205,7 +205,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ep::cli::ensure_passive_openmp(argv);
+  ep::cli::ensure_cpu_threading(argv);
   if (argc < 2 || std::strcmp(argv[1], "ops") != 0) return usage();
   std::string which = "all";
   for (int i = 2; i < argc; ++i) {

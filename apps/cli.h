@@ -18,12 +18,18 @@
 
 namespace ep::cli {
 
-// libgomp reads OMP_WAIT_POLICY once, when it loads, and by default its idle threads spin. Next to OpenBLAS's own
-// thread pool that spinning steals the cores the GEMMs need: a MobileNetV2 step on 2 cores ran 2.4x slower. So an
-// app that finds the variable unset sets it to "passive" and re-executes itself once (the user's value wins).
-inline void ensure_passive_openmp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("EP_NO_REEXEC")) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
+// Thread pools, settled before they start (libgomp and OpenBLAS read their variables once, when they load):
+// - OMP_WAIT_POLICY=passive: by default idle OpenMP threads spin, and next to OpenBLAS's pool that spinning stole the
+//   cores the GEMMs needed (a MobileNetV2 step on 2 cores ran 2.4x slower);
+// - OPENBLAS_NUM_THREADS=1: the engine parallelizes over samples and channels with OpenMP itself (im2col conv runs
+//   one GEMM per sample per thread); a second pool competing for the same cores cost another 25%.
+// An app that finds a variable unset sets it and re-executes itself once; a value the user set always wins.
+inline void ensure_cpu_threading(char** argv) {
+  if (std::getenv("EP_NO_REEXEC")) return;
+  bool changed = false;
+  if (!std::getenv("OMP_WAIT_POLICY")) changed |= setenv("OMP_WAIT_POLICY", "passive", 1) == 0;
+  if (!std::getenv("OPENBLAS_NUM_THREADS")) changed |= setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0;
+  if (!changed) return;
   setenv("EP_NO_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);  // returns only on failure: then run on as we are
 }

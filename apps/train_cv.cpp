@@ -345,7 +345,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::ensure_passive_openmp(argv);
+  cli::ensure_cpu_threading(argv);
   try {
     return run(argc, argv);
   } catch (const cli::UsageError& e) {

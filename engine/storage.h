@@ -28,4 +28,8 @@ class Storage {
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
 void fill_bytes_zero(void* dst, Device dev, size_t nbytes);
 
+// Host memory behind CPU storage (engine/host_memory.cpp): 64-byte aligned, nullptr for 0 bytes.
+void* host_alloc(size_t nbytes);
+void host_free(void* p);
+
 }  // namespace ep

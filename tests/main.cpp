@@ -8,7 +8,7 @@
 #include "tests/test_util.h"
 
 int main(int argc, char** argv) {
-  ep::cli::ensure_passive_openmp(argv);  // idle OpenMP threads must not spin against OpenBLAS's (see apps/cli.h)
+  ep::cli::ensure_cpu_threading(argv);  // idle OpenMP threads must not spin against OpenBLAS's (see apps/cli.h)
   doctest::Context ctx;
   ctx.applyCommandLine(argc, argv);
   std::printf("edgepipe tests: device %s, CUDA %s, %d GPU(s)\n", ep::test::test_device().str().c_str(),

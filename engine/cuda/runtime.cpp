@@ -178,9 +178,7 @@ float Event::elapsed_ms(const Event& end) const {
 // ---- Storage -------------------------------------------------------------------------------------------------------
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cpu()) {
-    if (nbytes == 0) return;
-    data_ = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
-    EP_CHECK(data_ != nullptr, Error, "[storage] out of host memory allocating ", nbytes, " bytes");
+    data_ = host_alloc(nbytes);
     return;
   }
   require_cuda(device, "storage");
@@ -198,7 +196,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 Storage::~Storage() {
   if (!data_) return;
   if (device_.is_cpu()) {
-    std::free(data_);
+    host_free(data_);
   } else {
     cuda::set_device(device_.index);
     CUDA_CHECK_PRINT(cudaFreeAsync(data_, stream_));

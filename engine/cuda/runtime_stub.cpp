@@ -43,11 +43,9 @@ float Event::elapsed_ms(const Event&) const { no_cuda("event"); }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cuda()) no_cuda("storage");
-  if (nbytes == 0) return;
-  data_ = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
-  EP_CHECK(data_ != nullptr, Error, "[storage] out of host memory allocating ", nbytes, " bytes");
+  data_ = host_alloc(nbytes);
 }
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { host_free(data_); }
 
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
   if (dst_dev.is_cuda() || src_dev.is_cuda()) no_cuda("copy");
