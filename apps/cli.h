@@ -77,7 +77,10 @@ class Options {
       auto it = specs_.find(name);
       if (it == specs_.end()) fail("unknown flag --" + name + " (see --help)");
       if (it->second.kind == "bool" && !has_value) {
-        values_[name] = true;
+        // A bare --flag is true; `--flag false` (or true/0/1) spells the value out.
+        const bool next_is_value = i + 1 < args.size() && (args[i + 1] == "true" || args[i + 1] == "false" ||
+                                                           args[i + 1] == "1" || args[i + 1] == "0");
+        values_[name] = next_is_value ? convert(name, "bool", args[++i]) : nlohmann::json(true);
         continue;
       }
       if (!has_value) {

@@ -35,6 +35,10 @@ TEST_CASE("cli: defaults, flags, --name=value, bare bool flags") {
   CHECK(p.flag("nesterov"));
   CHECK(p.str("model") == "resnet18");
   CHECK(p.resolved()["epochs"] == 3);
+  cli::Options q = make();
+  CHECK(parse(q, {"--nesterov", "false", "--epochs", "4"}));
+  CHECK_FALSE(q.flag("nesterov"));
+  CHECK(q.integer("epochs") == 4);
   cli::Options h = make();
   CHECK_FALSE(parse(h, {"--help"}));
   CHECK(h.help().find("--lr (float, default 0.1)") != std::string::npos);

@@ -1,0 +1,134 @@
+// test_train_cv.cpp — build/train_cv end to end, run as a child process (it sits next to this test binary): a resumed
+// CPU run continues bit for bit, a tiny run overfits 64 images, and bad input gets one line and a non-zero exit.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string trainer() { return (fs::read_symlink("/proc/self/exe").parent_path() / "train_cv").string(); }
+
+struct Run {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Run run(const std::string& args) {
+  Run r;
+  std::string cmd = trainer() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// "step N loss HEX" lines of a --log-steps run.
+std::map<int, std::string> step_losses(const std::string& out) {
+  std::map<int, std::string> m;
+  std::istringstream is(out);
+  for (std::string line; std::getline(is, line);) {
+    int step = 0;
+    char hex[64];
+    if (std::sscanf(line.c_str(), "step %d loss %63s", &step, hex) == 2) m[step] = hex;
+  }
+  return m;
+}
+
+std::string tmpdir(const char* name) {
+  fs::path d = fs::temp_directory_path() / (std::string("ep_train_cv_") + name + "_" + std::to_string(getpid()));
+  fs::remove_all(d);
+  return d.string();
+}
+
+const char* kTiny = "--data synthetic --synthetic-size 256 --batch-size 32 --width 0.25 --log-steps";
+
+}  // namespace
+
+TEST_CASE("train_cv: a run resumed from its checkpoint continues bit for bit (CPU), across an epoch boundary") {
+  if (!fs::exists(trainer())) {
+    MESSAGE("train_cv not built next to the tests: skipped");
+    return;
+  }
+  const std::string a = tmpdir("full"), b = tmpdir("resumed");
+  // 256 images / 32 = 8 steps an epoch: the full run does 12 steps over 2 epochs; the other stops at 5 and resumes.
+  Run full = run(std::string(kTiny) + " --epochs 2 --max-steps 12 --out " + a);
+  REQUIRE_MESSAGE(full.status == 0, full.out);
+  Run first = run(std::string(kTiny) + " --epochs 2 --max-steps 5 --out " + b);
+  REQUIRE_MESSAGE(first.status == 0, first.out);
+  REQUIRE(fs::exists(b + "/checkpoint.safetensors"));
+  Run rest = run(std::string(kTiny) + " --epochs 2 --max-steps 12 --out " + b + " --resume " + b +
+                 "/checkpoint.safetensors");
+  REQUIRE_MESSAGE(rest.status == 0, rest.out);
+  auto lf = step_losses(full.out), l1 = step_losses(first.out), l2 = step_losses(rest.out);
+  REQUIRE(lf.size() == 12);
+  REQUIRE(l1.size() == 5);
+  REQUIRE(l2.size() == 7);
+  for (int s = 1; s <= 5; ++s) CHECK(l1[s] == lf[s]);
+  for (int s = 6; s <= 12; ++s) {
+    INFO("step " << s);
+    CHECK(l2[s] == lf[s]);
+  }
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("train_cv: overfits 64 images to 100% training accuracy, and leaves its run folder") {
+  if (!fs::exists(trainer())) {
+    MESSAGE("train_cv not built next to the tests: skipped");
+    return;
+  }
+  const std::string d = tmpdir("overfit");
+  Run r = run("--data synthetic --synthetic-size 64 --batch-size 64 --width 0.25 --epochs 40 --lr 0.05 "
+              "--warmup-epochs 2 --weight-decay 0 --augment false --out " + d);
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  std::ifstream metrics(d + "/metrics.jsonl");
+  nlohmann::json last;
+  int rows = 0;
+  for (std::string line; std::getline(metrics, line); ++rows) last = nlohmann::json::parse(line);
+  CHECK(rows == 40);
+  INFO("last epoch: " << last.dump());
+  CHECK(last["train_top1"].get<double>() == 1.0);
+  std::ifstream summary(d + "/summary.json");
+  nlohmann::json s = nlohmann::json::parse(summary);
+  CHECK(s["steps"] == 40);
+  CHECK(fs::exists(d + "/config.json"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
+  if (!fs::exists(trainer())) {
+    MESSAGE("train_cv not built next to the tests: skipped");
+    return;
+  }
+  const std::string d = tmpdir("bad");
+  Run r = run("--learning-rate 0.1 --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out == "train_cv: unknown flag --learning-rate (see --help)\n");
+  r = run("--data /nonexistent/cifar --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out == "train_cv: --data /nonexistent/cifar: not a directory (or 'synthetic')\n");
+  r = run("--batch-size 0 --out " + d);
+  CHECK(r.status == 2);
+  fs::create_directories(d);
+  std::ofstream(d + "/bad.safetensors") << "not a safetensors file";
+  r = run(std::string(kTiny) + " --out " + d + " --resume " + d + "/bad.safetensors");
+  CHECK(r.status == 1);
+  CHECK(r.out.find("bad.safetensors") != std::string::npos);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  fs::remove_all(d);
+}
