@@ -18,6 +18,9 @@ for dev in cuda cpu; do
   echo "== DEVICE=$dev suite: rc=$? in $(( $(date +%s) - s )) s"
   summary "$out/tests_$dev.log"
 done
+# A training run on the GPU: the make-run configuration (synthetic shapes, MobileNetV2-cifar width 0.5).
+timeout 120 $b/run train_cv --config apps/configs/make_run.json --device cuda --out "$out/train_run" > "$out/train.log" 2>&1
+echo "== train_cv on cuda rc=$?"; grep -E "^epoch [0-9]+:" "$out/train.log"; cat "$out/train_run/summary.json" 2>/dev/null
 timeout 200 $b/run bench ops --device cuda > "$out/bench.log" 2>&1; echo "== bench rc=$?"
 timeout 150 python3 $b/torch_ops.py > "$out/torch.log" 2>&1; echo "== torch rc=$?"
 cat "$out/bench.log" "$out/torch.log"
