@@ -338,7 +338,9 @@ int run(int argc, char** argv) {
                                                     {"best_top1", best},
                                                     {"steps", opt.step_count()},
                                                     {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
-                                                    {"device", device.str()}});
+                                                    {"device", device.str()},
+                                                    {"peak_memory_bytes", {{"cpu", peak_memory_bytes(Device::cpu())},
+                                                                           {device.str(), peak_memory_bytes(device)}}}});
   return 0;
 }
 

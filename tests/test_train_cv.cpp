@@ -132,3 +132,38 @@ TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
   fs::remove_all(d);
 }
+
+TEST_CASE("train_cv: --init-from loads torchvision-named weights, --eval-only --dump-logits writes them out") {
+  if (!fs::exists(trainer())) {
+    MESSAGE("train_cv not built next to the tests: skipped");
+    return;
+  }
+  // The golden fixture holds a width-0.25 CIFAR MobileNetV2's state dict (plus the fixture's own extra tensors).
+  const std::string fixture = "tests/golden/mobilenetv2_cifar.safetensors";
+  REQUIRE(fs::exists(fixture));
+  const std::string d = tmpdir("init");
+  const std::string common = "--data synthetic --synthetic-size 100 --width 0.25 --eval-only --out " + d;
+  Run r = run(common + " --init-from " + fixture + " --dump-logits " + d + "/logits.safetensors");
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  // 314 state entries load; the fixture's input/logits/loss/grad.* tensors are reported as unexpected.
+  CHECK(r.out.find("loaded 314; unexpected 19 (input, labels, logits") != std::string::npos);
+  CHECK(r.out.find("missing") == std::string::npos);
+  REQUIRE(fs::exists(d + "/logits.safetensors"));
+  // 100 training images -> a test set of 20 (a fifth), labels i % 10 in data order.
+  std::ifstream f(d + "/logits.safetensors", std::ios::binary);
+  uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  std::string header(n, '\0');
+  f.read(header.data(), std::streamsize(n));
+  nlohmann::json h = nlohmann::json::parse(header);
+  CHECK(h["logits"]["shape"] == nlohmann::json::array({20, 10}));
+  CHECK(h["labels"]["shape"] == nlohmann::json::array({20}));
+  // --strict turns the unexpected keys into an error, before anything runs.
+  r = run(common + " --init-from " + fixture + " --strict");
+  CHECK(r.status == 1);
+  CHECK(r.out.find("[load_state]") != std::string::npos);
+  r = run("--data synthetic --dump-logits x.safetensors --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out == "train_cv: --dump-logits needs --eval-only\n");
+  fs::remove_all(d);
+}

@@ -119,6 +119,19 @@ cudaStream_t current_stream(Device d) {
   return s ? s : cuda::context(d.index).stream;
 }
 
+uint64_t peak_host_memory_bytes();
+
+uint64_t peak_memory_bytes(Device d) {
+  if (d.is_cpu()) return peak_host_memory_bytes();
+  if (d.index >= cuda_device_count() || !cuda::g_contexts[size_t(d.index)].load()) return 0;
+  cuda::set_device(d.index);
+  cudaMemPool_t pool;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, d.index));
+  uint64_t high = 0;
+  CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
+  return high;
+}
+
 void synchronize(Device d) {
   if (d.is_cpu()) return;
   cuda::set_device(d.index);
