@@ -26,10 +26,7 @@ struct Conv2d {
   Tensor weight, bias;
   bool train = true;
   void set_train(bool on) { train = on; }
-  template <class F> void visit(const std::string& prefix, F&& f) {
-    f(key(prefix, "weight"), weight, false);
-    if (bias.defined()) f(key(prefix, "bias"), bias, false);
-  }
+  template <class F> void visit(const std::string& prefix, F&& f) { visit_weight_bias(prefix, f, weight, bias); }
   Tensor forward(const Tensor& x) const;
 };
 
@@ -66,10 +63,7 @@ struct Linear {
   Tensor weight, bias;
   bool train = true;
   void set_train(bool on) { train = on; }
-  template <class F> void visit(const std::string& prefix, F&& f) {
-    f(key(prefix, "weight"), weight, false);
-    if (bias.defined()) f(key(prefix, "bias"), bias, false);
-  }
+  template <class F> void visit(const std::string& prefix, F&& f) { visit_weight_bias(prefix, f, weight, bias); }
   Tensor forward(const Tensor& x) const;
 };
 

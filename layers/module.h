@@ -24,6 +24,12 @@ inline std::string key(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
+// The parameters of Conv2d and Linear: weight, then bias when the layer has one.
+template <class F> void visit_weight_bias(const std::string& prefix, F&& f, Tensor& weight, Tensor& bias) {
+  f(key(prefix, "weight"), weight, false);
+  if (bias.defined()) f(key(prefix, "bias"), bias, false);
+}
+
 // The trainable tensors in state_dict order (what an optimizer takes).
 template <class M>
 std::vector<Tensor> parameters(M& m) {
