@@ -72,7 +72,7 @@ std::string load_error(const TempDir& dir, const std::string& bytes) {
     read_safetensors(path);
   } catch (const IOError& e) {
     std::string msg = e.what();
-    CHECK_MESSAGE(msg.rfind(path + ": ", 0) == 0, "message does not start with the path: ", msg);
+    CHECK_MESSAGE(msg.rfind(path + ": ", 0) == 0, "message does not start with the path: " << msg);
     return msg;
   }
   return "";
@@ -81,13 +81,13 @@ std::string load_error(const TempDir& dir, const std::string& bytes) {
 #define CHECK_LOAD_ERROR(dir, bytes, name)                       \
   do {                                                           \
     std::string msg_ = load_error((dir), (bytes));               \
-    INFO("message: ", msg_);                                     \
+    INFO("message: " << msg_);                                   \
     CHECK(msg_.find(std::string(": ") + (name)) != std::string::npos); \
   } while (0)
 
 bool have_samples() {
   if (fs::is_directory(kSamples)) return true;
-  MESSAGE("safetensors samples absent (", kSamples, "): sample-file checks skipped");
+  MESSAGE("safetensors samples absent (" << kSamples << "): sample-file checks skipped");
   return false;
 }
 
