@@ -13,6 +13,8 @@
 
 #include "apps/cli.h"
 #include "engine/ops.h"
+#include "engine/optim.h"
+#include "layers/mobilenetv2.h"
 #include "engine/random.h"
 
 #ifdef EP_CUDA
@@ -197,8 +199,48 @@ void bench_overhead(Device d) {
               alloc_only);
 }
 
+Tensor test_labels(int64_t n, Device d);
+
+// `bench model mobilenetv2`: training images/s of the CIFAR MobileNetV2 (width 1.0, 32x32, 10 classes): one step =
+// forward, cross entropy, backward, SGD (momentum 0.9, nesterov, weight decay 5e-4); random data already on the
+// device, so the loader is not in the figure. Median of timed steps after warm-up (the first steps pick cuDNN
+// algorithms). apps/bench/torch_model.py does the same step in PyTorch.
+void bench_model_mobilenetv2(Device d) {
+  std::printf("\n[model] MobileNetV2-cifar width 1.0, f32, SGD training step%s\n",
+              d.is_cuda() ? ", TF32 off" : " (CPU: small batches, few steps)");
+  for (int64_t batch : d.is_cuda() ? std::vector<int64_t>{128, 256} : std::vector<int64_t>{32}) {
+    nn::MobileNetV2Options mo;
+    mo.num_classes = 10;
+    mo.variant = nn::MobileNetV2Variant::cifar;
+    auto model = std::make_unique<nn::MobileNetV2>(mo);
+    nn::to_device(*model, d);
+    SGDOptions so;
+    so.lr = 0.05;
+    so.momentum = 0.9;
+    so.nesterov = true;
+    so.weight_decay = 5e-4;
+    SGD opt(nn::parameters(*model), so);
+    Tensor x = rand_tensor({batch, 3, 32, 32}, d, 11);
+    Tensor y = test_labels(batch, d);
+    auto step = [&] {
+      Tensor loss = cross_entropy(model->forward(x), y);
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+    };
+    double ms = time_ms(d, step, d.is_cuda() ? 30 : 3, d.is_cuda() ? 5 : 1);
+    std::printf("  batch %-4ld %9.2f ms/step %9.0f images/s\n", long(batch), ms, 1000.0 * double(batch) / ms);
+  }
+}
+
+Tensor test_labels(int64_t n, Device d) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(i % 10);
+  return from_vector(v, {n}, DType::i64, d);
+}
+
 int usage() {
-  std::fprintf(stderr, "usage: bench ops [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|model [mobilenetv2] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -206,9 +248,18 @@ int usage() {
 
 int main(int argc, char** argv) {
   ep::cli::ensure_cpu_threading(argv);
-  if (argc < 2 || std::strcmp(argv[1], "ops") != 0) return usage();
+  if (argc < 2 || (std::strcmp(argv[1], "ops") != 0 && std::strcmp(argv[1], "model") != 0)) return usage();
+  const bool model = std::strcmp(argv[1], "model") == 0;
+  int first = 2;
+  if (model) {
+    if (argc < 3 || std::strcmp(argv[2], "mobilenetv2") != 0) {
+      std::fprintf(stderr, "bench: model: expected 'mobilenetv2'\n");
+      return usage();
+    }
+    first = 3;
+  }
   std::string which = "all";
-  for (int i = 2; i < argc; ++i) {
+  for (int i = first; i < argc; ++i) {
     if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) which = argv[++i];
     else {
       std::fprintf(stderr, "bench: unknown argument '%s'\n", argv[i]);
@@ -225,6 +276,10 @@ int main(int argc, char** argv) {
     }
     for (Device d : devices) {
       std::printf("==== device %s ====\n", d.str().c_str());
+      if (model) {
+        bench_model_mobilenetv2(d);
+        continue;
+      }
       bench_gemm(d);
       bench_conv(d);
       bench_bandwidth(d);

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""torch_model.py — the PyTorch side of `build/bench model mobilenetv2`: the same CIFAR MobileNetV2 (torchvision's,
+built with kuangliu's strides and a stride-1 stem, width 1.0, 10 classes), the same SGD step on random on-device data,
+timed the same way (CUDA events, median of 30 after 5 warm-up steps), in eager mode and under torch.compile.
+
+Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile]. f32, TF32 off, NCHW.
+Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU.
+"""
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torchvision.models import MobileNetV2
+
+
+def build():
+    setting = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+    m = MobileNetV2(num_classes=10, width_mult=1.0, inverted_residual_setting=setting)
+    m.features[0][0].stride = (1, 1)
+    return m
+
+
+def bench(batch, compiled):
+    model = build().cuda().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.rand(batch, 3, 32, 32, device="cuda") * 2 - 1
+    y = torch.arange(batch, device="cuda") % 10
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    fn = torch.compile(step) if compiled else step
+    t0 = time.perf_counter()
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - t0
+    ts = []
+    for _ in range(30):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    ms = statistics.median(ts)
+    print(f"  {'compile' if compiled else 'eager':<8} batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.0f} images/s"
+          f"  (warm-up {warm:.1f} s)", flush=True)
+
+
+def main():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: MobileNetV2-cifar training step ====")
+    for batch in (128, 256):
+        bench(batch, False)
+    if "--no-compile" not in sys.argv:
+        for batch in (128, 256):
+            bench(batch, True)
+
+
+if __name__ == "__main__":
+    main()
