@@ -97,6 +97,23 @@ std::pair<data::ImageDataset, data::ImageDataset> load_data(const cli::Options& 
          "image folders");
 }
 
+// Every (size / n)-th image, so that class-sorted folders keep their class balance; n <= 0 or >= size keeps all.
+data::ImageDataset strided_subset(data::ImageDataset d, int64_t n) {
+  if (n <= 0 || n >= d.size()) return d;
+  data::ImageDataset out;
+  out.channels = d.channels;
+  out.height = d.height;
+  out.width = d.width;
+  out.class_names = d.class_names;
+  out.pixels.resize(size_t(n * d.image_bytes()));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t src = i * d.size() / n;
+    std::copy(d.image(src), d.image(src) + d.image_bytes(), out.image(i));
+    out.labels.push_back(d.labels[size_t(src)]);
+  }
+  return out;
+}
+
 data::Normalize parse_normalize(const cli::Options& o) {
   data::Normalize n;
   const std::string s = o.str("normalize");
@@ -223,6 +240,8 @@ int run(int argc, char** argv) {
       .add("resume", "string", "", "checkpoint to continue from")
       .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
       .add("dump-logits", "string", "", "with --eval-only: write the test logits and labels (safetensors)")
+      .add("train-subset", "int", 0, "use an evenly strided subset of this many training images (0: all)")
+      .add("test-subset", "int", 0, "use an evenly strided subset of this many test images (0: all)")
       .add("augment", "bool", true, "random crop (4-pixel padding) and horizontal flip of training images")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
   if (!o.parse(argc, argv)) {
@@ -237,7 +256,9 @@ int run(int argc, char** argv) {
   fs::create_directories(out);
   runlog::write_json_atomic(out + "/config.json", o.resolved());
 
-  auto [train_set, test_set] = load_data(o);
+  auto [train_full, test_full] = load_data(o);
+  data::ImageDataset train_set = strided_subset(std::move(train_full), o.integer("train-subset"));
+  data::ImageDataset test_set = strided_subset(std::move(test_full), o.integer("test-subset"));
   const int64_t classes = train_set.num_classes();
   Model model = build_model(o, classes, device);
   if (!o.str("init-from").empty()) {

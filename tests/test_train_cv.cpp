@@ -167,3 +167,23 @@ TEST_CASE("train_cv: --init-from loads torchvision-named weights, --eval-only --
   CHECK(r.out == "train_cv: --dump-logits needs --eval-only\n");
   fs::remove_all(d);
 }
+
+TEST_CASE("train_cv: --train-subset and --test-subset take evenly strided subsets") {
+  if (!fs::exists(trainer())) {
+    MESSAGE("train_cv not built next to the tests: skipped");
+    return;
+  }
+  const std::string d = tmpdir("subset");
+  // 200 synthetic training images (labels i % 10): a subset of 100 is every 2nd image, 2 batches of 50 per epoch;
+  // the 40 test images shrink to 20.
+  Run r = run("--data synthetic --synthetic-size 200 --train-subset 100 --test-subset 20 --batch-size 50 --width 0.25 "
+              "--epochs 1 --out " + d);
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  std::ifstream summary(d + "/summary.json");
+  CHECK(nlohmann::json::parse(summary)["steps"] == 2);
+  CHECK(r.out.find("on 20 images") == std::string::npos);  // training run: no eval-only line
+  r = run("--data synthetic --synthetic-size 200 --test-subset 20 --width 0.25 --eval-only --out " + d);
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("on 20 images") != std::string::npos);
+  fs::remove_all(d);
+}
