@@ -79,6 +79,7 @@ void synchronize(Device d);  // waits for the current stream of d (no-op on CPU)
 // High-water mark of memory in use: the process's peak resident set on the CPU, the stream-ordered pool's peak on
 // a GPU (0 for a GPU never used).
 uint64_t peak_memory_bytes(Device d);
+uint64_t peak_host_memory_bytes();  // the CPU case (engine/device.cpp), shared by both runtimes
 
 // Makes `s` the current stream of its device for this thread, restoring the previous one on destruction.
 class StreamGuard {

@@ -12,11 +12,6 @@ using namespace ep;
 
 namespace {
 
-Tensor rq(Tensor t) {
-  t.requires_grad_();
-  return t;
-}
-
 Conv2dOptions conv_opt(std::array<int64_t, 2> stride, std::array<int64_t, 2> padding,
                        std::array<int64_t, 2> dilation = {1, 1}, int64_t groups = 1) {
   Conv2dOptions o;
@@ -72,9 +67,9 @@ RefConv ref_conv(const Tensor& xt, const Tensor& wt, const Tensor& bt, const Con
 // conv2d forward and backward (with dy) against ref_conv.
 void check_against_reference(const Shape& xs, const Shape& ws, bool with_bias, const Conv2dOptions& o, DType dt,
                              double tol) {
-  Tensor x = rq(test::randn(xs, 1, dt));
-  Tensor w = rq(test::randn(ws, 2, dt));
-  Tensor b = with_bias ? rq(test::randn({ws[0]}, 3, dt)) : Tensor();
+  Tensor x = test::leaf(test::randn(xs, 1, dt));
+  Tensor w = test::leaf(test::randn(ws, 2, dt));
+  Tensor b = with_bias ? test::leaf(test::randn({ws[0]}, 3, dt)) : Tensor();
   Tensor y = conv2d(x, w, b, o);
   Tensor dy = test::randn(y.shape(), 4, dt);
   y.backward(dy);
@@ -109,7 +104,7 @@ TEST_CASE("conv2d: hand-computed 3x3 input with a 2x2 kernel") {
   // Dilation 2 makes the 2x2 kernel read the corners: 1*1 + 3*2 + 7*3 + 9*4 = 64.
   CHECK(conv2d(x, w, Tensor(), conv_opt({1, 1}, {0, 0}, {2, 2})).to_vector<double>() == std::vector<double>{64});
   // Backward by hand: with dy = ones, db = 4 and dw[i][j] = sum of the 2x2 window sums = [[12,16],[24,28]].
-  Tensor wq = rq(w.detach().clone()), bq = rq(b.detach().clone());
+  Tensor wq = test::leaf(w.detach().clone()), bq = test::leaf(b.detach().clone());
   conv2d(x, wq, bq).backward(ones({1, 1, 2, 2}, DType::f64, test::test_device()));
   CHECK(wq.grad().to_vector<double>() == std::vector<double>{12, 16, 24, 28});
   CHECK(bq.grad().to_vector<double>() == std::vector<double>{4});
@@ -142,13 +137,13 @@ TEST_CASE("conv2d: depthwise and grouped results equal a dense conv with a block
   // The direct depthwise loop and the grouped GEMMs against the groups=1 GEMM path on the same math.
   for (int64_t groups : {2, 4}) {
     const int64_t C = 4, K = 8, cg = C / groups, kg = K / groups;
-    Tensor x = rq(test::randn({2, C, 7, 6}, 10));
-    Tensor w = rq(test::randn({K, cg, 3, 3}, 11));
+    Tensor x = test::leaf(test::randn({2, C, 7, 6}, 10));
+    Tensor w = test::leaf(test::randn({K, cg, 3, 3}, 11));
     std::vector<double> wv = w.to_double_vector(), dense(size_t(K * C * 9), 0.0);
     for (int64_t k = 0; k < K; ++k)
       for (int64_t c = 0; c < cg; ++c)
         for (int64_t t = 0; t < 9; ++t) dense[size_t((k * C + (k / kg) * cg + c) * 9 + t)] = wv[size_t((k * cg + c) * 9 + t)];
-    Tensor x2 = rq(x.detach().clone());
+    Tensor x2 = test::leaf(x.detach().clone());
     Tensor wd = from_vector(dense, {K, C, 3, 3}, DType::f64);
     Tensor y = conv2d(x, w, Tensor(), conv_opt({2, 1}, {1, 1}, {1, 1}, groups));
     Tensor yd = conv2d(x2, wd, Tensor(), conv_opt({2, 1}, {1, 1}));
@@ -162,8 +157,8 @@ TEST_CASE("conv2d: depthwise and grouped results equal a dense conv with a block
 }
 
 TEST_CASE("conv2d: CPU results are bit-identical across runs") {
-  Tensor x = rq(test::randn({4, 6, 9, 9}, 20, DType::f32));
-  Tensor w = rq(test::randn({8, 3, 3, 3}, 21, DType::f32));
+  Tensor x = test::leaf(test::randn({4, 6, 9, 9}, 20, DType::f32));
+  Tensor w = test::leaf(test::randn({8, 3, 3, 3}, 21, DType::f32));
   Tensor dy = test::randn({4, 8, 5, 5}, 22, DType::f32);
   auto run = [&] {
     x.zero_grad();
@@ -178,9 +173,9 @@ TEST_CASE("conv2d: CPU results are bit-identical across runs") {
 
 TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradients") {
   Device d = test::test_device();
-  Tensor x = rq(zeros({0, 3, 5, 5}, DType::f64, d));
-  Tensor w = rq(test::randn({4, 3, 3, 3}, 30, DType::f64, d));
-  Tensor b = rq(test::randn({4}, 31, DType::f64, d));
+  Tensor x = test::leaf(zeros({0, 3, 5, 5}, DType::f64, d));
+  Tensor w = test::leaf(test::randn({4, 3, 3, 3}, 30, DType::f64, d));
+  Tensor b = test::leaf(test::randn({4}, 31, DType::f64, d));
   Tensor y = conv2d(x, w, b, conv_opt({1, 1}, {1, 1}));
   CHECK(y.shape() == Shape{0, 4, 5, 5});
   y.backward(zeros(y.shape(), DType::f64, d));
@@ -211,16 +206,16 @@ TEST_CASE("conv2d: gradcheck (float64 on the test device)") {
   for (const Case& c : cases) {
     INFO(c.name);
     Conv2dOptions o = c.o;
-    std::vector<Tensor> in = {rq(test::randn(c.x, 40, DType::f64, d)), rq(test::randn(c.w, 41, DType::f64, d)),
-                              c.bias ? rq(test::randn({c.w[0]}, 42, DType::f64, d)) : Tensor()};
+    std::vector<Tensor> in = {test::leaf(test::randn(c.x, 40, DType::f64, d)), test::leaf(test::randn(c.w, 41, DType::f64, d)),
+                              c.bias ? test::leaf(test::randn({c.w[0]}, 42, DType::f64, d)) : Tensor()};
     test::gradcheck([o](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], o); }, in);
   }
   // Only one input wanting a gradient: the node saves only what that gradient needs.
   Conv2dOptions o = conv_opt({1, 1}, {1, 1});
   test::gradcheck([o](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), o); },
-                  {rq(test::randn({1, 2, 4, 4}, 43, DType::f64, d)), test::randn({2, 2, 3, 3}, 44, DType::f64, d)});
+                  {test::leaf(test::randn({1, 2, 4, 4}, 43, DType::f64, d)), test::randn({2, 2, 3, 3}, 44, DType::f64, d)});
   test::gradcheck([o](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], o); },
-                  {test::randn({1, 2, 4, 4}, 45, DType::f64, d), rq(test::randn({2, 2, 3, 3}, 46, DType::f64, d)),
+                  {test::randn({1, 2, 4, 4}, 45, DType::f64, d), test::leaf(test::randn({2, 2, 3, 3}, 46, DType::f64, d)),
                    test::randn({2}, 47, DType::f64, d)});
 }
 
@@ -246,8 +241,8 @@ TEST_CASE("conv2d: CPU vs CUDA parity on MobileNetV2-like and awkward shapes") {
   for (const Case& c : cases) {
     INFO(c.name);
     Conv2dOptions o = c.o;
-    std::vector<Tensor> in = {rq(test::randn(c.x, 50, DType::f32)), rq(test::randn(c.w, 51, DType::f32)),
-                              c.bias ? rq(test::randn({c.w[0]}, 52, DType::f32)) : Tensor()};
+    std::vector<Tensor> in = {test::leaf(test::randn(c.x, 50, DType::f32)), test::leaf(test::randn(c.w, 51, DType::f32)),
+                              c.bias ? test::leaf(test::randn({c.w[0]}, 52, DType::f32)) : Tensor()};
     test::check_parity([o](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], o); }, in);
   }
 }
@@ -256,8 +251,8 @@ TEST_CASE("conv2d: deterministic cuDNN algorithms give bit-identical reruns") {
   if (!test::have_cuda()) return;
   const bool before = conv_deterministic();
   set_conv_deterministic(true);
-  Tensor x = rq(test::randn({4, 32, 15, 15}, 60, DType::f32, Device::cuda()));
-  Tensor w = rq(test::randn({64, 32, 3, 3}, 61, DType::f32, Device::cuda()));
+  Tensor x = test::leaf(test::randn({4, 32, 15, 15}, 60, DType::f32, Device::cuda()));
+  Tensor w = test::leaf(test::randn({64, 32, 3, 3}, 61, DType::f32, Device::cuda()));
   Tensor dy = test::randn({4, 64, 15, 15}, 62, DType::f32, Device::cuda());
   auto run = [&] {
     x.zero_grad();

@@ -15,10 +15,6 @@ namespace {
 Tensor f64(const std::vector<double>& v, const Shape& s) {
   return from_vector(v, s, DType::f64, test::test_device());
 }
-Tensor leaf(Tensor t) {
-  t.requires_grad_();
-  return t;
-}
 // Distinct values in (-3, 3), at least 1e-3 apart in practice, so max/min never tie under +-eps perturbations.
 Tensor distinct(const Shape& s, uint64_t seed) {
   const int64_t n = shape_numel(s);
@@ -76,29 +72,29 @@ TEST_CASE("max/min/argmax: hand-computed values, first index on ties, keepdim an
 }
 
 TEST_CASE("max/min backward: the gradient goes only to the first extreme element") {
-  Tensor x = leaf(f64({1, 3, 3, 2, -1, 0}, {2, 3}));
+  Tensor x = test::leaf(f64({1, 3, 3, 2, -1, 0}, {2, 3}));
   sum(max(x, 1)).backward();
   CHECK(x.grad().to_vector<double>() == std::vector<double>{0, 1, 0, 1, 0, 0});
-  Tensor y = leaf(f64({1, 3, 3, 2, -1, -1}, {2, 3}));
+  Tensor y = test::leaf(f64({1, 3, 3, 2, -1, -1}, {2, 3}));
   Tensor g = f64({10, 20}, {2, 1});
   min(y, 1, true).backward(g);
   CHECK(y.grad().to_vector<double>() == std::vector<double>{10, 0, 0, 0, 20, 0});
 }
 
 TEST_CASE("max/min gradcheck over every dim, with and without keepdim") {
-  Tensor x = leaf(distinct({3, 4, 5}, 7));
+  Tensor x = test::leaf(distinct({3, 4, 5}, 7));
   for (int64_t dim : {0, 1, 2, -1})
     for (bool keep : {false, true}) {
       INFO("dim " << dim << " keepdim " << keep);
       test::gradcheck([&](const std::vector<Tensor>& in) { return max(in[0], dim, keep); }, {x});
       test::gradcheck([&](const std::vector<Tensor>& in) { return min(in[0], dim, keep); }, {x});
     }
-  Tensor s = leaf(scalar_tensor(0.7, DType::f64, test::test_device()));
+  Tensor s = test::leaf(scalar_tensor(0.7, DType::f64, test::test_device()));
   test::gradcheck([](const std::vector<Tensor>& in) { return max(in[0], 0); }, {s});
 }
 
 TEST_CASE("max/min/argmax CPU-vs-CUDA parity, awkward shapes") {
-  auto r = [](const Shape& s, uint64_t seed) { return leaf(test::randn(s, seed, DType::f32)); };
+  auto r = [](const Shape& s, uint64_t seed) { return test::leaf(test::randn(s, seed, DType::f32)); };
   struct Case { Shape shape; int64_t dim; };
   for (const Case& c : std::vector<Case>{{{917, 1029}, 1},   // block per row (r > 1024)
                                          {{917, 1029}, 0},   // strided
@@ -168,7 +164,7 @@ TEST_CASE("softmax/log_softmax: hand-computed values and stability") {
 TEST_CASE("softmax/log_softmax gradcheck") {
   for (const Shape& s : {Shape{4, 7}, Shape{2, 3, 5}, Shape{6}, Shape{3, 1}}) {
     INFO("shape " << shape_str(s));
-    Tensor x = leaf(test::randn(s, 21, DType::f64, test::test_device(), 2.0));
+    Tensor x = test::leaf(test::randn(s, 21, DType::f64, test::test_device(), 2.0));
     test::gradcheck([](const std::vector<Tensor>& in) { return softmax(in[0]); }, {x});
     test::gradcheck([](const std::vector<Tensor>& in) { return log_softmax(in[0]); }, {x});
   }
@@ -178,11 +174,11 @@ TEST_CASE("softmax/log_softmax CPU-vs-CUDA parity, awkward shapes") {
   for (const Shape& s : {Shape{917, 1029}, Shape{33, 100}, Shape{3, 5000}, Shape{5, 1}, Shape{1, 1}, Shape{0, 7},
                          Shape{4, 0}, Shape{2, 3, 31}, Shape{1025}, Shape{8, 1024}, Shape{2, 9000}}) {
     INFO("shape " << shape_str(s));
-    Tensor x = leaf(test::randn(s, 9, DType::f32, Device::cpu(), 3.0));
+    Tensor x = test::leaf(test::randn(s, 9, DType::f32, Device::cpu(), 3.0));
     test::check_parity([](const std::vector<Tensor>& in) { return softmax(in[0]); }, {x});
     test::check_parity([](const std::vector<Tensor>& in) { return log_softmax(in[0]); }, {x});
   }
-  Tensor xd = leaf(test::randn({5, 2000}, 4, DType::f64));
+  Tensor xd = test::leaf(test::randn({5, 2000}, 4, DType::f64));
   test::check_parity([](const std::vector<Tensor>& in) { return log_softmax(in[0]); }, {xd}, 1e-12, 1e-10);
 }
 
@@ -215,19 +211,19 @@ TEST_CASE("cross_entropy: hand-computed 2x3 example, label smoothing, ignore_ind
   CHECK(cross_entropy(f64({4, -2, 7}, {3, 1}), tgt({0, 0, 0}), 0.2).item() == 0.0);
 
   // Gradient = (softmax - one_hot) / count on kept rows, 0 on ignored rows.
-  Tensor xl = leaf(f64({1, 2, 3, 1, 1, 1}, {2, 3}));
+  Tensor xl = test::leaf(f64({1, 2, 3, 1, 1, 1}, {2, 3}));
   cross_entropy(xl, tgt({2, 0})).backward();
   const std::vector<double> p0{0.09003057317038043, 0.24472847105479759, 0.6652409557748217};
   std::vector<double> g = xl.grad().to_vector<double>();
   const std::vector<double> want{p0[0] / 2, p0[1] / 2, (p0[2] - 1) / 2, (1.0 / 3 - 1) / 2, 1.0 / 6, 1.0 / 6};
   for (size_t i = 0; i < want.size(); ++i) CHECK(g[i] == doctest::Approx(want[i]).epsilon(1e-13));
-  Tensor xm = leaf(f64({1, 2, 3, 1, 1, 1}, {2, 3}));
+  Tensor xm = test::leaf(f64({1, 2, 3, 1, 1, 1}, {2, 3}));
   cross_entropy(xm, tgt({2, -100}), 0.3).backward(scalar_tensor(2.0, DType::f64, test::test_device()));
   g = xm.grad().to_vector<double>();
   // Kept row 0, count 1, dout 2: 2 * (p - 0.1 - 0.7 [k == 2]); ignored row 1: 0.
   const std::vector<double> want2{2 * (p0[0] - 0.1), 2 * (p0[1] - 0.1), 2 * (p0[2] - 0.8), 0, 0, 0};
   for (size_t i = 0; i < want2.size(); ++i) CHECK(g[i] == doctest::Approx(want2[i]).epsilon(1e-13));
-  Tensor xa = leaf(f64({1, 2, 3, 1, 1, 1}, {2, 3}));
+  Tensor xa = test::leaf(f64({1, 2, 3, 1, 1, 1}, {2, 3}));
   cross_entropy(xa, tgt({-100, -100})).backward();
   CHECK(xa.grad().to_vector<double>() == std::vector<double>(6, 0.0));
 }
@@ -253,14 +249,14 @@ TEST_CASE("cross_entropy matches log_softmax on random inputs") {
 }
 
 TEST_CASE("cross_entropy gradcheck") {
-  Tensor x = leaf(test::randn({5, 4}, 41, DType::f64, test::test_device(), 1.5));
+  Tensor x = test::leaf(test::randn({5, 4}, 41, DType::f64, test::test_device(), 1.5));
   Tensor t64 = from_vector({3, 0, 1, 1, 2}, {5}, DType::i64, test::test_device());
   Tensor t32 = from_vector({3, -100, 1, 1, 2}, {5}, DType::i32, test::test_device());
   Tensor tig = from_vector({3, 0, 7, 1, 7}, {5}, DType::i64, test::test_device());
   test::gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }, {x, t64});
   test::gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], 0.1); }, {x, t32});
   test::gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], 1.0, 7); }, {x, tig});
-  Tensor x1 = leaf(test::randn({3, 1}, 42, DType::f64, test::test_device()));
+  Tensor x1 = test::leaf(test::randn({3, 1}, 42, DType::f64, test::test_device()));
   test::gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], 0.2); },
                   {x1, from_vector({0, 0, 0}, {3}, DType::i64, test::test_device())});
 }
@@ -274,7 +270,7 @@ TEST_CASE("cross_entropy CPU-vs-CUDA parity, awkward shapes") {
                                          {33, 1024, 0.0, DType::i32},
                                          {5000, 7, 0.3, DType::i32}}) {
     INFO("n " << c.n << " k " << c.k << " eps " << c.eps);
-    Tensor x = leaf(test::randn({c.n, c.k}, 17, DType::f32, Device::cpu(), 2.0));
+    Tensor x = test::leaf(test::randn({c.n, c.k}, 17, DType::f32, Device::cpu(), 2.0));
     std::vector<double> t = test::randint({c.n}, 18, 0, c.k, DType::i64).to_double_vector();
     for (size_t i = 4; i < t.size(); i += 5) t[i] = -100;  // some ignored rows (n = 1 keeps its row)
     Tensor tt = from_vector(t, {c.n}, c.it);
@@ -333,7 +329,7 @@ TEST_CASE("layer_norm: hand-computed values, optional affine, empty inputs") {
   CHECK_ALLCLOSE(mean(y3, {2}), zeros({2, 3}, DType::f64), 1e-14, 0);
   CHECK_ALLCLOSE(mean(y3 * y3, {2}), ones({2, 3}, DType::f64), 1e-13, 0);
   // No rows: the output is empty and weight/bias gradients are zero.
-  Tensor we = leaf(f64({1, 2, 3}, {3})), be = leaf(f64({1, 2, 3}, {3}));
+  Tensor we = test::leaf(f64({1, 2, 3}, {3})), be = test::leaf(f64({1, 2, 3}, {3}));
   Tensor ye = layer_norm(zeros({0, 3}, DType::f64, test::test_device()), we, be);
   CHECK(ye.shape() == Shape{0, 3});
   ye.backward(zeros({0, 3}, DType::f64, test::test_device()));
@@ -344,7 +340,7 @@ TEST_CASE("layer_norm: hand-computed values, optional affine, empty inputs") {
 TEST_CASE("layer_norm backward: bias gradient is the column sum, weight gradient sum(dy * xhat)") {
   // x rows [1,2,3,4] and [2,2,2,6] (mean 3, var 3): xhat1 = [-1,-1,-1,3]/sqrt(3) with eps 0.
   Tensor x = f64({1, 2, 3, 4, 2, 2, 2, 6}, {2, 4});
-  Tensor w = leaf(f64({1, 1, 1, 1}, {4})), b = leaf(f64({0, 0, 0, 0}, {4}));
+  Tensor w = test::leaf(f64({1, 1, 1, 1}, {4})), b = test::leaf(f64({0, 0, 0, 0}, {4}));
   Tensor dy = f64({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4});
   layer_norm(x, w, b, 0.0).backward(dy);
   CHECK(b.grad().to_vector<double>() == std::vector<double>{6, 8, 10, 12});
@@ -356,15 +352,15 @@ TEST_CASE("layer_norm backward: bias gradient is the column sum, weight gradient
 }
 
 TEST_CASE("layer_norm gradcheck: with weight and bias, weight only, neither") {
-  Tensor x = leaf(test::randn({3, 6}, 51, DType::f64, test::test_device(), 2.0));
-  Tensor w = leaf(test::randn({6}, 52, DType::f64, test::test_device()));
-  Tensor b = leaf(test::randn({6}, 53, DType::f64, test::test_device()));
+  Tensor x = test::leaf(test::randn({3, 6}, 51, DType::f64, test::test_device(), 2.0));
+  Tensor w = test::leaf(test::randn({6}, 52, DType::f64, test::test_device()));
+  Tensor b = test::leaf(test::randn({6}, 53, DType::f64, test::test_device()));
   test::gradcheck([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b});
   test::gradcheck([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 1e-3); }, {x, w});
   test::gradcheck([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), in[1]); }, {x, b});
   test::gradcheck([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor()); }, {x});
-  Tensor x3 = leaf(test::randn({2, 3, 5}, 54, DType::f64, test::test_device()));
-  Tensor w5 = leaf(test::randn({5}, 55, DType::f64, test::test_device()));
+  Tensor x3 = test::leaf(test::randn({2, 3, 5}, 54, DType::f64, test::test_device()));
+  Tensor w5 = test::leaf(test::randn({5}, 55, DType::f64, test::test_device()));
   test::gradcheck([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor()); }, {x3, w5});
   // Only weight/bias require grad (a frozen input).
   Tensor xf = test::randn({4, 6}, 56, DType::f64, test::test_device());
@@ -383,9 +379,9 @@ TEST_CASE("layer_norm CPU-vs-CUDA parity, awkward shapes") {
                                          {{300, 33}, true}}) {
     INFO("shape " << shape_str(c.shape) << " affine " << c.affine);
     const int64_t d = c.shape.back();
-    Tensor x = leaf(test::randn(c.shape, 61, DType::f32, Device::cpu(), 2.0));
-    Tensor w = c.affine ? leaf(test::randn({d}, 62, DType::f32)) : Tensor();
-    Tensor b = c.affine ? leaf(test::randn({d}, 63, DType::f32)) : Tensor();
+    Tensor x = test::leaf(test::randn(c.shape, 61, DType::f32, Device::cpu(), 2.0));
+    Tensor w = c.affine ? test::leaf(test::randn({d}, 62, DType::f32)) : Tensor();
+    Tensor b = c.affine ? test::leaf(test::randn({d}, 63, DType::f32)) : Tensor();
     test::check_parity([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b},
                        2e-3, 2e-3);
   }

@@ -13,11 +13,6 @@ using namespace ep;
 
 namespace {
 
-Tensor rq(Tensor t) {
-  t.requires_grad_();
-  return t;
-}
-
 Pool2dOptions pool_opt(std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
                        std::array<int64_t, 2> padding = {0, 0}) {
   Pool2dOptions o;
@@ -41,7 +36,7 @@ TEST_CASE("pooling: hand-computed values") {
   //       [ 4,  5,  6,  7],
   //       [ 8,  9, 10, 11],
   //       [12, 13, 14, 15]]
-  Tensor x = rq(from_vector(iota(16), {1, 1, 4, 4}, DType::f64, d));
+  Tensor x = test::leaf(from_vector(iota(16), {1, 1, 4, 4}, DType::f64, d));
   Tensor m = max_pool2d(x, pool_opt({2, 2}, {2, 2}));
   CHECK(m.shape() == Shape{1, 1, 2, 2});
   CHECK(m.to_vector<double>() == std::vector<double>{5, 7, 13, 15});
@@ -56,12 +51,12 @@ TEST_CASE("pooling: hand-computed values") {
 TEST_CASE("max_pool2d: ties route the gradient to the first maximum; padding counts as -inf") {
   Device d = test::test_device();
   // All equal: each 2x2 window's first element (row-major) gets the gradient: flat 0, 2, 8, 10.
-  Tensor x = rq(ones({1, 1, 4, 4}, DType::f64, d));
+  Tensor x = test::leaf(ones({1, 1, 4, 4}, DType::f64, d));
   max_pool2d(x, pool_opt({2, 2}, {2, 2})).backward(ones({1, 1, 2, 2}, DType::f64, d));
   CHECK(x.grad().to_vector<double>() == std::vector<double>{1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0});
   // Overlapping 2x2 stride-1 windows over ties: window (r, c) picks element (r, c), so each of the four top-left
   // elements receives exactly one gradient.
-  Tensor x3 = rq(ones({1, 1, 3, 3}, DType::f64, d));
+  Tensor x3 = test::leaf(ones({1, 1, 3, 3}, DType::f64, d));
   max_pool2d(x3, pool_opt({2, 2}, {1, 1})).backward(ones({1, 1, 2, 2}, DType::f64, d));
   CHECK(x3.grad().to_vector<double>() == std::vector<double>{1, 1, 0, 1, 1, 0, 0, 0, 0});
   // All -1 with padding 1: zero padding would win, -inf padding does not.
@@ -78,7 +73,7 @@ TEST_CASE("avg_pool2d: count_include_pad divides by the full window") {
   Device d = test::test_device();
   // ones 2x2, kernel 2, stride 1, padding 1: a corner window holds 1 real element (1/4), an edge 2 (2/4), the
   // centre 4 (4/4).
-  Tensor x = rq(ones({1, 1, 2, 2}, DType::f64, d));
+  Tensor x = test::leaf(ones({1, 1, 2, 2}, DType::f64, d));
   Tensor y = avg_pool2d(x, pool_opt({2, 2}, {1, 1}, {1, 1}));
   CHECK(y.to_vector<double>() == std::vector<double>{0.25, 0.5, 0.25, 0.5, 1, 0.5, 0.25, 0.5, 0.25});
   // Each input element lies in 4 windows of weight 1/4.
@@ -90,7 +85,7 @@ TEST_CASE("adaptive_avg_pool2d: PyTorch's bins") {
   Device d = test::test_device();
   // W = 5 -> 3 bins: [floor(0), ceil(5/3)) = [0,2), [floor(5/3), ceil(10/3)) = [1,4), [floor(10/3), 5) = [3,5)
   // over 0..4: means 0.5, 2, 3.5 (torch.nn.functional.adaptive_avg_pool1d(torch.arange(5.)[None], 3)).
-  Tensor x = rq(from_vector(iota(5), {1, 1, 1, 5}, DType::f64, d));
+  Tensor x = test::leaf(from_vector(iota(5), {1, 1, 1, 5}, DType::f64, d));
   Tensor y = adaptive_avg_pool2d(x, 1, 3);
   CHECK(y.to_vector<double>() == std::vector<double>{0.5, 2, 3.5});
   // Overlapping bins: element 1 is in bins 0 and 1 (1/2 + 1/3), element 3 in bins 1 and 2 (1/3 + 1/2).
@@ -107,7 +102,7 @@ TEST_CASE("adaptive_avg_pool2d: PyTorch's bins") {
 
 TEST_CASE("pooling: an empty batch gives empty outputs and gradients") {
   Device d = test::test_device();
-  Tensor x = rq(zeros({0, 4, 6, 6}, DType::f64, d));
+  Tensor x = test::leaf(zeros({0, 4, 6, 6}, DType::f64, d));
   Tensor m = max_pool2d(x, pool_opt({2, 2}, {2, 2}));
   Tensor a = avg_pool2d(x, pool_opt({3, 3}, {1, 1}, {1, 1}));
   Tensor p = adaptive_avg_pool2d(x, 2, 3);
@@ -120,7 +115,7 @@ TEST_CASE("pooling: an empty batch gives empty outputs and gradients") {
 
 TEST_CASE("pooling: gradcheck (float64 on the test device)") {
   Device d = test::test_device();
-  auto x = [&](const Shape& s, uint64_t seed) { return rq(test::randn(s, seed, DType::f64, d)); };
+  auto x = [&](const Shape& s, uint64_t seed) { return test::leaf(test::randn(s, seed, DType::f64, d)); };
   struct MaxCase {
     Shape s;
     Pool2dOptions o;
@@ -166,7 +161,7 @@ TEST_CASE("pooling: CPU vs CUDA parity") {
     INFO(c.name);
     Pool2dOptions o = c.o;
     const int64_t oh = c.oh, ow = c.ow;
-    std::vector<Tensor> in = {rq(test::randn(c.s, 80, DType::f32))};
+    std::vector<Tensor> in = {test::leaf(test::randn(c.s, 80, DType::f32))};
     test::check_parity([o](const std::vector<Tensor>& v) { return max_pool2d(v[0], o); }, in);
     test::check_parity([o](const std::vector<Tensor>& v) { return avg_pool2d(v[0], o); }, in);
     test::check_parity([oh, ow](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], oh, ow); }, in);

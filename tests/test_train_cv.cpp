@@ -20,6 +20,13 @@ namespace {
 
 std::string trainer() { return (fs::read_symlink("/proc/self/exe").parent_path() / "train_cv").string(); }
 
+// The trainer is built next to this binary by `make`; a test binary built alone says so and skips.
+bool have_trainer() {
+  if (fs::exists(trainer())) return true;
+  MESSAGE("train_cv not built next to the tests: skipped");
+  return false;
+}
+
 struct Run {
   int status = -1;
   std::string out;  // stdout and stderr together
@@ -60,10 +67,7 @@ const char* kTiny = "--data synthetic --synthetic-size 256 --batch-size 32 --wid
 }  // namespace
 
 TEST_CASE("train_cv: a run resumed from its checkpoint continues bit for bit (CPU), across an epoch boundary") {
-  if (!fs::exists(trainer())) {
-    MESSAGE("train_cv not built next to the tests: skipped");
-    return;
-  }
+  if (!have_trainer()) return;
   const std::string a = tmpdir("full"), b = tmpdir("resumed");
   // 256 images / 32 = 8 steps an epoch: the full run does 12 steps over 2 epochs; the other stops at 5 and resumes.
   Run full = run(std::string(kTiny) + " --epochs 2 --max-steps 12 --out " + a);
@@ -88,10 +92,7 @@ TEST_CASE("train_cv: a run resumed from its checkpoint continues bit for bit (CP
 }
 
 TEST_CASE("train_cv: overfits 64 images to 100% training accuracy, and leaves its run folder") {
-  if (!fs::exists(trainer())) {
-    MESSAGE("train_cv not built next to the tests: skipped");
-    return;
-  }
+  if (!have_trainer()) return;
   const std::string d = tmpdir("overfit");
   Run r = run("--data synthetic --synthetic-size 64 --batch-size 64 --width 0.25 --epochs 40 --lr 0.05 "
               "--warmup-epochs 2 --weight-decay 0 --augment false --out " + d);
@@ -111,10 +112,7 @@ TEST_CASE("train_cv: overfits 64 images to 100% training accuracy, and leaves it
 }
 
 TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
-  if (!fs::exists(trainer())) {
-    MESSAGE("train_cv not built next to the tests: skipped");
-    return;
-  }
+  if (!have_trainer()) return;
   const std::string d = tmpdir("bad");
   Run r = run("--learning-rate 0.1 --out " + d);
   CHECK(r.status == 2);
@@ -134,10 +132,7 @@ TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
 }
 
 TEST_CASE("train_cv: --init-from loads torchvision-named weights, --eval-only --dump-logits writes them out") {
-  if (!fs::exists(trainer())) {
-    MESSAGE("train_cv not built next to the tests: skipped");
-    return;
-  }
+  if (!have_trainer()) return;
   // The golden fixture holds a width-0.25 CIFAR MobileNetV2's state dict (plus the fixture's own extra tensors).
   const std::string fixture = "tests/golden/mobilenetv2_cifar.safetensors";
   REQUIRE(fs::exists(fixture));
@@ -169,10 +164,7 @@ TEST_CASE("train_cv: --init-from loads torchvision-named weights, --eval-only --
 }
 
 TEST_CASE("train_cv: --train-subset and --test-subset take evenly strided subsets") {
-  if (!fs::exists(trainer())) {
-    MESSAGE("train_cv not built next to the tests: skipped");
-    return;
-  }
+  if (!have_trainer()) return;
   const std::string d = tmpdir("subset");
   // 200 synthetic training images (labels i % 10): a subset of 100 is every 2nd image, 2 batches of 50 per epoch;
   // the 40 test images shrink to 20.

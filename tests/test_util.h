@@ -20,6 +20,12 @@ Device test_device();
 // True when a GPU is present; otherwise prints "CUDA cases skipped: ..." once and returns false.
 bool have_cuda();
 
+// `t` made a leaf that requires a gradient (for building gradcheck and parity inputs inline).
+inline Tensor leaf(Tensor t) {
+  t.requires_grad_();
+  return t;
+}
+
 // Deterministic random tensors (std::mt19937_64 on the host, then placed on `device`).
 Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f64, Device device = Device::cpu(),
              double scale = 1.0);

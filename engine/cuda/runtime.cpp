@@ -119,7 +119,6 @@ cudaStream_t current_stream(Device d) {
   return s ? s : cuda::context(d.index).stream;
 }
 
-uint64_t peak_host_memory_bytes();
 
 uint64_t peak_memory_bytes(Device d) {
   if (d.is_cpu()) return peak_host_memory_bytes();

@@ -18,7 +18,6 @@ cudaStream_t current_stream(Device d) {
   if (d.is_cuda()) no_cuda("current_stream");
   return nullptr;
 }
-uint64_t peak_host_memory_bytes();
 uint64_t peak_memory_bytes(Device d) { return d.is_cpu() ? peak_host_memory_bytes() : 0; }
 
 void synchronize(Device d) {
