@@ -6,13 +6,14 @@ timed the same way (CUDA events, median of 30 after 5 warm-up steps), in eager m
 Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile]. f32, TF32 off, NCHW.
 Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU.
 """
-import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torchvision.models import MobileNetV2
+
+from torch_ops import time_ms  # the same CUDA-event median as the ops benchmark (same folder)
 
 
 def build():
@@ -36,19 +37,11 @@ def bench(batch, compiled):
 
     fn = torch.compile(step) if compiled else step
     t0 = time.perf_counter()
-    for _ in range(5):
+    for _ in range(5):  # the warm-up, timed on its own: it holds torch.compile's compilation
         fn()
     torch.cuda.synchronize()
     warm = time.perf_counter() - t0
-    ts = []
-    for _ in range(30):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    ms = statistics.median(ts)
+    ms = time_ms(fn, reps=30, warmup=0)
     print(f"  {'compile' if compiled else 'eager':<8} batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.0f} images/s"
           f"  (warm-up {warm:.1f} s)", flush=True)
 
