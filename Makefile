@@ -36,7 +36,7 @@ ENGINE_CPP := $(wildcard engine/*.cpp engine/ops/*.cpp engine/cpu/*.cpp layers/*
 ifeq ($(CUDA),1)
   CXXFLAGS += -DEP_CUDA=1 -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
   ENGINE_CPP += $(filter-out engine/cuda/runtime_stub.cpp,$(wildcard engine/cuda/*.cpp))
-  ENGINE_CU := $(wildcard engine/cuda/*.cu)
+  ENGINE_CU := $(wildcard engine/cuda/*.cu compress/*.cu)
   LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDNN_HOME)/lib -L$(CUDNN_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart \
             -Wl,-rpath,$(CUDA_HOME)/lib64
 else
@@ -116,7 +116,7 @@ device-bundle: all
 	    grep -E 'openblas|gfortran|gomp|quadmath'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
 	strip --strip-debug $(BUILD)/device-bundle/tests $(patsubst $(BUILD)/%,$(BUILD)/device-bundle/%,$(APPS))
 	cp apps/bench/bundle_run.sh $(BUILD)/device-bundle/run
-	cp apps/bench/torch_ops.py apps/bench/torch_model.py $(BUILD)/device-bundle/
+	cp apps/bench/torch_ops.py apps/bench/torch_model.py apps/bench/torch_roberta.py $(BUILD)/device-bundle/
 	chmod +x $(BUILD)/device-bundle/run
 	tar czf $(BUILD)/device-bundle.tar.gz -C $(BUILD) device-bundle
 	du -sh $(BUILD)/device-bundle $(BUILD)/device-bundle.tar.gz

@@ -15,6 +15,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "layers/mobilenetv2.h"
+#include "layers/roberta.h"
 #include "engine/random.h"
 
 #ifdef EP_CUDA
@@ -199,7 +200,7 @@ void bench_overhead(Device d) {
               alloc_only);
 }
 
-Tensor test_labels(int64_t n, Device d);
+Tensor test_labels(int64_t n, Device d, int64_t classes = 10);
 
 // `bench model mobilenetv2`: training images/s of the CIFAR MobileNetV2 (width 1.0, 32x32, 10 classes): one step =
 // forward, cross entropy, backward, SGD (momentum 0.9, nesterov, weight decay 5e-4); random data already on the
@@ -233,14 +234,44 @@ void bench_model_mobilenetv2(Device d) {
   }
 }
 
-Tensor test_labels(int64_t n, Device d) {
+Tensor test_labels(int64_t n, Device d, int64_t classes) {
   std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(i % 10);
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(i % classes);
   return from_vector(v, {n}, DType::i64, d);
 }
 
+// `bench model roberta`: training sequences/s of a roberta-base config (random init, 2 labels) at sequence length 128
+// (no padding), batch 32 on a GPU: forward, cross entropy, backward, AdamW step. Dropout on (0.1), as in fine-tuning.
+void bench_model_roberta(Device d) {
+  nn::RobertaConfig c;  // the defaults are roberta-base's config.json
+  const int64_t T = 128, batch = d.is_cuda() ? 32 : 4;
+  std::printf("\n[model] RoBERTa-base (random init), f32, AdamW training step, seq %ld%s\n", long(T),
+              d.is_cuda() ? ", TF32 off" : " (CPU: batch 4, few steps)");
+  auto model = std::make_unique<nn::RobertaForSequenceClassification>(c, 1);
+  nn::to_device(*model, d);
+  AdamW opt(nn::parameters(*model), {.lr = 2e-5, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.1});
+  std::vector<double> ids(size_t(batch * T));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = double(4 + (i * 7919) % (c.vocab_size - 4));
+  for (int64_t b = 0; b < batch; ++b) {
+    ids[size_t(b * T)] = 0;
+    ids[size_t(b * T + T - 1)] = 2;
+  }
+  Tensor x = from_vector(ids, {batch, T}, DType::i64).to(d);
+  Tensor mask = ones({batch, T}, DType::u8, d);
+  Tensor y = test_labels(batch, d, 2);
+  auto step = [&] {
+    Tensor loss = cross_entropy(model->forward(x, mask), y);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+  };
+  double ms = time_ms(d, step, d.is_cuda() ? 20 : 2, d.is_cuda() ? 3 : 1);
+  std::printf("  batch %-4ld %9.2f ms/step %9.1f sequences/s  peak memory %.2f GiB\n", long(batch), ms,
+              1000.0 * double(batch) / ms, double(peak_memory_bytes(d)) / double(1ull << 30));
+}
+
 int usage() {
-  std::fprintf(stderr, "usage: bench ops|model [mobilenetv2] [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -251,11 +282,13 @@ int main(int argc, char** argv) {
   if (argc < 2 || (std::strcmp(argv[1], "ops") != 0 && std::strcmp(argv[1], "model") != 0)) return usage();
   const bool model = std::strcmp(argv[1], "model") == 0;
   int first = 2;
+  std::string model_name;
   if (model) {
-    if (argc < 3 || std::strcmp(argv[2], "mobilenetv2") != 0) {
-      std::fprintf(stderr, "bench: model: expected 'mobilenetv2'\n");
+    if (argc < 3 || (std::strcmp(argv[2], "mobilenetv2") != 0 && std::strcmp(argv[2], "roberta") != 0)) {
+      std::fprintf(stderr, "bench: model: expected 'mobilenetv2' or 'roberta'\n");
       return usage();
     }
+    model_name = argv[2];
     first = 3;
   }
   std::string which = "all";
@@ -277,7 +310,8 @@ int main(int argc, char** argv) {
     for (Device d : devices) {
       std::printf("==== device %s ====\n", d.str().c_str());
       if (model) {
-        bench_model_mobilenetv2(d);
+        if (model_name == "roberta") bench_model_roberta(d);
+        else bench_model_mobilenetv2(d);
         continue;
       }
       bench_gemm(d);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 
+#include "apps/checkpoint.h"
 #include "apps/cli.h"
 #include "apps/run_log.h"
 #include "data/cifar10.h"
@@ -36,7 +37,7 @@ struct Model {
   std::function<void(bool)> set_train;
   std::vector<std::pair<std::string, Tensor*>> state;  // parameters and buffers by state_dict name
   std::vector<Tensor> params;
-  Generator* dropout_gen = nullptr;                    // whose offset a checkpoint must restore
+  std::vector<std::pair<std::string, Generator*>> generators;  // whose offsets a checkpoint must restore
   std::shared_ptr<void> owner;
 };
 
@@ -64,7 +65,7 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     mo.seed = uint64_t(o.integer("seed"));
     auto m = std::make_shared<nn::MobileNetV2>(mo);
     Model out = wrap(m, device);
-    out.dropout_gen = &m->drop.gen;
+    out.generators = {{"classifier.0", &m->drop.gen}};
     return out;
   }
   if (name == "resnet18") {
@@ -165,55 +166,6 @@ EvalResult evaluate(Model& model, data::DataLoader& loader, double smoothing, co
   return {seen ? loss_sum / double(seen) : 0.0, seen ? double(correct) / double(seen) : 0.0};
 }
 
-// Checkpoint = model state ("model.<key>"), optimizer state ("optim.<i>.<name>"), and in the metadata the step, the
-// data cursor (epoch, next batch) and the dropout generator's offset. Written atomically.
-void save_checkpoint(const std::string& path, Model& model, Optimizer& opt, int64_t epoch, int64_t next_batch,
-                     const nlohmann::json& config) {
-  std::vector<std::pair<std::string, Tensor>> t;
-  for (auto& [name, p] : model.state) t.emplace_back("model." + name, *p);
-  opt.visit_state([&](size_t i, const char* name, Tensor& s) {
-    if (s.defined()) t.emplace_back("optim." + std::to_string(i) + "." + name, s);
-  });
-  std::map<std::string, std::string> meta{{"format", "edgepipe-checkpoint"},
-                                          {"version", "1"},
-                                          {"step", std::to_string(opt.step_count())},
-                                          {"epoch", std::to_string(epoch)},
-                                          {"next_batch", std::to_string(next_batch)},
-                                          {"config", config.dump()}};
-  if (model.dropout_gen) meta["dropout_offset"] = std::to_string(model.dropout_gen->offset);
-  write_safetensors(path, t, meta);
-}
-
-struct Cursor {
-  int64_t epoch = 0, next_batch = 0;
-};
-
-Cursor load_checkpoint(const std::string& path, Model& model, Optimizer& opt, Device device) {
-  SafetensorsFile f = read_safetensors(path);
-  auto meta = [&](const char* k) {
-    auto it = f.metadata.find(k);
-    EP_CHECK(it != f.metadata.end(), IOError, path, ": not an edgepipe checkpoint (no '", k, "' in __metadata__)");
-    return std::stoll(it->second);
-  };
-  EP_CHECK(f.metadata.count("format") && f.metadata.at("format") == "edgepipe-checkpoint", IOError, path,
-           ": not an edgepipe checkpoint");
-  std::vector<std::pair<std::string, Tensor>> model_part;
-  std::map<std::string, Tensor> optim_part;
-  for (auto& [name, t] : f.tensors) {
-    if (name.rfind("model.", 0) == 0) model_part.emplace_back(name.substr(6), t);
-    else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
-  }
-  nn::load_state_entries(model.state, model_part, /*strict=*/true);
-  opt.visit_state([&](size_t i, const char* name, Tensor& s) {
-    auto it = optim_part.find(std::to_string(i) + "." + name);
-    if (it != optim_part.end()) s = it->second.to(device).detach();
-  });
-  opt.set_step_count(meta("step"));
-  if (model.dropout_gen && f.metadata.count("dropout_offset"))
-    model.dropout_gen->offset = uint64_t(std::stoull(f.metadata.at("dropout_offset")));
-  return {meta("epoch"), meta("next_batch")};
-}
-
 int run(int argc, char** argv) {
   cli::Options o("train_cv");
   o.add("model", "string", "mobilenetv2", "mobilenetv2 | resnet18")
@@ -243,6 +195,7 @@ int run(int argc, char** argv) {
       .add("train-subset", "int", 0, "use an evenly strided subset of this many training images (0: all)")
       .add("test-subset", "int", 0, "use an evenly strided subset of this many test images (0: all)")
       .add("augment", "bool", true, "random crop (4-pixel padding) and horizontal flip of training images")
+      .add("resize", "int", 0, "bilinear resize of every image to NxN after augmentation (e.g. 224; 0: off)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
   if (!o.parse(argc, argv)) {
     std::printf("%s", o.help().c_str());
@@ -273,6 +226,8 @@ int run(int argc, char** argv) {
   lo.device = device;
   lo.augment.norm = parse_normalize(o);
   lo.augment.crop = lo.augment.flip = o.flag("augment");
+  if (o.integer("resize") < 0 || o.integer("resize") > 4096) o.fail("--resize must be in [0, 4096]");
+  lo.augment.resize = int(o.integer("resize"));
   auto train_data = std::make_shared<const data::ImageDataset>(std::move(train_set));
   auto test_data = std::make_shared<const data::ImageDataset>(std::move(test_set));
   data::DataLoader train_loader(train_data, lo);
@@ -292,8 +247,9 @@ int run(int argc, char** argv) {
   sched.total_steps = std::max<int64_t>(1, o.integer("epochs") * steps_per_epoch);
   sched.warmup_steps = std::min(sched.total_steps, int64_t(o.number("warmup-epochs") * double(steps_per_epoch)));
   sched.step_size = std::max<int64_t>(1, sched.total_steps / 3);  // "step": x0.1 at 1/3 and 2/3 of the run
-  Cursor cur;
-  if (!o.str("resume").empty()) cur = load_checkpoint(o.str("resume"), model, opt, device);
+  ckpt::TrainState state{model.state, model.generators};
+  ckpt::Cursor cur;
+  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt, device);
 
   if (o.flag("eval-only")) {
     EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), o.str("dump-logits"));
@@ -336,7 +292,7 @@ int run(int argc, char** argv) {
       if (o.flag("log-steps")) std::printf("step %lld loss %a\n", (long long)opt.step_count(), l);  // exact, in hex
       if (max_steps > 0 && opt.step_count() >= max_steps) {
         stop = true;
-        save_checkpoint(out + "/checkpoint.safetensors", model, opt, epoch, b_index, o.resolved());
+        ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch, b_index}, o.resolved());
         break;
       }
     }
@@ -353,7 +309,7 @@ int run(int argc, char** argv) {
     std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
                 seen ? loss_sum / double(seen) : 0.0, seen ? 100.0 * double(correct) / double(seen) : 0.0, r.loss,
                 100 * r.acc);
-    save_checkpoint(out + "/checkpoint.safetensors", model, opt, epoch + 1, 0, o.resolved());
+    ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0}, o.resolved());
   }
   runlog::write_json_atomic(out + "/summary.json", {{"final_top1", last_acc},
                                                     {"best_top1", best},

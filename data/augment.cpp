@@ -67,16 +67,57 @@ void normalize_to_f32(const uint8_t* src, int c, int h, int w, const Normalize& 
   }
 }
 
+void resize_bilinear(const float* src, int c, int h, int w, int oh, int ow, float* dst) {
+  EP_CHECK(c > 0 && h > 0 && w > 0 && oh > 0 && ow > 0, ValueError, "[resize_bilinear] bad sizes ", c, "x", h, "x", w,
+           " -> ", oh, "x", ow);
+  // Per output column: the two source columns and the weight of the right one (shared by every row and channel).
+  std::vector<int> x0(static_cast<size_t>(ow)), x1(static_cast<size_t>(ow));
+  std::vector<float> fx(static_cast<size_t>(ow));
+  auto source = [](int i, int in, int out, int& lo, int& hi, float& frac) {
+    const double s = std::max(0.0, (double(i) + 0.5) * double(in) / double(out) - 0.5);
+    lo = std::min(int(s), in - 1);
+    hi = std::min(lo + 1, in - 1);
+    frac = float(s - double(lo));
+  };
+  for (int j = 0; j < ow; ++j) source(j, w, ow, x0[size_t(j)], x1[size_t(j)], fx[size_t(j)]);
+  for (int i = 0; i < oh; ++i) {
+    int y0, y1;
+    float fy;
+    source(i, h, oh, y0, y1, fy);
+    for (int ch = 0; ch < c; ++ch) {
+      const float* r0 = src + (size_t(ch) * size_t(h) + size_t(y0)) * size_t(w);
+      const float* r1 = src + (size_t(ch) * size_t(h) + size_t(y1)) * size_t(w);
+      float* out = dst + (size_t(ch) * size_t(oh) + size_t(i)) * size_t(ow);
+      for (int j = 0; j < ow; ++j) {
+        const float top = r0[x0[size_t(j)]] + fx[size_t(j)] * (r0[x1[size_t(j)]] - r0[x0[size_t(j)]]);
+        const float bottom = r1[x0[size_t(j)]] + fx[size_t(j)] * (r1[x1[size_t(j)]] - r1[x0[size_t(j)]]);
+        out[j] = top + fy * (bottom - top);
+      }
+    }
+  }
+}
+
 void augment_image(const uint8_t* src, int c, int h, int w, const AugmentOptions& opt, bool train, uint64_t seed,
                    uint64_t epoch, uint64_t index, float* dst) {
-  if (!train || (!opt.crop && !opt.flip)) return normalize_to_f32(src, c, h, w, opt.norm, dst);
-  AugmentDraw d = augment_draw(opt, seed, epoch, index);
-  // 3 KB for a CIFAR image; thread_local avoids an allocation per image in the loader's threads.
-  thread_local std::vector<uint8_t> tmp;
-  tmp.resize(size_t(c) * size_t(h) * size_t(w));
-  crop_padded(src, c, h, w, opt.pad, d.dy, d.dx, tmp.data());
-  if (d.flip) flip_horizontal(tmp.data(), c, h, w);
-  normalize_to_f32(tmp.data(), c, h, w, opt.norm, dst);
+  // With a resize the normalized image goes to a scratch buffer first, then is resized into dst.
+  thread_local std::vector<float> scratch;
+  float* normalized = dst;
+  if (opt.resize > 0) {
+    scratch.resize(size_t(c) * size_t(h) * size_t(w));
+    normalized = scratch.data();
+  }
+  if (!train || (!opt.crop && !opt.flip)) {
+    normalize_to_f32(src, c, h, w, opt.norm, normalized);
+  } else {
+    AugmentDraw d = augment_draw(opt, seed, epoch, index);
+    // 3 KB for a CIFAR image; thread_local avoids an allocation per image in the loader's threads.
+    thread_local std::vector<uint8_t> tmp;
+    tmp.resize(size_t(c) * size_t(h) * size_t(w));
+    crop_padded(src, c, h, w, opt.pad, d.dy, d.dx, tmp.data());
+    if (d.flip) flip_horizontal(tmp.data(), c, h, w);
+    normalize_to_f32(tmp.data(), c, h, w, opt.norm, normalized);
+  }
+  if (opt.resize > 0) resize_bilinear(normalized, c, h, w, opt.resize, opt.resize, dst);
 }
 
 }  // namespace ep::data

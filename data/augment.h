@@ -1,6 +1,7 @@
 // augment.h — training-time augmentation of one uint8 CHW image into normalized f32 CHW: random crop from a
 // zero-padded copy, horizontal flip, per-channel (x/255 - mean)/std. The random choices come from Philox keyed by
-// (seed, epoch, index), so a batch never depends on thread count or order. Not a resizer (224 is later work).
+// (seed, epoch, index), so a batch never depends on thread count or order; an optional bilinear resize (the seeds
+// fine-tune at 224). Not a general transform pipeline: this fixed order is the one the CIFAR recipes use.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -18,7 +19,11 @@ struct AugmentOptions {
   int pad = 4;
   bool flip = true;  // horizontal flip with probability 1/2
   Normalize norm;
+  int resize = 0;  // > 0: bilinear resize of the normalized image to resize x resize (train and eval alike)
 };
+
+// The output side of augment_image: resize when set, else the input's.
+inline int augmented_size(const AugmentOptions& opt, int side) { return opt.resize > 0 ? opt.resize : side; }
 
 // The random choices for one image: crop offset (dy, dx) in [0, 2*pad] within the padded image, flip or not.
 struct AugmentDraw {
@@ -34,7 +39,12 @@ void flip_horizontal(uint8_t* img, int c, int h, int w);  // in place
 // dst[c][i] = (src[c][i] / 255 - mean[c]) / std[c]; at most 3 channels.
 void normalize_to_f32(const uint8_t* src, int c, int h, int w, const Normalize& norm, float* dst);
 
-// crop (if enabled) -> flip (if drawn) -> normalize. With train = false only normalization (evaluation).
+// Bilinear resize of c planes of h x w floats to oh x ow as torch.nn.functional.interpolate(mode="bilinear",
+// align_corners=False, antialias=False): source coordinate (i + 0.5) * h / oh - 0.5, clamped at 0, edge-replicated.
+void resize_bilinear(const float* src, int c, int h, int w, int oh, int ow, float* dst);
+
+// crop (if enabled) -> flip (if drawn) -> normalize -> resize (if set). With train = false: normalize (-> resize).
+// dst holds c * augmented_size(h) * augmented_size(w) floats.
 void augment_image(const uint8_t* src, int c, int h, int w, const AugmentOptions& opt, bool train, uint64_t seed,
                    uint64_t epoch, uint64_t index, float* dst);
 

@@ -16,6 +16,8 @@ void check_options(const LoaderOptions& opt) {
   EP_CHECK(opt.prefetch >= 1, ValueError, "[loader] prefetch must be >= 1, got ", opt.prefetch);
   EP_CHECK(opt.threads >= 1, ValueError, "[loader] threads must be >= 1, got ", opt.threads);
   EP_CHECK(opt.augment.pad >= 0, ValueError, "[loader] negative padding ", opt.augment.pad);
+  EP_CHECK(opt.augment.resize >= 0 && opt.augment.resize <= 4096, ValueError, "[loader] resize ", opt.augment.resize,
+           " outside [0, 4096]");
   for (int c = 0; c < 3; ++c)
     EP_CHECK(opt.augment.norm.std[size_t(c)] > 0, ValueError, "[loader] std of channel ", c, " must be > 0");
   // Here rather than at the first batch: a CPU-only build asked for cuda:0 fails before any work.
@@ -49,13 +51,14 @@ Batch make_image_batch(const ImageDataset& data, const std::vector<int64_t>& ind
     EP_CHECK(idx >= 0 && idx < data.size(), ValueError, "[loader] index ", idx, " outside the data set of ",
              data.size());
   Batch out;
-  out.images = empty({b, c, h, w}, DType::f32);
+  const int64_t oh = augmented_size(opt.augment, int(h)), ow = augmented_size(opt.augment, int(w));
+  out.images = empty({b, c, oh, ow}, DType::f32);
   out.labels = empty({b}, DType::i64);
   out.indices = indices;
   out.epoch = epoch;
   float* img = out.images.data<float>();
   int64_t* lab = out.labels.data<int64_t>();
-  const int64_t per = c * h * w;
+  const int64_t per = c * oh * ow;
   std::exception_ptr error;  // nothing may leave an OpenMP region by exception
 #pragma omp parallel for schedule(static) num_threads(opt.threads) if (opt.threads > 1 && b > 1)
   for (int64_t i = 0; i < b; ++i) {

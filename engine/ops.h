@@ -102,6 +102,14 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt);
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt);  // count_include_pad = true, as PyTorch's default
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
 
+// ---- attention (engine/ops/attention.cpp) -------------------------------------------------------------------------
+// The fused middle of scaled dot-product attention: probs = dropout(softmax(scale * scores + mask_bias)) over the last
+// dim. scores [B, H, Tq, Tk]; key_mask [B, Tk] (u8, i32, i64 or float; nonzero = attend, zero = padding) or undefined.
+// Masked keys get probability exactly 0, as HF's additive finfo.min mask gives. The dropout mask is the one
+// dropout(softmax(...), p, training, gen) would draw from the same generator state, so fused and unfused agree.
+Tensor attention_softmax(const Tensor& scores, const Tensor& key_mask, double scale, double dropout_p, bool training,
+                         Generator& gen);
+
 // ---- embedding and dropout (engine/ops/embedding.cpp, engine/ops/dropout.cpp) -----------------------------------
 // weight [V, D], indices any shape (i64 or i32) -> [..., D]. Rows equal to padding_idx get no gradient (-1: none).
 Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx = -1);

@@ -132,6 +132,13 @@ AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& opt)
   exp_avg_.resize(params_.size());
   exp_avg_sq_.resize(params_.size());
   param_step_.assign(params_.size(), 0);
+  decay_exempt_.assign(params_.size(), false);
+}
+
+void AdamW::set_weight_decay_exempt(std::vector<bool> exempt) {
+  EP_CHECK(exempt.size() == params_.size(), ValueError, "[adamw] weight-decay exemptions for ", exempt.size(),
+           " parameters, optimizer has ", params_.size());
+  decay_exempt_ = std::move(exempt);
 }
 
 void AdamW::step() {
@@ -152,7 +159,7 @@ void AdamW::step() {
     const double bc1 = 1.0 - std::pow(opt_.beta1, double(t));
     const double bc2 = 1.0 - std::pow(opt_.beta2, double(t));
     AdamWHyper h;
-    h.decay = 1.0 - lr_ * opt_.weight_decay;
+    h.decay = decay_exempt_[i] ? 1.0 : 1.0 - lr_ * opt_.weight_decay;
     h.beta1 = opt_.beta1;
     h.beta2 = opt_.beta2;
     h.eps = opt_.eps;

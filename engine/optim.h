@@ -91,9 +91,13 @@ class AdamW : public Optimizer {
   void set_step_count(int64_t n) override;
   int64_t param_step(size_t i) const { return param_step_.at(i); }
   const AdamWOptions& options() const { return opt_; }
+  // Parameters marked true skip the decoupled weight decay: HF's run_glue "no_decay" group (biases and LayerNorm
+  // weights), which torch.optim expresses as a second parameter group with weight_decay 0. One flag per parameter.
+  void set_weight_decay_exempt(std::vector<bool> exempt);
 
  private:
   AdamWOptions opt_;
+  std::vector<bool> decay_exempt_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
   std::vector<int64_t> param_step_;
 };

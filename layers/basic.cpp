@@ -2,6 +2,7 @@
 // Not the math: conv2d, batch_norm, linear and dropout are engine ops (engine/ops.h).
 #include "layers/basic.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/init.h"
@@ -49,13 +50,13 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   return y;
 }
 
-Linear::Linear(int64_t in, int64_t out, LinearInit init, Generator& gen, bool with_bias)
+Linear::Linear(int64_t in, int64_t out, LinearInit init, Generator& gen, bool with_bias, double std)
     : in_features(in), out_features(out) {
   EP_CHECK(in > 0 && out > 0, ValueError, "[Linear] features must be positive, got in ", in, ", out ", out);
   weight = empty({out, in});
   if (with_bias) bias = empty({out});
-  if (init == LinearInit::normal_001) {
-    normal_(weight, 0.0, 0.01, gen);
+  if (init == LinearInit::normal_001 || init == LinearInit::normal_std) {
+    normal_(weight, 0.0, init == LinearInit::normal_001 ? 0.01 : std, gen);
     if (with_bias) zeros_(bias);
   } else {
     // nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); the bias uses the same.
@@ -70,6 +71,24 @@ Linear::Linear(int64_t in, int64_t out, LinearInit init, Generator& gen, bool wi
 }
 
 Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
+
+LayerNorm::LayerNorm(int64_t dim, double eps) : dim(dim), eps(eps) {
+  EP_CHECK(dim > 0 && eps > 0, ValueError, "[LayerNorm] need dim > 0 and eps > 0, got dim ", dim, ", eps ", eps);
+  weight = ones({dim}).requires_grad_();
+  bias = zeros({dim}).requires_grad_();
+}
+
+Embedding::Embedding(int64_t num_embeddings, int64_t dim, int64_t padding_idx, double std, Generator& gen)
+    : num_embeddings(num_embeddings), dim(dim), padding_idx(padding_idx) {
+  EP_CHECK(num_embeddings > 0 && dim > 0, ValueError, "[Embedding] sizes must be positive, got ", num_embeddings,
+           " x ", dim);
+  EP_CHECK(padding_idx >= -1 && padding_idx < num_embeddings, ValueError, "[Embedding] padding_idx ", padding_idx,
+           " outside [0, ", num_embeddings, ")");
+  weight = empty({num_embeddings, dim});
+  normal_(weight, 0.0, std, gen);
+  if (padding_idx >= 0) std::fill_n(weight.data<float>() + padding_idx * dim, dim, 0.0f);
+  weight.requires_grad_();
+}
 
 Dropout::Dropout(double p, uint64_t seed) : p(p), gen(seed) {
   EP_CHECK(p >= 0 && p <= 1, ValueError, "[Dropout] p must be in [0,1], got ", p);

@@ -1,5 +1,6 @@
-// basic.h — the building-block modules: Conv2d, BatchNorm2d, Linear, Dropout, ReLU, ReLU6, AdaptiveAvgPool2d, with
-// PyTorch's parameter names and the initializations torchvision's MobileNetV2 and ResNet apply (see each constructor).
+// basic.h — the building-block modules: Conv2d, BatchNorm2d, Linear, LayerNorm, Embedding, Dropout, ReLU, ReLU6,
+// AdaptiveAvgPool2d, with PyTorch's parameter names and the initializations torchvision's MobileNetV2 and ResNet and
+// HF's RoBERTa apply (see each constructor).
 // Not nn.Conv2d/nn.Linear's own default inits except where stated: models here always re-initialize as torchvision does.
 #pragma once
 #include <cstdint>
@@ -53,18 +54,46 @@ struct BatchNorm2d {
 enum class LinearInit {
   torch_default,  // nn.Linear: kaiming_uniform_(a=sqrt(5)) i.e. U(+-1/sqrt(in)), bias U(+-1/sqrt(in)) (torchvision ResNet fc)
   normal_001,     // N(0, 0.01), bias zeros: torchvision MobileNetV2's classifier
+  normal_std,     // N(0, std), bias zeros: HF's _init_weights with std = config.initializer_range
 };
 
 // weight [out, in], bias [out].
 struct Linear {
   Linear() = default;
-  Linear(int64_t in_features, int64_t out_features, LinearInit init, Generator& gen, bool with_bias = true);
+  Linear(int64_t in_features, int64_t out_features, LinearInit init, Generator& gen, bool with_bias = true,
+         double std = 0.02);
   int64_t in_features = 0, out_features = 0;
   Tensor weight, bias;
   bool train = true;
   void set_train(bool on) { train = on; }
   template <class F> void visit(const std::string& prefix, F&& f) { visit_weight_bias(prefix, f, weight, bias); }
   Tensor forward(const Tensor& x) const;
+};
+
+// nn.LayerNorm(D, eps): weight ones, bias zeros; normalizes the last dim with the biased variance.
+struct LayerNorm {
+  LayerNorm() = default;
+  explicit LayerNorm(int64_t dim, double eps = 1e-5);
+  int64_t dim = 0;
+  double eps = 1e-5;
+  Tensor weight, bias;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string& prefix, F&& f) { visit_weight_bias(prefix, f, weight, bias); }
+  Tensor forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps); }
+};
+
+// nn.Embedding(V, D, padding_idx) initialized as HF's _init_weights: N(0, std) with the padding row zeroed. The
+// padding row gets no gradient (-1: no padding row).
+struct Embedding {
+  Embedding() = default;
+  Embedding(int64_t num_embeddings, int64_t dim, int64_t padding_idx, double std, Generator& gen);
+  int64_t num_embeddings = 0, dim = 0, padding_idx = -1;
+  Tensor weight;
+  bool train = true;
+  void set_train(bool on) { train = on; }
+  template <class F> void visit(const std::string& prefix, F&& f) { f(key(prefix, "weight"), weight, false); }
+  Tensor forward(const Tensor& indices) const { return embedding(weight, indices, padding_idx); }
 };
 
 // Inverted dropout drawing its masks from its own Generator, so a run's masks follow from the seed alone.

@@ -71,12 +71,6 @@ struct MobileNetV2Options {
   uint64_t seed = 0;  // initialization draws from Generator(seed); dropout masks from Generator(seed + 1)
 };
 
-// A named piece of the forward pass, for cutting the model into pipeline stages / split points.
-struct Unit {
-  std::string name;
-  std::function<Tensor(const Tensor&)> forward;
-};
-
 struct MobileNetV2 {
   explicit MobileNetV2(const MobileNetV2Options& opt = {});
   // Units capture `this`: the model must not be copied or moved once built.

@@ -11,13 +11,35 @@
 // Modules hold their tensors by handle, so a model must stay where it was built once closures (units()) capture it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "engine/tensor.h"
 
 namespace ep::nn {
+
+// What a unit sees of its batch besides the activation it is handed: the key padding mask [N, T] of a token batch
+// (undefined for images). Passed alongside rather than stored in the model, so micro-batches can run concurrently.
+struct UnitContext {
+  Tensor key_mask;
+};
+
+// A named piece of the forward pass, for cutting a model into split points and pipeline stages. Running a model's
+// units in order equals its forward(). Image models' units ignore the context and are written as one-argument lambdas.
+struct Unit {
+  std::string name;
+  std::function<Tensor(const Tensor&, const UnitContext&)> fn;
+  template <class F> Unit(std::string unit_name, F f) : name(std::move(unit_name)) {
+    if constexpr (std::is_invocable_v<F, const Tensor&, const UnitContext&>)
+      fn = std::move(f);
+    else
+      fn = [f = std::move(f)](const Tensor& x, const UnitContext&) { return f(x); };
+  }
+  Tensor forward(const Tensor& x, const UnitContext& ctx = {}) const { return fn(x, ctx); }
+};
 
 // "features.0" + "weight" -> "features.0.weight"; an empty prefix gives the bare name.
 inline std::string key(const std::string& prefix, const std::string& name) {

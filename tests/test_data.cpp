@@ -375,6 +375,35 @@ TEST_CASE("data: augmentation primitives by hand") {
   CHECK_THROWS_AS(normalize_to_f32(px.data(), 3, 1, 3, n, out.data()), ValueError);
 }
 
+TEST_CASE("data: bilinear resize matches torch.nn.functional.interpolate (align_corners=False)") {
+  // Reference values printed by PyTorch 1.13 (F.interpolate(x, size, mode="bilinear", align_corners=False)).
+  const std::vector<float> up_src = {0, 1, 4, 2, 3, -1};  // 2x3
+  const std::vector<float> up_want = {0.0f, 0.4f, 1.0f, 2.8f, 4.0f,   0.5f, 0.9f, 1.5f, 2.25f, 2.75f,
+                                      1.5f, 1.9f, 2.5f, 1.15f, 0.25f, 2.0f, 2.4f, 3.0f, 0.6f,  -1.0f};
+  std::vector<float> up(20);
+  resize_bilinear(up_src.data(), 1, 2, 3, 4, 5, up.data());
+  for (size_t i = 0; i < up.size(); ++i) CHECK(up[i] == doctest::Approx(up_want[i]).epsilon(1e-6));
+  // Downsampling 3x3 -> 2x2 (no antialiasing, as antialias=False).
+  const std::vector<float> down_src = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<float> down(4);
+  resize_bilinear(down_src.data(), 1, 3, 3, 2, 2, down.data());
+  CHECK(down == std::vector<float>{1.0f, 2.5f, 5.5f, 7.0f});
+  CHECK_THROWS_AS(resize_bilinear(down_src.data(), 1, 3, 3, 0, 2, down.data()), ValueError);
+
+  // In augment_image: the normalized image, resized; evaluation images too.
+  AugmentOptions o;
+  o.resize = 5;
+  o.norm.mean = {0, 0, 0};
+  o.norm.std = {1, 1, 1};
+  const std::vector<uint8_t> px = {0, 51, 204, 102, 153, 255};  // 1x2x3 = up_src pattern scaled
+  std::vector<float> got(25 * 1), norm(6), want(25);
+  augment_image(px.data(), 1, 2, 3, o, /*train=*/false, 0, 0, 0, got.data());
+  for (int i = 0; i < 6; ++i) norm[size_t(i)] = float(px[size_t(i)]) / 255.0f;
+  resize_bilinear(norm.data(), 1, 2, 3, 5, 5, want.data());
+  for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-6));
+  CHECK(augmented_size(o, 32) == 5);
+}
+
 TEST_CASE("data: augmented image is a window of the zero-padded image, flipped as drawn, then normalized") {
   const int c = 3, h = 32, w = 32, pad = 4, ph = h + 2 * pad, pw = w + 2 * pad;
   std::vector<uint8_t> img(size_t(c * h * w));
@@ -543,6 +572,9 @@ TEST_CASE("data: loader batches equal the augmentation of each image; evaluation
   CHECK(ds->image(8)[0] == 56);
   CHECK(ev[0] == doctest::Approx((56 / 255.0 - 0.4914) / 0.2470).epsilon(1e-5));
   CHECK_THROWS_AS(make_image_batch(*ds, {9}, opt, 0), ValueError);
+  opt.augment.resize = 7;  // batches take the resized shape
+  Batch r = make_image_batch(*ds, {8, 0}, opt, 2);
+  CHECK(r.images.shape() == Shape{2, 3, 7, 7});
 }
 
 TEST_CASE("data: loader re-raises producer exceptions and stops cleanly mid-epoch") {

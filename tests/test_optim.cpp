@@ -208,6 +208,19 @@ TEST_CASE("adamw: parameters without a grad are skipped and start their own step
   CHECK(opt.step_count() == 2);
 }
 
+TEST_CASE("adamw: weight-decay exemptions (HF's no_decay group) skip only the decay") {
+  Tensor a = make_param({2.0}), b = make_param({2.0});
+  AdamW opt({a, b}, {.lr = 0.1, .weight_decay = 0.5});
+  opt.set_weight_decay_exempt({false, true});
+  give_grad(a, {1.0});
+  give_grad(b, {1.0});
+  opt.step();
+  // Both take the same Adam step -0.1 * 1/(1 + 1e-8); only a is first shrunk by 1 - 0.1*0.5.
+  CHECK(at(a, 0) == doctest::Approx(2.0 * 0.95 - 0.1 / (1.0 + 1e-8)).epsilon(1e-13));
+  CHECK(at(b, 0) == doctest::Approx(2.0 - 0.1 / (1.0 + 1e-8)).epsilon(1e-13));
+  CHECK_THROWS_AS(opt.set_weight_decay_exempt({true}), ValueError);
+}
+
 namespace {
 struct RefAdamW {
   AdamWOptions o;

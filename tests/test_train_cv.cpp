@@ -14,53 +14,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/app_runner.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string trainer() { return (fs::read_symlink("/proc/self/exe").parent_path() / "train_cv").string(); }
-
-// The trainer is built next to this binary by `make`; a test binary built alone says so and skips.
-bool have_trainer() {
-  if (fs::exists(trainer())) return true;
-  MESSAGE("train_cv not built next to the tests: skipped");
-  return false;
-}
-
-struct Run {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-  Run r;
-  std::string cmd = trainer() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-// "step N loss HEX" lines of a --log-steps run.
-std::map<int, std::string> step_losses(const std::string& out) {
-  std::map<int, std::string> m;
-  std::istringstream is(out);
-  for (std::string line; std::getline(is, line);) {
-    int step = 0;
-    char hex[64];
-    if (std::sscanf(line.c_str(), "step %d loss %63s", &step, hex) == 2) m[step] = hex;
-  }
-  return m;
-}
-
-std::string tmpdir(const char* name) {
-  fs::path d = fs::temp_directory_path() / (std::string("ep_train_cv_") + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  return d.string();
-}
+using ep::test::AppRun;
+using ep::test::step_losses;
+using Run = AppRun;
+bool have_trainer() { return ep::test::have_app("train_cv"); }
+Run run(const std::string& args) { return ep::test::run_app("train_cv", args); }
+std::string tmpdir(const char* name) { return ep::test::fresh_tmp_path(std::string("train_cv_") + name); }
 
 const char* kTiny = "--data synthetic --synthetic-size 256 --batch-size 32 --width 0.25 --log-steps";
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device_check.sh — what a lent GPU session runs, from the repository root with build/device-bundle carried:
 # the suite with DEVICE=cuda (gradchecks on the GPU) and with DEVICE=cpu (parity against the GPU), build/bench ops,
-# and the PyTorch side-by-side. Full logs go under $OUT; failures and figures are printed last.
+# the model training steps, and the PyTorch side-by-side. Full logs go under $OUT; failures and figures are printed last.
 set -uo pipefail
 b=build/device-bundle
 [ -d "$b" ] || tar xzf build/device-bundle.tar.gz -C build  # carried as the tarball
@@ -24,6 +24,15 @@ echo "== train_cv on cuda rc=$?"; grep -E "^epoch [0-9]+:" "$out/train.log"; cat
 timeout 200 $b/run bench ops --device cuda > "$out/bench.log" 2>&1; echo "== bench rc=$?"
 timeout 150 python3 $b/torch_ops.py > "$out/torch.log" 2>&1; echo "== torch rc=$?"
 cat "$out/bench.log" "$out/torch.log"
+# The model training steps against PyTorch eager and torch.compile on the same GPU (MODELS=0 skips them).
+if [ "${MODELS:-1}" = 1 ]; then
+  for m in mobilenetv2 roberta; do
+    timeout 150 $b/run bench model $m --device cuda > "$out/bench_$m.log" 2>&1; echo "== bench model $m rc=$?"
+    cat "$out/bench_$m.log"
+  done
+  (cd $b && timeout 200 python3 torch_model.py --no-compile; timeout 200 python3 torch_roberta.py) \
+    > "$out/torch_models.log" 2>&1; echo "== torch models rc=$?"; cat "$out/torch_models.log"
+fi
 # Memory checking of every CUDA kernel the parity cases launch (slow: last, and bounded).
 if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
   DEVICE=cpu timeout 240 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""torch_roberta.py — the PyTorch side of `build/bench model roberta`: HF transformers' RobertaForSequenceClassification
+with the roberta-base config (random init, 2 labels), the same AdamW step (lr 2e-5, betas 0.9/0.98, eps 1e-6, weight
+decay 0.1) on the same shape (batch 32, sequence 128, no padding, dropout 0.1), timed the same way (CUDA events, median
+of 20 after warm-up), in eager mode with SDPA attention and under torch.compile.
+
+Run where PyTorch, transformers and a GPU are: python3 apps/bench/torch_roberta.py [--no-compile]. f32, TF32 off.
+Not a test: it prints sequences/s to compare with build/bench model roberta on the same GPU.
+"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import RobertaConfig, RobertaForSequenceClassification
+
+from torch_ops import time_ms  # the same CUDA-event median as the ops benchmark (same folder)
+
+ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                    bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5, hidden_dropout_prob=0.1,
+                    attention_probs_dropout_prob=0.1, num_labels=2)
+
+
+def bench(batch, seq, compiled, attn):
+    cfg = RobertaConfig(**ROBERTA_BASE)
+    model = RobertaForSequenceClassification._from_config(cfg, attn_implementation=attn).cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    ids = (torch.arange(batch * seq, device="cuda").view(batch, seq) * 7919) % (cfg.vocab_size - 4) + 4
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones_like(ids)
+    y = torch.arange(batch, device="cuda") % 2
+
+    def step():
+        loss = F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    fn = torch.compile(step) if compiled else step
+    t0 = time.perf_counter()
+    for _ in range(3):  # the warm-up, timed on its own: it holds torch.compile's compilation
+        fn()
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - t0
+    torch.cuda.reset_peak_memory_stats()
+    ms = time_ms(fn, reps=20, warmup=0)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"  {'compile' if compiled else 'eager':<8} {attn:<6} batch {batch:<3} seq {seq} {ms:9.2f} ms/step "
+          f"{1000 * batch / ms:8.1f} sequences/s  peak {peak:.2f} GiB  (warm-up {warm:.1f} s)", flush=True)
+
+
+def main():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: RoBERTa-base training step ====")
+    bench(32, 128, False, "sdpa")
+    bench(32, 128, False, "eager")
+    if "--no-compile" not in sys.argv:
+        bench(32, 128, True, "sdpa")
+
+
+if __name__ == "__main__":
+    main()

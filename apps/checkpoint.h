@@ -1,0 +1,79 @@
+// checkpoint.h — the trainers' checkpoint: model state ("model.<key>"), optimizer state ("optim.<i>.<name>"), and in
+// the metadata the step, the data cursor (epoch, next batch), every dropout stream's offset ("rng.<name>") and the
+// run's config; one safetensors file written atomically. Not a weights export: --init-from reads plain state dicts.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/optim.h"
+#include "engine/random.h"
+#include "engine/safetensors.h"
+#include "layers/state.h"
+
+namespace ep::ckpt {
+
+// What a trainer holds: its tensors by state-dict name and its named random streams.
+struct TrainState {
+  std::vector<std::pair<std::string, Tensor*>> tensors;
+  std::vector<std::pair<std::string, Generator*>> generators;
+};
+
+struct Cursor {
+  int64_t epoch = 0, next_batch = 0;
+};
+
+inline void save(const std::string& path, const TrainState& s, Optimizer& opt, const Cursor& at,
+                 const nlohmann::json& config) {
+  std::vector<std::pair<std::string, Tensor>> t;
+  for (auto& [name, p] : s.tensors) t.emplace_back("model." + name, *p);
+  opt.visit_state([&](size_t i, const char* name, Tensor& st) {
+    if (st.defined()) t.emplace_back("optim." + std::to_string(i) + "." + name, st);
+  });
+  std::map<std::string, std::string> meta{{"format", "edgepipe-checkpoint"},
+                                          {"version", "2"},
+                                          {"step", std::to_string(opt.step_count())},
+                                          {"epoch", std::to_string(at.epoch)},
+                                          {"next_batch", std::to_string(at.next_batch)},
+                                          {"config", config.dump()}};
+  for (auto& [name, g] : s.generators) meta["rng." + name] = std::to_string(g->offset);
+  write_safetensors(path, t, meta);
+}
+
+// Restores everything save() wrote; IOError naming the file when it is not a checkpoint of this state.
+inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, Device device) {
+  SafetensorsFile f = read_safetensors(path);
+  EP_CHECK(f.metadata.count("format") && f.metadata.at("format") == "edgepipe-checkpoint", IOError, path,
+           ": not an edgepipe checkpoint");
+  auto meta = [&](const std::string& k) -> const std::string& {
+    auto it = f.metadata.find(k);
+    EP_CHECK(it != f.metadata.end(), IOError, path, ": checkpoint has no '", k, "' in __metadata__");
+    return it->second;
+  };
+  auto number = [&](const std::string& k) {
+    try {
+      return int64_t(std::stoll(meta(k)));
+    } catch (const std::logic_error&) {
+      EP_THROW(IOError, path, ": metadata '", k, "' is not a number: ", meta(k));
+    }
+  };
+  std::vector<std::pair<std::string, Tensor>> model_part;
+  std::map<std::string, Tensor> optim_part;
+  for (auto& [name, t] : f.tensors) {
+    if (name.rfind("model.", 0) == 0) model_part.emplace_back(name.substr(6), t);
+    else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
+  }
+  nn::load_state_entries(s.tensors, model_part, /*strict=*/true);
+  opt.visit_state([&](size_t i, const char* name, Tensor& st) {
+    auto it = optim_part.find(std::to_string(i) + "." + name);
+    if (it != optim_part.end()) st = it->second.to(device).detach();
+  });
+  opt.set_step_count(number("step"));
+  for (auto& [name, g] : s.generators) g->offset = uint64_t(number("rng." + name));
+  return {number("epoch"), number("next_batch")};
+}
+
+}  // namespace ep::ckpt
