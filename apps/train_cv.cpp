@@ -13,6 +13,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "apps/split_cli.h"
 #include "apps/run_log.h"
 #include "data/cifar10.h"
 #include "data/image_folder.h"
@@ -38,6 +39,7 @@ struct Model {
   std::vector<std::pair<std::string, Tensor*>> state;  // parameters and buffers by state_dict name
   std::vector<Tensor> params;
   std::vector<std::pair<std::string, Generator*>> generators;  // whose offsets a checkpoint must restore
+  std::function<std::vector<nn::Unit>(bool fine)> units;       // for --split (fine: the stem before its ReLU6)
   std::shared_ptr<void> owner;
 };
 
@@ -66,13 +68,17 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     auto m = std::make_shared<nn::MobileNetV2>(mo);
     Model out = wrap(m, device);
     out.generators = {{"classifier.0", &m->drop.gen}};
+    out.units = [m](bool fine) { return m->units(fine); };
     return out;
   }
   if (name == "resnet18") {
     nn::ResNetOptions ro;
     ro.num_classes = classes;
     ro.seed = uint64_t(o.integer("seed"));
-    return wrap(std::make_shared<nn::ResNet18>(ro), device);
+    auto m = std::make_shared<nn::ResNet18>(ro);
+    Model out = wrap(m, device);
+    out.units = [m](bool) { return m->units(); };
+    return out;
   }
   o.fail("--model: expected mobilenetv2 or resnet18, got '" + name + "'");
 }
@@ -140,8 +146,10 @@ struct EvalResult {
   double loss = 0, acc = 0;
 };
 
-EvalResult evaluate(Model& model, data::DataLoader& loader, double smoothing, const std::string& dump_path) {
+EvalResult evaluate(Model& model, data::DataLoader& loader, double smoothing, const std::string& dump_path,
+                    compress::CompressionLog& clog) {
   model.set_train(false);
+  clog.set_recording(false);
   NoGradGuard ng;
   loader.start_epoch(0);
   double loss_sum = 0;
@@ -163,6 +171,7 @@ EvalResult evaluate(Model& model, data::DataLoader& loader, double smoothing, co
     write_safetensors(dump_path, {{"logits", concat(logits_all, 0)}, {"labels", concat(labels_all, 0)}},
                       {{"format", "edgepipe-logits"}});
   model.set_train(true);
+  clog.set_recording(true);
   return {seen ? loss_sum / double(seen) : 0.0, seen ? double(correct) / double(seen) : 0.0};
 }
 
@@ -197,6 +206,7 @@ int run(int argc, char** argv) {
       .add("augment", "bool", true, "random crop (4-pixel padding) and horizontal flip of training images")
       .add("resize", "int", 0, "bilinear resize of every image to NxN after augmentation (e.g. 224; 0: off)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+  cli::add_split_flags(o, "MobileNetV2: split the stem before its ReLU6 (units stem.conv_bn, stem.relu6), as the seeds");
   if (!o.parse(argc, argv)) {
     std::printf("%s", o.help().c_str());
     return 0;
@@ -218,6 +228,13 @@ int run(int argc, char** argv) {
     nn::LoadReport r = nn::load_state_entries(model.state, read_safetensors(o.str("init-from")).tensors,
                                               o.flag("strict"));
     std::printf("init-from %s: %s\n", o.str("init-from").c_str(), r.str().c_str());
+  }
+  // --split: the same units with a CompressionLayer at each boundary; statistics to compression.jsonl.
+  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() ? "" : out);
+  if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
+    std::printf("split: %s\n", split->describe().c_str());
+    auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
+    model.forward = [sm](const Tensor& x) { return sm->forward(x); };
   }
 
   data::LoaderOptions lo;
@@ -252,7 +269,7 @@ int run(int argc, char** argv) {
   if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt, device);
 
   if (o.flag("eval-only")) {
-    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), o.str("dump-logits"));
+    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), o.str("dump-logits"), *clog);
     std::printf("eval: loss %.4f top-1 %.2f%% on %lld images\n", r.loss, 100 * r.acc, (long long)test_data->size());
     runlog::write_json_atomic(out + "/summary.json", {{"eval_loss", r.loss}, {"eval_top1", r.acc}});
     return 0;
@@ -271,6 +288,7 @@ int run(int argc, char** argv) {
     while (auto b = train_loader.next()) {
       auto t0 = std::chrono::steady_clock::now();
       opt.set_lr(sched.lr_at(opt.step_count()));
+      clog->set_step(opt.step_count() + 1);
       Tensor logits = model.forward(b->images);
       Tensor loss = cross_entropy(logits, b->labels, o.number("label-smoothing"));
       loss.backward();
@@ -297,7 +315,7 @@ int run(int argc, char** argv) {
       }
     }
     if (stop) break;
-    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), "");
+    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), "", *clog);
     last_acc = r.acc;
     best = std::max(best, r.acc);
     metrics.write({{"epoch", epoch + 1},
@@ -311,13 +329,15 @@ int run(int argc, char** argv) {
                 100 * r.acc);
     ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0}, o.resolved());
   }
-  runlog::write_json_atomic(out + "/summary.json", {{"final_top1", last_acc},
-                                                    {"best_top1", best},
-                                                    {"steps", opt.step_count()},
-                                                    {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
-                                                    {"device", device.str()},
-                                                    {"peak_memory_bytes", {{"cpu", peak_memory_bytes(Device::cpu())},
-                                                                           {device.str(), peak_memory_bytes(device)}}}});
+  nlohmann::json summary{{"final_top1", last_acc},
+                         {"best_top1", best},
+                         {"steps", opt.step_count()},
+                         {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
+                         {"device", device.str()},
+                         {"peak_memory_bytes", {{"cpu", peak_memory_bytes(Device::cpu())},
+                                                {device.str(), peak_memory_bytes(device)}}}};
+  if (!o.str("split").empty()) summary["compression"] = clog->summary();
+  runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }
 

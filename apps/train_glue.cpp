@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "apps/split_cli.h"
 #include "apps/run_log.h"
 #include "data/bpe.h"
 #include "data/glue.h"
@@ -138,9 +140,14 @@ struct EvalResult {
   double main() const { return metrics.empty() ? 0.0 : metrics.front().value; }
 };
 
-EvalResult evaluate(nn::RobertaForSequenceClassification& model, const SeqDataset& d, const data::GlueTask& task,
-                    int64_t batch_size, int32_t pad, Device device, const std::string& dump_path) {
+// The model's forward, whole or through the split's boundaries: (ids, attention mask) -> logits.
+using ForwardFn = std::function<Tensor(const Tensor&, const Tensor&)>;
+
+EvalResult evaluate(nn::RobertaForSequenceClassification& model, const ForwardFn& forward, const SeqDataset& d,
+                    const data::GlueTask& task, int64_t batch_size, int32_t pad, Device device,
+                    const std::string& dump_path, compress::CompressionLog& clog) {
   model.set_train(false);
+  clog.set_recording(false);
   NoGradGuard ng;
   const std::vector<int64_t> order = data::epoch_order(d.size(), 0, 0, /*shuffle=*/false);
   double loss_sum = 0;
@@ -151,7 +158,7 @@ EvalResult evaluate(nn::RobertaForSequenceClassification& model, const SeqDatase
   for (int64_t i = 0; i < d.size(); i += batch_size) {
     const int64_t n = std::min(batch_size, d.size() - i);
     Batch b = make_batch(d, order, i, n, pad, device);
-    Tensor logits = model.forward(b.ids, b.mask);
+    Tensor logits = forward(b.ids, b.mask);
     if (labeled) loss_sum += task_loss(logits, b, task.regression).item() * double(n);
     if (task.regression) {
       for (double v : logits.cpu().to_double_vector()) pred_s.push_back(float(v));
@@ -175,6 +182,7 @@ EvalResult evaluate(nn::RobertaForSequenceClassification& model, const SeqDatase
                       {{"format", "edgepipe-logits"}, {"task", task.name}});
   }
   model.set_train(true);
+  clog.set_recording(true);
   EvalResult r;
   if (!labeled) return r;
   r.loss = d.size() ? loss_sum / double(d.size()) : 0.0;
@@ -219,6 +227,7 @@ int run(int argc, char** argv) {
       .add("train-subset", "int", 0, "use the first N training examples (0: all)")
       .add("dump-logits", "string", "", "with --eval-only: write the dev logits and labels (safetensors, data order)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+  cli::add_split_flags(o, "RoBERTa: each encoder layer is two units (attention, FFN) instead of one");
   if (!o.parse(argc, argv)) {
     std::printf("%s", o.help().c_str());
     return 0;
@@ -286,6 +295,16 @@ int run(int argc, char** argv) {
     std::printf("init-from %s: %s\n", o.str("init-from").c_str(), r.str().c_str());
   }
   nn::to_device(model, device);
+  ForwardFn forward = [&model](const Tensor& ids, const Tensor& mask) { return model.forward(ids, mask); };
+  // --split: the same units with a CompressionLayer at each boundary; statistics to compression.jsonl.
+  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() ? "" : out);
+  if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
+    std::printf("split: %s\n", split->describe().c_str());
+    auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
+    forward = [sm, &model](const Tensor& ids, const Tensor& mask) {
+      return sm->forward(ids, nn::UnitContext{model.prepare_mask(ids, mask)});
+    };
+  }
   std::printf("RoBERTa: %lld layers, hidden %lld, %lld parameters, on %s\n", (long long)src.config.num_hidden_layers,
               (long long)src.config.hidden_size, (long long)nn::count_parameters(model), device.str().c_str());
 
@@ -311,7 +330,7 @@ int run(int argc, char** argv) {
   if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt, device);
 
   if (o.flag("eval-only")) {
-    EvalResult r = evaluate(model, dev_set, task, batch_size, pad, device, o.str("dump-logits"));
+    EvalResult r = evaluate(model, forward, dev_set, task, batch_size, pad, device, o.str("dump-logits"), *clog);
     std::printf("eval: loss %.4f %s on %lld sequences\n", r.loss, metrics_str(r).c_str(), (long long)dev_set.size());
     nlohmann::json s{{"eval_loss", r.loss}};
     for (const auto& m : r.metrics) s["eval_" + m.name] = m.value;
@@ -335,7 +354,8 @@ int run(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       Batch b = make_batch(train_set, order, first, n, pad, device);
       opt.set_lr(sched.lr_at(opt.step_count()));
-      Tensor logits = model.forward(b.ids, b.mask);
+      clog->set_step(opt.step_count() + 1);
+      Tensor logits = forward(b.ids, b.mask);
       Tensor loss = task_loss(logits, b, task.regression);
       loss.backward();
       if (o.number("clip-norm") > 0) clip_grad_norm_(params, o.number("clip-norm"));
@@ -364,7 +384,7 @@ int run(int argc, char** argv) {
       }
     }
     if (stop) break;
-    last = evaluate(model, dev_set, task, batch_size, pad, device, "");
+    last = evaluate(model, forward, dev_set, task, batch_size, pad, device, "", *clog);
     best = std::max(best, last.main());
     nlohmann::json row{{"epoch", epoch + 1},
                        {"train_loss", seen ? loss_sum / double(seen) : 0.0},
@@ -390,6 +410,7 @@ int run(int argc, char** argv) {
     summary["best"] = best;
     for (const auto& m : last.metrics) summary["final_" + m.name] = m.value;
   }
+  if (!o.str("split").empty()) summary["compression"] = clog->summary();
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }

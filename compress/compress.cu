@@ -1,0 +1,246 @@
+// compress.cu — CUDA twins of the per-tensor quant, fp8 and sampled sortquant encoders and their decoders, plus the
+// reductions they start from. Not the table math: the host finishes the reduction and computes (min, step) or the
+// scale exactly as the CPU path, so both devices quantize against the same f32 table and emit the same codes.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "compress/bitpack.h"
+#include "compress/compress_kernels.h"
+#include "compress/fp8.h"
+#include "compress/quant_math.h"
+#include "engine/check.h"
+#include "engine/philox.h"
+
+namespace ep::compress {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t work) {
+  const int64_t b = (work + kThreads - 1) / kThreads;
+  return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
+}
+
+__global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, float* __restrict__ out,
+                                      int* __restrict__ nonfinite) {
+  __shared__ float s_lo[kThreads], s_hi[kThreads], s_abs[kThreads];
+  float lo = INFINITY, hi = -INFINITY, amax = 0.0f;
+  bool bad = false;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
+    const float v = x[i];
+    if (!isfinite(v)) { bad = true; continue; }
+    lo = fminf(lo, v);
+    hi = fmaxf(hi, v);
+    amax = fmaxf(amax, fabsf(v));
+  }
+  if (bad) atomicExch(nonfinite, 1);
+  s_lo[threadIdx.x] = lo;
+  s_hi[threadIdx.x] = hi;
+  s_abs[threadIdx.x] = amax;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {  // min/max are exact: the order cannot change the result
+    if (int(threadIdx.x) < w) {
+      s_lo[threadIdx.x] = fminf(s_lo[threadIdx.x], s_lo[threadIdx.x + w]);
+      s_hi[threadIdx.x] = fmaxf(s_hi[threadIdx.x], s_hi[threadIdx.x + w]);
+      s_abs[threadIdx.x] = fmaxf(s_abs[threadIdx.x], s_abs[threadIdx.x + w]);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    out[3 * blockIdx.x + 0] = s_lo[0];
+    out[3 * blockIdx.x + 1] = s_hi[0];
+    out[3 * blockIdx.x + 2] = s_abs[0];
+  }
+}
+
+// One thread per group of 8 codes: a group spans exactly `bits` whole bytes, so no two threads share a byte.
+__global__ void quant_encode_kernel(const float* __restrict__ x, int64_t n, int bits, double mn, double step,
+                                    bool stochastic, uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
+  const int64_t groups = (n + 7) / 8;
+  const uint32_t levels = (1u << bits) - 1;
+  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t c[8];
+    const int64_t base = g * 8;
+    const int count = n - base < 8 ? int(n - base) : 8;
+    for (int j = 0; j < count; ++j) {
+      const uint64_t i = uint64_t(base + j);
+      const double u = stochastic ? double(philox_uniform(seed, offset, i)) : -1.0;
+      c[j] = quant_level(double(x[i]), mn, step, levels, u);
+    }
+    pack_group(c, count, bits, codes + uint64_t(g) * uint64_t(bits));
+  }
+}
+
+__global__ void quant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t nbytes, int64_t n, int bits,
+                                    double mn, double step, float* __restrict__ out) {
+  // Explicit round-to-nearest multiply and add: nvcc would otherwise fuse them into an FMA, whose single rounding
+  // can differ from the CPU's two in the last bit.
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = float(__dadd_rn(mn, __dmul_rn(double(unpack_code(codes, nbytes, uint64_t(i), bits)), step)));
+}
+
+__global__ void fp8_encode_kernel(const float* __restrict__ x, int64_t n, bool e5m2, float scale, bool stochastic,
+                                  uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t rbits = stochastic ? philox_block(seed, offset, uint64_t(i)).v[0] : 0u;
+    codes[i] = fp8_encode_f32(x[i] / scale, e5m2, stochastic, rbits);
+  }
+}
+
+__global__ void fp8_decode_kernel(const uint8_t* __restrict__ codes, int64_t n, bool e5m2, double scale,
+                                  float* __restrict__ out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = float(fp8_decode(codes[i], e5m2) * scale);
+}
+
+// Bucket of x: the number of thresholds below it (std::lower_bound's index on the CPU).
+__device__ __forceinline__ int bucket_of(float x, const double* t, int K) {
+  int lo = 0, hi = K - 1;
+  const double v = double(x);
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (t[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+__global__ void gather_sample_kernel(const float* __restrict__ x, int64_t n, int64_t m, uint64_t seed,
+                                     uint64_t offset, float* __restrict__ out) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < m; j += int64_t(gridDim.x) * blockDim.x)
+    out[j] = x[sample_index(seed, offset, uint64_t(j), uint64_t(n))];
+}
+
+__global__ void bucket_minmax_kernel(const float* __restrict__ x, int64_t n, const double* __restrict__ thresholds,
+                                     int K, int32_t* __restrict__ lo_key, int32_t* __restrict__ hi_key) {
+  __shared__ double s_t[kMaxDeviceBuckets];
+  __shared__ int32_t s_lo[kMaxDeviceBuckets], s_hi[kMaxDeviceBuckets];
+  for (int b = threadIdx.x; b < K; b += blockDim.x) {
+    if (b + 1 < K) s_t[b] = thresholds[b];
+    s_lo[b] = INT32_MAX;
+    s_hi[b] = INT32_MIN;
+  }
+  __syncthreads();
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = x[i];
+    const int b = bucket_of(v, s_t, K);
+    const int32_t k = float_order_key(v);
+    atomicMin(&s_lo[b], k);
+    atomicMax(&s_hi[b], k);
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < K; b += blockDim.x)
+    if (s_lo[b] <= s_hi[b]) {  // min and max are exact, so the merge order cannot change the result
+      atomicMin(&lo_key[b], s_lo[b]);
+      atomicMax(&hi_key[b], s_hi[b]);
+    }
+}
+
+__global__ void sortquant_encode_kernel(const float* __restrict__ x, int64_t n, const double* __restrict__ thresholds,
+                                        const float* __restrict__ table, int bits, int split,
+                                        uint8_t* __restrict__ codes) {
+  __shared__ double s_t[kMaxDeviceBuckets];
+  __shared__ float s_table[2 * kMaxDeviceBuckets];
+  const int K = 1 << split;
+  for (int b = threadIdx.x; b < K; b += blockDim.x) {
+    if (b + 1 < K) s_t[b] = thresholds[b];
+    s_table[2 * b] = table[2 * b];
+    s_table[2 * b + 1] = table[2 * b + 1];
+  }
+  __syncthreads();
+  const uint32_t levels = (1u << bits) - 1;
+  const int64_t groups = (n + 7) / 8;
+  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t c[8];
+    const int64_t base = g * 8;
+    const int count = n - base < 8 ? int(n - base) : 8;
+    for (int j = 0; j < count; ++j) {
+      const float v = x[base + j];
+      const int b = bucket_of(v, s_t, K);
+      c[j] = (uint32_t(b) << bits) |
+             quant_level(double(v), double(s_table[2 * b]), double(s_table[2 * b + 1]), levels, -1.0);
+    }
+    pack_group(c, count, bits + split, codes + uint64_t(g) * uint64_t(bits + split));
+  }
+}
+
+__global__ void sortquant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t nbytes, int64_t n, int bits,
+                                        int split, const float* __restrict__ table, float* __restrict__ out) {
+  const uint32_t mask = (1u << bits) - 1;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t c = unpack_code(codes, nbytes, uint64_t(i), bits + split);
+    const uint32_t b = c >> bits;
+    out[i] = float(__dadd_rn(double(table[2 * b]), __dmul_rn(double(c & mask), double(table[2 * b + 1]))));
+  }
+}
+
+}  // namespace
+
+void gather_sample_cuda(const float* x, int64_t n, int64_t m, uint64_t seed, uint64_t offset, float* out,
+                        cudaStream_t st) {
+  if (m == 0) return;
+  gather_sample_kernel<<<blocks_for(m), kThreads, 0, st>>>(x, n, m, seed, offset, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int K, int32_t* lo_key, int32_t* hi_key,
+                        cudaStream_t st) {
+  EP_CHECK(K >= 1 && K <= kMaxDeviceBuckets, ValueError, "[sortquant] the GPU path takes 1..", kMaxDeviceBuckets,
+           " buckets, got ", K);
+  if (n == 0) return;
+  bucket_minmax_kernel<<<blocks_for(n), kThreads, 0, st>>>(x, n, thresholds, K, lo_key, hi_key);
+  CUDA_CHECK_LAUNCH();
+}
+
+void sortquant_encode_cuda(const float* x, int64_t n, const double* thresholds, const float* table, int bits,
+                           int split, uint8_t* codes, cudaStream_t st) {
+  EP_CHECK((1 << split) <= kMaxDeviceBuckets, ValueError, "[sortquant] the GPU path takes split <= 8, got ", split);
+  if (n == 0) return;
+  sortquant_encode_kernel<<<blocks_for((n + 7) / 8), kThreads, 0, st>>>(x, n, thresholds, table, bits, split, codes);
+  CUDA_CHECK_LAUNCH();
+}
+
+void sortquant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, int split, const float* table,
+                           float* out, cudaStream_t st) {
+  if (n == 0) return;
+  sortquant_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, nbytes, n, bits, split, table, out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void minmax_partial_cuda(const float* x, int64_t n, float* out, int* nonfinite, cudaStream_t st) {
+  minmax_partial_kernel<<<kReduceBlocks, kThreads, 0, st>>>(x, n, out, nonfinite);
+  CUDA_CHECK_LAUNCH();
+}
+
+void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step, bool stochastic, uint64_t seed,
+                       uint64_t offset, uint8_t* codes, cudaStream_t st) {
+  if (n == 0) return;
+  quant_encode_kernel<<<blocks_for((n + 7) / 8), kThreads, 0, st>>>(x, n, bits, double(mn), double(step), stochastic,
+                                                                    seed, offset, codes);
+  CUDA_CHECK_LAUNCH();
+}
+
+void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, float mn, float step, float* out,
+                       cudaStream_t st) {
+  if (n == 0) return;
+  quant_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, nbytes, n, bits, double(mn), double(step), out);
+  CUDA_CHECK_LAUNCH();
+}
+
+void fp8_encode_cuda(const float* x, int64_t n, bool e5m2, float scale, bool stochastic, uint64_t seed,
+                     uint64_t offset, uint8_t* codes, cudaStream_t st) {
+  if (n == 0) return;
+  fp8_encode_kernel<<<blocks_for(n), kThreads, 0, st>>>(x, n, e5m2, scale, stochastic, seed, offset, codes);
+  CUDA_CHECK_LAUNCH();
+}
+
+void fp8_decode_cuda(const uint8_t* codes, int64_t n, bool e5m2, float scale, float* out, cudaStream_t st) {
+  if (n == 0) return;
+  fp8_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, n, e5m2, double(scale), out);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ep::compress

@@ -1,0 +1,204 @@
+// compressor.cpp — spec parsing, the payload-only decoder dispatch, and the input checks every encoder shares.
+// Not a method: the encoders and decoders live in compress/<method>.cpp.
+#include "compress/compressor.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+
+#include "compress/compress_kernels.h"
+#include "compress/methods.h"
+#include "engine/dispatch.h"
+
+namespace ep::compress {
+
+// ---- spec arguments --------------------------------------------------------------------------------------------
+
+const std::string* SpecArgs::take(const std::string& key) {
+  known_.push_back(key);
+  auto it = kv_.find(key);
+  return it == kv_.end() ? nullptr : &it->second;
+}
+
+int64_t SpecArgs::get_int(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+  const std::string* v = take(key);
+  if (!v) return def;
+  int64_t out = 0;
+  auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  EP_CHECK(ec == std::errc() && end == v->data() + v->size(), CompressError, "[compress] ", method_, ": ", key,
+           " must be an integer, got '", *v, "'");
+  EP_CHECK(out >= lo && out <= hi, CompressError, "[compress] ", method_, ": ", key, " must be in ", lo, "..", hi,
+           ", got ", out);
+  return out;
+}
+
+double SpecArgs::get_double(const std::string& key, double def) {
+  const std::string* v = take(key);
+  if (!v) return def;
+  char* end = nullptr;
+  const double out = std::strtod(v->c_str(), &end);
+  EP_CHECK(!v->empty() && end == v->c_str() + v->size() && std::isfinite(out), CompressError, "[compress] ",
+           method_, ": ", key, " must be a finite number, got '", *v, "'");
+  return out;
+}
+
+std::string SpecArgs::get_choice(const std::string& key, const std::string& def,
+                                 const std::vector<std::string>& choices) {
+  const std::string* v = take(key);
+  if (!v) return def;
+  for (const auto& c : choices)
+    if (*v == c) return c;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : "|") + c;
+  EP_THROW(CompressError, "[compress] ", method_, ": ", key, " must be ", list, ", got '", *v, "'");
+}
+
+void SpecArgs::finish() {
+  for (const auto& [k, v] : kv_) {
+    bool used = false;
+    for (const auto& n : known_) used = used || n == k;
+    if (used) continue;
+    std::string list;
+    for (const auto& n : known_) list += (list.empty() ? "" : ", ") + n;
+    EP_THROW(CompressError, "[compress] ", method_, ": unknown key '", k, "' (known: ",
+             list.empty() ? "none" : list, ")");
+  }
+}
+
+std::unique_ptr<Compressor> parse_compressor(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  std::map<std::string, std::string> kv;
+  if (colon != std::string::npos) {
+    const std::string rest = spec.substr(colon + 1);
+    EP_CHECK(!rest.empty(), CompressError, "[compress] '", spec, "': empty parameter list after ':'");
+    size_t start = 0;
+    while (start <= rest.size()) {
+      size_t comma = rest.find(',', start);
+      if (comma == std::string::npos) comma = rest.size();
+      const std::string item = rest.substr(start, comma - start);
+      const size_t eq = item.find('=');
+      EP_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), CompressError, "[compress] '", spec,
+               "': expected key=value, got '", item, "'");
+      const std::string key = item.substr(0, eq);
+      EP_CHECK(kv.emplace(key, item.substr(eq + 1)).second, CompressError, "[compress] '", spec, "': key '", key,
+               "' given twice");
+      start = comma + 1;
+    }
+  }
+  SpecArgs args(name, std::move(kv));
+  std::unique_ptr<Compressor> c;
+  if (name == "none") c = make_none(args);
+  else if (name == "quant") c = make_quant(args);
+  else if (name == "sortquant") c = make_sortquant(args);
+  else if (name == "topk") c = make_topk(args);
+  else if (name == "kmeans") c = make_kmeans(args);
+  else if (name == "lowrank") c = make_lowrank(args);
+  else if (name == "fp8") c = make_fp8(args);
+  else
+    EP_THROW(CompressError, "[compress] unknown method '", name,
+             "' (known: none, quant, sortquant, topk, kmeans, lowrank, fp8)");
+  args.finish();
+  return c;
+}
+
+// ---- shared input checks and decoding --------------------------------------------------------------------------
+
+Tensor host_input(const Tensor& x, const char* method) {
+  EP_CHECK(x.defined(), ValueError, "[", method, "] undefined input tensor");
+  EP_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, DTypeError, "[", method, "] input is ",
+           dtype_name(x.dtype()), ", expected f32 or f64");
+  Tensor h = x.is_cuda() ? x.detach().cpu() : x.detach();
+  dispatch_float(h.dtype(), method, [&](auto tag) {
+    using T = EP_TYPE(tag);
+    const T* p = h.data<T>();
+    const int64_t n = h.numel();
+    int64_t bad = -1;
+#pragma omp parallel for reduction(max : bad) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i])) bad = std::max(bad, i);
+    if (bad >= 0) {
+      for (int64_t i = 0; i < n; ++i)  // name the first one, which the parallel max cannot
+        if (!std::isfinite(p[i])) { bad = i; break; }
+      EP_THROW(ValueError, "[", method, "] input ", shape_str(h.shape()), " has a non-finite value (", double(p[bad]),
+               ") at flat index ", bad);
+    }
+  });
+  return h;
+}
+
+DeviceRange device_range(const Tensor& x, const char* method) {
+  const Device dev = x.device();
+  Tensor partial = empty({3 * kReduceBlocks}, DType::f32, dev);
+  Tensor flag = zeros({1}, DType::i32, dev);
+  minmax_partial_cuda(x.data<float>(), x.numel(), partial.data<float>(), flag.data<int32_t>(), current_stream(dev));
+  if (flag.item() != 0) host_input(x, method);  // throws, naming the first bad element
+  const std::vector<float> h = partial.to_vector<float>();
+  DeviceRange r{h[0], h[1], h[2]};
+  for (int b = 1; b < kReduceBlocks; ++b) {
+    r.lo = std::min(r.lo, h[size_t(3 * b)]);
+    r.hi = std::max(r.hi, h[size_t(3 * b + 1)]);
+    r.amax = std::max(r.amax, h[size_t(3 * b + 2)]);
+  }
+  return r;
+}
+
+namespace {
+
+// The GPU decoders (quant per tensor, fp8; f32): codes go to the device once and are expanded there.
+bool decode_on_device(const Payload& p, Device device, Tensor& out) {
+  if (!device.is_cuda() || p.dtype != DType::f32 || p.numel() == 0) return false;
+  const bool quant = p.method == Method::quant && p.params[1] == 0;
+  if (!quant && p.method != Method::fp8 && p.method != Method::sortquant) return false;
+  if (p.method == Method::fp8) check_fp8_codes(p);
+  Tensor codes = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())}, device);
+  out = empty(p.shape, DType::f32, device);
+  if (p.method == Method::sortquant) {
+    Tensor table = from_data<float>(p.table, {int64_t(p.table.size())}, device);
+    sortquant_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), int(p.params[1]),
+                          table.data<float>(), out.data<float>(), current_stream(device));
+  } else if (quant)
+    quant_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), p.table[0], p.table[1],
+                      out.data<float>(), current_stream(device));
+  else
+    fp8_decode_cuda(codes.data<uint8_t>(), p.numel(), p.params[0] == 1, p.table[0], out.data<float>(),
+                    current_stream(device));
+  return true;
+}
+
+}  // namespace
+
+Tensor decode_payload(const Payload& p, Device device) {
+  p.check_consistent("decode");
+  if (Tensor on_device; decode_on_device(p, device, on_device)) return on_device;
+  Tensor out = empty(p.shape, p.dtype, Device::cpu());
+  if (p.method == Method::none) {
+    decode_none(p, out.raw_data());
+  } else {
+    dispatch_float(p.dtype, "decode", [&](auto tag) {
+      using T = EP_TYPE(tag);
+      T* o = out.data<T>();
+      switch (p.method) {
+        case Method::quant: decode_quant<T>(p, o); break;
+        case Method::sortquant: decode_sortquant<T>(p, o); break;
+        case Method::topk: decode_topk<T>(p, o); break;
+        case Method::kmeans: decode_kmeans<T>(p, o); break;
+        case Method::lowrank: decode_lowrank<T>(p, o); break;
+        case Method::fp8: decode_fp8<T>(p, o); break;
+        case Method::none: break;
+      }
+    });
+  }
+  return device.is_cpu() ? out : out.to(device);
+}
+
+Tensor Compressor::decode(const Payload& p, Device device, cudaStream_t stream) const {
+  if (stream != nullptr && device.is_cuda()) {  // allocations, copies and kernels then all order on `stream`
+    StreamGuard guard(device, stream);
+    return decode_payload(p, device);
+  }
+  return decode_payload(p, device);
+}
+
+}  // namespace ep::compress

@@ -1,0 +1,75 @@
+// compressor.h — the Compressor interface (encode a tensor to a Payload, decode a Payload back), the decoder that needs
+// only the payload (receivers hold no compressor state), and parse_compressor("METHOD[:key=value,...]").
+// Not the methods themselves: compress/methods.h declares them, compress/<method>.cpp implements each.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compress/payload.h"
+#include "engine/device.h"
+#include "engine/tensor.h"
+
+namespace ep::compress {
+
+class Compressor {
+ public:
+  virtual ~Compressor() = default;
+  virtual Method method() const = 0;
+  // The canonical spec with every parameter spelled out; parse_compressor(spec()) builds an equal compressor.
+  virtual std::string spec() const = 0;
+  // x: f32 or f64, any shape (empty included), any device (a CUDA tensor is staged through the host: no CUDA
+  // kernels yet). Non-finite values raise ValueError. Not const: stochastic rounding advances the compressor's
+  // generator and lowrank keeps its warm start across calls. `stream`: the stream to order the work on (nullptr: the
+  // current stream of x's device).
+  virtual Payload encode(const Tensor& x, cudaStream_t stream = nullptr) = 0;
+  // decode_payload(p) placed on `device`. Every method's decode needs only the payload.
+  Tensor decode(const Payload& p, Device device = Device::cpu(), cudaStream_t stream = nullptr) const;
+  // A compressor with the same settings and fresh state (the backward direction's own warm start and generator).
+  virtual std::unique_ptr<Compressor> fresh() const = 0;
+};
+
+// Decodes any valid payload to a tensor of p.dtype and p.shape on `device`. Validates what parse() cannot (top-k
+// indices in range and increasing, no fp8 NaN codes) and throws CompressError on a malformed payload.
+Tensor decode_payload(const Payload& p, Device device = Device::cpu());
+
+// Parses "METHOD[:key=value,...]" (e.g. "quant:bits=4,per=channel", "sortquant:bits=6,split=2,mode=sampled").
+// Throws CompressError with one line for an unknown method or key, a malformed value, bits 0 or > 16, a ratio
+// outside (0, 1], ... Every method's keys and defaults are listed in compress/methods.h.
+std::unique_ptr<Compressor> parse_compressor(const std::string& spec);
+
+// ---- helpers shared by the method files ------------------------------------------------------------------------
+
+// The key=value arguments of one spec; each getter marks its key used, finish() rejects the keys nobody asked for.
+class SpecArgs {
+ public:
+  SpecArgs(std::string method, std::map<std::string, std::string> kv)
+      : method_(std::move(method)), kv_(std::move(kv)) {}
+  int64_t get_int(const std::string& key, int64_t def, int64_t lo, int64_t hi);
+  double get_double(const std::string& key, double def);
+  std::string get_choice(const std::string& key, const std::string& def, const std::vector<std::string>& choices);
+  void finish();  // unknown keys -> CompressError naming the key and the method's known keys
+  const std::string& method() const { return method_; }
+
+ private:
+  const std::string* take(const std::string& key);
+  std::string method_;
+  std::map<std::string, std::string> kv_;
+  std::vector<std::string> known_;
+};
+
+// Min, max and max |x| of an f32 CUDA tensor (non-empty) by the GPU partial reduction finished on the host; a
+// non-finite element raises the same ValueError as host_input (found on the host, on that rare path only).
+struct DeviceRange { float lo, hi, amax; };
+DeviceRange device_range(const Tensor& x, const char* method);
+// The stream a CUDA-path encode/decode runs on: `stream` when given, else the current stream of `device`.
+inline cudaStream_t stream_or_current(cudaStream_t stream, Device device) {
+  return stream != nullptr ? stream : current_stream(device);
+}
+
+// The host copy of an encoder's input: f32/f64 only, every value finite (ValueError naming the method and the first
+// bad element otherwise). Shares storage when x already is on the CPU.
+Tensor host_input(const Tensor& x, const char* method);
+
+}  // namespace ep::compress

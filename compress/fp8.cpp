@@ -1,0 +1,117 @@
+// fp8.cpp — per-tensor-scaled FP8 (OCP e4m3 / e5m2) with nearest-even or stochastic rounding: one byte per element.
+// Not delayed scaling or per-channel scales: one power-of-two scale from this tensor's amax, sent as one f32.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <type_traits>
+
+#include "compress/compress_kernels.h"
+#include "compress/fp8.h"
+#include "compress/methods.h"
+#include "engine/dispatch.h"
+#include "engine/philox.h"
+
+namespace ep::compress {
+
+std::unique_ptr<Compressor> make_fp8(SpecArgs& a) {
+  Fp8Options o;
+  o.e5m2 = a.get_choice("format", "e4m3", {"e4m3", "e5m2"}) == "e5m2";
+  o.stochastic = a.get_choice("round", "nearest", {"nearest", "stochastic"}) == "stochastic";
+  o.seed = uint64_t(a.get_int("seed", 0, 0, std::numeric_limits<int64_t>::max()));
+  return std::make_unique<Fp8Compressor>(o);
+}
+
+std::string Fp8Compressor::spec() const {
+  return std::string("fp8:format=") + (opt_.e5m2 ? "e5m2" : "e4m3") +
+         ",round=" + (opt_.stochastic ? "stochastic" : "nearest") + ",seed=" + std::to_string(opt_.seed);
+}
+
+namespace {
+
+// The smallest power of two with amax / scale <= max: scaling is then exact in both directions, so the only error
+// is the fp8 rounding itself (at most one binade of range is given up against amax / max). 1 for amax = 0.
+float power_of_two_scale(double amax, double fmax) {
+  if (!(amax > 0)) return 1.0f;
+  int e;
+  std::frexp(amax / fmax, &e);  // amax / max = m * 2^e with m in [0.5, 1)
+  const double s2 = std::ldexp(1.0, (amax / fmax) == std::ldexp(0.5, e) ? e - 1 : e);
+  return float(std::clamp(s2, double(std::numeric_limits<float>::min()), 0x1p127));
+}
+
+}  // namespace
+
+Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
+  Payload p;
+  p.method = Method::fp8;
+  p.params = {opt_.e5m2 ? 1u : 0u};
+  const Fp8Format f = fp8_format(opt_.e5m2);
+  const bool e5m2 = opt_.e5m2, sr = opt_.stochastic;
+  const uint64_t seed = gen_.seed;
+  if (x.defined() && x.is_cuda() && x.dtype() == DType::f32 && x.numel() > 0) {  // the GPU twin, same codes
+    std::optional<StreamGuard> guard;
+    if (stream) guard.emplace(x.device(), stream);
+    const Tensor xd = x.detach();
+    const float scale = power_of_two_scale(double(device_range(xd, "fp8").amax), f.max);
+    const int64_t n = xd.numel();
+    const uint64_t offset = sr ? gen_.advance(uint64_t(n)) : 0;
+    Tensor codes = empty({n}, DType::u8, xd.device());
+    fp8_encode_cuda(xd.data<float>(), n, e5m2, scale, sr, seed, offset, codes.data<uint8_t>(),
+                    current_stream(xd.device()));
+    p.dtype = DType::f32;
+    p.shape = xd.shape();
+    p.table = {scale};
+    p.codes = codes.to_vector<uint8_t>();
+    p.check_consistent("fp8");
+    return p;
+  }
+  Tensor h = host_input(x, "fp8");
+  p.dtype = h.dtype();
+  p.shape = h.shape();
+  const int64_t n = h.numel();
+  p.codes.resize(static_cast<size_t>(n));
+  const uint64_t offset = sr ? gen_.advance(uint64_t(n)) : 0;
+  dispatch_float(h.dtype(), "fp8", [&](auto tag) {
+    using T = EP_TYPE(tag);
+    const T* xs = h.data<T>();
+    double amax = 0;
+    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(xs[i])));
+    const float scale = power_of_two_scale(amax, f.max);
+    p.table = {scale};
+    const double s = scale;
+#pragma omp parallel for if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t rbits = sr ? philox_block(seed, offset, uint64_t(i)).v[0] : 0u;
+      if constexpr (std::is_same_v<T, float>) {
+        // Dividing an f32 by a power of two is exact (barring f32 underflow, far below fp8's smallest subnormal).
+        p.codes[size_t(i)] = fp8_encode_f32(xs[i] / scale, e5m2, sr, rbits);
+      } else {
+        p.codes[size_t(i)] = fp8_encode(double(xs[i]) / s, e5m2, sr ? double(rbits >> 8) * 0x1p-24 : -1.0);
+      }
+    }
+  });
+  p.check_consistent("fp8");
+  return p;
+}
+
+void check_fp8_codes(const Payload& p) {
+  const bool e5m2 = p.params[0] == 1;
+  for (size_t i = 0; i < p.codes.size(); ++i)
+    EP_CHECK(!fp8_is_special(p.codes[i], e5m2), CompressError, "[fp8] code ", int(p.codes[i]), " at element ", i,
+             " is not a finite ", e5m2 ? "e5m2" : "e4m3", " value");
+}
+
+template <class T> void decode_fp8(const Payload& p, T* out) {
+  const bool e5m2 = p.params[0] == 1;
+  const double s = p.table[0];
+  const int64_t n = p.numel();
+  check_fp8_codes(p);
+  double grid[256];  // every code's value times the scale (a power of two: exact)
+  for (int c = 0; c < 256; ++c) grid[c] = fp8_is_special(uint8_t(c), e5m2) ? 0.0 : fp8_decode(uint8_t(c), e5m2) * s;
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) out[i] = T(grid[p.codes[size_t(i)]]);
+}
+template void decode_fp8<float>(const Payload&, float*);
+template void decode_fp8<double>(const Payload&, double*);
+
+}  // namespace ep::compress

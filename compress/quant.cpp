@@ -1,0 +1,151 @@
+// quant.cpp — min-max uniform quantization, per tensor or per channel, nearest-even or stochastic rounding.
+// Not the seeds' signed codes: levels are unsigned 0..2^b-1 and packed at exactly b bits; a constant tensor (step 0)
+// decodes exactly instead of the seeds' NaN.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "compress/compress_kernels.h"
+#include "compress/method_util.h"
+#include "compress/methods.h"
+#include "engine/dispatch.h"
+#include "engine/philox.h"
+
+namespace ep::compress {
+
+std::unique_ptr<Compressor> make_quant(SpecArgs& a) {
+  QuantOptions o;
+  o.bits = int(a.get_int("bits", 8, 1, 16));
+  o.per_channel = a.get_choice("per", "tensor", {"tensor", "channel"}) == "channel";
+  o.axis = int(a.get_int("axis", 1, 0, kMaxPayloadDims - 1));
+  o.stochastic = a.get_choice("round", "nearest", {"nearest", "stochastic"}) == "stochastic";
+  o.seed = uint64_t(a.get_int("seed", 0, 0, std::numeric_limits<int64_t>::max()));
+  return std::make_unique<QuantCompressor>(o);
+}
+
+std::string QuantCompressor::spec() const {
+  return "quant:bits=" + std::to_string(opt_.bits) + ",per=" + (opt_.per_channel ? "channel" : "tensor") +
+         ",axis=" + std::to_string(opt_.axis) + ",round=" + (opt_.stochastic ? "stochastic" : "nearest") +
+         ",seed=" + std::to_string(opt_.seed);
+}
+
+namespace {
+
+// Channel c of flat index i is (i / inner) % channels.
+struct ChannelView {
+  int64_t channels = 1, inner = 1;
+  int64_t of(int64_t i) const { return channels == 1 ? 0 : (i / inner) % channels; }
+};
+
+ChannelView channel_view(const Shape& s, uint32_t channels, uint32_t axis) {
+  ChannelView v;
+  if (channels == 0) return v;
+  v.channels = channels;
+  for (size_t d = axis + 1; d < s.size(); ++d) v.inner *= s[d];
+  return v;
+}
+
+template <class T>
+void quant_encode(const T* x, int64_t n, const ChannelView& cv, int bits, bool stochastic, uint64_t seed,
+                  uint64_t offset, std::vector<float>& table, uint8_t* codes) {
+  const int64_t C = cv.channels;
+  std::vector<double> lo(size_t(C), std::numeric_limits<double>::infinity());
+  std::vector<double> hi(size_t(C), -std::numeric_limits<double>::infinity());
+  if (C == 1) {  // per tensor: a parallel reduction (min/max are exact, so the thread count cannot change them)
+    double mn = lo[0], mx = hi[0];
+#pragma omp parallel for reduction(min : mn) reduction(max : mx) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) {
+      mn = std::min(mn, double(x[i]));
+      mx = std::max(mx, double(x[i]));
+    }
+    lo[0] = mn;
+    hi[0] = mx;
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t c = cv.of(i);
+      const double v = double(x[i]);
+      if (v < lo[size_t(c)]) lo[size_t(c)] = v;
+      if (v > hi[size_t(c)]) hi[size_t(c)] = v;
+    }
+  }
+  const uint32_t levels = (1u << bits) - 1;
+  for (int64_t c = 0; c < C; ++c)
+    min_step_entry(lo[size_t(c)], hi[size_t(c)], levels, &table[size_t(2 * c)], &table[size_t(2 * c + 1)]);
+  pack_parallel(uint64_t(n), bits, codes, [&](uint64_t i) -> uint32_t {
+    const int64_t c = cv.of(int64_t(i));
+    const double u = stochastic ? double(philox_uniform(seed, offset, i)) : -1.0;
+    return quant_level(double(x[i]), table[size_t(2 * c)], table[size_t(2 * c + 1)], levels, u);
+  });
+}
+
+}  // namespace
+
+Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
+  if (x.defined() && x.is_cuda() && x.dtype() == DType::f32 && x.numel() > 0 && !opt_.per_channel) {
+    // The GPU twin: the same (min, step) computed from the same exact extremes, the same rounding, the same codes.
+    std::optional<StreamGuard> guard;
+    if (stream) guard.emplace(x.device(), stream);
+    const Tensor xd = x.detach();
+    const DeviceRange r = device_range(xd, "quant");
+    const int64_t n = xd.numel();
+    const uint32_t levels = (1u << opt_.bits) - 1;
+    float mn, st;
+    min_step_entry(double(r.lo), double(r.hi), levels, &mn, &st);
+    const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;
+    Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, xd.device());
+    quant_encode_cuda(xd.data<float>(), n, opt_.bits, mn, st, opt_.stochastic, gen_.seed, offset,
+                      codes.data<uint8_t>(), current_stream(xd.device()));
+    Payload p;
+    p.method = Method::quant;
+    p.dtype = DType::f32;
+    p.shape = xd.shape();
+    p.params = {uint32_t(opt_.bits), 0u, 0u};
+    p.table = {mn, st};
+    p.codes = codes.to_vector<uint8_t>();
+    p.check_consistent("quant");
+    return p;
+  }
+  Tensor h = host_input(x, "quant");
+  Payload p;
+  p.method = Method::quant;
+  p.dtype = h.dtype();
+  p.shape = h.shape();
+  uint32_t channels = 0, axis = 0;
+  if (opt_.per_channel) {
+    axis = h.dim() == 1 ? 0 : uint32_t(opt_.axis);
+    EP_CHECK(h.dim() >= 1 && axis < uint32_t(h.dim()), ShapeError, "[quant] per-channel axis ", opt_.axis,
+             " out of range for input ", shape_str(h.shape()));
+    channels = uint32_t(h.shape()[axis]);
+    if (channels == 0) axis = 0;  // an empty channel dim: nothing to quantize, keep the header canonical
+  }
+  p.params = {uint32_t(opt_.bits), channels, axis};
+  const int64_t n = h.numel();
+  p.table.assign(size_t(2 * std::max<uint32_t>(channels, 1)), 0.0f);
+  p.codes.assign(size_t(packed_bytes(uint64_t(n), opt_.bits)), 0);
+  const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;
+  const ChannelView cv = channel_view(h.shape(), channels, axis);
+  dispatch_float(h.dtype(), "quant", [&](auto tag) {
+    using T = EP_TYPE(tag);
+    quant_encode(h.data<T>(), n, cv, opt_.bits, opt_.stochastic, gen_.seed, offset, p.table, p.codes.data());
+  });
+  p.check_consistent("quant");
+  return p;
+}
+
+template <class T> void decode_quant(const Payload& p, T* out) {
+  const int bits = int(p.params[0]);
+  const ChannelView cv = channel_view(p.shape, p.params[1], p.params[2]);
+  const int64_t n = p.numel();
+  const uint64_t nbytes = p.codes.size();
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = cv.of(i);
+    const uint32_t q = unpack_code(p.codes.data(), nbytes, uint64_t(i), bits);
+    out[i] = T(double(p.table[size_t(2 * c)]) + double(q) * double(p.table[size_t(2 * c + 1)]));
+  }
+}
+template void decode_quant<float>(const Payload&, float*);
+template void decode_quant<double>(const Payload&, double*);
+
+}  // namespace ep::compress

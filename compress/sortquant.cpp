@@ -1,0 +1,215 @@
+// sortquant.cpp — the seeds' multi-split ("sort") quantization: 2^s buckets of the value distribution, each quantized
+// min-max with b bits; `exact` cuts the sorted order into equal counts, `sampled` uses quantiles of a sample.
+// Not the seeds' wire quirks: codes are bucket * 2^b + level packed at b+s bits (no signed offsets, no code-0 loss),
+// and sampled thresholds come from a sample of the whole tensor rather than the first sample only.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <optional>
+
+#include "compress/compress_kernels.h"
+#include "compress/method_util.h"
+#include "compress/methods.h"
+#include "engine/dispatch.h"
+#include "engine/philox.h"
+
+namespace ep::compress {
+
+std::unique_ptr<Compressor> make_sortquant(SpecArgs& a) {
+  SortquantOptions o;
+  o.bits = int(a.get_int("bits", 6, 1, 16));
+  o.split = int(a.get_int("split", 2, 0, 15));
+  EP_CHECK(o.bits + o.split <= 16, CompressError, "[compress] sortquant: bits + split must be <= 16, got ", o.bits,
+           " + ", o.split);
+  o.sampled = a.get_choice("mode", "exact", {"exact", "sampled"}) == "sampled";
+  o.sample = a.get_int("sample", 65536, 1, int64_t(1) << 32);
+  o.seed = uint64_t(a.get_int("seed", 0, 0, std::numeric_limits<int64_t>::max()));
+  return std::make_unique<SortquantCompressor>(o);
+}
+
+std::string SortquantCompressor::spec() const {
+  return "sortquant:bits=" + std::to_string(opt_.bits) + ",split=" + std::to_string(opt_.split) +
+         ",mode=" + (opt_.sampled ? "sampled" : "exact") + ",sample=" + std::to_string(opt_.sample) +
+         ",seed=" + std::to_string(opt_.seed);
+}
+
+namespace {
+
+// Bucket i of the exact mode holds sorted positions [start(i), start(i+1)): torch.tensor_split's equal counts.
+int64_t bucket_start(int64_t n, int64_t K, int64_t i) {
+  const int64_t q = n / K, r = n % K;
+  return i * q + std::min(i, r);
+}
+
+// Fills table (min, step) per bucket from each bucket's members, then packs code = bucket * 2^b + level.
+template <class T, class BucketOf>
+void encode_buckets(const T* x, int64_t n, int bits, int split, BucketOf&& bucket_of, std::vector<float>& table,
+                    uint8_t* codes) {
+  const int64_t K = int64_t(1) << split;
+  std::vector<double> lo(size_t(K), std::numeric_limits<double>::infinity());
+  std::vector<double> hi(size_t(K), -std::numeric_limits<double>::infinity());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = bucket_of(i);
+    const double v = double(x[i]);
+    lo[size_t(b)] = std::min(lo[size_t(b)], v);
+    hi[size_t(b)] = std::max(hi[size_t(b)], v);
+  }
+  const uint32_t levels = (1u << bits) - 1;
+  for (int64_t b = 0; b < K; ++b)
+    min_step_entry(lo[size_t(b)], hi[size_t(b)], levels, &table[size_t(2 * b)], &table[size_t(2 * b + 1)]);
+  pack_parallel(uint64_t(n), bits + split, codes, [&](uint64_t i) -> uint32_t {
+    const int64_t b = bucket_of(int64_t(i));
+    const double mn = table[size_t(2 * b)], st = table[size_t(2 * b + 1)];
+    const uint32_t level = quant_level(double(x[i]), mn, st, levels, -1.0);
+    return (uint32_t(b) << bits) | level;
+  });
+}
+
+// Exact: the total order (value, index) — a stable sort's order — cut into equal counts by recursive selection, so
+// ties at a cut are split deterministically by index (and a GPU stable sort gives the same buckets).
+template <class T>
+void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& bucket) {
+  std::vector<uint32_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0u);
+  auto less = [x](uint32_t a, uint32_t b) { return x[a] < x[b] || (x[a] == x[b] && a < b); };
+  struct Range { int64_t b0, b1; };  // buckets [b0, b1) occupy sorted positions [start(b0), start(b1))
+  std::vector<Range> todo{{0, K}};
+  while (!todo.empty()) {
+    Range r = todo.back();
+    todo.pop_back();
+    if (r.b1 - r.b0 <= 1) continue;
+    const int64_t mid = (r.b0 + r.b1) / 2;
+    const int64_t lo = bucket_start(n, K, r.b0), hi = bucket_start(n, K, r.b1), cut = bucket_start(n, K, mid);
+    if (cut > lo && cut < hi) std::nth_element(idx.begin() + lo, idx.begin() + cut, idx.begin() + hi, less);
+    todo.push_back({r.b0, mid});
+    todo.push_back({mid, r.b1});
+  }
+  bucket.assign(size_t(n), 0);
+  for (int64_t b = 0; b < K; ++b)
+    for (int64_t j = bucket_start(n, K, b); j < bucket_start(n, K, b + 1); ++j) bucket[idx[size_t(j)]] = uint16_t(b);
+}
+
+// Sampled: K-1 thresholds at the sample quantiles; x goes to the first bucket i with x <= T_i (the last otherwise).
+std::vector<double> thresholds_of_sample(std::vector<double> s, int64_t K) {
+  std::sort(s.begin(), s.end());
+  std::vector<double> t(size_t(K - 1));
+  const int64_t m = int64_t(s.size());
+  for (int64_t i = 0; i + 1 < K; ++i) {
+    const int64_t pos = std::max<int64_t>(0, ((i + 1) * m + K - 1) / K - 1);  // ceil((i+1) m / K) - 1
+    t[size_t(i)] = m == 0 ? 0.0 : s[size_t(pos)];
+  }
+  return t;
+}
+
+template <class T>
+std::vector<double> sampled_thresholds(const T* x, int64_t n, int64_t K, int64_t sample, uint64_t seed,
+                                       uint64_t offset) {
+  std::vector<double> s;
+  if (n <= sample) {
+    s.assign(x, x + n);
+  } else {
+    s.resize(size_t(sample));
+    for (int64_t j = 0; j < sample; ++j) s[size_t(j)] = double(x[sample_index(seed, offset, uint64_t(j), uint64_t(n))]);
+  }
+  return thresholds_of_sample(std::move(s), K);
+}
+
+}  // namespace
+
+// The GPU twin of the sampled mode (f32, more elements than the sample, at most kMaxDeviceBuckets buckets): the
+// sample is gathered on the GPU and sorted on the host, so the thresholds, the bucket extremes (exact min/max), the
+// table and the codes all equal the CPU path's.
+Payload SortquantCompressor::encode_cuda(const Tensor& x, cudaStream_t stream) {
+  std::optional<StreamGuard> guard;
+  if (stream) guard.emplace(x.device(), stream);
+  const Tensor xd = x.detach();
+  const Device dev = xd.device();
+  const int64_t n = xd.numel(), K = int64_t(1) << opt_.split, m = opt_.sample;
+  device_range(xd, "sortquant");  // the non-finite check (throws like host_input)
+  const uint64_t offset = gen_.advance(uint64_t(std::min(n, m)));
+  Tensor sample = empty({m}, DType::f32, dev);
+  gather_sample_cuda(xd.data<float>(), n, m, gen_.seed, offset, sample.data<float>(), current_stream(dev));
+  const std::vector<float> sv = sample.to_vector<float>();
+  const std::vector<double> t = thresholds_of_sample(std::vector<double>(sv.begin(), sv.end()), K);
+  Tensor td = from_data<double>(t.empty() ? std::vector<double>{0.0} : t, {std::max<int64_t>(1, K - 1)}, dev);
+  Tensor lo_key = from_data<int32_t>(std::vector<int32_t>(size_t(K), INT32_MAX), {K}, dev);
+  Tensor hi_key = from_data<int32_t>(std::vector<int32_t>(size_t(K), INT32_MIN), {K}, dev);
+  bucket_minmax_cuda(xd.data<float>(), n, td.data<double>(), int(K), lo_key.data<int32_t>(), hi_key.data<int32_t>(),
+                     current_stream(dev));
+  const std::vector<int32_t> lk = lo_key.to_vector<int32_t>(), hk = hi_key.to_vector<int32_t>();
+  Payload p;
+  p.method = Method::sortquant;
+  p.dtype = DType::f32;
+  p.shape = xd.shape();
+  p.params = {uint32_t(opt_.bits), uint32_t(opt_.split)};
+  p.table.assign(size_t(2 * K), 0.0f);
+  const uint32_t levels = (1u << opt_.bits) - 1;
+  for (int64_t b = 0; b < K; ++b) {
+    const bool seen = lk[size_t(b)] <= hk[size_t(b)];
+    const double lo = seen ? double(float_from_order_key(lk[size_t(b)])) : 1.0;  // lo > hi: an empty bucket
+    const double hi = seen ? double(float_from_order_key(hk[size_t(b)])) : 0.0;
+    min_step_entry(lo, hi, levels, &p.table[size_t(2 * b)], &p.table[size_t(2 * b + 1)]);
+  }
+  Tensor table = from_data<float>(p.table, {2 * K}, dev);
+  Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split))}, DType::u8, dev);
+  sortquant_encode_cuda(xd.data<float>(), n, td.data<double>(), table.data<float>(), opt_.bits, opt_.split,
+                        codes.data<uint8_t>(), current_stream(dev));
+  p.codes = codes.to_vector<uint8_t>();
+  p.check_consistent("sortquant");
+  return p;
+}
+
+Payload SortquantCompressor::encode(const Tensor& x, cudaStream_t stream) {
+  if (x.defined() && x.is_cuda() && x.dtype() == DType::f32 && opt_.sampled && x.numel() > opt_.sample &&
+      (int64_t(1) << opt_.split) <= kMaxDeviceBuckets && uint64_t(x.numel()) <= 0xffffffffull)
+    return encode_cuda(x, stream);
+  Tensor h = host_input(x, "sortquant");
+  Payload p;
+  p.method = Method::sortquant;
+  p.dtype = h.dtype();
+  p.shape = h.shape();
+  p.params = {uint32_t(opt_.bits), uint32_t(opt_.split)};
+  const int64_t n = h.numel(), K = int64_t(1) << opt_.split;
+  p.table.assign(size_t(2 * K), 0.0f);
+  p.codes.assign(size_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split)), 0);
+  EP_CHECK(uint64_t(n) <= 0xffffffffull, ShapeError, "[sortquant] supports at most 2^32 elements, got ", n);
+  const uint64_t offset = opt_.sampled ? gen_.advance(uint64_t(std::min(n, opt_.sample))) : 0;
+  dispatch_float(h.dtype(), "sortquant", [&](auto tag) {
+    using T = EP_TYPE(tag);
+    const T* xs = h.data<T>();
+    if (!opt_.sampled) {
+      std::vector<uint16_t> bucket;
+      exact_buckets(xs, n, K, bucket);
+      encode_buckets(xs, n, opt_.bits, opt_.split, [&](int64_t i) { return int64_t(bucket[size_t(i)]); }, p.table,
+                     p.codes.data());
+    } else {
+      const std::vector<double> t = sampled_thresholds(xs, n, K, opt_.sample, gen_.seed, offset);
+      std::vector<uint16_t> bucket(static_cast<size_t>(n));
+#pragma omp parallel for if (n > (1 << 16))
+      for (int64_t i = 0; i < n; ++i)
+        bucket[size_t(i)] = uint16_t(std::lower_bound(t.begin(), t.end(), double(xs[i])) - t.begin());
+      encode_buckets(xs, n, opt_.bits, opt_.split, [&](int64_t i) { return int64_t(bucket[size_t(i)]); }, p.table,
+                     p.codes.data());
+    }
+  });
+  p.check_consistent("sortquant");
+  return p;
+}
+
+template <class T> void decode_sortquant(const Payload& p, T* out) {
+  const int bits = int(p.params[0]), total = int(p.params[0] + p.params[1]);
+  const uint32_t level_mask = (1u << bits) - 1;
+  const int64_t n = p.numel();
+  const uint64_t nbytes = p.codes.size();
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t c = unpack_code(p.codes.data(), nbytes, uint64_t(i), total);
+    const size_t b = c >> bits;  // < 2^split by construction of a total-bit code
+    out[i] = T(double(p.table[2 * b]) + double(c & level_mask) * double(p.table[2 * b + 1]));
+  }
+}
+template void decode_sortquant<float>(const Payload&, float*);
+template void decode_sortquant<double>(const Payload&, double*);
+
+}  // namespace ep::compress

@@ -1,0 +1,74 @@
+// split.h — split learning in one process (the seeds' "simulation" mode): a model's units cut into edge-front (first
+// K units), cloud (the middle) and edge-back (last M units), with a CompressionLayer at each boundary, and the flags
+// that choose each boundary's forward and backward compressor. Statistics go to a per-run log (compression.jsonl).
+// Not the pipeline: no threads, no transfers; pipeline/ reuses the same boundaries with encode and decode apart.
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compress/compression_layer.h"
+#include "compress/stats.h"
+#include "layers/module.h"
+
+namespace ep::compress {
+
+// The compressor spec of each boundary (0: edge-front -> cloud, 1: cloud -> edge-back) and direction.
+struct BoundarySpecs {
+  std::string forward[2] = {"none", "none"};
+  std::string backward[2] = {"none", "none"};
+};
+
+// The trainers' flags, most general first: `all` sets every boundary and direction, `fwd`/`bwd` one direction at
+// both boundaries, `b1`/`b2` one boundary in both directions, where "FWD|BWD" sets that boundary's two apart.
+// Empty strings leave a setting to the more general one. Every spec is parsed once here, so a bad one fails before
+// training with a one-line CompressError naming the flag.
+struct CompressFlags {
+  std::string all = "", fwd = "", bwd = "", b1 = "", b2 = "";
+};
+BoundarySpecs resolve_boundary_specs(const CompressFlags& flags);
+
+// The statistics of a run: one JSON line per (step, boundary, direction) in <dir>/compression.jsonl and a running
+// summary per boundary and direction for summary.json.
+class CompressionLog {
+ public:
+  explicit CompressionLog(const std::string& dir);  // "" keeps the summary only
+  void set_step(int64_t step) { step_ = step; }
+  // Off during evaluation: the boundaries still compress (the accuracy is that of the compressed model), but only
+  // training steps are logged and summarized.
+  void set_recording(bool on) { recording_ = on; }
+  void record(int boundary, Direction d, const CompressionStats& s);
+  nlohmann::json summary() const;  // {"boundary1": {"forward": {...}, "backward": {...}}, "boundary2": ...}
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+  int64_t step_ = 0;
+  bool recording_ = true;
+  std::map<std::pair<int, int>, StatsSummary> summary_;
+};
+
+// A model's units with the split applied. front = K >= 1 units on the edge before the cloud, back = M >= 0 units on
+// the edge after it (M = 0: the cloud computes the loss and there is one boundary); K + M must leave the cloud at
+// least one unit. forward() runs the units in order, passing through the boundary layers.
+class SplitModel {
+ public:
+  SplitModel(std::vector<nn::Unit> units, int64_t front, int64_t back, const BoundarySpecs& specs,
+             std::shared_ptr<CompressionLog> log);
+  Tensor forward(const Tensor& x, const nn::UnitContext& ctx = {});
+  std::string describe() const;  // "edge [stem .. block3] | cloud [block4 .. head] | edge [classifier]" + compressors
+  int boundaries() const { return back_ > 0 ? 2 : 1; }
+
+ private:
+  std::vector<nn::Unit> units_;
+  int64_t front_, back_;
+  std::vector<CompressionLayer> layers_;  // one per boundary
+};
+
+// Parses "K,M" (the seeds' first-K + last-M layers) against a model of `units` units; ValueError naming --split.
+std::pair<int64_t, int64_t> parse_split(const std::string& s, int64_t units);
+
+}  // namespace ep::compress

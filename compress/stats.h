@@ -1,0 +1,50 @@
+// stats.h — the error statistics of one compression call (x against its reconstruction x̂) and their JSON form.
+// Not a logger: the trainer decides where the numbers go (compression.jsonl); this file only computes them.
+#pragma once
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/tensor.h"
+
+namespace ep::compress {
+
+struct CompressionStats {
+  int64_t elements = 0;
+  double mse = 0;            // mean (x - x̂)^2; 0 for an empty tensor
+  double rel_l2 = 0;         // ||x - x̂|| / ||x||; 0 when both norms are 0, +inf when only x is all zeros
+  // The seeds' relative error mean(| |x| - |x̂| | / |x|), taken over the elements with x != 0 only (the seeds divided
+  // by zero there); 0 when every element is 0. rel_err_count says how many elements the mean covers.
+  double rel_err = 0;
+  int64_t rel_err_count = 0;
+  double max_abs = 0;        // max |x - x̂|
+  double snr_db = 0;         // 10 log10(sum x^2 / sum (x - x̂)^2); +inf when exact, -inf when x is 0 but x̂ is not
+  double cosine = 1;         // <x, x̂> / (||x|| ||x̂||); 1 when both are 0, 0 when exactly one is
+  uint64_t payload_bytes = 0;
+  double ratio_fp32 = 0;     // payload_bytes / (4 * elements); 0 for an empty tensor
+};
+
+// x and x_hat: same shape, f32 or f64 (any device; copied to the host). Sums run in f64.
+CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes);
+
+// Running summary of many calls (one boundary and direction over a run): means of the per-call errors, the worst
+// max_abs, the smallest SNR and cosine, and total payload bytes against total fp32 bytes.
+class StatsSummary {
+ public:
+  void add(const CompressionStats& s);
+  int64_t calls() const { return calls_; }
+  // {"calls", "mean_mse", "mean_rel_l2", "mean_rel_err", "max_abs", "mean_snr_db", "min_snr_db", "mean_cosine",
+  //  "min_cosine", "payload_bytes", "fp32_bytes", "ratio_fp32"}; means over calls, non-finite values as null.
+  nlohmann::json to_json() const;
+
+ private:
+  int64_t calls_ = 0;
+  double sum_mse_ = 0, sum_rel_l2_ = 0, sum_rel_err_ = 0, max_abs_ = 0, sum_snr_ = 0, sum_cos_ = 0;
+  double min_snr_ = 0, min_cos_ = 0;
+  uint64_t payload_bytes_ = 0, fp32_bytes_ = 0;
+};
+
+// Every field by name; non-finite values (exact reconstructions' SNR) become null, as JSON has no infinities.
+nlohmann::json to_json(const CompressionStats& s);
+
+}  // namespace ep::compress

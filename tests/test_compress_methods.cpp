@@ -1,0 +1,465 @@
+// test_compress_methods.cpp — the round-trip laws of every compression method (issue 5 "Tests"): error bounds from
+// steps the test computes itself, exact grid points, equal-count buckets, exact top-k, monotone k-means, exact
+// low rank, the OCP FP8 grids checked by hand, unbiased stochastic rounding; edge cases and the error statistics.
+// Not the wire format (test_compress_format.cpp) nor the autograd op (test_compress_layer.cpp).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "compress/bitpack.h"
+#include "compress/fp8.h"
+#include "compress/methods.h"
+#include "compress/stats.h"
+#include "tests/test_util.h"
+
+using namespace ep;
+using namespace ep::compress;
+
+namespace {
+
+std::vector<double> values(const Tensor& t) { return t.to_double_vector(); }
+
+Tensor round_trip(const std::string& spec, const Tensor& x) {
+  auto c = parse_compressor(spec);
+  return c->decode(c->encode(x));
+}
+
+std::vector<uint32_t> codes_of(const Payload& p, int bits) {
+  std::vector<uint32_t> c(size_t(p.numel()));
+  for (size_t i = 0; i < c.size(); ++i) c[i] = unpack_code(p.codes.data(), p.codes.size(), i, bits);
+  return c;
+}
+
+double sse(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
+  return s;
+}
+
+}  // namespace
+
+// ---- quant ----------------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress quant: error <= step/2 for every width, grid points and constants come back exactly") {
+  Tensor x = test::randn({8, 3, 11}, 1, DType::f32, Device::cpu(), 3.0);
+  const std::vector<double> xv = values(x);
+  const double lo = *std::min_element(xv.begin(), xv.end()), hi = *std::max_element(xv.begin(), xv.end());
+  for (int b = 1; b <= 16; ++b) {
+    INFO("bits " << b);
+    const double step = (hi - lo) / double((1 << b) - 1);
+    const std::vector<double> y = values(round_trip("quant:bits=" + std::to_string(b), x));
+    double worst = 0;
+    for (size_t i = 0; i < xv.size(); ++i) worst = std::max(worst, std::fabs(xv[i] - y[i]));
+    CHECK(worst <= step / 2 * (1 + 1e-5) + 1e-6);
+  }
+  for (int b : {1, 2, 5, 8, 12, 16}) {  // integers 0..2^b-1 are the grid itself (min 0, step 1)
+    INFO("grid bits " << b);
+    const int64_t n = std::min<int64_t>(int64_t(1) << b, 5000);
+    std::vector<double> g(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) g[size_t(i)] = double((i * 7919) % n);
+    g[0] = 0;
+    g[1 % size_t(n)] = double((int64_t(1) << b) - 1);
+    Tensor t = from_vector(g, {n});
+    CHECK(values(round_trip("quant:bits=" + std::to_string(b), t)) == values(t));
+  }
+  Tensor constant = full({4, 5}, -2.75);
+  CHECK(values(round_trip("quant:bits=3", constant)) == values(constant));
+  CHECK(values(round_trip("quant:bits=3,per=channel", constant)) == values(constant));
+}
+
+TEST_CASE("compress quant: per-channel steps follow each channel's own range") {
+  // x [2, 2, 2] with channels on dim 1: channel 0 = {0, 1, 4, 5} + offsets, channel 1 spans 1000x more.
+  Tensor x = from_vector({0.0, 0.3, 10, 700, 1.0, 0.9, -200, 1000}, {2, 2, 2});
+  const std::vector<double> xv = values(x);
+  const std::vector<double> y = values(round_trip("quant:bits=4,per=channel", x));
+  // channel 0: elements 0,1,4,5 range [0, 1] -> step 1/15; channel 1: elements 2,3,6,7 range [-200, 1000] -> 80
+  for (size_t i : {0, 1, 4, 5}) CHECK(std::fabs(xv[i] - y[i]) <= 0.5 / 15 + 1e-6);
+  for (size_t i : {2, 3, 6, 7}) CHECK(std::fabs(xv[i] - y[i]) <= 40 * (1 + 1e-6));
+  // per tensor the small channel collapses to one level: 0.3 and 0.9 both decode to the same value
+  const std::vector<double> t = values(round_trip("quant:bits=4", x));
+  CHECK(t[1] == t[5]);
+  // axis=2 picks the last dim; a 1-D tensor uses its only dim
+  CHECK(parse_compressor("quant:per=channel,axis=2")->encode(x).table.size() == 4);
+  CHECK(parse_compressor("quant:per=channel")->encode(from_vector({1, 2, 3}, {3})).table.size() == 6);
+  CHECK_THROWS_AS(parse_compressor("quant:per=channel,axis=5")->encode(x), ShapeError);
+}
+
+TEST_CASE("compress quant: stochastic rounding is unbiased and nearest rounding is not") {
+  // bits 2 on [0, 3]: step 1; 0.3 -> nearest 0 always, stochastic 1 with probability 0.3.
+  Tensor x = from_vector({0, 3, 0.3, 1.7, 2.5, 0.05, 2.95, 1.5}, {8});
+  const std::vector<double> xv = values(x);
+  auto c = parse_compressor("quant:bits=2,round=stochastic,seed=9");
+  const int draws = 4000;
+  std::vector<double> mean(xv.size(), 0.0);
+  for (int d = 0; d < draws; ++d) {
+    const std::vector<double> y = values(c->decode(c->encode(x)));
+    for (size_t i = 0; i < y.size(); ++i) {
+      CHECK_MESSAGE((y[i] == std::floor(xv[i]) || y[i] == std::ceil(xv[i])), "not a neighbouring grid point");
+      mean[i] += y[i] / draws;
+    }
+  }
+  // The mean of Bernoulli draws: standard deviation <= 0.5 / sqrt(draws) = 0.0079; allow 5 of them.
+  for (size_t i = 0; i < xv.size(); ++i) CHECK(std::fabs(mean[i] - xv[i]) < 0.04);
+  CHECK(values(round_trip("quant:bits=2", x))[2] == 0.0);
+}
+
+// ---- sortquant ----------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress sortquant exact: equal-count ordered buckets and every element within its bucket's step/2") {
+  for (int64_t n : {1000, 1003, 64}) {
+    const int b = 3, s = 2, K = 4;
+    Tensor x = test::randn({n}, uint64_t(n), DType::f32, Device::cpu(), 2.0);
+    const std::vector<double> xv = values(x);
+    auto c = parse_compressor("sortquant:bits=3,split=2");
+    const Payload p = c->encode(x);
+    const std::vector<uint32_t> codes = codes_of(p, b + s);
+    std::vector<int64_t> count(K, 0);
+    std::vector<double> lo(K, 1e300), hi(K, -1e300);
+    for (size_t i = 0; i < codes.size(); ++i) {
+      const uint32_t k = codes[i] >> b;
+      ++count[k];
+      lo[k] = std::min(lo[k], xv[i]);
+      hi[k] = std::max(hi[k], xv[i]);
+    }
+    INFO("n " << n);
+    for (int k = 0; k < K; ++k) CHECK(count[size_t(k)] == n / K + (k < n % K ? 1 : 0));  // torch.tensor_split
+    for (int k = 0; k + 1 < K; ++k) CHECK(hi[size_t(k)] <= lo[size_t(k + 1)]);
+    const std::vector<double> y = values(c->decode(p));
+    for (size_t i = 0; i < xv.size(); ++i) {
+      const uint32_t k = codes[i] >> b;
+      const double step = (hi[k] - lo[k]) / double((1 << b) - 1);
+      REQUIRE(std::fabs(xv[i] - y[i]) <= step / 2 * (1 + 1e-5) + 1e-7);
+    }
+  }
+}
+
+TEST_CASE("compress sortquant sampled: thresholds from a sample give ordered, nearly equal buckets within step/2") {
+  const int64_t n = 200000;
+  Tensor x = test::randn({n}, 5, DType::f32);
+  const std::vector<double> xv = values(x);
+  auto c = parse_compressor("sortquant:bits=6,split=2,mode=sampled,sample=20000");
+  const Payload p = c->encode(x);
+  const std::vector<uint32_t> codes = codes_of(p, 8);
+  std::vector<int64_t> count(4, 0);
+  std::vector<double> lo(4, 1e300), hi(4, -1e300);
+  for (size_t i = 0; i < codes.size(); ++i) {
+    const uint32_t k = codes[i] >> 6;
+    ++count[k];
+    lo[k] = std::min(lo[k], xv[i]);
+    hi[k] = std::max(hi[k], xv[i]);
+  }
+  // A 20000-element sample puts each quartile within ~1% of n/4 (binomial spread); allow 5%.
+  for (int k = 0; k < 4; ++k) CHECK(std::fabs(double(count[size_t(k)]) - n / 4.0) < 0.05 * n / 4.0);
+  for (int k = 0; k < 3; ++k) CHECK(hi[size_t(k)] <= lo[size_t(k + 1)]);
+  const std::vector<double> y = values(c->decode(p));
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const uint32_t k = codes[i] >> 6;
+    REQUIRE(std::fabs(xv[i] - y[i]) <= (hi[k] - lo[k]) / 63.0 / 2 * (1 + 1e-5) + 1e-7);
+  }
+}
+
+TEST_CASE("compress sortquant: fewer elements than buckets, constants and ties decode exactly") {
+  Tensor tiny = from_vector({3.5, -1.25, 7}, {3});  // 8 buckets, 3 elements: one element per bucket, step 0
+  CHECK(values(round_trip("sortquant:bits=2,split=3", tiny)) == values(tiny));
+  CHECK(values(round_trip("sortquant:bits=2,split=3,mode=sampled", tiny)) == values(tiny));
+  Tensor constant = full({7, 3}, 0.625);
+  CHECK(values(round_trip("sortquant:bits=4,split=2", constant)) == values(constant));
+  CHECK(values(round_trip("sortquant:bits=4,split=2,mode=sampled", constant)) == values(constant));
+  // Two distinct values, many ties across bucket cuts: every bucket is constant, so decoding is exact.
+  Tensor ties = from_vector({1, 1, 1, 2, 2, 1, 2, 2, 1, 1}, {10});
+  CHECK(values(round_trip("sortquant:bits=1,split=2", ties)) == values(ties));
+}
+
+// ---- topk ----------------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress topk: exactly ceil(r*n) elements survive and they are the largest magnitudes") {
+  // |x| ranks: 9 (-9), 8, 7 (-7), 6, ...
+  Tensor x = from_vector({1, -9, 3, 8, -2, 5, -7, 4, 6, 0.5}, {2, 5});
+  CHECK(values(round_trip("topk:ratio=0.3", x)) == std::vector<double>{0, -9, 0, 8, 0, 0, -7, 0, 0, 0});
+  // ceil(0.25 * 10) = 3 as well; ceil(0.31 * 10) = 4 adds 6
+  CHECK(values(round_trip("topk:ratio=0.25", x)) == std::vector<double>{0, -9, 0, 8, 0, 0, -7, 0, 0, 0});
+  CHECK(values(round_trip("topk:ratio=0.31", x)) == std::vector<double>{0, -9, 0, 8, 0, 0, -7, 0, 6, 0});
+  CHECK(values(round_trip("topk:ratio=1", x)) == values(x));
+  CHECK(values(round_trip("topk:ratio=0.01", x)) == std::vector<double>{0, -9, 0, 0, 0, 0, 0, 0, 0, 0});
+  // Larger random case, both index modes: count and the smallest kept >= the largest dropped.
+  for (double r : {0.02, 0.5}) {
+    Tensor big = test::randn({3000}, 21, DType::f32);
+    auto c = parse_compressor("topk:ratio=" + std::to_string(r));
+    const Payload p = c->encode(big);
+    const std::vector<double> xv = values(big), y = values(c->decode(p));
+    const size_t k = size_t(std::ceil(r * 3000 - 1e-9));
+    double kept_min = 1e300, dropped_max = 0;
+    size_t kept = 0;
+    for (size_t i = 0; i < xv.size(); ++i) {
+      if (y[i] != 0) {
+        ++kept;
+        CHECK(y[i] == xv[i]);
+        kept_min = std::min(kept_min, std::fabs(xv[i]));
+      } else {
+        dropped_max = std::max(dropped_max, std::fabs(xv[i]));
+      }
+    }
+    INFO("ratio " << r << " index mode " << p.params[1]);
+    CHECK(kept == k);
+    CHECK(kept_min >= dropped_max);
+    const auto& idx = static_cast<TopkCompressor&>(*c).last_indices();
+    CHECK(idx.size() == k);
+    CHECK(std::is_sorted(idx.begin(), idx.end()));
+  }
+  // Ties are kept by lower index: three equal magnitudes, keep 2.
+  CHECK(values(round_trip("topk:ratio=0.5", from_vector({2, -2, 1, 2}, {4}))) == std::vector<double>{2, -2, 0, 0});
+}
+
+// ---- kmeans --------------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress kmeans: the squared error never increases across iterations and few values are exact") {
+  Tensor x = test::randn({4000}, 3, DType::f32);
+  // a skewed mixture so the quantile init is not already optimal
+  std::vector<double> xv = values(x);
+  for (size_t i = 0; i < xv.size(); i += 3) xv[i] = 5 + 0.1 * xv[i];
+  x = from_vector(xv, {4000});
+  xv = values(x);
+  for (int bits : {1, 2, 3}) {
+    double previous = std::numeric_limits<double>::infinity();
+    double first = 0, last = 0;
+    for (int it = 0; it <= 12; ++it) {
+      const double e = sse(xv, values(round_trip("kmeans:bits=" + std::to_string(bits) + ",iters=" +
+                                                 std::to_string(it), x)));
+      INFO("bits " << bits << " iteration " << it);
+      CHECK(e <= previous * (1 + 1e-12));
+      if (it == 0) first = e;
+      last = e;
+      previous = e;
+    }
+    CHECK(last < first);  // Lloyd did something
+  }
+  // At most 2^b distinct values, equally frequent: the quantile init already hits them all.
+  Tensor few = from_vector({-1, 0, 2, 5, 5, 2, 0, -1, 2, -1, 5, 0}, {3, 4});
+  CHECK(values(round_trip("kmeans:bits=2,iters=0", few)) == values(few));
+  CHECK(values(round_trip("kmeans:bits=2", few)) == values(few));
+  Tensor constant = full({9}, 1.5);
+  CHECK(values(round_trip("kmeans:bits=3", constant)) == values(constant));
+}
+
+// ---- lowrank -------------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress lowrank: exact for matrices of rank <= r, per sample; warm start improves over calls") {
+  // x [3, 6, 8]: sample b = sum_k u_bk v_bkᵀ with rank_b = b + 1 (1, 2, 3)
+  const int64_t B = 3, m = 6, c = 8;
+  Tensor u = test::randn({B, 3, m}, 1, DType::f64), v = test::randn({B, 3, c}, 2, DType::f64);
+  const std::vector<double> uv = values(u), vv = values(v);
+  std::vector<double> xv(size_t(B * m * c), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k <= b; ++k)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < c; ++j)
+          xv[size_t((b * m + i) * c + j)] += uv[size_t((b * 3 + k) * m + i)] * vv[size_t((b * 3 + k) * c + j)];
+  Tensor x = from_vector(xv, {B, m, c});
+  for (const char* spec : {"lowrank:rank=3,iters=1", "lowrank:rank=3,iters=2", "lowrank:rank=5,iters=3"}) {
+    INFO(spec);
+    CHECK_ALLCLOSE(round_trip(spec, x), from_vector(xv, {B, m, c}), 1e-5, 1e-5);
+  }
+  // rank 1 keeps sample 0 exact but not sample 2
+  const std::vector<double> y = values(round_trip("lowrank:rank=1,iters=4", x));
+  double e0 = 0, e2 = 0;
+  for (int64_t i = 0; i < m * c; ++i) {
+    e0 = std::max(e0, std::fabs(y[size_t(i)] - xv[size_t(i)]));
+    e2 = std::max(e2, std::fabs(y[size_t(2 * m * c + i)] - xv[size_t(2 * m * c + i)]));
+  }
+  CHECK(e0 < 1e-5);
+  CHECK(e2 > 1e-3);
+  // Warm start: one iteration per call keeps refining the same subspace.
+  Tensor r = test::randn({1, 20, 30}, 8, DType::f64);
+  auto warm = parse_compressor("lowrank:rank=2,iters=1");
+  const std::vector<double> rv = values(r);
+  const double e_first = sse(rv, values(warm->decode(warm->encode(r))));
+  double e_later = 0;
+  for (int k = 0; k < 6; ++k) e_later = sse(rv, values(warm->decode(warm->encode(r))));
+  CHECK(e_later <= e_first * (1 + 1e-9));
+  auto cold = parse_compressor("lowrank:rank=2,iters=1,warm=0");
+  const double e_cold1 = sse(rv, values(cold->decode(cold->encode(r))));
+  CHECK(e_cold1 == doctest::Approx(e_first).epsilon(1e-6));  // both start from the same seed
+  // zero matrices stay exact and do not poison the warm start
+  Tensor z = zeros({2, 4, 5}, DType::f32);
+  CHECK(values(warm->decode(warm->encode(z))) == values(z));
+  CHECK(values(warm->decode(warm->encode(z))) == values(z));
+}
+
+// ---- fp8 -----------------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress fp8: OCP e4m3 and e5m2 grids by hand") {
+  // e4m3: S.EEEE.MMM, bias 7
+  CHECK(fp8_decode(0x7E, false) == 448.0);         // 0.1111.110 = 2^8 * 1.75, the max
+  CHECK(fp8_decode(0x38, false) == 1.0);           // 0.0111.000
+  CHECK(fp8_decode(0x3C, false) == 1.5);           // 0.0111.100
+  CHECK(fp8_decode(0x08, false) == 0.015625);      // 0.0001.000 = 2^-6, smallest normal
+  CHECK(fp8_decode(0x01, false) == 0.001953125);   // 0.0000.001 = 2^-9, smallest subnormal
+  CHECK(fp8_decode(0x07, false) == 0.013671875);   // 0.0000.111 = 7 * 2^-9, largest subnormal
+  CHECK(fp8_decode(0xC0, false) == -2.0);          // 1.1000.000
+  CHECK(fp8_is_special(0x7F, false));
+  CHECK(fp8_is_special(0xFF, false));
+  CHECK_FALSE(fp8_is_special(0x78, false));        // 0.1111.000 = 256 is a number in e4m3
+  CHECK(fp8_decode(0x78, false) == 256.0);
+  // e5m2: S.EEEEE.MM, bias 15
+  CHECK(fp8_decode(0x7B, true) == 57344.0);        // 0.11110.11 = 2^15 * 1.75
+  CHECK(fp8_decode(0x3C, true) == 1.0);            // 0.01111.00
+  CHECK(fp8_decode(0x04, true) == 6.103515625e-05);  // 2^-14, smallest normal
+  CHECK(fp8_decode(0x01, true) == 1.52587890625e-05);  // 2^-16, smallest subnormal
+  CHECK(fp8_is_special(0x7C, true));               // +inf
+  CHECK(fp8_is_special(0xFE, true));               // NaN
+  // encode: nearest-even, saturation, subnormal ties
+  CHECK(fp8_encode(1.0, false, -1) == 0x38);
+  CHECK(fp8_encode(1.0625, false, -1) == 0x38);    // halfway 1 and 1.125 -> even mantissa 000
+  CHECK(fp8_encode(1.1875, false, -1) == 0x3A);    // halfway 1.125 and 1.25 -> even mantissa 010
+  CHECK(fp8_encode(1000.0, false, -1) == 0x7E);    // saturates at 448
+  CHECK(fp8_encode(-1e9, true, -1) == 0xFB);       // saturates at -57344
+  CHECK(fp8_encode(0.0009765625, false, -1) == 0x00);  // 2^-10: half the smallest subnormal, ties to 0
+  CHECK(fp8_encode(0.0029296875, false, -1) == 0x02);  // 1.5 * 2^-9 -> 2 * 2^-9 (even)
+  CHECK(fp8_encode(15.5, false, -1) == 0x58);      // between 15 and 16 (quantum 1): tie -> 16 = 0.1011.000
+  // every finite code survives decode -> encode
+  for (int e5 = 0; e5 < 2; ++e5)
+    for (int code = 0; code < 256; ++code) {
+      if (fp8_is_special(uint8_t(code), e5 == 1)) continue;
+      INFO("code " << code << " e5m2 " << e5);
+      CHECK(fp8_encode(fp8_decode(uint8_t(code), e5 == 1), e5 == 1, -1) == code);
+    }
+}
+
+TEST_CASE("compress fp8: the f32 bit-arithmetic encoder equals the reference on every binade, ties included") {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> mant(1.0f, 2.0f);
+  for (int e5 = 0; e5 < 2; ++e5) {
+    const bool e5m2 = e5 == 1;
+    int mismatches = 0;
+    for (int e = -30; e <= 17; ++e)
+      for (int k = 0; k < 400; ++k) {
+        const float y = std::ldexp(mant(rng), e) * (k % 2 ? -1.0f : 1.0f);
+        mismatches += fp8_encode_f32(y, e5m2, false, 0) != fp8_encode(double(y), e5m2, -1);
+      }
+    // every midpoint between neighbouring grid values (ties to even) and every grid value itself
+    for (int c = 0; c < 127; ++c) {
+      if (fp8_is_special(uint8_t(c + 1), e5m2)) break;
+      const double lo = fp8_decode(uint8_t(c), e5m2), hi = fp8_decode(uint8_t(c + 1), e5m2);
+      for (double y : {lo, 0.5 * (lo + hi), -0.5 * (lo + hi)})
+        mismatches += fp8_encode_f32(float(y), e5m2, false, 0) != fp8_encode(y, e5m2, -1);
+    }
+    CHECK(fp8_encode_f32(0.0f, e5m2, false, 0) == 0);
+    CHECK(fp8_encode_f32(1e30f, e5m2, false, 0) == (e5m2 ? 0x7B : 0x7E));
+    CHECK(mismatches == 0);
+  }
+}
+
+TEST_CASE("compress fp8: tensor scaling keeps grid values exact; stochastic rounding is unbiased") {
+  // amax 448 -> scale 1 (a power of two), so e4m3 grid values come back exactly, others to the nearest grid value
+  Tensor x = from_vector({448, -1.5, 0.015625, 0.001953125, 0, 17, 1.03}, {7});
+  CHECK(values(round_trip("fp8", x)) == std::vector<double>{448, -1.5, 0.015625, 0.001953125, 0, 16, 1.0});
+  Tensor y = from_vector({57344, -3, 1.52587890625e-05, 100}, {4});
+  CHECK(values(round_trip("fp8:format=e5m2", y)) == std::vector<double>{57344, -3, 1.52587890625e-05, 96});
+  // relative error of a scaled tensor stays within half a quantum of 3 mantissa bits (2^-4)
+  Tensor r = test::randn({500}, 4, DType::f32, Device::cpu(), 1e-3);
+  const std::vector<double> rv = values(r), ry = values(round_trip("fp8", r));
+  for (size_t i = 0; i < rv.size(); ++i)
+    if (std::fabs(rv[i]) > 1e-5) CHECK(std::fabs(ry[i] - rv[i]) <= std::fabs(rv[i]) * 0.0625 + 1e-9);
+  // stochastic: 1.1 lies between 1.0 and 1.125 (e4m3, scale 1 thanks to the 448)
+  Tensor s = from_vector({448, 1.1, -3.3, 0.01}, {4});
+  auto c = parse_compressor("fp8:round=stochastic,seed=5");
+  std::vector<double> mean(4, 0.0);
+  const int draws = 4000;
+  for (int d = 0; d < draws; ++d) {
+    const std::vector<double> v = values(c->decode(c->encode(s)));
+    for (size_t i = 0; i < 4; ++i) mean[i] += v[i] / draws;
+  }
+  CHECK(mean[0] == doctest::Approx(448.0));
+  CHECK(std::fabs(mean[1] - 1.1) < 0.125 * 0.04);  // std of the mean <= 0.0625 / sqrt(4000) = 0.001
+  CHECK(std::fabs(mean[2] - -3.3) < 0.25 * 0.04);
+  CHECK(std::fabs(mean[3] - 0.01) < 0.001953125 * 0.04);
+  CHECK(values(round_trip("fp8", s))[1] == 1.125);  // nearest: 1.1 is closer to 1.125
+}
+
+// ---- every method: edge cases ---------------------------------------------------------------------------------------
+
+TEST_CASE("compress methods: empty tensors, 0-D tensors, f64 inputs, and NaN/Inf rejected with a clear error") {
+  const char* specs[] = {"none", "quant", "quant:per=channel", "sortquant", "sortquant:mode=sampled", "topk",
+                         "kmeans", "lowrank", "fp8"};
+  for (const char* spec : specs) {
+    INFO(spec);
+    Tensor e = empty({0, 4});
+    Tensor d = round_trip(spec, e);
+    CHECK(d.shape() == Shape{0, 4});
+    CHECK(d.dtype() == DType::f32);
+    Tensor x64 = test::randn({2, 3, 4}, 3, DType::f64);
+    Tensor y64 = round_trip(spec, x64);
+    CHECK(y64.dtype() == DType::f64);
+    CHECK(y64.shape() == x64.shape());
+    if (std::string(spec) != "quant:per=channel") {
+      Tensor s = scalar_tensor(2.5);
+      CHECK(values(round_trip(spec, s)) == std::vector<double>{2.5});  // one value: exact for every method
+    }
+    for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+      Tensor b = from_vector({1, bad, 3}, {3});
+      std::string what;
+      try {
+        parse_compressor(spec)->encode(b);
+      } catch (const ValueError& err) {
+        what = err.what();
+      }
+      CHECK(what.find("non-finite value") != std::string::npos);
+      CHECK(what.find("flat index 1") != std::string::npos);
+    }
+    CHECK_THROWS_AS(parse_compressor(spec)->encode(zeros({3}, DType::i32)), DTypeError);
+  }
+}
+
+// ---- statistics ----------------------------------------------------------------------------------------------------
+
+TEST_CASE("compress stats: hand-computed values and the zero cases") {
+  Tensor x = from_vector({1, -2, 0, 4}, {4}), y = from_vector({1, -1, 0.5, 3}, {4});
+  const CompressionStats s = compute_stats(x, y, 10);
+  // diff = (0, -1, -0.5, 1): sum sq 2.25; sum x^2 = 21; sum y^2 = 11.25; <x,y> = 1 + 2 + 0 + 12 = 15
+  CHECK(s.elements == 4);
+  CHECK(s.mse == doctest::Approx(2.25 / 4));
+  CHECK(s.rel_l2 == doctest::Approx(std::sqrt(2.25 / 21)));
+  CHECK(s.rel_err == doctest::Approx((0 + 0.5 + 0.25) / 3));  // x = 0 is left out
+  CHECK(s.rel_err_count == 3);
+  CHECK(s.max_abs == 1.0);
+  CHECK(s.snr_db == doctest::Approx(10 * std::log10(21 / 2.25)));
+  CHECK(s.cosine == doctest::Approx(15 / std::sqrt(21 * 11.25)));
+  CHECK(s.payload_bytes == 10);
+  CHECK(s.ratio_fp32 == doctest::Approx(10.0 / 16));
+  const CompressionStats exact = compute_stats(x, x, 5);
+  CHECK(std::isinf(exact.snr_db));
+  CHECK(exact.rel_l2 == 0);
+  CHECK(to_json(exact)["snr_db"].is_null());
+  CHECK(to_json(s)["mse"].get<double>() == doctest::Approx(0.5625));
+  Tensor z = zeros({3});
+  const CompressionStats zz = compute_stats(z, z, 1);
+  CHECK(zz.rel_err == 0);
+  CHECK(zz.rel_err_count == 0);
+  CHECK(zz.cosine == 1);
+  CHECK(compute_stats(z, from_vector({0, 1, 0}, {3}), 1).cosine == 0);
+  CHECK(std::isinf(compute_stats(z, from_vector({0, 1, 0}, {3}), 1).rel_l2));
+  CHECK_THROWS_AS(compute_stats(x, z, 1), ShapeError);
+}
+
+TEST_CASE("compress stats: the run summary averages calls and totals the bytes") {
+  StatsSummary sum;
+  CHECK(sum.to_json()["calls"] == 0);
+  Tensor x = from_vector({1, -2, 0, 4}, {4});
+  sum.add(compute_stats(x, from_vector({1, -1, 0.5, 3}, {4}), 10));  // mse 0.5625, max_abs 1
+  sum.add(compute_stats(x, from_vector({1, -2, 0, 2}, {4}), 6));     // mse 1, max_abs 2
+  const nlohmann::json j = sum.to_json();
+  CHECK(j["calls"] == 2);
+  CHECK(j["mean_mse"].get<double>() == doctest::Approx((0.5625 + 1.0) / 2));
+  CHECK(j["max_abs"].get<double>() == 2.0);
+  CHECK(j["payload_bytes"] == 16);
+  CHECK(j["fp32_bytes"] == 32);
+  CHECK(j["ratio_fp32"].get<double>() == 0.5);
+  CHECK(j["min_snr_db"].get<double>() == doctest::Approx(10 * std::log10(21.0 / 4)));
+  sum.add(compute_stats(x, x, 4));  // an exact call: SNR +inf, so the mean SNR is not a number
+  CHECK(sum.to_json()["mean_snr_db"].is_null());
+  CHECK(sum.to_json()["min_snr_db"].get<double>() == doctest::Approx(10 * std::log10(21.0 / 4)));
+}
