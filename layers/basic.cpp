@@ -39,7 +39,53 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
   num_batches_tracked = zeros({}, DType::i64);
 }
 
+void BatchNorm2d::set_deferred_chunks(int64_t chunks) {
+  EP_CHECK(chunks >= 0, ValueError, "[BatchNorm2d] deferred chunks must be >= 0, got ", chunks);
+  deferred_chunks = chunks;
+  deferred_mean_ = deferred_m2_ = Tensor();
+  deferred_count_ = deferred_seen_ = 0;
+}
+
+Tensor BatchNorm2d::forward_deferred(const Tensor& x) {
+  Tensor no_mean, no_var;  // training without running statistics: batch_norm leaves nothing to update
+  Tensor y = batch_norm(x, weight, bias, no_mean, no_var, true, momentum, eps);
+  NoGradGuard ng;
+  const int64_t n = x.numel() / std::max<int64_t>(1, x.size(1));
+  if (n > 0) {
+    Tensor xd = x.detach();
+    Tensor mean_c = mean(xd, {0, 2, 3});
+    Tensor centered = sub(xd, reshape(mean_c, {1, channels, 1, 1}));
+    Tensor m2_c = sum(mul(centered, centered), {0, 2, 3});
+    if (deferred_count_ == 0) {
+      deferred_mean_ = mean_c;
+      deferred_m2_ = m2_c;
+    } else {
+      // Chan et al.: combining (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b).
+      const double na = double(deferred_count_), nb = double(n), nt = na + nb;
+      Tensor delta = sub(mean_c, deferred_mean_);
+      deferred_mean_ = add(deferred_mean_, mul(delta, nb / nt));
+      deferred_m2_ = add(add(deferred_m2_, m2_c), mul(mul(delta, delta), na * nb / nt));
+    }
+    deferred_count_ += n;
+  }
+  if (++deferred_seen_ < deferred_chunks) return y;
+  if (deferred_count_ > 0) {
+    // PyTorch's convention: running = (1 - momentum) * running + momentum * statistic, the variance unbiased.
+    Tensor var = mul(deferred_m2_, 1.0 / double(std::max<int64_t>(1, deferred_count_ - 1)));
+    mul_(running_mean, 1.0 - momentum);
+    add_(running_mean, deferred_mean_, momentum);
+    mul_(running_var, 1.0 - momentum);
+    add_(running_var, var, momentum);
+    if (num_batches_tracked.is_cuda()) num_batches_tracked = num_batches_tracked.cpu();
+    *num_batches_tracked.data<int64_t>() += 1;
+  }
+  deferred_mean_ = deferred_m2_ = Tensor();
+  deferred_count_ = deferred_seen_ = 0;
+  return y;
+}
+
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  if (train && deferred_chunks > 1) return forward_deferred(x);
   Tensor y = batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps);
   if (train) {
     // Host-side counter (to_device keeps it on the CPU): PyTorch only reads it when momentum is None.

@@ -49,6 +49,18 @@ struct BatchNorm2d {
     f(key(prefix, "num_batches_tracked"), num_batches_tracked, true);
   }
   Tensor forward(const Tensor& x);  // non-const: train mode updates the running statistics
+
+  // torchgpipe's DeferredBatchNorm, for micro-batched (pipelined) training: with deferred_chunks = C > 1, training
+  // normalizes each micro-batch with its own statistics but leaves the running statistics alone until C micro-batches
+  // have passed; it then commits once, from the mean and unbiased variance of all C together (Chan's pairwise
+  // combination), i.e. what one pass over the whole mini-batch commits. 0 or 1: ordinary BatchNorm.
+  int64_t deferred_chunks = 0;
+  void set_deferred_chunks(int64_t chunks);
+
+ private:
+  Tensor deferred_mean_, deferred_m2_;  // running combination over the micro-batches seen so far
+  int64_t deferred_count_ = 0, deferred_seen_ = 0;
+  Tensor forward_deferred(const Tensor& x);
 };
 
 enum class LinearInit {

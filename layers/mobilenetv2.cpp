@@ -75,6 +75,16 @@ MobileNetV2::MobileNetV2(const MobileNetV2Options& o) : opt(o) {
   classifier = Linear(last, o.num_classes, LinearInit::normal_001, gen);
 }
 
+void MobileNetV2::set_deferred_batch_norm(int64_t chunks) {
+  stem.bn.set_deferred_chunks(chunks);
+  for (auto& b : blocks) {
+    if (b.has_expand) b.expand.bn.set_deferred_chunks(chunks);
+    b.depthwise.bn.set_deferred_chunks(chunks);
+    b.project_bn.set_deferred_chunks(chunks);
+  }
+  head.bn.set_deferred_chunks(chunks);
+}
+
 void MobileNetV2::set_train(bool on) {
   train = on;
   stem.set_train(on);
@@ -104,8 +114,8 @@ std::vector<Unit> MobileNetV2::units(bool split_stem) {
   }
   for (size_t i = 0; i < blocks.size(); ++i)
     u.push_back({"block" + std::to_string(i + 1), [this, i](const Tensor& x) { return blocks[i].forward(x); }});
-  u.push_back({"head", [this](const Tensor& x) { return flatten(pool.forward(head.forward(x)), 1); }});
-  u.push_back({"classifier", [this](const Tensor& x) { return classifier.forward(drop.forward(x)); }});
+  u.push_back({"head", [this](const Tensor& x) { return head.forward(x); }});
+  u.push_back({"classifier", [this](const Tensor& x) { return classifier.forward(drop.forward(flatten(pool.forward(x), 1))); }});
   return u;
 }
 

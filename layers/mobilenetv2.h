@@ -87,6 +87,8 @@ struct MobileNetV2 {
   bool train = true;
 
   void set_train(bool on);
+  // Every BatchNorm2d in deferred mode over `chunks` micro-batches (see BatchNorm2d::deferred_chunks); 0 turns it off.
+  void set_deferred_batch_norm(int64_t chunks);
   template <class F> void visit(const std::string& prefix, F&& f) {
     stem.visit(key(prefix, "features.0"), f);
     for (size_t i = 0; i < blocks.size(); ++i) blocks[i].visit(key(prefix, "features." + std::to_string(i + 1)), f);
@@ -95,8 +97,9 @@ struct MobileNetV2 {
   }
   Tensor forward(const Tensor& x);  // [N, 3, H, W] -> logits [N, num_classes]
 
-  // stem (features.0), block1 .. block17 (features.1-17), head (features.18 + global average pool + flatten, giving
-  // [N, C]), classifier (dropout + linear). With split_stem, the stem is "stem.conv_bn" then "stem.relu6", the seeds'
+  // stem (features.0), block1 .. block17 (features.1-17), head (features.18, the 1x1 conv: [N, 1280, h, w]),
+  // classifier (global average pool + flatten + dropout + linear), so a split after the head carries the feature map
+  // as the seeds' "first layer, last layer" boundary does. With split_stem, the stem is "stem.conv_bn" then "stem.relu6", the seeds'
   // split point before the first activation. Running the units in order equals forward().
   std::vector<Unit> units(bool split_stem = false);
 };

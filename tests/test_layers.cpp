@@ -157,10 +157,9 @@ TEST_CASE("layers: MobileNetV2 cifar variant keeps 32x32 through features.3 and 
       CHECK(h.size(3) == side[i]);
     }
   }
-  CHECK(m.head.forward(h).shape() == Shape{2, 1280, 4, 4});  // width 0.5 keeps 1280 (max(1, width))
-  Tensor pooled = units[18].forward(h);
-  CHECK(pooled.shape() == Shape{2, 1280});
-  Tensor by_units = units[19].forward(pooled);
+  Tensor feature_map = units[18].forward(h);
+  CHECK(feature_map.shape() == Shape{2, 1280, 4, 4});  // width 0.5 keeps 1280 (max(1, width))
+  Tensor by_units = units[19].forward(feature_map);
   Tensor logits = m.forward(x);
   CHECK(logits.shape() == Shape{2, 10});
   CHECK(by_units.to_double_vector() == logits.to_double_vector());  // eval: the same ops in the same order
@@ -425,4 +424,35 @@ TEST_CASE("layers: to_device moves parameters and buffers and the model runs the
   cross_entropy(m.forward(x.to(Device::cuda())), from_vector({1, 7}, {2}, DType::i64, Device::cuda())).backward();
   CHECK(m.stem.conv.weight.grad().is_cuda());
   CHECK(m.stem.bn.num_batches_tracked.item() == 1);
+}
+
+TEST_CASE("layers: deferred BatchNorm2d normalizes per micro-batch and commits the whole mini-batch's statistics once") {
+  // Reference: an ordinary BatchNorm2d over the whole batch commits mean and unbiased variance of all 10 samples.
+  Tensor x = test::randn({10, 3, 4, 5}, 21, DType::f32);
+  x = add(mul(x, 2.0), 0.7);  // a mean away from 0, so the combination's cross term matters
+  BatchNorm2d whole(3), deferred(3), per_chunk(3);
+  whole.forward(x);
+  deferred.set_deferred_chunks(3);
+  const std::vector<int64_t> sizes = {4, 4, 2};  // uneven, as the pipeline's last chunk may be
+  auto chunks = split(x, sizes, 0);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Tensor y = deferred.forward(chunks[i]);
+    // Normalized with the micro-batch's own statistics: what an ordinary BN in training computes for that chunk.
+    std::string why;
+    CHECK_MESSAGE(test::allclose(y, per_chunk.forward(chunks[i]), 0, 0, &why), why);
+    if (i + 1 < chunks.size()) {
+      CHECK(deferred.running_mean.to_double_vector() == std::vector<double>(3, 0.0));  // nothing committed yet
+      CHECK(deferred.num_batches_tracked.item() == 0);
+    }
+  }
+  std::string why;
+  CHECK_MESSAGE(test::allclose(deferred.running_mean, whole.running_mean, 1e-6, 1e-5, &why), why);
+  CHECK_MESSAGE(test::allclose(deferred.running_var, whole.running_var, 1e-6, 1e-5, &why), why);
+  CHECK(deferred.num_batches_tracked.item() == 1);
+  // The next mini-batch starts a fresh accumulation; eval mode ignores the deferral.
+  deferred.forward(chunks[0]);
+  CHECK(deferred.num_batches_tracked.item() == 1);
+  deferred.set_train(false);
+  CHECK(test::allclose(deferred.forward(x), BatchNorm2d(deferred).forward(x), 0, 0));
+  CHECK_THROWS_AS(deferred.set_deferred_chunks(-1), ValueError);
 }
