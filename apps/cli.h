@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -36,6 +37,21 @@ inline void ensure_cpu_threading(char** argv) {
 
 // A usage error: the app prints what() and exits 2.
 struct UsageError : ValueError { using ValueError::ValueError; };
+
+// An app's main: runs `run`, and turns a usage error into its one line on stderr and exit 2, any other error into
+// "<app>: <message>" and exit 1.
+template <class Run>
+int guarded_main(const char* app, Run&& run) {
+  try {
+    return run();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", app, e.what());
+    return 1;
+  }
+}
 
 class Options {
  public:

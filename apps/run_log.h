@@ -12,6 +12,8 @@
 #include <string>
 
 #include "engine/check.h"
+#include "engine/device.h"
+#include "engine/ops.h"
 #include "engine/safetensors.h"  // write_file_atomic
 
 namespace ep::runlog {
@@ -61,6 +63,47 @@ class Metrics {
   std::string path_;
   std::ofstream out_;
 };
+
+// One epoch's running training figures: mean loss, accuracy over the classified examples, and throughput from the
+// timed steps (examples over step time, so a short last batch does not skew it).
+class EpochMeter {
+ public:
+  // A step of n examples with mean loss `loss`, `correct` of `classified` right (0 of 0 for regression), `ms` long.
+  void add(double loss, int64_t n, int64_t correct, int64_t classified, double ms) {
+    loss_sum_ += loss * double(n);
+    seen_ += n;
+    correct_ += correct;
+    classified_ += classified;
+    ms_ += ms;
+  }
+  int64_t seen() const { return seen_; }
+  double loss() const { return seen_ ? loss_sum_ / double(seen_) : 0.0; }
+  double accuracy() const { return classified_ ? double(correct_) / double(classified_) : 0.0; }
+  double per_second() const { return ms_ > 0 ? 1000.0 * double(seen_) / ms_ : 0.0; }
+  // "loss 0.6931 acc 50.0% 120 img/s" for the progress bar.
+  std::string line(const char* unit) const {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "loss %.4f acc %.1f%% %.0f %s/s", loss(), 100.0 * accuracy(), per_second(), unit);
+    return buf;
+  }
+
+ private:
+  double loss_sum_ = 0, ms_ = 0;
+  int64_t seen_ = 0, correct_ = 0, classified_ = 0;
+};
+
+// How many rows of logits [N, K] have their argmax at the label (labels i64 [N], any device).
+inline int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  const std::vector<int64_t> pred = argmax(logits.detach(), 1).to_vector<int64_t>(), lab = labels.to_vector<int64_t>();
+  int64_t n = 0;
+  for (size_t i = 0; i < pred.size(); ++i) n += pred[i] == lab[i];
+  return n;
+}
+
+// The "peak_memory_bytes" entry of summary.json: the host and the training device.
+inline nlohmann::json peak_memory_json(Device device) {
+  return {{"cpu", peak_memory_bytes(Device::cpu())}, {device.str(), peak_memory_bytes(device)}};
+}
 
 // summary.json (or any JSON document) written atomically: readers see the old or the new file, never half of one.
 inline void write_json_atomic(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }

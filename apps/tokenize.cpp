@@ -79,13 +79,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const cli::UsageError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "tokenize: %s\n", e.what());
-    return 1;
-  }
+  return cli::guarded_main("tokenize", [&] { return run(argc, argv); });
 }

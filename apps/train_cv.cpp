@@ -159,8 +159,7 @@ EvalResult evaluate(Model& model, data::DataLoader& loader, double smoothing, co
     Tensor logits = model.forward(b->images);
     const int64_t n = b->labels.size(0);
     loss_sum += cross_entropy(logits, b->labels, smoothing).item() * double(n);
-    std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>(), lab = b->labels.to_vector<int64_t>();
-    for (int64_t i = 0; i < n; ++i) correct += pred[size_t(i)] == lab[size_t(i)];
+    correct += runlog::count_correct(logits, b->labels);
     seen += n;
     if (!dump_path.empty()) {
       logits_all.push_back(logits.cpu());
@@ -283,8 +282,8 @@ int run(int argc, char** argv) {
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
     runlog::Progress bar("epoch " + std::to_string(epoch + 1), steps_per_epoch);
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, b_index = epoch == cur.epoch ? cur.next_batch : 0;
+    runlog::EpochMeter meter;
+    int64_t b_index = epoch == cur.epoch ? cur.next_batch : 0;
     while (auto b = train_loader.next()) {
       auto t0 = std::chrono::steady_clock::now();
       opt.set_lr(sched.lr_at(opt.step_count()));
@@ -296,17 +295,11 @@ int run(int argc, char** argv) {
       opt.zero_grad();
       const int64_t n = b->labels.size(0);
       const double l = loss.item();  // waits for the device: the batch time below is real
-      batch_ms_sum += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      batch_ms_sum += ms;
       ++batches_timed;
-      std::vector<int64_t> pred = argmax(logits.detach(), 1).to_vector<int64_t>(), lab = b->labels.to_vector<int64_t>();
-      for (int64_t i = 0; i < n; ++i) correct += pred[size_t(i)] == lab[size_t(i)];
-      loss_sum += l * double(n);
-      seen += n;
-      ++b_index;
-      char stats[128];
-      std::snprintf(stats, sizeof stats, "loss %.4f acc %.1f%% %.0f img/s", loss_sum / double(seen),
-                    100.0 * double(correct) / double(seen), 1000.0 * double(n) / (batch_ms_sum / double(batches_timed)));
-      bar.update(b_index, stats);
+      meter.add(l, n, runlog::count_correct(logits, b->labels), n, ms);
+      bar.update(++b_index, meter.line("img"));
       if (o.flag("log-steps")) std::printf("step %lld loss %a\n", (long long)opt.step_count(), l);  // exact, in hex
       if (max_steps > 0 && opt.step_count() >= max_steps) {
         stop = true;
@@ -319,13 +312,13 @@ int run(int argc, char** argv) {
     last_acc = r.acc;
     best = std::max(best, r.acc);
     metrics.write({{"epoch", epoch + 1},
-                   {"train_loss", seen ? loss_sum / double(seen) : 0.0},
-                   {"train_top1", seen ? double(correct) / double(seen) : 0.0},
+                   {"train_loss", meter.loss()},
+                   {"train_top1", meter.accuracy()},
                    {"val_loss", r.loss},
                    {"val_top1", r.acc},
                    {"lr", opt.lr()}});
     std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
-                seen ? loss_sum / double(seen) : 0.0, seen ? 100.0 * double(correct) / double(seen) : 0.0, r.loss,
+                meter.loss(), 100.0 * meter.accuracy(), r.loss,
                 100 * r.acc);
     ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0}, o.resolved());
   }
@@ -334,8 +327,7 @@ int run(int argc, char** argv) {
                          {"steps", opt.step_count()},
                          {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
                          {"device", device.str()},
-                         {"peak_memory_bytes", {{"cpu", peak_memory_bytes(Device::cpu())},
-                                                {device.str(), peak_memory_bytes(device)}}}};
+                         {"peak_memory_bytes", runlog::peak_memory_json(device)}};
   if (!o.str("split").empty()) summary["compression"] = clog->summary();
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
@@ -345,13 +337,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cli::ensure_cpu_threading(argv);
-  try {
-    return run(argc, argv);
-  } catch (const cli::UsageError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_cv: %s\n", e.what());
-    return 1;
-  }
+  return cli::guarded_main("train_cv", [&] { return run(argc, argv); });
 }

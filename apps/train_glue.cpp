@@ -347,8 +347,8 @@ int run(int argc, char** argv) {
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     const std::vector<int64_t> order = data::epoch_order(train_set.size(), uint64_t(o.integer("seed")), epoch, true);
     runlog::Progress bar("epoch " + std::to_string(epoch + 1), steps_per_epoch);
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, b_index = epoch == cur.epoch ? cur.next_batch : 0;
+    runlog::EpochMeter meter;
+    int64_t b_index = epoch == cur.epoch ? cur.next_batch : 0;
     for (; b_index < steps_per_epoch;) {
       const int64_t first = b_index * batch_size, n = std::min(batch_size, train_set.size() - first);
       auto t0 = std::chrono::steady_clock::now();
@@ -362,20 +362,13 @@ int run(int argc, char** argv) {
       opt.step();
       opt.zero_grad();
       const double l = loss.item();  // waits for the device: the batch time below is real
-      batch_ms_sum += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      batch_ms_sum += ms;
       ++batches_timed;
       tokens_timed += b.tokens;
-      if (!task.regression) {
-        std::vector<int64_t> pred = argmax(logits.detach(), 1).to_vector<int64_t>(), lab = b.labels.to_vector<int64_t>();
-        for (int64_t i = 0; i < n; ++i) correct += pred[size_t(i)] == lab[size_t(i)];
-      }
-      loss_sum += l * double(n);
-      seen += n;
-      ++b_index;
-      char stats[160];
-      std::snprintf(stats, sizeof stats, "loss %.4f acc %.1f%% %.0f seq/s", loss_sum / double(seen),
-                    100.0 * double(correct) / double(seen), 1000.0 * double(n) / (batch_ms_sum / double(batches_timed)));
-      bar.update(b_index, stats);
+      if (task.regression) meter.add(l, n, 0, 0, ms);
+      else meter.add(l, n, runlog::count_correct(logits, b.labels), n, ms);
+      bar.update(++b_index, meter.line("seq"));
       if (o.flag("log-steps")) std::printf("step %lld loss %a\n", (long long)opt.step_count(), l);  // exact, in hex
       if (max_steps > 0 && opt.step_count() >= max_steps) {
         stop = true;
@@ -387,14 +380,14 @@ int run(int argc, char** argv) {
     last = evaluate(model, forward, dev_set, task, batch_size, pad, device, "", *clog);
     best = std::max(best, last.main());
     nlohmann::json row{{"epoch", epoch + 1},
-                       {"train_loss", seen ? loss_sum / double(seen) : 0.0},
-                       {"train_acc", seen ? double(correct) / double(seen) : 0.0},
+                       {"train_loss", meter.loss()},
+                       {"train_acc", meter.accuracy()},
                        {"val_loss", last.loss},
                        {"lr", opt.lr()}};
     for (const auto& m : last.metrics) row["val_" + m.name] = m.value;
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f | dev loss %.4f %s\n", (long long)(epoch + 1),
-                seen ? loss_sum / double(seen) : 0.0, last.loss, metrics_str(last).c_str());
+                meter.loss(), last.loss, metrics_str(last).c_str());
     ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0}, o.resolved());
   }
   nlohmann::json summary{{"task", task.name},
@@ -402,8 +395,7 @@ int run(int argc, char** argv) {
                          {"ms_per_batch", batches_timed ? batch_ms_sum / double(batches_timed) : 0.0},
                          {"tokens_per_s", batch_ms_sum > 0 ? 1000.0 * double(tokens_timed) / batch_ms_sum : 0.0},
                          {"device", device.str()},
-                         {"peak_memory_bytes", {{"cpu", peak_memory_bytes(Device::cpu())},
-                                                {device.str(), peak_memory_bytes(device)}}}};
+                         {"peak_memory_bytes", runlog::peak_memory_json(device)}};
   if (!last.metrics.empty()) {
     summary["main_metric"] = last.metrics.front().name;
     summary["final"] = last.main();
@@ -419,13 +411,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cli::ensure_cpu_threading(argv);
-  try {
-    return run(argc, argv);
-  } catch (const cli::UsageError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_glue: %s\n", e.what());
-    return 1;
-  }
+  return cli::guarded_main("train_glue", [&] { return run(argc, argv); });
 }

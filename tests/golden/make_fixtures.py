@@ -12,11 +12,8 @@
 #     but dropout held at identity since its masks cannot match our Philox stream), "grad.<name>" for a few
 #     parameters (d loss / d param from the train-mode pass), "after.<bn>.running_mean|running_var" (the running
 #     statistics after that one train-mode pass).
-# The safetensors container is written by hand (formats.md A1): u64 LE header length, JSON header padded with spaces
-# to a multiple of 8, then the tensors back to back in header order.
-import json
+# The safetensors container is written by st_write.py (formats.md A1, by hand).
 import os
-import struct
 import sys
 
 import numpy as np
@@ -24,28 +21,9 @@ import torch
 import torchvision
 from torchvision.models.mobilenetv2 import MobileNetV2
 
+from st_write import write_safetensors  # same folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int64): "I64"}
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name, arr in tensors:
-        arr = np.array(arr, order="C")  # not ascontiguousarray: it turns 0-d (loss, num_batches_tracked) into [1]
-        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": DTYPES[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def build(variant, width, classes):

@@ -13,14 +13,14 @@
 import json
 import math
 import os
-import struct
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from st_write import write_safetensors  # same folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
 
 CONFIG = {
     "architectures": ["RobertaForSequenceClassification"], "attention_probs_dropout_prob": 0.1, "bos_token_id": 0,
@@ -29,26 +29,6 @@ CONFIG = {
     "num_attention_heads": 4, "num_hidden_layers": 2, "pad_token_id": 1, "type_vocab_size": 1, "vocab_size": 1000,
     "id2label": {"0": "A", "1": "B", "2": "C"}, "classifier_dropout": None, "position_embedding_type": "absolute",
 }
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name, arr in tensors:
-        arr = np.array(arr, order="C")
-        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": DTYPES[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def make_params(c, labels, g):
