@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "apps/cli.h"
+#include "engine/ops/gemm_kernels.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "layers/mobilenetv2.h"
@@ -265,9 +266,14 @@ void bench_model_roberta(Device d) {
     opt.step();
     opt.zero_grad();
   };
-  double ms = time_ms(d, step, d.is_cuda() ? 20 : 2, d.is_cuda() ? 3 : 1);
-  std::printf("  batch %-4ld %9.2f ms/step %9.1f sequences/s  peak memory %.2f GiB\n", long(batch), ms,
-              1000.0 * double(batch) / ms, double(peak_memory_bytes(d)) / double(1ull << 30));
+  // fp32 GEMMs, then (on a GPU) bf16-autocast GEMMs with the same fp32 master weights.
+  for (GemmPrecision p : d.is_cuda() ? std::vector<GemmPrecision>{GemmPrecision::f32, GemmPrecision::bf16}
+                                     : std::vector<GemmPrecision>{GemmPrecision::f32}) {
+    GemmPrecisionGuard guard(p);
+    double ms = time_ms(d, step, d.is_cuda() ? 20 : 2, d.is_cuda() ? 3 : 1);
+    std::printf("  batch %-4ld gemm %-4s %9.2f ms/step %9.1f sequences/s  peak memory %.2f GiB\n", long(batch),
+                gemm_precision_name(p), ms, 1000.0 * double(batch) / ms, double(peak_memory_bytes(d)) / double(1ull << 30));
+  }
 }
 
 int usage() {

@@ -18,6 +18,7 @@
 #include "data/synthetic_text.h"
 #include "engine/lr_schedule.h"
 #include "engine/ops.h"
+#include "engine/ops/gemm_kernels.h"
 #include "engine/optim.h"
 #include "layers/roberta.h"
 
@@ -218,6 +219,7 @@ int run(int argc, char** argv) {
       .add("clip-norm", "float", 0.0, "clip the gradient norm to this (0: off, fairseq's recipe)")
       .add("seed", "int", 0, "seed of initialization, shuffling and dropout")
       .add("device", "string", "cpu", "cpu | cuda | cuda:N")
+      .add("gemm-precision", "string", "f32", "f32 | bf16: autocast every GEMM to bf16 operands with fp32 accumulation (fp32 master weights)")
       .add("out", "string", "runs/train_glue", "run folder (config, metrics.jsonl, summary.json, checkpoint)")
       .add("eval-only", "bool", false, "evaluate the dev split only (with --init-from or --resume)")
       .add("init-from", "string", "", "weights loaded by name before training (safetensors file or HF checkpoint folder)")
@@ -239,6 +241,13 @@ int run(int argc, char** argv) {
   if (!(o.number("warmup-ratio") >= 0 && o.number("warmup-ratio") <= 1)) o.fail("--warmup-ratio must be in [0, 1]");
   if (o.number("clip-norm") < 0) o.fail("--clip-norm must be >= 0");
   if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
+  GemmPrecision gemm_precision_choice = GemmPrecision::f32;
+  try {
+    gemm_precision_choice = parse_gemm_precision(o.str("gemm-precision"));
+  } catch (const ValueError& e) {
+    o.fail("--gemm-precision: " + std::string(e.what()));
+  }
+  GemmPrecisionGuard gemm_precision_scope(gemm_precision_choice);  // this thread runs forward and backward
   const bool synthetic = o.str("data") == "synthetic";
   const data::GlueTask task = synthetic ? data::GlueTask{"synthetic", "", 2, false, false, {"0", "1"},
                                                          {data::GlueMetric::accuracy}, {"train", "dev"}}

@@ -319,3 +319,55 @@ TEST_CASE("linear: bias kernels against hand sums") {
     CHECK(ov[size_t(c2)] == doctest::Approx(s).epsilon(1e-12));
   }
 }
+
+namespace {
+// x with every element rounded to bfloat16 (nearest even) and widened back: what a bf16 GEMM operand holds.
+Tensor bf16_rounded(const Tensor& x) { return x.detach().to(DType::bf16).to(DType::f32); }
+}  // namespace
+
+TEST_CASE("gemm precision bf16: an fp32 GEMM of the bf16-rounded operands, forward and backward; f64 untouched") {
+  Tensor a = pf32({37, 53}, 31), b = pf32({53, 29}, 32);
+  const Tensor full = matmul(a, b);
+  Tensor reduced;
+  {
+    GemmPrecisionGuard bf16(GemmPrecision::bf16);
+    CHECK(gemm_precision() == GemmPrecision::bf16);
+    reduced = matmul(a, b);
+  }
+  CHECK(gemm_precision() == GemmPrecision::f32);  // the guard restores
+  CHECK(reduced.to_double_vector() == matmul(bf16_rounded(a), bf16_rounded(b)).to_double_vector());
+  CHECK(reduced.to_double_vector() != full.to_double_vector());  // randn values are not bf16-exact
+  std::string why;
+  CHECK_MESSAGE(test::allclose(reduced, full, 0.05, 0.02, &why), why);  // bf16 keeps 8 bits of mantissa
+
+  // Backward GEMMs run in bf16 too: linear's dweight = dyᵀ x and dx = dy W on rounded operands, batched x included.
+  Tensor x = pf32({3, 5, 24}, 33), w = pf32({7, 24}, 34), bias = pf32({7}, 35);
+  Tensor dy = test::randn({3, 5, 7}, 36, DType::f32);
+  {
+    GemmPrecisionGuard bf16(GemmPrecision::bf16);
+    linear(x, w, bias).backward(dy);
+  }
+  Tensor dy2 = reshape(bf16_rounded(dy), {15, 7}), x2 = reshape(bf16_rounded(x), {15, 24});
+  CHECK(w.grad().to_double_vector() == matmul(dy2, x2, /*trans_a=*/true).to_double_vector());
+  CHECK(x.grad().to_double_vector() ==
+        reshape(matmul(dy2, bf16_rounded(w)), {3, 5, 24}).to_double_vector());
+  CHECK(bias.grad().to_double_vector() == sum(dy, {0, 1}).to_double_vector());  // not a GEMM: exact fp32
+
+  Tensor a64 = a.detach().to(DType::f64), b64 = b.detach().to(DType::f64);
+  Tensor exact64 = matmul(a64, b64);
+  GemmPrecisionGuard bf16(GemmPrecision::bf16);
+  CHECK(matmul(a64, b64).to_double_vector() == exact64.to_double_vector());
+  CHECK(parse_gemm_precision("bf16") == GemmPrecision::bf16);
+  CHECK_THROWS_AS(parse_gemm_precision("fp16"), ValueError);
+}
+
+TEST_CASE("gemm precision bf16: cuBLAS's bf16 path matches the CPU's rounded-operand reference") {
+  GemmPrecisionGuard bf16(GemmPrecision::bf16);
+  auto f = [](bool ta, bool tb) {
+    return OpFn([ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); });
+  };
+  // Same rounded operands on both sides; only the fp32 accumulation order differs.
+  test::check_parity(f(false, false), {pf32({129, 257}, 41), pf32({257, 65}, 42)}, 1e-4, 1e-4);
+  test::check_parity(f(true, true), {pf32({3, 33, 17}, 43), pf32({3, 9, 33}, 44)}, 1e-4, 1e-4);
+  test::check_parity(f(false, true), {pf32({4, 6, 7}, 45), pf32({5, 7}, 46)}, 1e-4, 1e-4);
+}

@@ -129,3 +129,18 @@ TEST_CASE("train_glue: bad input gets one line and a non-zero exit") {
   CHECK(r.out.find("absent.safetensors") != std::string::npos);
   fs::remove_all(d);
 }
+
+TEST_CASE("train_glue: --gemm-precision bf16 runs the GEMMs in bf16 (different losses, same schedule)") {
+  if (!have_trainer()) return;
+  const std::string d = tmpdir("bf16");
+  AppRun f32 = run(std::string(kTiny) + " --epochs 1 --max-steps 3 --out " + d + "/f32");
+  AppRun bf16 = run(std::string(kTiny) + " --epochs 1 --max-steps 3 --gemm-precision bf16 --out " + d + "/bf16");
+  REQUIRE_MESSAGE(f32.status == 0, f32.out);
+  REQUIRE_MESSAGE(bf16.status == 0, bf16.out);
+  auto a = ep::test::step_losses(f32.out), b = ep::test::step_losses(bf16.out);
+  REQUIRE(a.size() == 3);
+  REQUIRE(b.size() == 3);
+  CHECK(a.at(1) != b.at(1));                                         // rounded operands change the bits...
+  CHECK(std::stod(a.at(1)) == doctest::Approx(std::stod(b.at(1))).epsilon(0.02));  // ...not the result
+  fs::remove_all(d);
+}

@@ -5,12 +5,33 @@
 #include <algorithm>
 #include <climits>
 #include <type_traits>
+#include <vector>
 
 #include "engine/ops/gemm_kernels.h"
 
 namespace ep {
 
 constexpr int64_t kParallelMin = 32768;  // below this, threads cost more than they save
+
+// ---- GEMM precision (the setting lives here, in code every build has; cuBLAS reads it too) ----------------------
+static thread_local GemmPrecision t_gemm_precision = GemmPrecision::f32;
+GemmPrecision gemm_precision() { return t_gemm_precision; }
+const char* gemm_precision_name(GemmPrecision p) { return p == GemmPrecision::bf16 ? "bf16" : "f32"; }
+GemmPrecision parse_gemm_precision(const std::string& name) {
+  if (name == "f32") return GemmPrecision::f32;
+  if (name == "bf16") return GemmPrecision::bf16;
+  EP_THROW(ValueError, "[gemm] unknown precision '", name, "' (expected f32 or bf16)");
+}
+GemmPrecisionGuard::GemmPrecisionGuard(GemmPrecision p) : previous_(t_gemm_precision) { t_gemm_precision = p; }
+GemmPrecisionGuard::~GemmPrecisionGuard() { t_gemm_precision = previous_; }
+
+// The first `n` floats of `src` rounded to bfloat16 and widened back (what a bf16 operand holds).
+static std::vector<float> round_to_bf16(const float* src, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_float(float_to_bf16(src[i]));
+  return out;
+}
 
 static void check_blas_int(int64_t M, int64_t N, int64_t K) {
   EP_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX, ValueError, "[gemm] M=", M, " N=", N, " K=", K,
@@ -45,6 +66,8 @@ static void gemm_one(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double a
 void gemm_cpu(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, const void* B,
               double beta, void* C) {
   check_blas_int(M, N, K);
+  if (dt == DType::f32 && gemm_precision() == GemmPrecision::bf16)
+    return gemm_strided_batched_cpu(dt, ta, tb, M, N, K, alpha, A, 0, B, 0, beta, C, M * N, 1);
   dispatch_float(dt, "gemm", [&](auto tag_) {
     using T = EP_TYPE(tag_);
     gemm_one<T>(ta, tb, M, N, K, alpha, static_cast<const T*>(A), static_cast<const T*>(B), beta, static_cast<T*>(C));
@@ -58,6 +81,15 @@ void gemm_strided_batched_cpu(DType dt, bool ta, bool tb, int64_t M, int64_t N, 
   EP_CHECK(batch >= 0 && stride_a >= 0 && stride_b >= 0, ValueError, "[gemm] negative batch ", batch, " or stride");
   EP_CHECK(batch <= 1 || stride_c >= M * N, ValueError, "[gemm] stride_c ", stride_c, " overlaps the ", M, "x", N,
            " outputs");
+  if (dt == DType::f32 && gemm_precision() == GemmPrecision::bf16 && batch > 0 && M > 0 && N > 0 && K > 0) {
+    // The extents the batch reads: one operand block, plus a stride per further batch entry.
+    std::vector<float> a = round_to_bf16(static_cast<const float*>(A), stride_a * (batch - 1) + M * K);
+    std::vector<float> b = round_to_bf16(static_cast<const float*>(B), stride_b * (batch - 1) + K * N);
+    float* c = static_cast<float*>(C);
+    for (int64_t i = 0; i < batch; ++i)
+      gemm_one<float>(ta, tb, M, N, K, alpha, a.data() + i * stride_a, b.data() + i * stride_b, beta, c + i * stride_c);
+    return;
+  }
   dispatch_float(dt, "gemm", [&](auto tag_) {
     using T = EP_TYPE(tag_);
     const T* a = static_cast<const T*>(A);

@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "engine/cuda/context.h"
+#include "engine/ops/convert_kernels.h"
 #include "engine/ops/gemm_kernels.h"
 
 namespace ep {
@@ -91,6 +92,20 @@ void gemm_strided_batched_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N,
   // Strict fp32 by default so CPU-vs-CUDA parity holds; TF32 only when asked for (DESIGN.md §3, --deterministic).
   CUBLAS_CHECK(cublasSetMathMode(h, cuda::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   ColMajor g = col_major(ta, tb, M, N, K);
+  if (dt == DType::f32 && gemm_precision() == GemmPrecision::bf16) {
+    // bf16 copies of the extents the batch reads, in this stream's workspace (stream-ordered: the previous user of
+    // the workspace on this stream has finished), then bf16 x bf16 -> fp32 with fp32 accumulation.
+    const int64_t na = stride_a * (batch - 1) + M * K, nb = stride_b * (batch - 1) + K * N;
+    const size_t a_bytes = (size_t(na) * 2 + 255) / 256 * 256;
+    char* ws = static_cast<char*>(ctx.ensure_workspace(a_bytes + size_t(nb) * 2, st));
+    cast_cuda(A, DType::f32, ws, DType::bf16, na, st);
+    cast_cuda(B, DType::f32, ws + a_bytes, DType::bf16, nb, st);
+    float al = float(alpha), be = float(beta);
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, g.op_b, g.op_a, g.m, g.n, g.k, &al, ws + a_bytes, CUDA_R_16BF, g.ldb,
+                                            stride_b, ws, CUDA_R_16BF, g.lda, stride_a, &be, C, CUDA_R_32F, g.ldc,
+                                            stride_c, int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return;
+  }
   if (dt == DType::f32) {
     float al = float(alpha), be = float(beta);
     const float* a = static_cast<const float*>(A);

@@ -4,11 +4,33 @@
 // (likewise B stored [K,N], or [N,K] when tb). All buffers are contiguous row-major; `dt` is f32 or f64.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "engine/device.h"
 #include "engine/dispatch.h"
 
 namespace ep {
+
+// The precision of f32 GEMMs (torch.autocast's bf16 matmul, without bf16 tensors in the graph): `f32` computes in
+// full fp32; `bf16` rounds both operands to bfloat16 (nearest even) and accumulates in fp32 into an fp32 result, so
+// parameters, activations and gradients all stay fp32 (the master weights) and only the GEMMs run at bf16 speed.
+// Per thread, so pipeline stages choose for themselves; it covers every GEMM launched while it is set (linear,
+// matmul, the CPU's im2col convolutions), forward and backward alike. f64 GEMMs are never affected.
+// The CPU computes bf16 mode as an fp32 GEMM of the rounded operands: the reference for cuBLAS's bf16 path.
+enum class GemmPrecision : uint8_t { f32, bf16 };
+GemmPrecision gemm_precision();
+const char* gemm_precision_name(GemmPrecision p);
+GemmPrecision parse_gemm_precision(const std::string& name);  // "f32" | "bf16"; ValueError otherwise
+class GemmPrecisionGuard {
+ public:
+  explicit GemmPrecisionGuard(GemmPrecision p);
+  ~GemmPrecisionGuard();
+  GemmPrecisionGuard(const GemmPrecisionGuard&) = delete;
+  GemmPrecisionGuard& operator=(const GemmPrecisionGuard&) = delete;
+
+ private:
+  GemmPrecision previous_;
+};
 
 // K == 0 gives C = beta * C (zeros when beta == 0, without reading C); M == 0 or N == 0 does nothing. Sizes must fit
 // in int32 (BLAS and cuBLAS take int), else ValueError "[gemm] ...".
@@ -25,7 +47,8 @@ void bias_add_cpu(DType dt, void* y, const void* bias, int64_t rows, int64_t col
 void bias_grad_cpu(DType dt, const void* dy, void* dbias, int64_t rows, int64_t cols);
 
 // cuBLAS: row-major through the column-major swap (C^T = op(B)^T op(A)^T), on stream `st` of the device that owns it,
-// under that device context's lock. f32 uses strict fp32 unless cuda::allow_tf32() (then TF32 tensor cores).
+// under that device context's lock. f32 uses strict fp32 unless cuda::allow_tf32() (then TF32 tensor cores), or
+// bf16 operands with fp32 accumulation under GemmPrecision::bf16.
 EP_CUDA_API void gemm_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
                            const void* B, double beta, void* C, cudaStream_t st) EP_CUDA_BODY("gemm")
 EP_CUDA_API void gemm_strided_batched_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
