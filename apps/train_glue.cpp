@@ -294,6 +294,9 @@ int run(int argc, char** argv) {
   runlog::write_json_atomic(out + "/config.json", o.resolved());
 
   nn::RobertaForSequenceClassification model(src.config, uint64_t(o.integer("seed")));
+  if (src.weights.empty() && o.str("init-from").empty() && o.str("resume").empty())
+    std::printf("model %s: no weights, random initialization (HF's: normal %.3g, zero biases)\n", o.str("model").c_str(),
+                src.config.initializer_range);
   if (!src.weights.empty()) {
     nn::LoadReport r = nn::load_roberta_checkpoint(model, src.weights, o.flag("strict"));
     std::printf("model %s: %s%s\n", src.weights.c_str(), r.str().c_str(),
