@@ -116,7 +116,7 @@ device-bundle: all
 	    grep -E 'openblas|gfortran|gomp|quadmath'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
 	strip --strip-debug $(BUILD)/device-bundle/tests $(patsubst $(BUILD)/%,$(BUILD)/device-bundle/%,$(APPS))
 	cp apps/bench/bundle_run.sh $(BUILD)/device-bundle/run
-	cp apps/bench/torch_ops.py apps/bench/torch_model.py apps/bench/torch_roberta.py $(BUILD)/device-bundle/
+	cp apps/bench/torch_*.py $(BUILD)/device-bundle/
 	chmod +x $(BUILD)/device-bundle/run
 	tar czf $(BUILD)/device-bundle.tar.gz -C $(BUILD) device-bundle
 	du -sh $(BUILD)/device-bundle $(BUILD)/device-bundle.tar.gz

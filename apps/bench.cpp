@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/bench_compress.h"
 #include "apps/cli.h"
 #include "engine/ops/gemm_kernels.h"
 #include "engine/ops.h"
@@ -277,7 +278,7 @@ void bench_model_roberta(Device d) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench ops|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|compress|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -285,8 +286,9 @@ int usage() {
 
 int main(int argc, char** argv) {
   ep::cli::ensure_cpu_threading(argv);
-  if (argc < 2 || (std::strcmp(argv[1], "ops") != 0 && std::strcmp(argv[1], "model") != 0)) return usage();
-  const bool model = std::strcmp(argv[1], "model") == 0;
+  const std::string mode = argc >= 2 ? argv[1] : "";
+  if (mode != "ops" && mode != "model" && mode != "compress") return usage();
+  const bool model = mode == "model";
   int first = 2;
   std::string model_name;
   if (model) {
@@ -315,6 +317,10 @@ int main(int argc, char** argv) {
     }
     for (Device d : devices) {
       std::printf("==== device %s ====\n", d.str().c_str());
+      if (mode == "compress") {
+        bench_compress(d);
+        continue;
+      }
       if (model) {
         if (model_name == "roberta") bench_model_roberta(d);
         else bench_model_mobilenetv2(d);

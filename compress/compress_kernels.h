@@ -1,6 +1,7 @@
-// compress_kernels.h — CUDA launchers of the compressors with GPU twins (quant per tensor, fp8, sampled sortquant;
-// f32 inputs; plus the sortquant decoder),
-// computing codes bit-identical to the CPU encoders through the shared EP_HD math (bitpack.h, quant_math.h, fp8.h).
+// compress_kernels.h — CUDA launchers of the compressors' GPU twins (compress.cu: quant per tensor, fp8, sampled
+// sortquant; sort_methods.cu: topk, exact sortquant, kmeans; channel_lowrank.cu: per-channel quant, lowrank's
+// orthonormalization), computing codes bit-identical to the CPU encoders through the shared EP_HD math (bitpack.h,
+// quant_math.h, fp8.h) wherever the method is free of float reductions.
 // Not the host logic: compress/quant.cpp and compress/fp8.cpp decide when to use them; a CPU-only build gets
 // throwing stubs. Payloads stay host-resident: the launchers take device buffers, the callers copy codes across.
 #pragma once
@@ -57,5 +58,87 @@ EP_CUDA_API void sortquant_encode_cuda(const float* x, int64_t n, const double* 
 // Any sortquant payload (exact or sampled, any split): table in device memory.
 EP_CUDA_API void sortquant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, int split,
                                        const float* table, float* out, cudaStream_t st) EP_CUDA_BODY("sortquant")
+
+// ---- radix-sort based methods (sort_methods.cu): topk, exact sortquant, kmeans --------------------------------------
+// `x` is f32 or f64 (`f64`), n < 2^31 (CUB's item count). Keys are u32 for f32 input and u64 for f64 ("wide").
+// The CUB calls follow CUB's two-phase idiom: temp == nullptr only stores the bytes needed in *temp_bytes.
+
+// Any element non-finite -> *flag = 1 (f64 inputs; f32 inputs use minmax_partial_cuda).
+EP_CUDA_API void nonfinite_f64_cuda(const double* x, int64_t n, int* flag, cudaStream_t st) EP_CUDA_BODY("compress")
+// keys[i] = the bits of |x[i]| (the order of magnitudes; -0 and +0 alike), iota[i] = i.
+EP_CUDA_API void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st)
+    EP_CUDA_BODY("topk")
+// keys[i] = an unsigned key ordering like the value, with -0 keyed as +0 (the CPU's < sees them equal); iota[i] = i
+// when iota is not null.
+EP_CUDA_API void value_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st)
+    EP_CUDA_BODY("sortquant")
+// Stable radix sort of (keys, values) pairs, ascending or descending; ties keep their input (index) order.
+EP_CUDA_API void sort_pairs_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out,
+                                 const uint32_t* values_in, uint32_t* values_out, int64_t n, bool wide,
+                                 bool descending, cudaStream_t st) EP_CUDA_BODY("compress sort")
+// Ascending radix sort of keys only (wide: u64, else u32) over the low `end_bit` bits.
+EP_CUDA_API void sort_keys_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out, int64_t n,
+                                bool wide, int end_bit, cudaStream_t st) EP_CUDA_BODY("compress sort")
+// out[j] = float(x[idx[j]]) for j < k.
+EP_CUDA_API void gather_values_cuda(const void* x, bool f64, const uint32_t* idx, int64_t k, float* out,
+                                    cudaStream_t st) EP_CUDA_BODY("topk")
+// codes (packed_bytes(k, bits)) = the k values packed at `bits` bits each.
+EP_CUDA_API void pack_u32_cuda(const uint32_t* values, int64_t k, int bits, uint8_t* codes, cudaStream_t st)
+    EP_CUDA_BODY("topk")
+// bitmap (ceil(n/8) bytes, fully written) with bit idx[j] set, idx ascending and < n.
+EP_CUDA_API void bitmap_of_sorted_cuda(const uint32_t* idx, int64_t k, int64_t n, uint8_t* bitmap, cudaStream_t st)
+    EP_CUDA_BODY("topk")
+// Exact sortquant: sorted position j goes to the equal-count bucket b with start(b) <= j < start(b+1) (the CPU's
+// bucket_start); bucket[sorted_idx[j]] = b. Also lo_hi[2b], lo_hi[2b+1] = the value at start(b) and at start(b+1)-1
+// from the sorted keys (lo > hi, 1 and 0, for an empty bucket). K <= 2^15.
+EP_CUDA_API void exact_buckets_cuda(const void* sorted_keys, const uint32_t* sorted_idx, bool wide, int64_t n, int K,
+                                    uint16_t* bucket, double* lo_hi, cudaStream_t st) EP_CUDA_BODY("sortquant")
+// codes = bucket[i] << bits | level of x[i] against table (min, step) of its bucket, packed at bits + split.
+EP_CUDA_API void sortquant_encode_buckets_cuda(const void* x, bool f64, int64_t n, const uint16_t* bucket,
+                                               const float* table, int bits, int split, uint8_t* codes,
+                                               cudaStream_t st) EP_CUDA_BODY("sortquant")
+// Kmeans: sorted[i] = the value of sorted key i (as double); prefix[0] = 0, prefix[i+1] = sorted[0] + ... + sorted[i]
+// (a CUB scan: its association differs from the CPU's serial sum, so the means may differ in the last bits).
+EP_CUDA_API void keys_to_values_cuda(const void* keys, bool wide, int64_t n, double* out, cudaStream_t st)
+    EP_CUDA_BODY("kmeans")
+EP_CUDA_API void prefix_sum_cuda(void* temp, size_t* temp_bytes, const double* in, double* prefix, int64_t n,
+                                 cudaStream_t st) EP_CUDA_BODY("kmeans")
+// c[j] = float(sorted[min(n-1, floor((j + 0.5) / K * n))]) + 0, the quantile init of the CPU's lloyd().
+EP_CUDA_API void kmeans_init_cuda(const double* sorted, int64_t n, int K, float* c, cudaStream_t st)
+    EP_CUDA_BODY("kmeans")
+// One Lloyd update: cluster j holds sorted values in (cut[j-1], cut[j]]; next[j] = its clamped mean, or c[j] when empty.
+EP_CUDA_API void kmeans_update_cuda(const double* sorted, const double* prefix, int64_t n, const double* cuts,
+                                    const float* c, int K, float* next, cudaStream_t st) EP_CUDA_BODY("kmeans")
+// codes = index of the first cut >= x (K - 1 cuts; K - 1 when none), packed at `bits`.
+EP_CUDA_API void kmeans_assign_cuda(const void* x, bool f64, int64_t n, const double* cuts, int K, int bits,
+                                    uint8_t* codes, cudaStream_t st) EP_CUDA_BODY("kmeans")
+EP_CUDA_API void kmeans_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, const float* table,
+                                    float* out, cudaStream_t st) EP_CUDA_BODY("kmeans")
+
+// Top-k decode into out (n values, zero-filled by the caller) from a checked payload: index mode writes
+// out[index j] = values[j]; bitmap mode counts each byte's set bits into counts, scans them into offsets (CUB, the
+// two-phase temp idiom; temp == nullptr only sizes it) and writes the byte's values from there.
+EP_CUDA_API void topk_scatter_indices_cuda(const uint8_t* codes, uint64_t nbytes, int64_t k, int index_bits,
+                                           const float* values, float* out, cudaStream_t st) EP_CUDA_BODY("topk")
+EP_CUDA_API void topk_scatter_bitmap_cuda(void* temp, size_t* temp_bytes, const uint8_t* bitmap, int64_t nbytes,
+                                          const float* values, int32_t* counts, int32_t* offsets, float* out,
+                                          cudaStream_t st) EP_CUDA_BODY("topk")
+
+// ---- per-channel quant and lowrank (channel_lowrank.cu) ---------------------------------------------------------
+// x viewed as [outer, channels, inner]; lo_key / hi_key [channels] (pre-filled INT32_MAX / INT32_MIN) receive the
+// order keys (float_order_key of x + 0, so -0 counts as +0) of each channel's min and max.
+EP_CUDA_API void channel_minmax_cuda(const float* x, int64_t outer, int64_t channels, int64_t inner, int32_t* lo_key,
+                                     int32_t* hi_key, cudaStream_t st) EP_CUDA_BODY("quant")
+// codes = quant levels of x, element i against table (min, step) of channel (i / inner) % channels.
+EP_CUDA_API void quant_channel_encode_cuda(const float* x, int64_t n, int64_t channels, int64_t inner,
+                                           const float* table, int bits, bool stochastic, uint64_t seed,
+                                           uint64_t offset, uint8_t* codes, cudaStream_t st) EP_CUDA_BODY("quant")
+EP_CUDA_API void quant_channel_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int64_t channels,
+                                           int64_t inner, const float* table, int bits, float* out, cudaStream_t st)
+    EP_CUDA_BODY("quant")
+// batch matrices A [rows, r] (row-major, f64) in place: full = modified Gram-Schmidt applied twice with the CPU's
+// drop rule (the thin QR's Q), else unit-norm columns only. One block per matrix.
+EP_CUDA_API void orthonormalize_cuda(double* A, int64_t batch, int64_t rows, int64_t r, bool full, cudaStream_t st)
+    EP_CUDA_BODY("lowrank")
 
 }  // namespace ep::compress

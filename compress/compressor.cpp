@@ -9,7 +9,10 @@
 
 #include "compress/compress_kernels.h"
 #include "compress/methods.h"
+#include "compress/bitpack.h"
+#include "engine/autograd.h"
 #include "engine/dispatch.h"
+#include "engine/ops.h"
 
 namespace ep::compress {
 
@@ -64,6 +67,12 @@ void SpecArgs::finish() {
     EP_THROW(CompressError, "[compress] ", method_, ": unknown key '", k, "' (known: ",
              list.empty() ? "none" : list, ")");
   }
+}
+
+std::string shortest_double(double v) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // no precision: the shortest round-trip form
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
 std::unique_ptr<Compressor> parse_compressor(const std::string& spec) {
@@ -144,17 +153,50 @@ DeviceRange device_range(const Tensor& x, const char* method) {
   return r;
 }
 
+bool gpu_path(const Tensor& x, bool allow_f64) {
+  return x.defined() && x.is_cuda() && (x.dtype() == DType::f32 || (allow_f64 && x.dtype() == DType::f64)) &&
+         x.numel() > 0 && x.numel() < (int64_t(1) << 31);
+}
+
+void check_finite_on_device(const Tensor& x, const char* method) {
+  if (x.dtype() == DType::f32) {
+    device_range(x, method);
+    return;
+  }
+  Tensor flag = zeros({1}, DType::i32, x.device());
+  nonfinite_f64_cuda(x.data<double>(), x.numel(), flag.data<int32_t>(), current_stream(x.device()));
+  if (flag.item() != 0) host_input(x, method);  // throws, naming the first bad element
+}
+
+Tensor device_scratch(size_t bytes, Device device) {
+  return empty({int64_t(std::max<size_t>(bytes, 1))}, DType::u8, device);
+}
+
 namespace {
 
-// The GPU decoders (quant per tensor, fp8; f32): codes go to the device once and are expanded there.
+// The GPU decoders (quant, fp8, sortquant, kmeans; f32): codes go to the device once and are expanded there.
 bool decode_on_device(const Payload& p, Device device, Tensor& out) {
   if (!device.is_cuda() || p.dtype != DType::f32 || p.numel() == 0) return false;
   const bool quant = p.method == Method::quant && p.params[1] == 0;
-  if (!quant && p.method != Method::fp8 && p.method != Method::sortquant) return false;
+  const bool quant_channel = p.method == Method::quant && p.params[1] != 0;
+  if (!quant && !quant_channel && p.method != Method::fp8 && p.method != Method::sortquant &&
+      p.method != Method::kmeans)
+    return false;
   if (p.method == Method::fp8) check_fp8_codes(p);
   Tensor codes = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())}, device);
   out = empty(p.shape, DType::f32, device);
-  if (p.method == Method::sortquant) {
+  if (quant_channel || p.method == Method::kmeans) {
+    Tensor table = from_data<float>(p.table, {int64_t(p.table.size())}, device);
+    if (p.method == Method::kmeans) {
+      kmeans_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), table.data<float>(),
+                         out.data<float>(), current_stream(device));
+    } else {
+      int64_t inner = 1;  // channel of element i: (i / inner) % channels, as quant.cpp's channel_view
+      for (size_t d = size_t(p.params[2]) + 1; d < p.shape.size(); ++d) inner *= p.shape[d];
+      quant_channel_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int64_t(p.params[1]), inner,
+                                table.data<float>(), int(p.params[0]), out.data<float>(), current_stream(device));
+    }
+  } else if (p.method == Method::sortquant) {
     Tensor table = from_data<float>(p.table, {int64_t(p.table.size())}, device);
     sortquant_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), int(p.params[1]),
                           table.data<float>(), out.data<float>(), current_stream(device));
@@ -167,11 +209,60 @@ bool decode_on_device(const Payload& p, Device device, Tensor& out) {
   return true;
 }
 
+// Top-k and lowrank on the GPU (f32): positions are validated on the host first, so no bad index reaches a kernel;
+// lowrank multiplies its factors in f64 (the CPU decoder's precision) through the engine's matmul.
+bool decode_sparse_lowrank_on_device(const Payload& p, Device device, Tensor& out) {
+  if (!device.is_cuda() || p.dtype != DType::f32 || p.numel() == 0 || p.numel() >= (int64_t(1) << 31)) return false;
+  const cudaStream_t st = current_stream(device);
+  if (p.method == Method::topk) {
+    check_topk_positions(p);
+    const int64_t n = p.numel(), k = p.params[0];
+    out = zeros(p.shape, DType::f32, device);
+    if (k == 0) return true;
+    Tensor codes = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())}, device);
+    Tensor values = from_data<float>(p.table, {k}, device);
+    if (p.params[1] == 0) {
+      topk_scatter_indices_cuda(codes.data<uint8_t>(), p.codes.size(), k, bits_for_count(uint64_t(n)),
+                                values.data<float>(), out.data<float>(), st);
+    } else {
+      const int64_t nbytes = int64_t(p.codes.size());
+      Tensor counts = empty({nbytes}, DType::i32, device), offsets = empty({nbytes}, DType::i32, device);
+      size_t temp_bytes = 0;
+      topk_scatter_bitmap_cuda(nullptr, &temp_bytes, codes.data<uint8_t>(), nbytes, values.data<float>(),
+                               counts.data<int32_t>(), offsets.data<int32_t>(), out.data<float>(), st);
+      Tensor temp = device_scratch(temp_bytes, device);
+      topk_scatter_bitmap_cuda(temp.raw_data(), &temp_bytes, codes.data<uint8_t>(), nbytes, values.data<float>(),
+                               counts.data<int32_t>(), offsets.data<int32_t>(), out.data<float>(), st);
+    }
+    return true;
+  }
+  if (p.method == Method::lowrank) {
+    const LowrankGeometry g = lowrank_geometry(p.shape);
+    const int64_t r = p.params[0], B = g.matrices, m = g.rows, c = g.cols;
+    if (r == 0) {
+      out = zeros(p.shape, DType::f32, device);
+      return true;
+    }
+    std::vector<double> q(size_t(B * m * r)), f(size_t(B * c * r));  // the table interleaves Q_b, P_b per matrix
+    for (int64_t b = 0; b < B; ++b) {
+      const float* src = p.table.data() + b * (m + c) * r;
+      std::copy(src, src + m * r, q.begin() + b * m * r);
+      std::copy(src + m * r, src + (m + c) * r, f.begin() + b * c * r);
+    }
+    NoGradGuard no_grad;
+    const Tensor Q = from_data<double>(q, {B, m, r}, device), P = from_data<double>(f, {B, c, r}, device);
+    out = reshape(matmul(Q, P, false, /*trans_b=*/true).to(DType::f32), p.shape);
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Tensor decode_payload(const Payload& p, Device device) {
   p.check_consistent("decode");
   if (Tensor on_device; decode_on_device(p, device, on_device)) return on_device;
+  if (Tensor on_device; decode_sparse_lowrank_on_device(p, device, on_device)) return on_device;
   Tensor out = empty(p.shape, p.dtype, Device::cpu());
   if (p.method == Method::none) {
     decode_none(p, out.raw_data());

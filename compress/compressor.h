@@ -19,8 +19,8 @@ class Compressor {
   virtual Method method() const = 0;
   // The canonical spec with every parameter spelled out; parse_compressor(spec()) builds an equal compressor.
   virtual std::string spec() const = 0;
-  // x: f32 or f64, any shape (empty included), any device (a CUDA tensor is staged through the host: no CUDA
-  // kernels yet). Non-finite values raise ValueError. Not const: stochastic rounding advances the compressor's
+  // x: f32 or f64, any shape (empty included), any device (a CUDA tensor is encoded by GPU kernels where the method
+  // has them, see compress/compress_kernels.h, else staged through the host). Non-finite values raise ValueError. Not const: stochastic rounding advances the compressor's
   // generator and lowrank keeps its warm start across calls. `stream`: the stream to order the work on (nullptr: the
   // current stream of x's device).
   virtual Payload encode(const Tensor& x, cudaStream_t stream = nullptr) = 0;
@@ -38,6 +38,9 @@ Tensor decode_payload(const Payload& p, Device device = Device::cpu());
 // Throws CompressError with one line for an unknown method or key, a malformed value, bits 0 or > 16, a ratio
 // outside (0, 1], ... Every method's keys and defaults are listed in compress/methods.h.
 std::unique_ptr<Compressor> parse_compressor(const std::string& spec);
+
+// The shortest decimal that reads back as exactly v (0.1 prints as "0.1", not 0.10000000000000001): spec() values.
+std::string shortest_double(double v);
 
 // ---- helpers shared by the method files ------------------------------------------------------------------------
 
@@ -63,6 +66,13 @@ class SpecArgs {
 // non-finite element raises the same ValueError as host_input (found on the host, on that rare path only).
 struct DeviceRange { float lo, hi, amax; };
 DeviceRange device_range(const Tensor& x, const char* method);
+// The GPU encoders' entry test: a defined CUDA tensor of f32 (or f64 when allow_f64) with 1 .. 2^31-1 elements (CUB's
+// item count); anything else takes the host path.
+bool gpu_path(const Tensor& x, bool allow_f64);
+// Throws host_input's ValueError when a CUDA tensor (f32 or f64) holds a NaN or infinity; the scan runs on the GPU.
+void check_finite_on_device(const Tensor& x, const char* method);
+// An uninitialized byte buffer on `device` (at least one byte): CUB's temporary storage and similar scratch.
+Tensor device_scratch(size_t bytes, Device device);
 // The stream a CUDA-path encode/decode runs on: `stream` when given, else the current stream of `device`.
 inline cudaStream_t stream_or_current(cudaStream_t stream, Device device) {
   return stream != nullptr ? stream : current_stream(device);

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
+#include "compress/compress_kernels.h"
 #include "compress/method_util.h"
 #include "compress/methods.h"
 #include "engine/dispatch.h"
@@ -41,7 +43,7 @@ std::vector<float> lloyd(const std::vector<double>& sorted, int K, int iters) {
   if (n == 0) return c;
   for (int j = 0; j < K; ++j) {
     const size_t q = std::min(n - 1, size_t((double(j) + 0.5) / double(K) * double(n)));
-    c[size_t(j)] = float(sorted[q]);
+    c[size_t(j)] = float(sorted[q]) + 0.0f;  // + 0: a canonical zero, whichever of -0/+0 the sort put here
   }
   std::vector<double> prefix(n + 1, 0.0);
   for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + sorted[i];
@@ -57,7 +59,7 @@ std::vector<float> lloyd(const std::vector<double>& sorted, int K, int iters) {
         // The mean, clamped into the cluster's range against rounding in the prefix sums.
         double mean = (prefix[end] - prefix[begin]) / double(end - begin);
         mean = std::clamp(mean, sorted[begin], sorted[end - 1]);
-        next[size_t(j)] = float(mean);
+        next[size_t(j)] = float(mean) + 0.0f;
       }
       begin = end;
     }
@@ -68,9 +70,64 @@ std::vector<float> lloyd(const std::vector<double>& sorted, int K, int iters) {
   return c;
 }
 
+// The GPU twin: a radix sort of value keys gives the sorted data, a CUB scan its prefix sums, and each Lloyd step
+// runs one thread per cluster; the K centroids travel to the host per iteration (sorted and compared there, as in
+// lloyd()). The scan associates its sums differently from the CPU's serial prefix, so a mean can differ in its last
+// bits and the centroids (hence codes) are not guaranteed bit-identical to the CPU's; the decoded tensors agree to
+// rounding. The assignment then uses the same cut rule as the CPU on the centroids found.
+Payload encode_kmeans_cuda(const Tensor& x, int bits, int iters) {
+  const Device dev = x.device();
+  const cudaStream_t st = current_stream(dev);
+  const bool wide = x.dtype() == DType::f64;
+  const int64_t n = x.numel();
+  const int K = 1 << bits;
+  check_finite_on_device(x, "kmeans");
+  const DType key_type = wide ? DType::i64 : DType::i32;
+  Tensor keys = empty({n}, key_type, dev), sorted_keys = empty({n}, key_type, dev);
+  value_keys_cuda(x.raw_data(), wide, n, keys.raw_data(), nullptr, st);
+  Tensor sorted = empty({n}, DType::f64, dev), prefix = empty({n + 1}, DType::f64, dev);
+  size_t sort_bytes = 0, scan_bytes = 0;
+  sort_keys_cuda(nullptr, &sort_bytes, keys.raw_data(), sorted_keys.raw_data(), n, wide, wide ? 64 : 32, st);
+  prefix_sum_cuda(nullptr, &scan_bytes, sorted.data<double>(), prefix.data<double>(), n, st);
+  Tensor temp = device_scratch(std::max(sort_bytes, scan_bytes), dev);
+  sort_keys_cuda(temp.raw_data(), &sort_bytes, keys.raw_data(), sorted_keys.raw_data(), n, wide, wide ? 64 : 32, st);
+  keys_to_values_cuda(sorted_keys.raw_data(), wide, n, sorted.data<double>(), st);
+  prefix_sum_cuda(temp.raw_data(), &scan_bytes, sorted.data<double>(), prefix.data<double>(), n, st);
+  Tensor c_d = empty({K}, DType::f32, dev), next_d = empty({K}, DType::f32, dev);
+  kmeans_init_cuda(sorted.data<double>(), n, K, c_d.data<float>(), st);
+  std::vector<float> c = c_d.to_vector<float>();
+  for (int it = 0; it < iters; ++it) {
+    const Tensor cuts = from_data<double>(cuts_of(c), {K - 1}, dev);
+    kmeans_update_cuda(sorted.data<double>(), prefix.data<double>(), n, cuts.data<double>(), c_d.data<float>(), K,
+                       next_d.data<float>(), st);
+    std::vector<float> next = next_d.to_vector<float>();
+    std::sort(next.begin(), next.end());
+    if (next == c) break;
+    c = std::move(next);
+    c_d = from_data<float>(c, {K}, dev);
+  }
+  Payload p;
+  p.method = Method::kmeans;
+  p.dtype = x.dtype();
+  p.shape = x.shape();
+  p.params = {uint32_t(bits), uint32_t(iters)};
+  p.table = c;
+  const Tensor cuts = from_data<double>(cuts_of(c), {K - 1}, dev);
+  Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), bits))}, DType::u8, dev);
+  kmeans_assign_cuda(x.raw_data(), wide, n, cuts.data<double>(), K, bits, codes.data<uint8_t>(), st);
+  p.codes = codes.to_vector<uint8_t>();
+  p.check_consistent("kmeans");
+  return p;
+}
+
 }  // namespace
 
-Payload KmeansCompressor::encode(const Tensor& x, cudaStream_t) {
+Payload KmeansCompressor::encode(const Tensor& x, cudaStream_t stream) {
+  if (gpu_path(x, true)) {
+    std::optional<StreamGuard> guard;
+    if (stream) guard.emplace(x.device(), stream);
+    return encode_kmeans_cuda(x.detach(), opt_.bits, opt_.iters);
+  }
   Tensor h = host_input(x, "kmeans");
   Payload p;
   p.method = Method::kmeans;

@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
+#include "compress/compress_kernels.h"
 #include "compress/methods.h"
+#include "engine/autograd.h"
+#include "engine/ops.h"
 #include "engine/dispatch.h"
 #include "engine/philox.h"
 
@@ -63,8 +67,12 @@ void normalize_columns(double* A, int64_t rows, int64_t r) {
 
 }  // namespace
 
-Payload LowrankCompressor::encode(const Tensor& x, cudaStream_t) {
-  Tensor h = host_input(x, "lowrank");
+Payload LowrankCompressor::encode(const Tensor& x, cudaStream_t stream) {
+  const bool on_gpu = gpu_path(x, true);
+  std::optional<StreamGuard> guard;
+  if (on_gpu && stream) guard.emplace(x.device(), stream);
+  Tensor h = on_gpu ? x.detach() : host_input(x, "lowrank");  // on the GPU path h stays on the device
+  if (on_gpu) check_finite_on_device(h, "lowrank");
   const LowrankGeometry g = lowrank_geometry(h.shape());
   const int64_t r = std::min<int64_t>(opt_.rank, std::min(g.rows, g.cols));
   const int64_t B = g.matrices, m = g.rows, c = g.cols;
@@ -90,7 +98,29 @@ Payload LowrankCompressor::encode(const Tensor& x, cudaStream_t) {
       for (int64_t k = 0; k < c; ++k)
         Pb[k * r + j] = philox_normal(gen_.seed, offset, uint64_t((b * c + k) * r + j));
     }
-  dispatch_float(h.dtype(), "lowrank", [&](auto tag) {
+  if (on_gpu) {
+    // The GPU twin: the same P start, the GEMMs through the engine's (cuBLAS) matmul in f64 and the Gram-Schmidt on the
+    // GPU. Its dot products and GEMM sums associate differently from the CPU loops, so the factors agree with the
+    // CPU's to rounding, not bit for bit (the tests compare decoded tensors with a tolerance).
+    const Device dev = h.device();
+    NoGradGuard no_grad;
+    const Tensor M = reshape(h.to(DType::f64), {B, m, c});
+    Tensor Pd = from_data<double>(P, {B, c, r}, dev), Q;
+    for (int it = 0; it < opt_.iters; ++it) {
+      const bool last = it + 1 == opt_.iters;
+      orthonormalize_cuda(Pd.data<double>(), B, c, r, last, current_stream(dev));
+      Q = matmul(M, Pd);  // [B, m, r]
+      if (last) orthonormalize_cuda(Q.data<double>(), B, m, r, true, current_stream(dev));
+      Pd = matmul(M, Q, /*trans_a=*/true);  // [B, c, r]
+    }
+    const std::vector<double> qh = Q.to_vector<double>();
+    P = Pd.to_vector<double>();
+    for (int64_t b = 0; b < B; ++b) {
+      float* out = p.table.data() + b * (m + c) * r;
+      for (int64_t k = 0; k < m * r; ++k) out[k] = float(qh[size_t(b * m * r + k)]);
+      for (int64_t k = 0; k < c * r; ++k) out[m * r + k] = float(P[size_t(b * c * r + k)]);
+    }
+  } else dispatch_float(h.dtype(), "lowrank", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* xs = h.data<T>();
 #pragma omp parallel for schedule(dynamic)

@@ -78,6 +78,7 @@ class SortquantCompressor final : public Compressor {
 
  private:
   Payload encode_cuda(const Tensor& x, cudaStream_t stream);
+  Payload encode_exact_cuda(const Tensor& x, cudaStream_t stream);
   SortquantOptions opt_;
   Generator gen_;
 };
@@ -191,5 +192,7 @@ template <class T> void decode_kmeans(const Payload& p, T* out);
 template <class T> void decode_lowrank(const Payload& p, T* out);
 template <class T> void decode_fp8(const Payload& p, T* out);
 void check_fp8_codes(const Payload& p);  // CompressError for a NaN/inf code (fp8 payloads)
+// CompressError unless a topk payload's positions are ascending, in range and exactly k (bitmap padding clear).
+void check_topk_positions(const Payload& p);
 
 }  // namespace ep::compress

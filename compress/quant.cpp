@@ -106,6 +106,43 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
     p.check_consistent("quant");
     return p;
   }
+  if (opt_.per_channel && gpu_path(x, false) && x.dim() >= 1) {
+    // Per channel on the GPU: exact channel extremes (integer-key atomics), the CPU's table rule, the same codes.
+    std::optional<StreamGuard> guard;
+    if (stream) guard.emplace(x.device(), stream);
+    const Tensor xd = x.detach();
+    const Device dev = xd.device();
+    const uint32_t axis = xd.dim() == 1 ? 0 : uint32_t(opt_.axis);
+    EP_CHECK(axis < uint32_t(xd.dim()), ShapeError, "[quant] per-channel axis ", opt_.axis, " out of range for input ",
+             shape_str(xd.shape()));
+    const int64_t channels = xd.shape()[axis];  // > 0: the tensor is not empty
+    const ChannelView cv = channel_view(xd.shape(), uint32_t(channels), axis);
+    const int64_t n = xd.numel(), outer = n / (channels * cv.inner);
+    check_finite_on_device(xd, "quant");
+    Tensor lo_key = from_data<int32_t>(std::vector<int32_t>(size_t(channels), INT32_MAX), {channels}, dev);
+    Tensor hi_key = from_data<int32_t>(std::vector<int32_t>(size_t(channels), INT32_MIN), {channels}, dev);
+    channel_minmax_cuda(xd.data<float>(), outer, channels, cv.inner, lo_key.data<int32_t>(), hi_key.data<int32_t>(),
+                        current_stream(dev));
+    const std::vector<int32_t> lk = lo_key.to_vector<int32_t>(), hk = hi_key.to_vector<int32_t>();
+    Payload p;
+    p.method = Method::quant;
+    p.dtype = DType::f32;
+    p.shape = xd.shape();
+    p.params = {uint32_t(opt_.bits), uint32_t(channels), axis};
+    p.table.assign(size_t(2 * channels), 0.0f);
+    const uint32_t levels = (1u << opt_.bits) - 1;
+    for (int64_t c = 0; c < channels; ++c)
+      min_step_entry(double(float_from_order_key(lk[size_t(c)])), double(float_from_order_key(hk[size_t(c)])),
+                     levels, &p.table[size_t(2 * c)], &p.table[size_t(2 * c + 1)]);
+    const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;
+    Tensor table = from_data<float>(p.table, {2 * channels}, dev);
+    Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, dev);
+    quant_channel_encode_cuda(xd.data<float>(), n, channels, cv.inner, table.data<float>(), opt_.bits,
+                              opt_.stochastic, gen_.seed, offset, codes.data<uint8_t>(), current_stream(dev));
+    p.codes = codes.to_vector<uint8_t>();
+    p.check_consistent("quant");
+    return p;
+  }
   Tensor h = host_input(x, "quant");
   Payload p;
   p.method = Method::quant;

@@ -34,11 +34,13 @@ EP_HD uint32_t quant_level(double x, double mn, double st, uint32_t levels, doub
 }
 
 // The (min, step) table entry of a group whose exact extremes are lo <= hi (lo > hi: an empty group, entry (0, 0)).
-// The step is rounded to f32 once; encoders then quantize against exactly the entry the decoder reads.
+// The step is rounded to f32 once; encoders then quantize against exactly the entry the decoder reads. Adding +0
+// turns a -0 extreme into +0: -0 and +0 compare equal, so which of them a reduction keeps depends on its order (the
+// CPU's serial scan, a GPU's tree); canonical zeros make every device's table bit-identical.
 EP_HD void min_step_entry(double lo, double hi, uint32_t levels, float* mn, float* step) {
   const bool seen = lo <= hi;
-  *mn = seen ? float(lo) : 0.0f;
-  *step = seen ? float((hi - double(*mn)) / double(levels)) : 0.0f;
+  *mn = seen ? float(lo) + 0.0f : 0.0f;
+  *step = seen ? float((hi - double(*mn)) / double(levels)) + 0.0f : 0.0f;
 }
 
 // Element j of sortquant's sample of n elements: Philox block (seed, offset + j), 64 bits modulo n (the bias, below

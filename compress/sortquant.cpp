@@ -11,6 +11,7 @@
 #include "compress/compress_kernels.h"
 #include "compress/method_util.h"
 #include "compress/methods.h"
+#include "compress/sort_keys.h"
 #include "engine/dispatch.h"
 #include "engine/philox.h"
 
@@ -35,12 +36,6 @@ std::string SortquantCompressor::spec() const {
 }
 
 namespace {
-
-// Bucket i of the exact mode holds sorted positions [start(i), start(i+1)): torch.tensor_split's equal counts.
-int64_t bucket_start(int64_t n, int64_t K, int64_t i) {
-  const int64_t q = n / K, r = n % K;
-  return i * q + std::min(i, r);
-}
 
 // Fills table (min, step) per bucket from each bucket's members, then packs code = bucket * 2^b + level.
 template <class T, class BucketOf>
@@ -160,10 +155,58 @@ Payload SortquantCompressor::encode_cuda(const Tensor& x, cudaStream_t stream) {
   return p;
 }
 
+// The GPU twin of the exact mode (f32 or f64): a stable radix sort of value keys (-0 keyed as +0) with the indices as
+// values is the CPU's (value, index) order, so the equal-count buckets, their extremes (the values at each bucket's
+// ends), the table and the codes all equal the CPU path's.
+Payload SortquantCompressor::encode_exact_cuda(const Tensor& x, cudaStream_t stream) {
+  std::optional<StreamGuard> guard;
+  if (stream) guard.emplace(x.device(), stream);
+  const Tensor xd = x.detach();
+  const Device dev = xd.device();
+  const cudaStream_t st = current_stream(dev);
+  const bool wide = xd.dtype() == DType::f64;
+  const int64_t n = xd.numel(), K = int64_t(1) << opt_.split;
+  check_finite_on_device(xd, "sortquant");
+  const DType key_type = wide ? DType::i64 : DType::i32;
+  Tensor keys = empty({n}, key_type, dev), sorted_keys = empty({n}, key_type, dev);
+  Tensor iota = empty({n}, DType::i32, dev), order = empty({n}, DType::i32, dev);
+  auto* iota_p = reinterpret_cast<uint32_t*>(iota.raw_data());
+  auto* order_p = reinterpret_cast<uint32_t*>(order.raw_data());
+  value_keys_cuda(xd.raw_data(), wide, n, keys.raw_data(), iota_p, st);
+  size_t temp_bytes = 0;
+  sort_pairs_cuda(nullptr, &temp_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide, false, st);
+  Tensor temp = device_scratch(temp_bytes, dev);
+  sort_pairs_cuda(temp.raw_data(), &temp_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide,
+                  false, st);
+  Tensor bucket = empty({n}, DType::i16, dev);  // u16 bucket ids in an i16 tensor
+  Tensor lo_hi = empty({2 * K}, DType::f64, dev);
+  exact_buckets_cuda(sorted_keys.raw_data(), order_p, wide, n, int(K), reinterpret_cast<uint16_t*>(bucket.raw_data()),
+                     lo_hi.data<double>(), st);
+  const std::vector<double> ext = lo_hi.to_vector<double>();
+  Payload p;
+  p.method = Method::sortquant;
+  p.dtype = xd.dtype();
+  p.shape = xd.shape();
+  p.params = {uint32_t(opt_.bits), uint32_t(opt_.split)};
+  p.table.assign(size_t(2 * K), 0.0f);
+  const uint32_t levels = (1u << opt_.bits) - 1;
+  for (int64_t b = 0; b < K; ++b)
+    min_step_entry(ext[size_t(2 * b)], ext[size_t(2 * b + 1)], levels, &p.table[size_t(2 * b)],
+                   &p.table[size_t(2 * b + 1)]);
+  Tensor table = from_data<float>(p.table, {2 * K}, dev);
+  Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split))}, DType::u8, dev);
+  sortquant_encode_buckets_cuda(xd.raw_data(), wide, n, reinterpret_cast<const uint16_t*>(bucket.raw_data()),
+                                table.data<float>(), opt_.bits, opt_.split, codes.data<uint8_t>(), st);
+  p.codes = codes.to_vector<uint8_t>();
+  p.check_consistent("sortquant");
+  return p;
+}
+
 Payload SortquantCompressor::encode(const Tensor& x, cudaStream_t stream) {
   if (x.defined() && x.is_cuda() && x.dtype() == DType::f32 && opt_.sampled && x.numel() > opt_.sample &&
       (int64_t(1) << opt_.split) <= kMaxDeviceBuckets && uint64_t(x.numel()) <= 0xffffffffull)
     return encode_cuda(x, stream);
+  if (!opt_.sampled && gpu_path(x, true)) return encode_exact_cuda(x, stream);
   Tensor h = host_input(x, "sortquant");
   Payload p;
   p.method = Method::sortquant;

@@ -2,10 +2,13 @@
 // packed indices or a bitmap, whichever is smaller. Not the seeds' bfloat16 indices (lossy above 256), and the pruned
 // tensor really is what the payload carries (the seeds computed it and sent the unpruned one).
 #include <algorithm>
+#include <bit>
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <numeric>
+#include <optional>
 
+#include "compress/compress_kernels.h"
 #include "compress/method_util.h"
 #include "compress/methods.h"
 #include "engine/dispatch.h"
@@ -21,9 +24,7 @@ std::unique_ptr<Compressor> make_topk(SpecArgs& a) {
 }
 
 std::string TopkCompressor::spec() const {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", opt_.ratio);
-  return std::string("topk:ratio=") + buf + ",mask=" + (opt_.reuse_mask ? "reuse" : "own");
+  return std::string("topk:ratio=") + shortest_double(opt_.ratio) + ",mask=" + (opt_.reuse_mask ? "reuse" : "own");
 }
 
 namespace {
@@ -59,9 +60,67 @@ Payload payload_at(const T* x, const Shape& shape, DType dtype, const std::vecto
   return p;
 }
 
+// The GPU twin: a stable descending radix sort of the magnitudes' bit patterns with the indices as values puts equal
+// magnitudes in index order, so its first k are exactly the CPU's set; those indices are sorted ascending, the values
+// gathered and the positions packed on the GPU. Copies back: the k values, the positions (the layer's mask) and the
+// packed position codes.
+Payload encode_topk_cuda(const Tensor& x, uint64_t k, std::vector<uint32_t>& kept) {
+  const Device dev = x.device();
+  const cudaStream_t st = current_stream(dev);
+  const bool wide = x.dtype() == DType::f64;
+  const int64_t n = x.numel();
+  check_finite_on_device(x, "topk");
+  const DType key_type = wide ? DType::i64 : DType::i32;  // unsigned keys stored in same-width tensors
+  Tensor keys = empty({n}, key_type, dev), sorted_keys = empty({n}, key_type, dev);
+  Tensor iota = empty({n}, DType::i32, dev), order = empty({n}, DType::i32, dev);
+  auto* iota_p = reinterpret_cast<uint32_t*>(iota.raw_data());
+  auto* order_p = reinterpret_cast<uint32_t*>(order.raw_data());
+  magnitude_keys_cuda(x.raw_data(), wide, n, keys.raw_data(), iota_p, st);
+  size_t pair_bytes = 0, key_bytes = 0;
+  sort_pairs_cuda(nullptr, &pair_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide, true, st);
+  const int ib = bits_for_count(uint64_t(n));
+  Tensor kept_d = empty({std::max<int64_t>(1, int64_t(k))}, DType::i32, dev);
+  auto* kept_p = reinterpret_cast<uint32_t*>(kept_d.raw_data());
+  sort_keys_cuda(nullptr, &key_bytes, order_p, kept_p, int64_t(k), false, ib, st);
+  Tensor temp = device_scratch(std::max(pair_bytes, key_bytes), dev);
+  sort_pairs_cuda(temp.raw_data(), &pair_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide,
+                  true, st);
+  // The first k positions of the magnitude order, ascending (indices need only their low ib bits sorted).
+  sort_keys_cuda(temp.raw_data(), &key_bytes, order_p, kept_p, int64_t(k), false, ib, st);
+  Payload p;
+  p.method = Method::topk;
+  p.dtype = x.dtype();
+  p.shape = x.shape();
+  const bool bitmap = !(packed_bytes(k, ib) < (uint64_t(n) + 7) / 8);
+  p.params = {uint32_t(k), bitmap ? 1u : 0u};
+  Tensor values = empty({std::max<int64_t>(1, int64_t(k))}, DType::f32, dev);
+  gather_values_cuda(x.raw_data(), wide, kept_p, int64_t(k), values.data<float>(), st);
+  const uint64_t code_bytes = bitmap ? (uint64_t(n) + 7) / 8 : packed_bytes(k, ib);
+  Tensor codes = empty({std::max<int64_t>(1, int64_t(code_bytes))}, DType::u8, dev);
+  if (bitmap) bitmap_of_sorted_cuda(kept_p, int64_t(k), n, codes.data<uint8_t>(), st);
+  else pack_u32_cuda(kept_p, int64_t(k), ib, codes.data<uint8_t>(), st);
+  std::vector<float> v = values.to_vector<float>();
+  v.resize(size_t(k));
+  p.table = std::move(v);
+  std::vector<uint8_t> c = codes.to_vector<uint8_t>();
+  c.resize(size_t(code_bytes));
+  p.codes = std::move(c);
+  const std::vector<int32_t> kept_i = kept_d.to_vector<int32_t>();
+  kept.assign(size_t(k), 0);
+  for (size_t j = 0; j < size_t(k); ++j) kept[j] = uint32_t(kept_i[j]);
+  p.check_consistent("topk");
+  return p;
+}
+
 }  // namespace
 
-Payload TopkCompressor::encode(const Tensor& x, cudaStream_t) {
+Payload TopkCompressor::encode(const Tensor& x, cudaStream_t stream) {
+  if (gpu_path(x, true)) {
+    std::optional<StreamGuard> guard;
+    if (stream) guard.emplace(x.device(), stream);
+    const Tensor xd = x.detach();
+    return encode_topk_cuda(xd, kept_count(opt_.ratio, uint64_t(xd.numel())), last_indices_);
+  }
   Tensor h = host_input(x, "topk");
   EP_CHECK(uint64_t(h.numel()) <= 0xffffffffull, ShapeError, "[topk] supports at most 2^32 elements, got ",
            h.numel());
@@ -96,19 +155,14 @@ Payload TopkCompressor::encode_at(const Tensor& x, const std::vector<uint32_t>& 
   });
 }
 
-template <class T> void decode_topk(const Payload& p, T* out) {
+void check_topk_positions(const Payload& p) {
   const uint64_t n = uint64_t(p.numel()), k = p.params[0];
-  std::fill(out, out + n, T(0));
   if (p.params[1]) {
-    uint64_t j = 0;
-    for (uint64_t i = 0; i < n; ++i)
-      if (p.codes[i >> 3] >> (i & 7) & 1) {
-        EP_CHECK(j < k, CompressError, "[topk] bitmap marks more than the ", k, " kept elements");
-        out[i] = T(p.table[j++]);
-      }
-    EP_CHECK(j == k, CompressError, "[topk] bitmap marks ", j, " elements, the header says ", k);
     const uint64_t pad = p.codes.size() * 8 - n;  // the padding bits of the last byte must be clear
     EP_CHECK(pad == 0 || (p.codes.back() >> (8 - pad)) == 0, CompressError, "[topk] bitmap has bits set past ", n);
+    uint64_t marked = 0;
+    for (uint8_t byte : p.codes) marked += uint64_t(std::popcount(byte));
+    EP_CHECK(marked == k, CompressError, "[topk] bitmap marks ", marked, " elements, the header says ", k);
   } else {
     const int ib = bits_for_count(n);
     uint64_t prev = 0;
@@ -116,9 +170,22 @@ template <class T> void decode_topk(const Payload& p, T* out) {
       const uint64_t i = unpack_code(p.codes.data(), p.codes.size(), j, ib);
       EP_CHECK(i < n && (j == 0 || i > prev), CompressError, "[topk] index ", j, " (", i,
                ") is out of range or not ascending");
-      out[i] = T(p.table[j]);
       prev = i;
     }
+  }
+}
+
+template <class T> void decode_topk(const Payload& p, T* out) {
+  check_topk_positions(p);
+  const uint64_t n = uint64_t(p.numel()), k = p.params[0];
+  std::fill(out, out + n, T(0));
+  if (p.params[1]) {
+    uint64_t j = 0;
+    for (uint64_t i = 0; i < n; ++i)
+      if (p.codes[i >> 3] >> (i & 7) & 1) out[i] = T(p.table[j++]);
+  } else {
+    const int ib = bits_for_count(n);
+    for (uint64_t j = 0; j < k; ++j) out[unpack_code(p.codes.data(), p.codes.size(), j, ib)] = T(p.table[j]);
   }
 }
 template void decode_topk<float>(const Payload&, float*);

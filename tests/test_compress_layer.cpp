@@ -159,7 +159,7 @@ TEST_CASE("compress cuda parity: quant, fp8 and sampled sortquant GPU codes equa
   Tensor constant = full({100}, 2.5, DType::f32, gpu);
   CHECK(round_trip_values("quant:bits=4", constant) == std::vector<double>(100, 2.5));
   CHECK(round_trip_values("fp8", constant) == std::vector<double>(100, 2.5));
-  // methods without a GPU twin stage through the host and return to the GPU
+  // exact sortquant (a GPU twin in sort_methods.cu) round-trips on the GPU exactly as on the CPU
   Tensor y = explicit_round_trip("sortquant:bits=3,split=2", xd);
   CHECK(y.is_cuda());
   CHECK_ALLCLOSE(y.cpu(), explicit_round_trip("sortquant:bits=3,split=2", x), 0.0, 0.0);

@@ -30,7 +30,10 @@ if [ "${MODELS:-1}" = 1 ]; then
     timeout 150 $b/run bench model $m --device cuda > "$out/bench_$m.log" 2>&1; echo "== bench model $m rc=$?"
     cat "$out/bench_$m.log"
   done
-  (cd $b && timeout 200 python3 torch_model.py --no-compile; timeout 200 python3 torch_roberta.py) \
+  timeout 150 $b/run bench compress --device cuda > "$out/bench_compress.log" 2>&1; echo "== bench compress rc=$?"
+  cat "$out/bench_compress.log"
+  (cd $b && timeout 200 python3 torch_model.py --no-compile; timeout 200 python3 torch_roberta.py;
+   timeout 150 python3 torch_compress.py) \
     > "$out/torch_models.log" 2>&1; echo "== torch models rc=$?"; cat "$out/torch_models.log"
 fi
 # Memory checking of every CUDA kernel the parity cases launch (slow: last, and bounded).

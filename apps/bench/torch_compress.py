@@ -1,0 +1,113 @@
+# torch_compress.py — the PyTorch twin of `bench compress`: the seeds' compression math written with PyTorch ops on the
+# GPU (torch.sort-based sort quantization, torch.topk, a k-means loop with torch.cdist/argmin, uniform quant, low rank
+# power iteration, fp8 casts), timed like apps/bench_compress.h (CUDA events, median of reps), printing GB/s of fp32
+# input per method. Not bit-packed: codes stay uint8 tensors, which flatters PyTorch's encode a little.
+import statistics
+
+import torch
+
+
+def time_ms(fn, reps=20, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def quant(x, bits):
+    mn, mx = x.min(), x.max()
+    step = (mx - mn) / (2**bits - 1)
+    q = torch.round((x - mn) / step).to(torch.uint8 if bits <= 8 else torch.int16)
+    return (q.cpu(), mn.item(), step.item()), lambda p: p[0].to(x.device).float() * p[2] + p[1]
+
+
+def sortquant(x, bits, split, sampled):
+    flat = x.flatten()
+    k = 2**split
+    if sampled:
+        s = flat[torch.randint(0, flat.numel(), (65536,), device=x.device)].sort().values
+        th = s[(torch.arange(1, k, device=x.device) * s.numel() + k - 1) // k - 1]
+        bucket = torch.bucketize(flat, th)
+    else:
+        order = flat.argsort(stable=True)
+        bucket = torch.empty_like(order)
+        bucket[order] = torch.cat([torch.full((len(c),), i, device=x.device)
+                                   for i, c in enumerate(torch.tensor_split(order, k))])
+    lo = torch.full((k,), float("inf"), device=x.device).scatter_reduce(0, bucket, flat, "amin")
+    hi = torch.full((k,), float("-inf"), device=x.device).scatter_reduce(0, bucket, flat, "amax")
+    step = (hi - lo) / (2**bits - 1)
+    level = torch.round((flat - lo[bucket]) / step[bucket].clamp_min(1e-30))
+    codes = (bucket * 2**bits + level.long()).to(torch.int16)
+    return (codes.cpu(), lo.cpu(), step.cpu()), None
+
+
+def topk(x, ratio):
+    flat = x.flatten()
+    idx = flat.abs().topk(int(-(-ratio * flat.numel() // 1))).indices.sort().values
+    return (idx.int().cpu(), flat[idx].cpu()), None
+
+
+def kmeans(x, bits, iters=20):
+    flat = x.flatten()[:, None]
+    c = flat.flatten().sort().values[((torch.arange(2**bits, device=x.device) + 0.5) / 2**bits
+                                      * flat.numel()).long()][:, None]
+    for _ in range(iters):
+        assign = torch.cdist(flat, c).argmin(1)
+        sums = torch.zeros_like(c).index_add_(0, assign, flat)
+        counts = torch.zeros_like(c).index_add_(0, assign, torch.ones_like(flat))
+        c = torch.where(counts > 0, sums / counts.clamp_min(1), c)
+    return (torch.cdist(flat, c).argmin(1).to(torch.uint8).cpu(), c.cpu()), None
+
+
+def lowrank(x, rank, iters=2):
+    m = x.reshape(x.shape[0], x.shape[1], -1).double()
+    p = torch.randn(m.shape[0], m.shape[2], rank, device=x.device, dtype=torch.float64)
+    for it in range(iters):
+        p = torch.linalg.qr(p).Q if it + 1 == iters else p / p.norm(dim=1, keepdim=True)
+        q = m @ p
+        if it + 1 == iters:
+            q = torch.linalg.qr(q).Q
+        p = m.transpose(1, 2) @ q
+    return (q.float().cpu(), p.float().cpu()), None
+
+
+def fp8(x):
+    scale = 2.0 ** torch.ceil(torch.log2(x.abs().max() / 448.0))
+    return ((x / scale).to(torch.float8_e4m3fn).view(torch.uint8).cpu(), scale.item()), None
+
+
+def main():
+    dev = "cuda"
+    print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: compression, GB/s of fp32 input ====")
+    methods = [("none", lambda x: x.cpu()), ("quant:bits=8", lambda x: quant(x, 8)),
+               ("quant:bits=4", lambda x: quant(x, 4)),
+               ("sortquant:bits=6,split=2", lambda x: sortquant(x, 6, 2, False)),
+               ("sortquant:bits=6,split=2,mode=sampled", lambda x: sortquant(x, 6, 2, True)),
+               ("topk:ratio=0.1", lambda x: topk(x, 0.1)), ("kmeans:bits=4", lambda x: kmeans(x, 4)),
+               ("lowrank:rank=4", lambda x: lowrank(x, 4)), ("fp8", fp8)]
+    for shape in [(32, 128, 768), (64, 32, 112, 112)]:
+        x = torch.randn(*shape, device=dev)
+        nbytes = x.numel() * 4
+        copy = time_ms(lambda: x.clone())
+        d2h = time_ms(lambda: x.cpu())
+        print(f"\n[compress] f32 {list(shape)} ({nbytes / 1e6:.1f} MB); copy {nbytes / copy / 1e6:.1f} GB/s, "
+              f"device to host {nbytes / d2h / 1e6:.1f} GB/s")
+        for name, fn in methods:
+            reps = 3 if name.startswith("kmeans") else 20  # cdist over 2^b centroids is slow on big tensors
+            ms = time_ms(lambda: fn(x), reps, 1)
+            print(f"  {name:<40} encode {nbytes / ms / 1e6:10.2f} GB/s")
+        q = quant(x, 8)
+        ms = time_ms(lambda: q[1](q[0]))
+        print(f"  {'quant:bits=8 decode':<40} decode {nbytes / ms / 1e6:10.2f} GB/s")
+
+
+if __name__ == "__main__":
+    main()
