@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "apps/bench_compress.h"
+#include "apps/bench_pipeline.h"
 #include "apps/cli.h"
 #include "engine/ops/gemm_kernels.h"
 #include "engine/ops.h"
@@ -278,7 +279,7 @@ void bench_model_roberta(Device d) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench ops|compress|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|compress|pipeline|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -287,7 +288,11 @@ int usage() {
 int main(int argc, char** argv) {
   ep::cli::ensure_cpu_threading(argv);
   const std::string mode = argc >= 2 ? argv[1] : "";
-  if (mode != "ops" && mode != "model" && mode != "compress") return usage();
+  if (mode != "ops" && mode != "model" && mode != "compress" && mode != "pipeline") return usage();
+  if (mode == "pipeline") {  // the scheduler alone: synthetic stages on host threads, no device involved
+    bench_pipeline_scheduler();
+    return 0;
+  }
   const bool model = mode == "model";
   int first = 2;
   std::string model_name;
