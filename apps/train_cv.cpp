@@ -13,6 +13,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "apps/pipeline_cli.h"
 #include "apps/split_cli.h"
 #include "apps/run_log.h"
 #include "data/cifar10.h"
@@ -40,6 +41,7 @@ struct Model {
   std::vector<Tensor> params;
   std::vector<std::pair<std::string, Generator*>> generators;  // whose offsets a checkpoint must restore
   std::function<std::vector<nn::Unit>(bool fine)> units;       // for --split (fine: the stem before its ReLU6)
+  std::function<void(int64_t chunks)> set_deferred_bn;          // for the pipeline's micro-batches
   std::shared_ptr<void> owner;
 };
 
@@ -69,6 +71,7 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     Model out = wrap(m, device);
     out.generators = {{"classifier.0", &m->drop.gen}};
     out.units = [m](bool fine) { return m->units(fine); };
+    out.set_deferred_bn = [m](int64_t chunks) { m->set_deferred_batch_norm(chunks); };
     return out;
   }
   if (name == "resnet18") {
@@ -78,6 +81,7 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     auto m = std::make_shared<nn::ResNet18>(ro);
     Model out = wrap(m, device);
     out.units = [m](bool) { return m->units(); };
+    out.set_deferred_bn = [m](int64_t chunks) { m->set_deferred_batch_norm(chunks); };
     return out;
   }
   o.fail("--model: expected mobilenetv2 or resnet18, got '" + name + "'");
@@ -206,6 +210,7 @@ int run(int argc, char** argv) {
       .add("resize", "int", 0, "bilinear resize of every image to NxN after augmentation (e.g. 224; 0: off)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
   cli::add_split_flags(o, "MobileNetV2: split the stem before its ReLU6 (units stem.conv_bn, stem.relu6), as the seeds");
+  cli::add_pipeline_flags(o);
   if (!o.parse(argc, argv)) {
     std::printf("%s", o.help().c_str());
     return 0;
@@ -228,9 +233,16 @@ int run(int argc, char** argv) {
                                               o.flag("strict"));
     std::printf("init-from %s: %s\n", o.str("init-from").c_str(), r.str().c_str());
   }
-  // --split: the same units with a CompressionLayer at each boundary; statistics to compression.jsonl.
-  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() ? "" : out);
-  if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
+  // --chunks: the units as GPipe stages on threads (compression in the boundary hooks); else --split alone: the same
+  // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
+  const bool pipelined = o.integer("chunks") > 0;
+  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() || pipelined ? "" : out);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device);
+  if (pipe.pipe) {
+    if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
+    pipeline::Pipeline* p = pipe.pipe.get();
+    model.forward = [p](const Tensor& x) { return p->forward(x); };  // evaluation: through the hooks, no gradients
+  } else if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
     std::printf("split: %s\n", split->describe().c_str());
     auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
     model.forward = [sm](const Tensor& x) { return sm->forward(x); };
@@ -277,24 +289,42 @@ int run(int argc, char** argv) {
   runlog::Metrics metrics(out);
   double best = 0, last_acc = 0, batch_ms_sum = 0;
   int64_t batches_timed = 0;
+  nlohmann::json last_pipeline;
   const int64_t max_steps = o.integer("max-steps");
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
     runlog::Progress bar("epoch " + std::to_string(epoch + 1), steps_per_epoch);
     runlog::EpochMeter meter;
+    std::vector<nlohmann::json> pipeline_stats;  // per step, summarized in metrics.jsonl
     int64_t b_index = epoch == cur.epoch ? cur.next_batch : 0;
     while (auto b = train_loader.next()) {
       auto t0 = std::chrono::steady_clock::now();
       opt.set_lr(sched.lr_at(opt.step_count()));
       clog->set_step(opt.step_count() + 1);
-      Tensor logits = model.forward(b->images);
-      Tensor loss = cross_entropy(logits, b->labels, o.number("label-smoothing"));
-      loss.backward();
+      Tensor logits;
+      double l = 0;
+      if (pipe.pipe) {
+        // Each micro-batch adds its share of the mini-batch mean (pipeline/microbatch.h), so gradients are the
+        // full-batch ones; the step returns after every stage has finished its backward.
+        const Tensor& labels = b->labels;
+        const double smoothing = o.number("label-smoothing");
+        pipeline::StepResult r = pipe.pipe->train_step(b->images, [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+          Tensor lab = slice(labels, 0, mb.offset, mb.offset + mb.rows);
+          return pipeline::mean_loss_share(cross_entropy(out, lab, smoothing), mb);
+        });
+        logits = r.output;
+        l = r.loss;
+        pipeline_stats.push_back(pipeline::to_json(r.stats));
+      } else {
+        logits = model.forward(b->images);
+        Tensor loss = cross_entropy(logits, b->labels, o.number("label-smoothing"));
+        loss.backward();
+        l = loss.item();  // waits for the device: the batch time below is real
+      }
       opt.step();
       opt.zero_grad();
       const int64_t n = b->labels.size(0);
-      const double l = loss.item();  // waits for the device: the batch time below is real
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       batch_ms_sum += ms;
       ++batches_timed;
@@ -311,12 +341,17 @@ int run(int argc, char** argv) {
     EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), "", *clog);
     last_acc = r.acc;
     best = std::max(best, r.acc);
-    metrics.write({{"epoch", epoch + 1},
-                   {"train_loss", meter.loss()},
-                   {"train_top1", meter.accuracy()},
-                   {"val_loss", r.loss},
-                   {"val_top1", r.acc},
-                   {"lr", opt.lr()}});
+    nlohmann::json row{{"epoch", epoch + 1},     {"train_loss", meter.loss()}, {"train_top1", meter.accuracy()},
+                       {"val_loss", r.loss},      {"val_top1", r.acc},          {"lr", opt.lr()}};
+    if (!pipeline_stats.empty()) {
+      // Per-stage busy time, bubble fraction and bytes per boundary of the epoch's last step; the mean step time.
+      double step_ms = 0;
+      for (const auto& st : pipeline_stats) step_ms += st.value("step_ms", 0.0);
+      row["pipeline_last_step"] = pipeline_stats.back();
+      row["pipeline_mean_step_ms"] = step_ms / double(pipeline_stats.size());
+      last_pipeline = pipeline_stats.back();
+    }
+    metrics.write(row);
     std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
                 meter.loss(), 100.0 * meter.accuracy(), r.loss,
                 100 * r.acc);
@@ -328,7 +363,8 @@ int run(int argc, char** argv) {
                          {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
                          {"device", device.str()},
                          {"peak_memory_bytes", runlog::peak_memory_json(device)}};
-  if (!o.str("split").empty()) summary["compression"] = clog->summary();
+  if (!o.str("split").empty() && !pipelined) summary["compression"] = clog->summary();
+  if (!last_pipeline.is_null()) summary["pipeline_last_step"] = last_pipeline;
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }

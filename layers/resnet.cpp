@@ -41,6 +41,16 @@ ResNet18::ResNet18(const ResNetOptions& o) : opt(o) {
   linear = Linear(512, o.num_classes, LinearInit::torch_default, gen);
 }
 
+void ResNet18::set_deferred_batch_norm(int64_t chunks) {
+  bn1.set_deferred_chunks(chunks);
+  for (auto& layer : layers)
+    for (auto& b : layer) {
+      b.bn1.set_deferred_chunks(chunks);
+      b.bn2.set_deferred_chunks(chunks);
+      b.shortcut_bn.set_deferred_chunks(chunks);  // unused (and harmless) in blocks without a projection
+    }
+}
+
 void ResNet18::set_train(bool on) {
   train = on;
   conv1.set_train(on);

@@ -58,6 +58,7 @@ struct ResNet18 {
   bool train = true;
 
   void set_train(bool on);
+  void set_deferred_batch_norm(int64_t chunks);  // every BatchNorm2d, see BatchNorm2d::deferred_chunks
   template <class F> void visit(const std::string& prefix, F&& f) {
     conv1.visit(key(prefix, "conv1"), f);
     bn1.visit(key(prefix, "bn1"), f);

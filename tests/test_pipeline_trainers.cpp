@@ -1,0 +1,72 @@
+// test_pipeline_trainers.cpp — the pipeline inside build/train_cv, end to end on the CPU: a pipelined training run
+// gives the same losses, bit for bit, whatever the number of stages (MobileNetV2 with deferred BatchNorm, GPipe and
+// 1F1B), a compressed pipeline equals the single-process compressed split, and bad pipeline flags get one line.
+// Not the executor's own tests (test_pipeline_workers.cpp) nor the schedules (test_pipeline_schedule.cpp).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+
+#include "tests/app_runner.h"
+
+namespace {
+
+const char* kRun = "--data synthetic --synthetic-size 256 --batch-size 60 --width 0.25 --epochs 1 --max-steps 3 "
+                   "--log-steps --split-fine ";
+
+std::map<int, std::string> losses(const std::string& args, const std::string& out) {
+  ep::test::AppRun r = ep::test::run_app("train_cv", kRun + args + " --out " + out);
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  auto l = ep::test::step_losses(r.out);
+  REQUIRE(l.size() == 3);
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline in train_cv: the same losses for 1, 3 and 3 uneven stages, uneven chunks, GPipe and 1F1B") {
+  if (!ep::test::have_app("train_cv")) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_trainer");
+  // 60 rows in 7 chunks: sizes 9,9,9,9,8,8,8. Deferred BatchNorm commits the whole mini-batch's statistics once.
+  for (const char* schedule : {"gpipe", "1f1b"}) {
+    INFO(std::string(schedule));
+    const std::string common = std::string("--chunks 7 --pipeline-schedule ") + schedule + " ";
+    auto one = losses(common + "--stages 21", d + "/one");
+    CHECK(losses(common + "--split 1,1", d + "/split") == one);
+    CHECK(losses(common + "--stages 5,10,6", d + "/three") == one);
+    CHECK(losses(common + "--stages 2,2,2,2,2,2,2,2,2,3", d + "/ten") == one);
+  }
+  // Without deferral each micro-batch commits its own statistics: the running stats (and so later steps) differ
+  // from deferred ones only through eval, so training losses still agree; the run must simply work.
+  losses("--chunks 4 --split 1,1 --bn per-microbatch", d + "/per_micro");
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline in train_cv: a compressed pipeline equals the single-process compressed split") {
+  if (!ep::test::have_app("train_cv")) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_compress");
+  for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "fp8"}) {
+    INFO(std::string(spec));
+    const std::string c = std::string("--split 1,1 --compress ") + spec + " ";
+    auto single = losses(c, d + "/single");
+    CHECK(losses(c + "--chunks 1", d + "/pipe") == single);
+    CHECK(losses("--split 1,1", d + "/plain") != single);  // the compression changes the run
+  }
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline in train_cv: bad pipeline flags get one line and exit 2") {
+  if (!ep::test::have_app("train_cv")) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_bad");
+  for (const char* bad : {"--stages 5,16", "--chunks 2", "--chunks 2 --stages 5,10", "--chunks 2 --stages 5,16 --split 1,1",
+                          "--chunks 2 --split 1,1 --bn sometimes", "--chunks 2 --split 1,1 --pipeline-schedule zigzag",
+                          "--chunks 2 --stages 5,16 --compress-b1 fp8", "--chunks 2 --split 1,1 --devices cpu,cpu",
+                          "--chunks -1 --split 1,1"}) {
+    INFO(std::string(bad));
+    ep::test::AppRun r = ep::test::run_app("train_cv", std::string(kRun) + bad + " --out " + d);
+    CHECK(r.status == 2);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  }
+  std::filesystem::remove_all(d);
+}
