@@ -35,7 +35,7 @@ struct PipelineSetup {
 // Builds the pipeline the flags ask for, or returns an empty pipe without --chunks. Every stage must run on the
 // training device for now: the trainers keep one copy of the parameters there (moving units' parameters to other
 // devices is later work), so other devices are a usage error that says so.
-inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device) {
+inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device, bool has_batch_norm) {
   PipelineSetup s;
   const int64_t chunks = o.integer("chunks");
   if (chunks == 0) {
@@ -110,8 +110,8 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   }
   std::vector<std::string> names;
   for (const auto& u : units) names.push_back(u.name);
-  std::printf("pipeline: %s, %lld micro-batches, %s, BatchNorm %s\n", s.partition.describe(names).c_str(),
-              (long long)chunks, o.str("pipeline-schedule").c_str(), o.str("bn").c_str());
+  std::printf("pipeline: %s, %lld micro-batches, %s%s\n", s.partition.describe(names).c_str(), (long long)chunks,
+              o.str("pipeline-schedule").c_str(), has_batch_norm ? (", BatchNorm " + o.str("bn")).c_str() : "");
   s.pipe = std::make_unique<pipeline::Pipeline>(std::move(stages), po, std::move(hooks));
   return s;
 }

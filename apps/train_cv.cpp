@@ -237,7 +237,7 @@ int run(int argc, char** argv) {
   // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
   const bool pipelined = o.integer("chunks") > 0;
   auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() || pipelined ? "" : out);
-  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/true);
   if (pipe.pipe) {
     if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
     pipeline::Pipeline* p = pipe.pipe.get();

@@ -10,6 +10,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "apps/pipeline_cli.h"
 #include "apps/split_cli.h"
 #include "apps/run_log.h"
 #include "data/bpe.h"
@@ -230,6 +231,7 @@ int run(int argc, char** argv) {
       .add("dump-logits", "string", "", "with --eval-only: write the dev logits and labels (safetensors, data order)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
   cli::add_split_flags(o, "RoBERTa: each encoder layer is two units (attention, FFN) instead of one");
+  cli::add_pipeline_flags(o);
   if (!o.parse(argc, argv)) {
     std::printf("%s", o.help().c_str());
     return 0;
@@ -308,9 +310,17 @@ int run(int argc, char** argv) {
   }
   nn::to_device(model, device);
   ForwardFn forward = [&model](const Tensor& ids, const Tensor& mask) { return model.forward(ids, mask); };
-  // --split: the same units with a CompressionLayer at each boundary; statistics to compression.jsonl.
-  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() ? "" : out);
-  if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
+  // --chunks: the units as GPipe stages on threads (compression in the boundary hooks); else --split alone: the same
+  // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
+  const bool pipelined = o.integer("chunks") > 0;
+  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() || pipelined ? "" : out);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false);
+  if (pipe.pipe) {
+    pipeline::Pipeline* p = pipe.pipe.get();
+    forward = [p, &model](const Tensor& ids, const Tensor& mask) {
+      return p->forward(ids, nn::UnitContext{model.prepare_mask(ids, mask)});
+    };
+  } else if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
     std::printf("split: %s\n", split->describe().c_str());
     auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
     forward = [sm, &model](const Tensor& ids, const Tensor& mask) {
@@ -367,13 +377,30 @@ int run(int argc, char** argv) {
       Batch b = make_batch(train_set, order, first, n, pad, device);
       opt.set_lr(sched.lr_at(opt.step_count()));
       clog->set_step(opt.step_count() + 1);
-      Tensor logits = forward(b.ids, b.mask);
-      Tensor loss = task_loss(logits, b, task.regression);
-      loss.backward();
+      Tensor logits;
+      double l = 0;
+      if (pipe.pipe) {
+        // Each micro-batch adds its share of the mini-batch mean, so the gradients are the full-batch ones.
+        pipeline::StepResult r = pipe.pipe->train_step(
+            b.ids,
+            [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+              Batch part;
+              part.labels = slice(b.labels, 0, mb.offset, mb.offset + mb.rows);
+              part.scores = slice(b.scores, 0, mb.offset, mb.offset + mb.rows);
+              return pipeline::mean_loss_share(task_loss(out, part, task.regression), mb);
+            },
+            nn::UnitContext{model.prepare_mask(b.ids, b.mask)});
+        logits = r.output;
+        l = r.loss;
+      } else {
+        logits = forward(b.ids, b.mask);
+        Tensor loss = task_loss(logits, b, task.regression);
+        loss.backward();
+        l = loss.item();  // waits for the device: the batch time below is real
+      }
       if (o.number("clip-norm") > 0) clip_grad_norm_(params, o.number("clip-norm"));
       opt.step();
       opt.zero_grad();
-      const double l = loss.item();  // waits for the device: the batch time below is real
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       batch_ms_sum += ms;
       ++batches_timed;
@@ -414,7 +441,7 @@ int run(int argc, char** argv) {
     summary["best"] = best;
     for (const auto& m : last.metrics) summary["final_" + m.name] = m.value;
   }
-  if (!o.str("split").empty()) summary["compression"] = clog->summary();
+  if (!o.str("split").empty() && !pipelined) summary["compression"] = clog->summary();
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }

@@ -70,3 +70,22 @@ TEST_CASE("pipeline in train_cv: bad pipeline flags get one line and exit 2") {
   }
   std::filesystem::remove_all(d);
 }
+
+TEST_CASE("pipeline in train_glue: RoBERTa (dropout on, padding masks) gives the same losses for 1, 3 and 4 stages") {
+  if (!ep::test::have_app("train_glue")) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_glue");
+  auto run = [&](const std::string& args) {
+    ep::test::AppRun r = ep::test::run_app(
+        "train_glue", "--synthetic-size 256 --batch-size 30 --lr 1e-3 --epochs 1 --max-steps 3 --log-steps "
+                      "--split-fine --chunks 4 " + args + " --out " + d);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    auto l = ep::test::step_losses(r.out);
+    REQUIRE(l.size() == 3);
+    return l;
+  };
+  auto one = run("--stages 6");
+  CHECK(run("--split 2,3") == one);       // the seeds' condition 2 on the tiny model
+  CHECK(run("--stages 1,2,2,1") == one);
+  CHECK(run("--stages 1,2,2,1 --compress quant:bits=4") != one);
+  std::filesystem::remove_all(d);
+}
