@@ -3,6 +3,7 @@
 // boundary from the --compress* flags. Not the executor (pipeline/pipeline.h) nor the single-process split.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "compress/compressor.h"
 #include "compress/split.h"
 #include "pipeline/compress_hook.h"
+#include "pipeline/link.h"
 #include "pipeline/partition.h"
 #include "pipeline/pipeline.h"
 
@@ -22,6 +24,8 @@ inline void add_pipeline_flags(Options& o) {
       .add("edge-device", "string", "", "pipeline with --split: device of the edge stages (default: --device)")
       .add("cloud-device", "string", "", "pipeline with --split: device of the cloud stage (default: --device)")
       .add("pipeline-schedule", "string", "gpipe", "pipeline schedule: gpipe (fill-drain) | 1f1b")
+      .add("link", "string", "", "pipeline: emulate a network on every boundary, BANDWIDTH,LATENCY (e.g. 100Mbit,20ms): "
+                                 "each payload's real bytes occupy the link")
       .add("bn", "string", "deferred", "pipeline BatchNorm: deferred (statistics of the whole mini-batch, committed "
                                        "once) | per-microbatch (the seeds' behaviour)");
 }
@@ -39,7 +43,7 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   PipelineSetup s;
   const int64_t chunks = o.integer("chunks");
   if (chunks == 0) {
-    for (const char* f : {"stages", "devices", "edge-device", "cloud-device"})
+    for (const char* f : {"stages", "devices", "edge-device", "cloud-device", "link"})
       if (!o.str(f).empty()) o.fail(std::string("--") + f + " needs --chunks C (the pipeline)");
     return s;
   }
@@ -85,13 +89,23 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   if (!o.str("stages").empty() && (!f.b1.empty() || !f.b2.empty()))
     o.fail("--compress-b1/--compress-b2 name the boundaries of --split; with --stages use --compress, -fwd, -bwd");
   if (boundaries < 2 && !f.b2.empty()) o.fail("--compress-b2: the pipeline has no second boundary");
+  std::optional<pipeline::LinkSpec> link;
+  if (!o.str("link").empty()) {
+    try {
+      link = pipeline::parse_link(o.str("link"));
+    } catch (const Error& e) {
+      o.fail(e.what());
+    }
+  }
   std::vector<std::shared_ptr<pipeline::BoundaryHook>> hooks;
   for (int b = 0; b < boundaries; ++b) {
     const std::string& fw = specs.forward[std::min(b, 1)];
     const std::string& bw = specs.backward[std::min(b, 1)];
-    if (fw == "none" && bw == "none") hooks.push_back(std::make_shared<pipeline::IdentityHook>());
-    else hooks.push_back(std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(fw),
-                                                                    compress::parse_compressor(bw)));
+    std::shared_ptr<pipeline::BoundaryHook> hook;
+    if (fw == "none" && bw == "none") hook = std::make_shared<pipeline::IdentityHook>();
+    else hook = std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(fw), compress::parse_compressor(bw));
+    if (link) hook = std::make_shared<pipeline::LinkHook>(hook, *link);
+    hooks.push_back(hook);
   }
   std::vector<pipeline::Stage> stages;
   for (int st = 0; st < s.partition.stages(); ++st) {

@@ -62,7 +62,7 @@ TEST_CASE("pipeline in train_cv: bad pipeline flags get one line and exit 2") {
   for (const char* bad : {"--stages 5,16", "--chunks 2", "--chunks 2 --stages 5,10", "--chunks 2 --stages 5,16 --split 1,1",
                           "--chunks 2 --split 1,1 --bn sometimes", "--chunks 2 --split 1,1 --pipeline-schedule zigzag",
                           "--chunks 2 --stages 5,16 --compress-b1 fp8", "--chunks 2 --split 1,1 --devices cpu,cpu",
-                          "--chunks -1 --split 1,1"}) {
+                          "--chunks -1 --split 1,1", "--link 100Mbit,20ms", "--chunks 2 --split 1,1 --link fast"}) {
     INFO(std::string(bad));
     ep::test::AppRun r = ep::test::run_app("train_cv", std::string(kRun) + bad + " --out " + d);
     CHECK(r.status == 2);
