@@ -83,9 +83,11 @@ test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	$(BUILD)/tests $(TEST_ARGS)
 
-# The main job: MobileNetV2 (CIFAR variant, width 0.5) for a few minutes on 2 CPU cores: on CIFAR-10 when `make data`
-# has put a copy in data/ (5,000 training and 2,000 test images, strided so classes stay balanced), else on the
-# embedded synthetic shapes (apps/configs/make_run.json). RUN_ARGS adds flags, e.g. RUN_ARGS="--device cuda".
+# The main job, the seeds' setup: MobileNetV2 (CIFAR variant, width 0.5) split edge | cloud | edge, 8-bit sort
+# quantization (6 bits + 2 split bits) at both boundaries, a 3-stage pipeline of 4 micro-batches, for a few minutes
+# on 2 CPU cores: on CIFAR-10 when `make data` has put a copy in data/ (5,000 training and 2,000 test images, strided
+# so classes stay balanced), else on the embedded synthetic shapes (apps/configs/make_run.json). RUN_ARGS adds flags,
+# e.g. RUN_ARGS="--device cuda".
 RUN_DATA := $(if $(wildcard data/cifar10-jpeg/test),--data data/cifar10-jpeg --train-subset 5000 --test-subset 2000 \
               --epochs 3 --lr 0.05 --out runs/make_run_cifar)
 run: deps

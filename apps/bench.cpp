@@ -13,6 +13,7 @@
 
 #include "apps/bench_compress.h"
 #include "apps/bench_pipeline.h"
+#include "apps/bench_pipeline_models.h"
 #include "apps/cli.h"
 #include "engine/ops/gemm_kernels.h"
 #include "engine/ops.h"
@@ -279,7 +280,7 @@ void bench_model_roberta(Device d) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench ops|compress|pipeline|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|compress|pipeline [--scheduler-only]|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -289,8 +290,8 @@ int main(int argc, char** argv) {
   ep::cli::ensure_cpu_threading(argv);
   const std::string mode = argc >= 2 ? argv[1] : "";
   if (mode != "ops" && mode != "model" && mode != "compress" && mode != "pipeline") return usage();
-  if (mode == "pipeline") {  // the scheduler alone: synthetic stages on host threads, no device involved
-    bench_pipeline_scheduler();
+  if (mode == "pipeline" && std::find(argv, argv + argc, std::string("--scheduler-only")) != argv + argc) {
+    bench_pipeline_scheduler();  // part (1) alone: synthetic stages on host threads, no device involved
     return 0;
   }
   const bool model = mode == "model";
@@ -322,6 +323,11 @@ int main(int argc, char** argv) {
     }
     for (Device d : devices) {
       std::printf("==== device %s ====\n", d.str().c_str());
+      if (mode == "pipeline") {
+        if (d.is_cpu()) bench_pipeline_scheduler();  // part (1) runs once, on host threads
+        bench_pipeline_detail::bench_pipeline_models(d);
+        continue;
+      }
       if (mode == "compress") {
         bench_compress(d);
         continue;

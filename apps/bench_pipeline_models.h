@@ -1,0 +1,180 @@
+// bench_pipeline_models.h — `bench pipeline` parts (2) and (4): MobileNetV2 and RoBERTa training steps pipelined (S
+// stages, C micro-batches, one device) against the same step unpipelined, and the seeds' split over an emulated
+// 100 Mbit/s link with each compressor, so the step time shows what the bytes cost. Prints figures; not a test.
+// Not the scheduler alone (bench_pipeline.h, part 1).
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compress/compressor.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/random.h"
+#include "layers/mobilenetv2.h"
+#include "layers/roberta.h"
+#include "pipeline/compress_hook.h"
+#include "pipeline/link.h"
+#include "pipeline/partition.h"
+#include "pipeline/pipeline.h"
+
+namespace ep::bench_pipeline_detail {
+
+// Median wall time of `reps` calls after `warmup`, with the device drained around each call.
+template <class F> double median_ms(Device d, F&& f, int reps, int warmup) {
+  for (int i = 0; i < warmup; ++i) f();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    synchronize(d);
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    synchronize(d);
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// The model's units cut into stages of the given sizes on device d, with `hooks` at the boundaries.
+inline std::unique_ptr<pipeline::Pipeline> make_stages(const std::vector<nn::Unit>& units,
+                                                       const std::vector<int64_t>& sizes, Device d, int chunks,
+                                                       std::vector<std::shared_ptr<pipeline::BoundaryHook>> hooks) {
+  std::vector<pipeline::Stage> stages;
+  size_t u = 0;
+  for (int64_t n : sizes) {
+    pipeline::Stage s;
+    s.device = d;
+    for (int64_t i = 0; i < n; ++i) s.units.push_back(units[u++]);
+    stages.push_back(std::move(s));
+  }
+  return std::make_unique<pipeline::Pipeline>(std::move(stages), pipeline::PipelineOptions{chunks, pipeline::ScheduleKind::gpipe},
+                                              std::move(hooks));
+}
+
+// Even cut of n units into s stages (the remainder goes to the first stages).
+inline std::vector<int64_t> even_stages(int64_t n, int s) {
+  std::vector<int64_t> sizes(static_cast<size_t>(s), n / s);
+  for (int64_t i = 0; i < n % s; ++i) ++sizes[size_t(i)];
+  return sizes;
+}
+
+inline Tensor class_labels(int64_t n, int64_t classes, Device d) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(i % classes);
+  return from_vector(v, {n}, DType::i64, d);
+}
+
+// Part (2): one model, unpipelined then pipelined over 2 and 4 stages with C micro-batches.
+template <class Model, class Step>
+void pipelined_vs_plain(const char* title, Model& model, const std::vector<nn::Unit>& units, const Tensor& x,
+                        const nn::UnitContext& ctx, const Tensor& y, Device d, const std::vector<int>& chunk_list,
+                        Step&& plain_step, int reps) {
+  std::vector<Tensor> params = nn::parameters(model);
+  SGD opt(params, {.lr = 1e-4});
+  const double plain = median_ms(d, [&] { plain_step(); opt.step(); opt.zero_grad(); }, reps, 1);
+  std::printf("  %-34s %9.2f ms/step\n", (std::string(title) + " unpipelined").c_str(), plain);
+  const pipeline::LossFn loss = [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+    return pipeline::mean_loss_share(cross_entropy(out, slice(y, 0, mb.offset, mb.offset + mb.rows)), mb);
+  };
+  for (int stages : {2, 4})
+    for (int chunks : chunk_list) {
+      auto pipe = make_stages(units, even_stages(int64_t(units.size()), stages), d, chunks, {});
+      const double ms = median_ms(d, [&] { pipe->train_step(x, loss, ctx); opt.step(); opt.zero_grad(); }, reps, 1);
+      std::printf("  %-34s %9.2f ms/step  %.2fx the unpipelined step\n",
+                  (std::string(title) + " S=" + std::to_string(stages) + " C=" + std::to_string(chunks)).c_str(), ms,
+                  ms / plain);
+    }
+}
+
+inline void bench_pipeline_models(Device d) {
+  const bool gpu = d.is_cuda();
+  std::printf("\n[pipeline, part 2] pipelined vs unpipelined training step on %s (one device: stages share it, so\n"
+              "  this measures the pipeline's overhead, not a speed-up)%s\n",
+              d.str().c_str(), gpu ? "" : "; CPU: reduced widths and batches");
+  {
+    nn::MobileNetV2Options mo;
+    mo.variant = nn::MobileNetV2Variant::cifar;
+    mo.num_classes = 10;
+    mo.width_mult = gpu ? 1.0 : 0.5;
+    nn::MobileNetV2 m(mo);
+    nn::to_device(m, d);
+    const int64_t batch = gpu ? 128 : 32;
+    Generator g(3);
+    Tensor x = empty({batch, 3, 32, 32}, DType::f32);
+    normal_(x, 0, 1, g);
+    x = x.to(d);
+    Tensor y = class_labels(batch, 10, d);
+    m.set_deferred_batch_norm(0);
+    auto units = m.units();
+    pipelined_vs_plain("MobileNetV2-cifar", m, units, x, {}, y, d, gpu ? std::vector<int>{4, 8} : std::vector<int>{4},
+                       [&] { cross_entropy(m.forward(x), y).backward(); }, gpu ? 10 : 2);
+  }
+  {
+    nn::RobertaConfig c;  // roberta-base on a GPU; a 4-layer, 256-wide encoder on the CPU
+    if (!gpu) {
+      c.hidden_size = 256;
+      c.num_hidden_layers = 4;
+      c.num_attention_heads = 4;
+      c.intermediate_size = 1024;
+    }
+    nn::RobertaForSequenceClassification m(c, 1);
+    nn::to_device(m, d);
+    const int64_t batch = gpu ? 32 : 8, T = 128;
+    std::vector<double> ids(size_t(batch * T));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = double(4 + (i * 7919) % size_t(c.vocab_size - 4));
+    Tensor x = from_vector(ids, {batch, T}, DType::i64);
+    Tensor mask = ones({batch, T}, DType::u8);
+    nn::UnitContext ctx{m.prepare_mask(x, mask)};
+    Tensor y = class_labels(batch, 2, d);
+    pipelined_vs_plain(gpu ? "RoBERTa-base" : "RoBERTa 4x256", m, m.units(), x, ctx, y, d,
+                       gpu ? std::vector<int>{4, 8} : std::vector<int>{4},
+                       [&] { cross_entropy(m.forward(x, mask), y).backward(); }, gpu ? 10 : 2);
+  }
+
+  std::printf("\n[pipeline, part 4] the seeds' split (edge | cloud | edge, %s) over an emulated 100Mbit,20ms link, "
+              "4 micro-batches\n", gpu ? "MobileNetV2-cifar width 1.0, batch 128" : "MobileNetV2-cifar width 0.25, batch 32");
+  nn::MobileNetV2Options mo;
+  mo.variant = nn::MobileNetV2Variant::cifar;
+  mo.num_classes = 10;
+  mo.width_mult = gpu ? 1.0 : 0.25;
+  nn::MobileNetV2 m(mo);
+  nn::to_device(m, d);
+  m.set_deferred_batch_norm(4);
+  const int64_t batch = gpu ? 128 : 32;
+  Generator g(4);
+  Tensor x = empty({batch, 3, 32, 32}, DType::f32);
+  normal_(x, 0, 1, g);
+  x = x.to(d);
+  Tensor y = class_labels(batch, 10, d);
+  auto units = m.units(/*split_stem=*/true);
+  const pipeline::LossFn loss = [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+    return pipeline::mean_loss_share(cross_entropy(out, slice(y, 0, mb.offset, mb.offset + mb.rows)), mb);
+  };
+  double none_ms = 0;
+  uint64_t none_bytes = 0;
+  for (const char* spec : {"none", "quant:bits=8", "sortquant:bits=6,split=2", "topk:ratio=0.5"}) {
+    std::vector<std::shared_ptr<pipeline::BoundaryHook>> hooks;
+    for (int b = 0; b < 2; ++b) {
+      std::shared_ptr<pipeline::BoundaryHook> inner;
+      if (std::string(spec) == "none") inner = std::make_shared<pipeline::IdentityHook>();
+      else inner = std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(spec), compress::parse_compressor(spec));
+      hooks.push_back(std::make_shared<pipeline::LinkHook>(inner, pipeline::parse_link("100Mbit,20ms")));
+    }
+    auto pipe = make_stages(units, {1, int64_t(units.size()) - 2, 1}, d, 4, hooks);
+    uint64_t bytes = 0;
+    const double ms = median_ms(d, [&] {
+      pipeline::StepResult r = pipe->train_step(x, loss);
+      bytes = 0;
+      for (const auto& b : r.stats.boundaries) bytes += b.forward_bytes + b.backward_bytes;
+      nn::zero_grad(m);
+    }, gpu ? 5 : 3, 1);
+    if (none_ms == 0) none_ms = ms, none_bytes = bytes;
+    std::printf("  %-26s %9.1f ms/step  %7.2f MB on the wire  time %.2fx, bytes %.2fx of none\n", spec, ms,
+                double(bytes) / 1e6, ms / none_ms, double(bytes) / double(none_bytes));
+  }
+}
+
+}  // namespace ep::bench_pipeline_detail
