@@ -14,6 +14,7 @@
 #include "apps/bench_compress.h"
 #include "apps/bench_pipeline.h"
 #include "apps/bench_pipeline_models.h"
+#include "apps/bench_timing.h"
 #include "apps/cli.h"
 #include "engine/ops/gemm_kernels.h"
 #include "engine/ops.h"
@@ -38,28 +39,7 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// Median milliseconds of `fn` over `reps` runs after `warmup` runs; device time with CUDA events on the current
-// stream, host wall time on the CPU.
-double time_ms(Device d, const std::function<void()>& fn, int reps = 20, int warmup = 3) {
-  for (int i = 0; i < warmup; ++i) fn();
-  synchronize(d);
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    if (d.is_cuda()) {
-      Event a(d), b(d);
-      a.record(current_stream(d));
-      fn();
-      b.record(current_stream(d));
-      b.synchronize();
-      t.push_back(a.elapsed_ms(b));
-    } else {
-      auto s = std::chrono::steady_clock::now();
-      fn();
-      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
-    }
-  }
-  return median(t);
-}
+using bench::median_ms;
 
 Tensor rand_tensor(const Shape& s, Device d, uint64_t seed) {
   Tensor t = empty(s, DType::f32, d);
@@ -76,13 +56,13 @@ void bench_gemm(Device d) {
     Tensor a = rand_tensor({n, n}, d, 1), b = rand_tensor({n, n}, d, 2);
     NoGradGuard ng;
     Tensor c = empty({n, n}, DType::f32, d);
-    double ours = time_ms(d, [&] { c = matmul(a, b); }, d.is_cuda() ? 20 : 3, 1);
+    double ours = median_ms(d, [&] { c = matmul(a, b); }, d.is_cuda() ? 20 : 3, 1);
     double direct = 0;
     if (d.is_cuda()) {
 #ifdef EP_CUDA
       auto& ctx = cuda::context(d.index);
       float alpha = 1, beta = 0;
-      direct = time_ms(d, [&] {
+      direct = median_ms(d, [&] {
         std::lock_guard<std::mutex> g(ctx.lock);
         cublasSetStream(ctx.cublas, current_stream(d));
         cublasSetMathMode(ctx.cublas, CUBLAS_DEFAULT_MATH);
@@ -91,7 +71,7 @@ void bench_gemm(Device d) {
       });
 #endif
     } else {
-      direct = time_ms(d, [&] {
+      direct = median_ms(d, [&] {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f, a.data<float>(), int(n),
                     b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
       }, 3, 1);
@@ -126,11 +106,11 @@ void bench_conv(Device d) {
     o.padding = {s.k / 2, s.k / 2};
     o.groups = s.groups;
     Tensor dy;
-    double fwd = time_ms(d, [&] {
+    double fwd = median_ms(d, [&] {
       NoGradGuard ng;
       dy = conv2d(x, w, Tensor(), o);
     }, 10, 2);
-    double both = time_ms(d, [&] {
+    double both = median_ms(d, [&] {
       Tensor y = conv2d(x, w, Tensor(), o);
       y.backward(dy);
     }, 10, 2);
@@ -146,7 +126,7 @@ void bench_bandwidth(Device d) {
   Tensor a = rand_tensor({n}, d, 5), b = rand_tensor({n}, d, 6), c = empty({n}, DType::f32, d);
   NoGradGuard ng;
   double bytes1 = double(n) * 4;
-  double copy = time_ms(d, [&] { copy_(c, a); });
+  double copy = median_ms(d, [&] { copy_(c, a); });
   double copy_gbs = 2 * bytes1 / copy / 1e6;
   std::printf("\n[bandwidth] %ld f32 elements (%.0f MB); copy %.1f GB/s (read+write)\n", long(n), bytes1 / 1e6,
               copy_gbs);
@@ -154,16 +134,16 @@ void bench_bandwidth(Device d) {
     double gbs = bytes / ms / 1e6;
     std::printf("  %-26s %8.3f ms %8.1f GB/s %6.1f%% of copy\n", name, ms, gbs, 100 * gbs / copy_gbs);
   };
-  row("add (a + b)", time_ms(d, [&] { c = add(a, b); }), 3 * bytes1);
-  row("mul by scalar", time_ms(d, [&] { c = mul(a, 2.0); }), 2 * bytes1);
-  row("gelu", time_ms(d, [&] { c = gelu(a); }), 2 * bytes1);
-  row("relu6", time_ms(d, [&] { c = relu6(a); }), 2 * bytes1);
+  row("add (a + b)", median_ms(d, [&] { c = add(a, b); }), 3 * bytes1);
+  row("mul by scalar", median_ms(d, [&] { c = mul(a, 2.0); }), 2 * bytes1);
+  row("gelu", median_ms(d, [&] { c = gelu(a); }), 2 * bytes1);
+  row("relu6", median_ms(d, [&] { c = relu6(a); }), 2 * bytes1);
   Tensor m = reshape(a, {4096, n / 4096});
   Tensor bias = rand_tensor({n / 4096}, d, 10);
-  row("add bias [4096,k]+[k]", time_ms(d, [&] { c = add(m, bias); }), 2 * bytes1);
-  row("sum over rows [4096,k]", time_ms(d, [&] { c = sum(m, {1}); }), bytes1);
-  row("sum over cols [4096,k]", time_ms(d, [&] { c = sum(m, {0}); }), bytes1);
-  row("softmax [4096,k]", time_ms(d, [&] { c = softmax(m); }), 2 * bytes1);
+  row("add bias [4096,k]+[k]", median_ms(d, [&] { c = add(m, bias); }), 2 * bytes1);
+  row("sum over rows [4096,k]", median_ms(d, [&] { c = sum(m, {1}); }), bytes1);
+  row("sum over cols [4096,k]", median_ms(d, [&] { c = sum(m, {0}); }), bytes1);
+  row("softmax [4096,k]", median_ms(d, [&] { c = softmax(m); }), 2 * bytes1);
 }
 
 // Host time to issue one small op. On a GPU the device must not be the bottleneck, so each timed burst is issued
@@ -233,7 +213,7 @@ void bench_model_mobilenetv2(Device d) {
       opt.step();
       opt.zero_grad();
     };
-    double ms = time_ms(d, step, d.is_cuda() ? 30 : 3, d.is_cuda() ? 5 : 1);
+    double ms = median_ms(d, step, d.is_cuda() ? 30 : 3, d.is_cuda() ? 5 : 1);
     std::printf("  batch %-4ld %9.2f ms/step %9.0f images/s\n", long(batch), ms, 1000.0 * double(batch) / ms);
   }
 }
@@ -273,7 +253,7 @@ void bench_model_roberta(Device d) {
   for (GemmPrecision p : d.is_cuda() ? std::vector<GemmPrecision>{GemmPrecision::f32, GemmPrecision::bf16}
                                      : std::vector<GemmPrecision>{GemmPrecision::f32}) {
     GemmPrecisionGuard guard(p);
-    double ms = time_ms(d, step, d.is_cuda() ? 20 : 2, d.is_cuda() ? 3 : 1);
+    double ms = median_ms(d, step, d.is_cuda() ? 20 : 2, d.is_cuda() ? 3 : 1);
     std::printf("  batch %-4ld gemm %-4s %9.2f ms/step %9.1f sequences/s  peak memory %.2f GiB\n", long(batch),
                 gemm_precision_name(p), ms, 1000.0 * double(batch) / ms, double(peak_memory_bytes(d)) / double(1ull << 30));
   }

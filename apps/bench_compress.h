@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/bench_timing.h"
 #include "compress/methods.h"
 #include "compress/stats.h"
 #include "engine/device.h"
@@ -21,32 +22,7 @@ namespace ep::compress_bench {
 
 using namespace ep::compress;
 
-inline double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// Median milliseconds of fn: CUDA events on the current stream, host wall time on the CPU (as apps/bench.cpp).
-inline double median_ms(Device d, const std::function<void()>& fn, int reps, int warmup) {
-  for (int i = 0; i < warmup; ++i) fn();
-  synchronize(d);
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    if (d.is_cuda()) {
-      Event a(d), b(d);
-      a.record(current_stream(d));
-      fn();
-      b.record(current_stream(d));
-      b.synchronize();
-      t.push_back(a.elapsed_ms(b));
-    } else {
-      const auto s = std::chrono::steady_clock::now();
-      fn();
-      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
-    }
-  }
-  return median_of(t);
-}
+using bench::median_ms;
 
 // One size: returns the wall seconds it took (the CPU uses it to decide whether the big size fits the budget).
 inline double bench_one_size(Device d, const Shape& shape, int reps, int warmup) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/bench_timing.h"
 #include "compress/compressor.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -23,20 +24,6 @@
 
 namespace ep::bench_pipeline_detail {
 
-// Median wall time of `reps` calls after `warmup`, with the device drained around each call.
-template <class F> double median_ms(Device d, F&& f, int reps, int warmup) {
-  for (int i = 0; i < warmup; ++i) f();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    synchronize(d);
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    synchronize(d);
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 // The model's units cut into stages of the given sizes on device d, with `hooks` at the boundaries.
 inline std::unique_ptr<pipeline::Pipeline> make_stages(const std::vector<nn::Unit>& units,
@@ -61,6 +48,24 @@ inline std::vector<int64_t> even_stages(int64_t n, int s) {
   return sizes;
 }
 
+// The CIFAR MobileNetV2 (10 classes) at a width, on d; on the heap because its units capture it.
+inline std::unique_ptr<nn::MobileNetV2> cifar_mobilenetv2(double width, Device d) {
+  nn::MobileNetV2Options mo;
+  mo.variant = nn::MobileNetV2Variant::cifar;
+  mo.num_classes = 10;
+  mo.width_mult = width;
+  auto m = std::make_unique<nn::MobileNetV2>(mo);
+  nn::to_device(*m, d);
+  return m;
+}
+
+inline Tensor random_images(int64_t batch, Device d, uint64_t seed) {
+  Generator g(seed);
+  Tensor x = empty({batch, 3, 32, 32}, DType::f32);
+  normal_(x, 0, 1, g);
+  return x.to(d);
+}
+
 inline Tensor class_labels(int64_t n, int64_t classes, Device d) {
   std::vector<double> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(i % classes);
@@ -74,7 +79,7 @@ void pipelined_vs_plain(const char* title, Model& model, const std::vector<nn::U
                         Step&& plain_step, int reps) {
   std::vector<Tensor> params = nn::parameters(model);
   SGD opt(params, {.lr = 1e-4});
-  const double plain = median_ms(d, [&] { plain_step(); opt.step(); opt.zero_grad(); }, reps, 1);
+  const double plain = bench::wall_median_ms(d, [&] { plain_step(); opt.step(); opt.zero_grad(); }, reps, 1);
   std::printf("  %-34s %9.2f ms/step\n", (std::string(title) + " unpipelined").c_str(), plain);
   const pipeline::LossFn loss = [&](const Tensor& out, const pipeline::MicroBatch& mb) {
     return pipeline::mean_loss_share(cross_entropy(out, slice(y, 0, mb.offset, mb.offset + mb.rows)), mb);
@@ -82,7 +87,7 @@ void pipelined_vs_plain(const char* title, Model& model, const std::vector<nn::U
   for (int stages : {2, 4})
     for (int chunks : chunk_list) {
       auto pipe = make_stages(units, even_stages(int64_t(units.size()), stages), d, chunks, {});
-      const double ms = median_ms(d, [&] { pipe->train_step(x, loss, ctx); opt.step(); opt.zero_grad(); }, reps, 1);
+      const double ms = bench::wall_median_ms(d, [&] { pipe->train_step(x, loss, ctx); opt.step(); opt.zero_grad(); }, reps, 1);
       std::printf("  %-34s %9.2f ms/step  %.2fx the unpipelined step\n",
                   (std::string(title) + " S=" + std::to_string(stages) + " C=" + std::to_string(chunks)).c_str(), ms,
                   ms / plain);
@@ -95,17 +100,10 @@ inline void bench_pipeline_models(Device d) {
               "  this measures the pipeline's overhead, not a speed-up)%s\n",
               d.str().c_str(), gpu ? "" : "; CPU: reduced widths and batches");
   {
-    nn::MobileNetV2Options mo;
-    mo.variant = nn::MobileNetV2Variant::cifar;
-    mo.num_classes = 10;
-    mo.width_mult = gpu ? 1.0 : 0.5;
-    nn::MobileNetV2 m(mo);
-    nn::to_device(m, d);
+    auto mp = cifar_mobilenetv2(gpu ? 1.0 : 0.5, d);
+    nn::MobileNetV2& m = *mp;
     const int64_t batch = gpu ? 128 : 32;
-    Generator g(3);
-    Tensor x = empty({batch, 3, 32, 32}, DType::f32);
-    normal_(x, 0, 1, g);
-    x = x.to(d);
+    Tensor x = random_images(batch, d, 3);
     Tensor y = class_labels(batch, 10, d);
     m.set_deferred_batch_norm(0);
     auto units = m.units();
@@ -136,18 +134,11 @@ inline void bench_pipeline_models(Device d) {
 
   std::printf("\n[pipeline, part 4] the seeds' split (edge | cloud | edge, %s) over an emulated 100Mbit,20ms link, "
               "4 micro-batches\n", gpu ? "MobileNetV2-cifar width 1.0, batch 128" : "MobileNetV2-cifar width 0.25, batch 32");
-  nn::MobileNetV2Options mo;
-  mo.variant = nn::MobileNetV2Variant::cifar;
-  mo.num_classes = 10;
-  mo.width_mult = gpu ? 1.0 : 0.25;
-  nn::MobileNetV2 m(mo);
-  nn::to_device(m, d);
+  auto mp = cifar_mobilenetv2(gpu ? 1.0 : 0.25, d);
+  nn::MobileNetV2& m = *mp;
   m.set_deferred_batch_norm(4);
   const int64_t batch = gpu ? 128 : 32;
-  Generator g(4);
-  Tensor x = empty({batch, 3, 32, 32}, DType::f32);
-  normal_(x, 0, 1, g);
-  x = x.to(d);
+  Tensor x = random_images(batch, d, 4);
   Tensor y = class_labels(batch, 10, d);
   auto units = m.units(/*split_stem=*/true);
   const pipeline::LossFn loss = [&](const Tensor& out, const pipeline::MicroBatch& mb) {
@@ -165,7 +156,7 @@ inline void bench_pipeline_models(Device d) {
     }
     auto pipe = make_stages(units, {1, int64_t(units.size()) - 2, 1}, d, 4, hooks);
     uint64_t bytes = 0;
-    const double ms = median_ms(d, [&] {
+    const double ms = bench::wall_median_ms(d, [&] {
       pipeline::StepResult r = pipe->train_step(x, loss);
       bytes = 0;
       for (const auto& b : r.stats.boundaries) bytes += b.forward_bytes + b.backward_bytes;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/check.h"
+#include "engine/device.h"
 
 namespace ep::cli {
 
@@ -189,5 +190,34 @@ class Options {
   std::vector<std::string> order_;
   std::map<std::string, nlohmann::json> values_;
 };
+
+// The flags both trainers share: device, run folder, evaluation and weights, checkpoints, smoke-run limits, exact
+// step logging, the seed. Each trainer adds its own model, data and optimizer flags.
+inline void add_trainer_flags(Options& o, const std::string& out_default, const std::string& eval_split) {
+  o.add("seed", "int", 0, "seed of initialization, shuffling, augmentation and dropout")
+      .add("device", "string", "cpu", "cpu | cuda | cuda:N")
+      .add("out", "string", out_default, "run folder (config, metrics.jsonl, summary.json, checkpoint)")
+      .add("eval-only", "bool", false, "evaluate the " + eval_split + " split only (with --init-from or --resume)")
+      .add("strict", "bool", false, "with --init-from: missing, unexpected or mis-shaped keys are errors")
+      .add("resume", "string", "", "checkpoint to continue from")
+      .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
+      .add("dump-logits", "string", "",
+           "with --eval-only: write the " + eval_split + " logits and labels (safetensors, in data order)")
+      .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+}
+
+// Parses the command line; false after printing --help. Then checks the shared flags and returns the device.
+inline bool parse_or_help(Options& o, int argc, char** argv) {
+  if (o.parse(argc, argv)) return true;
+  std::printf("%s", o.help().c_str());
+  return false;
+}
+inline Device checked_trainer_device(const Options& o) {
+  const Device device = Device::parse(o.str("device"));
+  if (device.is_cuda() && !cuda_available()) o.fail("--device " + device.str() + ": no GPU present");
+  if (o.integer("epochs") < 0 || o.integer("batch-size") <= 0) o.fail("--epochs must be >= 0 and --batch-size > 0");
+  if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
+  return device;
+}
 
 }  // namespace ep::cli

@@ -195,30 +195,16 @@ int run(int argc, char** argv) {
       .add("schedule", "string", "cosine", "cosine | linear | step | constant")
       .add("label-smoothing", "float", 0.0, "label smoothing of the cross entropy")
       .add("normalize", "string", "", "MEAN_R,MEAN_G,MEAN_B,STD_R,STD_G,STD_B (default: CIFAR-10 statistics)")
-      .add("seed", "int", 0, "seed of initialization, shuffling, augmentation and dropout")
-      .add("device", "string", "cpu", "cpu | cuda | cuda:N")
-      .add("out", "string", "runs/train_cv", "run folder (config, metrics.jsonl, summary.json, checkpoint)")
-      .add("eval-only", "bool", false, "evaluate only (with --init-from or --resume)")
-      .add("init-from", "string", "", "safetensors weights loaded by name before training")
-      .add("strict", "bool", false, "with --init-from: missing, unexpected or mis-shaped keys are errors")
-      .add("resume", "string", "", "checkpoint to continue from")
-      .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
-      .add("dump-logits", "string", "", "with --eval-only: write the test logits and labels (safetensors)")
       .add("train-subset", "int", 0, "use an evenly strided subset of this many training images (0: all)")
       .add("test-subset", "int", 0, "use an evenly strided subset of this many test images (0: all)")
       .add("augment", "bool", true, "random crop (4-pixel padding) and horizontal flip of training images")
       .add("resize", "int", 0, "bilinear resize of every image to NxN after augmentation (e.g. 224; 0: off)")
-      .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+      .add("init-from", "string", "", "safetensors weights loaded by name before training");
+  cli::add_trainer_flags(o, "runs/train_cv", "test");
   cli::add_split_flags(o, "MobileNetV2: split the stem before its ReLU6 (units stem.conv_bn, stem.relu6), as the seeds");
   cli::add_pipeline_flags(o);
-  if (!o.parse(argc, argv)) {
-    std::printf("%s", o.help().c_str());
-    return 0;
-  }
-  const Device device = Device::parse(o.str("device"));
-  if (device.is_cuda() && !cuda_available()) o.fail("--device " + device.str() + ": no GPU present");
-  if (o.integer("epochs") < 0 || o.integer("batch-size") <= 0) o.fail("--epochs must be >= 0 and --batch-size > 0");
-  if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
+  if (!cli::parse_or_help(o, argc, argv)) return 0;
+  const Device device = cli::checked_trainer_device(o);
   const std::string out = o.str("out");
   fs::create_directories(out);
   runlog::write_json_atomic(out + "/config.json", o.resolved());

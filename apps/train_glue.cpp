@@ -218,31 +218,17 @@ int run(int argc, char** argv) {
       .add("warmup-ratio", "float", 0.06, "linear warmup as a fraction of all steps")
       .add("schedule", "string", "linear", "linear | cosine | constant (after the warmup)")
       .add("clip-norm", "float", 0.0, "clip the gradient norm to this (0: off, fairseq's recipe)")
-      .add("seed", "int", 0, "seed of initialization, shuffling and dropout")
-      .add("device", "string", "cpu", "cpu | cuda | cuda:N")
       .add("gemm-precision", "string", "f32", "f32 | bf16: autocast every GEMM to bf16 operands with fp32 accumulation (fp32 master weights)")
-      .add("out", "string", "runs/train_glue", "run folder (config, metrics.jsonl, summary.json, checkpoint)")
-      .add("eval-only", "bool", false, "evaluate the dev split only (with --init-from or --resume)")
       .add("init-from", "string", "", "weights loaded by name before training (safetensors file or HF checkpoint folder)")
-      .add("strict", "bool", false, "with --init-from: missing, unexpected or mis-shaped keys are errors")
-      .add("resume", "string", "", "checkpoint to continue from")
-      .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
-      .add("train-subset", "int", 0, "use the first N training examples (0: all)")
-      .add("dump-logits", "string", "", "with --eval-only: write the dev logits and labels (safetensors, data order)")
-      .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+      .add("train-subset", "int", 0, "use the first N training examples (0: all)");
+  cli::add_trainer_flags(o, "runs/train_glue", "dev");
   cli::add_split_flags(o, "RoBERTa: each encoder layer is two units (attention, FFN) instead of one");
   cli::add_pipeline_flags(o);
-  if (!o.parse(argc, argv)) {
-    std::printf("%s", o.help().c_str());
-    return 0;
-  }
-  const Device device = Device::parse(o.str("device"));
-  if (device.is_cuda() && !cuda_available()) o.fail("--device " + device.str() + ": no GPU present");
-  if (o.integer("epochs") < 0 || o.integer("batch-size") <= 0) o.fail("--epochs must be >= 0 and --batch-size > 0");
+  if (!cli::parse_or_help(o, argc, argv)) return 0;
+  const Device device = cli::checked_trainer_device(o);
   if (o.integer("max-len") < 3) o.fail("--max-len must be at least 3 (<s>, one token, </s>)");
   if (!(o.number("warmup-ratio") >= 0 && o.number("warmup-ratio") <= 1)) o.fail("--warmup-ratio must be in [0, 1]");
   if (o.number("clip-norm") < 0) o.fail("--clip-norm must be >= 0");
-  if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
   GemmPrecision gemm_precision_choice = GemmPrecision::f32;
   try {
     gemm_precision_choice = parse_gemm_precision(o.str("gemm-precision"));

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "data/bpe.h"
+#include "tests/test_util.h"
 #include "data/unicode_classes.h"
 #include "engine/check.h"
 
@@ -28,6 +29,8 @@ using namespace ep::data;
 namespace fs = std::filesystem;
 
 namespace {
+
+using ep::test::TempDir;
 
 const std::string kRoberta = "../shared/data/roberta-base";
 const std::string kGlue = "../shared/data/glue";
@@ -97,25 +100,6 @@ std::string utf8(char32_t cp) {
   return s;
 }
 
-// A fresh directory under the system temp dir, removed on destruction.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("edgepipe_test_bpe_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name, std::ios::binary) << text;
-    return (path / name).string();
-  }
-};
 
 // A tiny byte-level vocabulary built here from formats.md A3's rule (not from data/bpe.cpp): specials 0..3, the 256
 // byte symbols, then `extra` tokens, then <mask> last.

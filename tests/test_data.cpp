@@ -32,6 +32,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using ep::test::TempDir;
+using ep::test::error_of;
+using ep::test::contains;
+
 const std::string kCifarDir = "../shared/data/cifar10";
 
 bool have_file(const std::string& p) {
@@ -50,36 +54,8 @@ void write_bytes(const fs::path& p, const std::vector<uint8_t>& b) {
   out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
 }
 
-// A fresh empty directory under the system temp dir, removed on destruction.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("edgepipe_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
-// Runs f and returns the message of the exception of type E it throws ("" if none or another type).
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (...) {
-    return "<other exception>";
-  }
-  return "";
-}
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A tiny data set of n 3x4x5 images with pixel value (i*7 + j) % 256 and label i % 3.
 std::shared_ptr<ImageDataset> tiny_dataset(int64_t n) {

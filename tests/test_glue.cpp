@@ -16,12 +16,17 @@
 #include "data/metrics.h"
 #include "data/synthetic_text.h"
 #include "engine/check.h"
+#include "tests/test_util.h"
 
 using namespace ep;
 using namespace ep::data;
 namespace fs = std::filesystem;
 
 namespace {
+
+using ep::test::TempDir;
+using ep::test::error_of;
+using ep::test::contains;
 
 const std::string kGlueDir = "../shared/data/glue";
 
@@ -31,40 +36,7 @@ bool have_dir(const std::string& p) {
   return false;
 }
 
-// A fresh empty directory under the system temp dir, removed on destruction.
-struct GlueTempDir {
-  fs::path path;
-  GlueTempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("edgepipe_test_glue_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~GlueTempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  // Writes `bytes` verbatim to `name` and returns its path.
-  std::string write(const std::string& name, const std::string& bytes) const {
-    std::ofstream out(path / name, std::ios::binary);
-    out << bytes;
-    return (path / name).string();
-  }
-};
 
-// The message of the exception of type E that f throws ("" if none, "<other exception>" for another type).
-template <class E, class F>
-std::string glue_error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (...) {
-    return "<other exception>";
-  }
-  return "";
-}
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
@@ -98,7 +70,7 @@ TEST_CASE("glue: task table") {
   for (const char* t : {"sst2", "qnli", "rte", "wnli"}) CHECK(glue_task(t).metrics[0] == GlueMetric::accuracy);
   for (const auto& t : glue_tasks()) CHECK(t.splits[1].rfind("dev", 0) == 0);  // train_glue's dev split
   CHECK(glue_task("mnli").splits[1] == "dev_matched");
-  std::string msg = glue_error_of<ValueError>([] { glue_task("squad"); });
+  std::string msg = error_of<ValueError>([] { glue_task("squad"); });
   CHECK(has(msg, "unknown task 'squad'"));
   CHECK(has(msg, "cola"));
 }
@@ -171,22 +143,22 @@ TEST_CASE("glue: RTE real files") {
   CHECK(test[0].text_b == "Shukla is related to Mangla.");
   CHECK(test[0].label == -1);
   // The other task's layout is refused on line 1.
-  std::string msg = glue_error_of<IOError>([&] { load_glue(glue_task("cola"), dir, "dev"); });
+  std::string msg = error_of<IOError>([&] { load_glue(glue_task("cola"), dir, "dev"); });
   CHECK(has(msg, "dev.tsv:1:"));
 }
 
 TEST_CASE("glue: malformed TSVs name file and line") {
-  GlueTempDir tmp;
+  TempDir tmp;
   const GlueTask& rte = glue_task("rte");
   const GlueTask& cola = glue_task("cola");
   const GlueTask& stsb = glue_task("stsb");
   auto rte_err = [&](const std::string& bytes) {
     tmp.write("dev.tsv", bytes);
-    return glue_error_of<IOError>([&] { load_glue(rte, tmp.path.string(), "dev"); });
+    return error_of<IOError>([&] { load_glue(rte, tmp.path.string(), "dev"); });
   };
   auto cola_err = [&](const std::string& bytes) {
     tmp.write("dev.tsv", bytes);
-    return glue_error_of<IOError>([&] { load_glue(cola, tmp.path.string(), "dev"); });
+    return error_of<IOError>([&] { load_glue(cola, tmp.path.string(), "dev"); });
   };
 
   std::string m = rte_err(kRteHeader + "0\ta\tb\tentailment\n1\ta\tb\n");
@@ -225,7 +197,7 @@ TEST_CASE("glue: malformed TSVs name file and line") {
       "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n";
   auto sts_err = [&](const std::string& score) {
     tmp.write("train.tsv", sts_header + "0\tg\tf\t2012\t0001\tnone\tnone\tA.\tB.\t" + score + "\n");
-    return glue_error_of<IOError>([&] { load_glue(stsb, tmp.path.string(), "train"); });
+    return error_of<IOError>([&] { load_glue(stsb, tmp.path.string(), "train"); });
   };
   CHECK(has(sts_err("abc"), "train.tsv:2: score 'abc' is not a number"));
   CHECK(has(sts_err("3.5x"), "train.tsv:2: score '3.5x' is not a number"));
@@ -237,22 +209,22 @@ TEST_CASE("glue: malformed TSVs name file and line") {
 
   // QQP: a row with missing columns is an error (HF skips it).
   tmp.write("train.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n0\t1\t2\tQ1?\tQ2?\t0\n1\t3\t4\tQ3?\n");
-  m = glue_error_of<IOError>([&] { load_glue(glue_task("qqp"), tmp.path.string(), "train"); });
+  m = error_of<IOError>([&] { load_glue(glue_task("qqp"), tmp.path.string(), "train"); });
   CHECK(has(m, "train.tsv:3: expected 6 tab-separated columns, got 4"));
   CHECK(has(m, "QqpProcessor"));
 
-  m = glue_error_of<IOError>([&] { load_glue(rte, (tmp.path / "nowhere").string(), "train"); });
+  m = error_of<IOError>([&] { load_glue(rte, (tmp.path / "nowhere").string(), "train"); });
   CHECK(has(m, "train.tsv: no such file"));
-  m = glue_error_of<IOError>([&] { load_glue_file(rte, tmp.path.string(), "train"); });
+  m = error_of<IOError>([&] { load_glue_file(rte, tmp.path.string(), "train"); });
   CHECK(has(m, "not a regular file"));
-  m = glue_error_of<ValueError>([&] { load_glue(rte, tmp.path.string(), "validation"); });
+  m = error_of<ValueError>([&] { load_glue(rte, tmp.path.string(), "validation"); });
   CHECK(has(m, "rte has no split 'validation'"));
-  m = glue_error_of<ValueError>([&] { load_glue(rte, tmp.path.string(), "dev_matched"); });
+  m = error_of<ValueError>([&] { load_glue(rte, tmp.path.string(), "dev_matched"); });
   CHECK(has(m, "no split 'dev_matched'"));
 }
 
 TEST_CASE("glue: line endings, BOM and verbatim quotes") {
-  GlueTempDir tmp;
+  TempDir tmp;
   const GlueTask& rte = glue_task("rte");
   const std::string rows[] = {"0\t\"Quoted\" start\tb one\tentailment", "1\ta \"\"x\"\" y\t\"unbalanced\tnot_entailment"};
   auto load = [&](const std::string& bytes) {
@@ -293,7 +265,7 @@ TEST_CASE("glue: line endings, BOM and verbatim quotes") {
 }
 
 TEST_CASE("glue: every task's layout picks HF's columns") {
-  GlueTempDir tmp;
+  TempDir tmp;
   auto load = [&](const char* task, const std::string& split, const std::string& bytes) {
     std::string file = split == "dev" && std::string(task) == "mnli" ? "dev_matched" : split;
     tmp.write(file + ".tsv", bytes);
@@ -369,7 +341,7 @@ TEST_CASE("glue: every task's layout picks HF's columns") {
     CHECK(xs[0].text_b == "Hypothesis .");
     CHECK(xs[0].label == -1);
     // A row with an extra tab (a known MNLI/QQP quirk) is an error, not a shifted label.
-    std::string m = glue_error_of<IOError>(
+    std::string m = error_of<IOError>(
         [&] { load("mnli", "train", pre + "\tlabel1\tgold_label\n" + row + "\tx\tneutral\tneutral\n"); });
     CHECK(has(m, "train.tsv:2: expected 12 tab-separated columns, got 13"));
   }
@@ -419,13 +391,13 @@ TEST_CASE("glue metrics: Matthews correlation against hand-computed confusion ma
   CHECK(matthews_corrcoef(std::vector<int64_t>{9, 5, 9, 9}, std::vector<int64_t>{9, 9, 9, 5}) ==
         doctest::Approx(-1.0 / 3.0).epsilon(1e-12));
   // Bad input.
-  CHECK(has(glue_error_of<ValueError>([] { matthews_corrcoef(std::vector<int64_t>{}, std::vector<int64_t>{}); }),
+  CHECK(has(error_of<ValueError>([] { matthews_corrcoef(std::vector<int64_t>{}, std::vector<int64_t>{}); }),
             "empty input"));
-  CHECK(has(glue_error_of<ValueError>([] { matthews_corrcoef(std::vector<int64_t>{1}, std::vector<int64_t>{1, 0}); }),
+  CHECK(has(error_of<ValueError>([] { matthews_corrcoef(std::vector<int64_t>{1}, std::vector<int64_t>{1, 0}); }),
             "1 predictions but 2 references"));
-  CHECK(has(glue_error_of<ValueError>([] { accuracy(std::vector<int64_t>{1}, std::vector<int64_t>{-1}); }),
+  CHECK(has(error_of<ValueError>([] { accuracy(std::vector<int64_t>{1}, std::vector<int64_t>{-1}); }),
             "unlabeled test example"));
-  CHECK(has(glue_error_of<ValueError>([] { binary_confusion(std::vector<int64_t>{2}, std::vector<int64_t>{1}); }),
+  CHECK(has(error_of<ValueError>([] { binary_confusion(std::vector<int64_t>{2}, std::vector<int64_t>{1}); }),
             "labels must be 0 or 1"));
 }
 
@@ -464,10 +436,10 @@ TEST_CASE("glue metrics: Pearson and Spearman by hand") {
   CHECK(pearson(x, cube) < 0.99);
   CHECK(spearman(x, std::vector<double>{1, 1, 1, 1, 1}) == 0.0);
 
-  CHECK(has(glue_error_of<ValueError>([] { pearson(std::vector<double>{}, std::vector<double>{}); }), "empty input"));
-  CHECK(has(glue_error_of<ValueError>([] { spearman(std::vector<double>{1, NAN}, std::vector<double>{1, 2}); }),
+  CHECK(has(error_of<ValueError>([] { pearson(std::vector<double>{}, std::vector<double>{}); }), "empty input"));
+  CHECK(has(error_of<ValueError>([] { spearman(std::vector<double>{1, NAN}, std::vector<double>{1, 2}); }),
             "x 1 is not finite"));
-  CHECK(has(glue_error_of<ValueError>([] { pearson(std::vector<double>{1, 2}, std::vector<double>{1}); }),
+  CHECK(has(error_of<ValueError>([] { pearson(std::vector<double>{1, 2}, std::vector<double>{1}); }),
             "2 predictions but 1 references"));
 }
 
@@ -490,8 +462,8 @@ TEST_CASE("glue: glue_evaluate dispatches each task's metrics") {
   CHECK(sts[0].name == "pearson");
   CHECK(sts[0].value == doctest::Approx(6.0 / std::sqrt(60.0)).epsilon(1e-6));
   CHECK(sts[1].name == "spearman");
-  CHECK(has(glue_error_of<ValueError>([&] { glue_evaluate(glue_task("stsb"), pred, gold); }), "regression task"));
-  CHECK(has(glue_error_of<ValueError>([&] { glue_evaluate(glue_task("rte"), sp, sg); }), "classification task"));
+  CHECK(has(error_of<ValueError>([&] { glue_evaluate(glue_task("stsb"), pred, gold); }), "regression task"));
+  CHECK(has(error_of<ValueError>([&] { glue_evaluate(glue_task("rte"), sp, sg); }), "classification task"));
 }
 
 TEST_CASE("glue synthetic text: determinism, specials, ranges, balance and the rule") {
@@ -547,8 +519,8 @@ TEST_CASE("glue synthetic text: determinism, specials, ranges, balance and the r
     REQUIRE(ex.ids.size() == 3);
     CHECK(ex.ids[1] == (ex.label == 1 ? 4 : 5));
   }
-  CHECK(has(glue_error_of<ValueError>([] { make_synthetic_text(4, 7, 3, 5, 0); }), "vocab must be >= 8"));
-  CHECK(has(glue_error_of<ValueError>([] { make_synthetic_text(4, 64, 2, 5, 0); }), "min_len"));
-  CHECK(has(glue_error_of<ValueError>([] { make_synthetic_text(4, 64, 6, 5, 0); }), "min_len"));
+  CHECK(has(error_of<ValueError>([] { make_synthetic_text(4, 7, 3, 5, 0); }), "vocab must be >= 8"));
+  CHECK(has(error_of<ValueError>([] { make_synthetic_text(4, 64, 2, 5, 0); }), "min_len"));
+  CHECK(has(error_of<ValueError>([] { make_synthetic_text(4, 64, 6, 5, 0); }), "min_len"));
   CHECK(make_synthetic_text(0, 64, 3, 5, 0).empty());
 }

@@ -21,18 +21,8 @@ namespace {
 
 const char* kSamples = "../shared/data/safetensors-samples";
 
-// A fresh directory under /tmp, removed at the end of the test case.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ep_safetensors_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// test::TempDir with the listing the atomic-write tests need.
+struct TempDir : ep::test::TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
   std::vector<std::string> entries() const {
     std::vector<std::string> out;

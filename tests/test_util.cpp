@@ -1,4 +1,5 @@
 // test_util.cpp — implementation of the shared test helpers (see test_util.h).
+#include <fstream>
 #include "tests/test_util.h"
 
 #include <cmath>
@@ -202,6 +203,24 @@ void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double 
     REQUIRE(b[k].grad().defined());
     CHECK_ALLCLOSE(b[k].grad(), a[k].grad(), atol, rtol, true);
   }
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "edgepipe_test_XXXXXX").string();
+  REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+  path = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& bytes) const {
+  std::ofstream out(path / name, std::ios::binary);
+  out << bytes;
+  REQUIRE_MESSAGE(out.good(), "cannot write " << (path / name).string());
+  return (path / name).string();
 }
 
 }  // namespace ep::test

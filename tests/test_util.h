@@ -4,6 +4,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
@@ -64,5 +65,33 @@ void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double 
 
 std::set<std::string>& gradchecked_ops();
 std::set<std::string>& parity_checked_ops();
+
+// ---- files and errors, for the loaders' bad-input tests -------------------------------------------------------
+// A fresh directory under the system temp folder, removed with its contents when the object goes.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  // Writes `bytes` verbatim to `name` inside the directory and returns the file's path.
+  std::string write(const std::string& name, const std::string& bytes) const;
+};
+
+// Runs f and returns the message of the exception of type E it throws: "" when it throws nothing,
+// "<other exception>" when it throws something else.
+template <class E, class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (...) {
+    return "<other exception>";
+  }
+  return "";
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace ep::test

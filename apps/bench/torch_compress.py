@@ -2,24 +2,9 @@
 # GPU (torch.sort-based sort quantization, torch.topk, a k-means loop with torch.cdist/argmin, uniform quant, low rank
 # power iteration, fp8 casts), timed like apps/bench_compress.h (CUDA events, median of reps), printing GB/s of fp32
 # input per method. Not bit-packed: codes stay uint8 tensors, which flatters PyTorch's encode a little.
-import statistics
-
 import torch
 
-
-def time_ms(fn, reps=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
+from torch_ops import time_ms  # the same CUDA-event median as the ops benchmark (same folder)
 
 
 def quant(x, bits):

@@ -1,0 +1,57 @@
+// bench_timing.h — the benchmarks' clocks: the median of repeated runs, measured with CUDA events on the current
+// stream (device time) or the host clock on the CPU, and a wall-clock variant for work spread over several threads
+// and streams (the pipeline). Not a profiler: medians of whole calls only.
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "engine/device.h"
+
+namespace ep::bench {
+
+inline double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Median milliseconds of fn over `reps` runs after `warmup` runs: device time between CUDA events on the current
+// stream, host wall time on the CPU.
+inline double median_ms(Device d, const std::function<void()>& fn, int reps = 20, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) fn();
+  synchronize(d);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    if (d.is_cuda()) {
+      Event a(d), b(d);
+      a.record(current_stream(d));
+      fn();
+      b.record(current_stream(d));
+      b.synchronize();
+      t.push_back(a.elapsed_ms(b));
+    } else {
+      const auto s = std::chrono::steady_clock::now();
+      fn();
+      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+    }
+  }
+  return median_of(t);
+}
+
+// Median host wall time with the device drained around each call: events on one stream would miss work that other
+// threads queue on their own streams, as pipeline stages do.
+inline double wall_median_ms(Device d, const std::function<void()>& fn, int reps, int warmup) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    synchronize(d);
+    const auto s = std::chrono::steady_clock::now();
+    fn();
+    synchronize(d);
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+  }
+  return median_of(t);
+}
+
+}  // namespace ep::bench
