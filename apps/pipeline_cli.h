@@ -26,6 +26,8 @@ inline void add_pipeline_flags(Options& o) {
       .add("pipeline-schedule", "string", "gpipe", "pipeline schedule: gpipe (fill-drain) | 1f1b")
       .add("link", "string", "", "pipeline: emulate a network on every boundary, BANDWIDTH,LATENCY (e.g. 100Mbit,20ms): "
                                  "each payload's real bytes occupy the link")
+      .add("checkpoint", "string", "never", "pipeline activation recomputation: never | except-last | always (the "
+                                          "same result; less memory between forward and backward)")
       .add("bn", "string", "deferred", "pipeline BatchNorm: deferred (statistics of the whole mini-batch, committed "
                                        "once) | per-microbatch (the seeds' behaviour)");
 }
@@ -117,6 +119,11 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   }
   pipeline::PipelineOptions po;
   po.chunks = int(chunks);
+  try {
+    po.checkpoint = pipeline::parse_checkpoint(o.str("checkpoint"), s.partition.stages());
+  } catch (const Error& e) {
+    o.fail(e.what());
+  }
   try {
     po.schedule = pipeline::parse_schedule(o.str("pipeline-schedule"));
   } catch (const Error& e) {

@@ -84,7 +84,18 @@ Tensor BatchNorm2d::forward_deferred(const Tensor& x) {
   return y;
 }
 
+static thread_local bool t_recomputing = false;
+bool recomputing() { return t_recomputing; }
+RecomputeGuard::RecomputeGuard() : previous_(t_recomputing) { t_recomputing = true; }
+RecomputeGuard::~RecomputeGuard() { t_recomputing = previous_; }
+
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  if (train && recomputing()) {
+    // The first pass already counted this micro-batch (torchgpipe skips tracking under recomputation too): normalize
+    // with its statistics again, touching no running statistics.
+    Tensor no_mean, no_var;
+    return batch_norm(x, weight, bias, no_mean, no_var, true, momentum, eps);
+  }
   if (train && deferred_chunks > 1) return forward_deferred(x);
   Tensor y = batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps);
   if (train) {

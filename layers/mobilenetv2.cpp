@@ -115,7 +115,8 @@ std::vector<Unit> MobileNetV2::units(bool split_stem) {
   for (size_t i = 0; i < blocks.size(); ++i)
     u.push_back({"block" + std::to_string(i + 1), [this, i](const Tensor& x) { return blocks[i].forward(x); }});
   u.push_back({"head", [this](const Tensor& x) { return head.forward(x); }});
-  u.push_back({"classifier", [this](const Tensor& x) { return classifier.forward(drop.forward(flatten(pool.forward(x), 1))); }});
+  u.push_back(Unit("classifier", [this](const Tensor& x) { return classifier.forward(drop.forward(flatten(pool.forward(x), 1))); })
+                  .with_generators({&drop.gen}));
   return u;
 }
 

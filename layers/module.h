@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/random.h"
 #include "engine/tensor.h"
 
 namespace ep::nn {
@@ -32,6 +33,9 @@ struct UnitContext {
 struct Unit {
   std::string name;
   std::function<Tensor(const Tensor&, const UnitContext&)> fn;
+  // The random streams the unit draws from (its dropout sites): recomputation rewinds them so a second forward
+  // draws the same masks. The model owns them; empty for units without randomness.
+  std::vector<Generator*> generators;
   template <class F> Unit(std::string unit_name, F f) : name(std::move(unit_name)) {
     if constexpr (std::is_invocable_v<F, const Tensor&, const UnitContext&>)
       fn = std::move(f);
@@ -39,6 +43,24 @@ struct Unit {
       fn = [f = std::move(f)](const Tensor& x, const UnitContext&) { return f(x); };
   }
   Tensor forward(const Tensor& x, const UnitContext& ctx = {}) const { return fn(x, ctx); }
+  Unit& with_generators(std::vector<Generator*> g) {
+    generators = std::move(g);
+    return *this;
+  }
+};
+
+// True on this thread while a pipeline stage recomputes a forward for its backward (activation checkpointing):
+// layers with side effects in training (BatchNorm's running statistics) must not apply them a second time.
+bool recomputing();
+class RecomputeGuard {
+ public:
+  RecomputeGuard();
+  ~RecomputeGuard();
+  RecomputeGuard(const RecomputeGuard&) = delete;
+  RecomputeGuard& operator=(const RecomputeGuard&) = delete;
+
+ private:
+  bool previous_;
 };
 
 // "features.0" + "weight" -> "features.0.weight"; an empty prefix gives the bare name.

@@ -247,18 +247,24 @@ Tensor RobertaForSequenceClassification::forward(const Tensor& ids, const Tensor
 std::vector<Unit> RobertaForSequenceClassification::units(bool split_layers) {
   std::vector<Unit> u;
   u.emplace_back("embeddings", [this](const Tensor& ids, const UnitContext&) { return embeddings.forward(ids); });
+  u.back().generators = {&embeddings.drop.gen};
   for (size_t i = 0; i < layers.size(); ++i) {
     const std::string name = "layer" + std::to_string(i);
+    RobertaLayer& l = layers[i];
     if (split_layers) {
       u.emplace_back(name + ".attention", [this, i](const Tensor& h, const UnitContext& c) {
         return layers[i].forward_attention(h, c.key_mask);
       });
+      u.back().generators = {&l.self_attention.dropout_gen, &l.attention_drop.gen};
       u.emplace_back(name + ".ffn", [this, i](const Tensor& a, const UnitContext&) { return layers[i].forward_ffn(a); });
+      u.back().generators = {&l.output_drop.gen};
     } else {
       u.emplace_back(name, [this, i](const Tensor& h, const UnitContext& c) { return layers[i].forward(h, c.key_mask); });
+      u.back().generators = {&l.self_attention.dropout_gen, &l.attention_drop.gen, &l.output_drop.gen};
     }
   }
   u.emplace_back("classifier", [this](const Tensor& h, const UnitContext&) { return classifier.forward(h); });
+  u.back().generators = {&classifier.drop_in.gen, &classifier.drop_mid.gen};
   return u;
 }
 

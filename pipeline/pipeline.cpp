@@ -230,6 +230,20 @@ struct Pipeline::Impl {
     std::optional<NoGradGuard> no_grad;
     const size_t chunks = static_cast<size_t>(C);
     std::vector<Tensor> inputs(chunks), outputs(chunks), loss_terms(chunks), keep_alive;
+    // Activation recomputation: the generators' offsets before each micro-batch's first pass, and its context.
+    const bool recompute = st.training && size_t(s) < options.checkpoint.size() && options.checkpoint[size_t(s)];
+    std::vector<Generator*> gens;
+    for (const nn::Unit& u : rt.stage.units) gens.insert(gens.end(), u.generators.begin(), u.generators.end());
+    auto offsets = [&gens] {
+      std::vector<uint64_t> o;
+      for (Generator* g : gens) o.push_back(g->offset);
+      return o;
+    };
+    auto rewind = [&gens](const std::vector<uint64_t>& o) {
+      for (size_t k = 0; k < gens.size(); ++k) gens[k]->offset = o[k];
+    };
+    std::vector<std::vector<uint64_t>> rng_before(recompute ? chunks : 0);
+    std::vector<nn::UnitContext> contexts(recompute ? chunks : 0);
     StageStats& stats = st.stats[size_t(s)];
     // CUDA busy time: events around each task on the compute stream, read after the final synchronize.
     std::vector<std::pair<Event, Event>> events;
@@ -272,11 +286,19 @@ struct Pipeline::Impl {
             ctx.key_mask = st.masks[size_t(i)].to(dev);
           }
           Tensor y = x;
-          for (const nn::Unit& u : rt.stage.units) y = u.forward(y, ctx);
+          {
+            std::optional<NoGradGuard> first_pass_only;  // a checkpointed stage keeps no graph now
+            if (recompute) {
+              rng_before[size_t(i)] = offsets();
+              contexts[size_t(i)] = ctx;
+              first_pass_only.emplace();
+            }
+            for (const nn::Unit& u : rt.stage.units) y = u.forward(y, ctx);
+          }
           EP_CHECK(y.defined(), Error, "[pipeline] stage ", s, " returned an undefined tensor");
           if (st.training) {
             inputs[size_t(i)] = x;
-            outputs[size_t(i)] = y;
+            outputs[size_t(i)] = recompute ? Tensor() : y;
           }
           if (last) {
             st.outputs[size_t(i)] = y.detach();
@@ -292,7 +314,24 @@ struct Pipeline::Impl {
             if (!st.fwd[size_t(s)]->push(std::move(p))) break;
           }
         } else {
-          if (last) {
+          if (recompute) {
+            // Redo the forward with a graph: the same inputs, the same dropout draws, BatchNorm without side effects.
+            const std::vector<uint64_t> now = offsets();
+            rewind(rng_before[size_t(i)]);
+            Tensor y = inputs[size_t(i)];
+            {
+              nn::RecomputeGuard again;
+              for (const nn::Unit& u : rt.stage.units) y = u.forward(y, contexts[size_t(i)]);
+            }
+            rewind(now);
+            if (last) {
+              Tensor term = (*st.loss)(y, st.mbs[size_t(i)]);
+              if (term.requires_grad()) term.backward();
+            } else if (y.requires_grad()) {
+              y.backward(g);
+            }
+            contexts[size_t(i)] = nn::UnitContext{};
+          } else if (last) {
             if (loss_terms[size_t(i)].requires_grad()) loss_terms[size_t(i)].backward();
             loss_terms[size_t(i)] = loss_terms[size_t(i)].detach();  // the value only: release the graph now
           } else if (outputs[size_t(i)].requires_grad()) {
@@ -399,6 +438,18 @@ nlohmann::json to_json(const PipelineStats& stats) {
   for (const BoundaryStats& b : stats.boundaries)
     j["boundaries"].push_back({{"forward_bytes", b.forward_bytes}, {"backward_bytes", b.backward_bytes}});
   return j;
+}
+
+std::vector<bool> parse_checkpoint(const std::string& mode, int stages) {
+  EP_CHECK(stages >= 1, ValueError, "--checkpoint: ", stages, " stages");
+  if (mode == "never") return std::vector<bool>(size_t(stages), false);
+  if (mode == "always") return std::vector<bool>(size_t(stages), true);
+  if (mode == "except-last") {
+    std::vector<bool> c(size_t(stages), true);
+    c.back() = false;  // torchgpipe's default: the last stage's backward follows its forward at once anyway
+    return c;
+  }
+  EP_THROW(ValueError, "--checkpoint: expected never, except-last or always, got '", mode, "'");
 }
 
 Pipeline::Pipeline(std::vector<Stage> stages, PipelineOptions options, std::vector<std::shared_ptr<BoundaryHook>> hooks)

@@ -88,7 +88,14 @@ nlohmann::json to_json(const PipelineStats& stats);
 struct PipelineOptions {
   int chunks = 1;
   ScheduleKind schedule = ScheduleKind::gpipe;
+  // Activation recomputation per stage (empty: none). A checkpointed stage runs its forward without a graph, keeping
+  // only its input, and redoes the forward right before the backward. Its units' generators are rewound to where the
+  // first pass drew, and BatchNorm skips its side effects (nn::RecomputeGuard). The result is bit-identical, with less
+  // memory held between the two passes.
+  std::vector<bool> checkpoint = {};
 };
+// "never" | "except-last" | "always" for `stages` stages; ValueError naming --checkpoint otherwise.
+std::vector<bool> parse_checkpoint(const std::string& mode, int stages);
 
 struct StepResult {
   double loss = 0;                   // sum of the micro-batch terms, added in micro-batch order

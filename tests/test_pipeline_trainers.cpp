@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/safetensors.h"
 #include "tests/app_runner.h"
 
 namespace {
@@ -87,5 +88,35 @@ TEST_CASE("pipeline in train_glue: RoBERTa (dropout on, padding masks) gives the
   CHECK(run("--split 2,3") == one);       // the seeds' condition 2 on the tiny model
   CHECK(run("--stages 1,2,2,1") == one);
   CHECK(run("--stages 1,2,2,1 --compress quant:bits=4") != one);
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline in train_cv and train_glue: activation recomputation changes nothing, bit for bit") {
+  if (!ep::test::have_app("train_cv") || !ep::test::have_app("train_glue")) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_recompute");
+  // MobileNetV2: deferred BatchNorm must count each micro-batch once although its forward runs twice.
+  auto never = losses("--split 1,1 --chunks 4 --checkpoint never", d + "/never");
+  CHECK(losses("--split 1,1 --chunks 4 --checkpoint except-last", d + "/except") == never);
+  CHECK(losses("--split 1,1 --chunks 4 --checkpoint always", d + "/always") == never);
+  // The weights and BatchNorm running statistics after the steps are the same bits too.
+  ep::SafetensorsFile a = ep::read_safetensors(d + "/never/checkpoint.safetensors");
+  ep::SafetensorsFile b = ep::read_safetensors(d + "/always/checkpoint.safetensors");
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    INFO(a.tensors[i].first);
+    CHECK(a.tensors[i].first == b.tensors[i].first);
+    CHECK(a.tensors[i].second.to_double_vector() == b.tensors[i].second.to_double_vector());
+  }
+  // RoBERTa with dropout: the rewound generators draw the same masks in the second pass.
+  auto glue = [&](const std::string& mode) {
+    ep::test::AppRun r = ep::test::run_app(
+        "train_glue", "--synthetic-size 256 --batch-size 30 --lr 1e-3 --epochs 1 --max-steps 3 --log-steps "
+                      "--split-fine --split 2,3 --chunks 4 --checkpoint " + mode + " --out " + d + "/glue_" + mode);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    return ep::test::step_losses(r.out);
+  };
+  CHECK(glue("always") == glue("never"));
+  ep::test::AppRun bad = ep::test::run_app("train_cv", std::string(kRun) + "--split 1,1 --chunks 2 --checkpoint sometimes --out " + d);
+  CHECK(bad.status == 2);
   std::filesystem::remove_all(d);
 }
