@@ -41,7 +41,8 @@ struct PipelineSetup {
 // Builds the pipeline the flags ask for, or returns an empty pipe without --chunks. Every stage must run on the
 // training device for now: the trainers keep one copy of the parameters there (moving units' parameters to other
 // devices is later work), so other devices are a usage error that says so.
-inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device, bool has_batch_norm) {
+inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device, bool has_batch_norm,
+                                   const std::shared_ptr<compress::CompressionLog>& log) {
   PipelineSetup s;
   const int64_t chunks = o.integer("chunks");
   if (chunks == 0) {
@@ -105,7 +106,12 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     const std::string& bw = specs.backward[std::min(b, 1)];
     std::shared_ptr<pipeline::BoundaryHook> hook;
     if (fw == "none" && bw == "none") hook = std::make_shared<pipeline::IdentityHook>();
-    else hook = std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(fw), compress::parse_compressor(bw));
+    else {
+      auto ch = std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(fw), compress::parse_compressor(bw));
+      // The error statistics of every compressed message, per micro-batch, to compression.jsonl.
+      if (log) ch->set_stats_sink([log, b](compress::Direction d, const compress::CompressionStats& st) { log->record(b, d, st); });
+      hook = ch;
+    }
     if (link) hook = std::make_shared<pipeline::LinkHook>(hook, *link);
     hooks.push_back(hook);
   }

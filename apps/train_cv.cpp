@@ -221,9 +221,8 @@ int run(int argc, char** argv) {
   }
   // --chunks: the units as GPipe stages on threads (compression in the boundary hooks); else --split alone: the same
   // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
-  const bool pipelined = o.integer("chunks") > 0;
-  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() || pipelined ? "" : out);
-  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/true);
+  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() && o.str("stages").empty() ? "" : out);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/true, clog);
   if (pipe.pipe) {
     if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
     pipeline::Pipeline* p = pipe.pipe.get();
@@ -349,7 +348,7 @@ int run(int argc, char** argv) {
                          {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
                          {"device", device.str()},
                          {"peak_memory_bytes", runlog::peak_memory_json(device)}};
-  if (!o.str("split").empty() && !pipelined) summary["compression"] = clog->summary();
+  if (!clog->empty()) summary["compression"] = clog->summary();
   if (!last_pipeline.is_null()) summary["pipeline_last_step"] = last_pipeline;
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;

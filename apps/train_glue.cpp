@@ -298,9 +298,8 @@ int run(int argc, char** argv) {
   ForwardFn forward = [&model](const Tensor& ids, const Tensor& mask) { return model.forward(ids, mask); };
   // --chunks: the units as GPipe stages on threads (compression in the boundary hooks); else --split alone: the same
   // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
-  const bool pipelined = o.integer("chunks") > 0;
-  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() || pipelined ? "" : out);
-  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false);
+  auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() && o.str("stages").empty() ? "" : out);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false, clog);
   if (pipe.pipe) {
     pipeline::Pipeline* p = pipe.pipe.get();
     forward = [p, &model](const Tensor& ids, const Tensor& mask) {
@@ -427,7 +426,7 @@ int run(int argc, char** argv) {
     summary["best"] = best;
     for (const auto& m : last.metrics) summary["final_" + m.name] = m.value;
   }
-  if (!o.str("split").empty() && !pipelined) summary["compression"] = clog->summary();
+  if (!clog->empty()) summary["compression"] = clog->summary();
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }

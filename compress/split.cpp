@@ -80,6 +80,7 @@ CompressionLog::CompressionLog(const std::string& dir) {
 }
 
 void CompressionLog::record(int boundary, Direction d, const CompressionStats& s) {
+  std::lock_guard<std::mutex> g(mu_);
   if (!recording_) return;
   summary_[{boundary, int(d)}].add(s);
   if (path_.empty()) return;
@@ -92,7 +93,13 @@ void CompressionLog::record(int boundary, Direction d, const CompressionStats& s
   EP_CHECK(out_.good(), IOError, path_, ": write failed");
 }
 
+bool CompressionLog::empty() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return summary_.empty();
+}
+
 nlohmann::json CompressionLog::summary() const {
+  std::lock_guard<std::mutex> g(mu_);
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [key, s] : summary_)
     j["boundary" + std::to_string(key.first + 1)][direction_name(Direction(key.second))] = s.to_json();

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,14 +37,22 @@ BoundarySpecs resolve_boundary_specs(const CompressFlags& flags);
 class CompressionLog {
  public:
   explicit CompressionLog(const std::string& dir);  // "" keeps the summary only
-  void set_step(int64_t step) { step_ = step; }
+  void set_step(int64_t step) {
+    std::lock_guard<std::mutex> g(mu_);
+    step_ = step;
+  }
   // Off during evaluation: the boundaries still compress (the accuracy is that of the compressed model), but only
   // training steps are logged and summarized.
-  void set_recording(bool on) { recording_ = on; }
-  void record(int boundary, Direction d, const CompressionStats& s);
+  void set_recording(bool on) {
+    std::lock_guard<std::mutex> g(mu_);
+    recording_ = on;
+  }
+  void record(int boundary, Direction d, const CompressionStats& s);  // thread-safe (pipeline stages call it)
+  bool empty() const;
   nlohmann::json summary() const;  // {"boundary1": {"forward": {...}, "backward": {...}}, "boundary2": ...}
 
  private:
+  mutable std::mutex mu_;
   std::string path_;
   std::ofstream out_;
   int64_t step_ = 0;

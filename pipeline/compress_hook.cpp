@@ -8,13 +8,39 @@ CompressorHook::CompressorHook(std::unique_ptr<compress::Compressor> forward,
                                std::unique_ptr<compress::Compressor> backward) {
   compressor_[int(Pass::forward)] = std::move(forward);
   compressor_[int(Pass::backward)] = std::move(backward);
+  const auto* bwd = dynamic_cast<const compress::TopkCompressor*>(compressor_[int(Pass::backward)].get());
+  reuse_mask_ = bwd && bwd->options().reuse_mask &&
+                dynamic_cast<const compress::TopkCompressor*>(compressor_[int(Pass::forward)].get()) != nullptr;
 }
 
 Message CompressorHook::encode(const Tensor& x, Pass direction, int micro) {
   compress::Compressor* c = compressor_[int(direction)].get();
   if (!c) return IdentityHook().encode(x, direction, micro);
-  auto payload = std::make_shared<compress::Payload>(c->encode(x.detach()));
+  std::shared_ptr<compress::Payload> payload;
+  if (reuse_mask_ && direction == Pass::backward) {
+    std::vector<uint32_t> mask;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = masks_.find(micro);
+      EP_CHECK(it != masks_.end(), Error, "[pipeline] top-k gradient of micro-batch ", micro, " before its forward");
+      mask = std::move(it->second);
+      masks_.erase(it);
+    }
+    payload = std::make_shared<compress::Payload>(compress::TopkCompressor::encode_at(x.detach(), mask));
+  } else {
+    payload = std::make_shared<compress::Payload>(c->encode(x.detach()));
+    if (reuse_mask_) {
+      std::lock_guard<std::mutex> g(mu_);
+      masks_[micro] = static_cast<const compress::TopkCompressor&>(*c).last_indices();
+    }
+  }
   const uint64_t bytes = payload->bytes();
+  if (sink_) {
+    NoGradGuard ng;
+    const Tensor x_hat = compress::decode_payload(*payload, x.device());
+    sink_(direction == Pass::forward ? compress::Direction::forward : compress::Direction::backward,
+          compress::compute_stats(x.detach(), x_hat, bytes));
+  }
   return {Tensor(), std::move(payload), bytes};
 }
 

@@ -6,7 +6,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/safetensors.h"
 #include "tests/app_runner.h"
@@ -44,15 +49,31 @@ TEST_CASE("pipeline in train_cv: the same losses for 1, 3 and 3 uneven stages, u
   std::filesystem::remove_all(d);
 }
 
-TEST_CASE("pipeline in train_cv: a compressed pipeline equals the single-process compressed split") {
+TEST_CASE("pipeline in train_cv: a compressed pipeline equals the single-process compressed split, statistics too") {
   if (!ep::test::have_app("train_cv")) return;
   const std::string d = ep::test::fresh_tmp_path("pipe_compress");
-  for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "fp8"}) {
+  // compression.jsonl as (step, boundary, direction) -> the row: the stages log from their own threads, in any order.
+  auto stats = [](const std::string& dir) {
+    std::map<std::tuple<int, int, std::string>, nlohmann::json> rows;
+    std::ifstream in(dir + "/compression.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      rows[{j["step"].get<int>(), j["boundary"].get<int>(), j["direction"].get<std::string>()}] = j;
+    }
+    return rows;
+  };
+  const auto plain = losses("--split 1,1", d + "/plain");
+  for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "fp8", "topk:ratio=0.5"}) {
     INFO(std::string(spec));
     const std::string c = std::string("--split 1,1 --compress ") + spec + " ";
     auto single = losses(c, d + "/single");
     CHECK(losses(c + "--chunks 1", d + "/pipe") == single);
-    CHECK(losses("--split 1,1", d + "/plain") != single);  // the compression changes the run
+    CHECK(single != plain);  // the compression changes the run
+    auto a = stats(d + "/single"), b = stats(d + "/pipe");
+    CHECK(a.size() == 12);  // 3 steps x 2 boundaries x 2 directions
+    CHECK(a == b);          // the same codes give the same errors and bytes
+    std::filesystem::remove_all(d + "/single");
+    std::filesystem::remove_all(d + "/pipe");
   }
   std::filesystem::remove_all(d);
 }
