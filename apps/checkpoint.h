@@ -4,6 +4,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <map>
 #include <string>
 #include <utility>
@@ -74,6 +75,16 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, Devic
   opt.set_step_count(number("step"));
   for (auto& [name, g] : s.generators) g->offset = uint64_t(number("rng." + name));
   return {number("epoch"), number("next_batch")};
+}
+
+// The end of a training step, the same in every trainer: the exact loss line of --log-steps (hex float, for
+// bit-for-bit comparisons between runs), and at --max-steps a checkpoint at cursor `at`. True when the run stops.
+inline bool finish_step(bool log_steps, int64_t max_steps, double loss, const std::string& path, const TrainState& s,
+                        Optimizer& opt, const Cursor& at, const nlohmann::json& config) {
+  if (log_steps) std::printf("step %lld loss %a\n", (long long)opt.step_count(), loss);
+  if (max_steps <= 0 || opt.step_count() < max_steps) return false;
+  save(path, s, opt, at, config);
+  return true;
 }
 
 }  // namespace ep::ckpt

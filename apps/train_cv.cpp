@@ -315,12 +315,9 @@ int run(int argc, char** argv) {
       ++batches_timed;
       meter.add(l, n, runlog::count_correct(logits, b->labels), n, ms);
       bar.update(++b_index, meter.line("img"));
-      if (o.flag("log-steps")) std::printf("step %lld loss %a\n", (long long)opt.step_count(), l);  // exact, in hex
-      if (max_steps > 0 && opt.step_count() >= max_steps) {
-        stop = true;
-        ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch, b_index}, o.resolved());
-        break;
-      }
+      stop = ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
+                               {epoch, b_index}, o.resolved());
+      if (stop) break;
     }
     if (stop) break;
     EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), "", *clog);

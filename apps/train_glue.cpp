@@ -393,12 +393,9 @@ int run(int argc, char** argv) {
       if (task.regression) meter.add(l, n, 0, 0, ms);
       else meter.add(l, n, runlog::count_correct(logits, b.labels), n, ms);
       bar.update(++b_index, meter.line("seq"));
-      if (o.flag("log-steps")) std::printf("step %lld loss %a\n", (long long)opt.step_count(), l);  // exact, in hex
-      if (max_steps > 0 && opt.step_count() >= max_steps) {
-        stop = true;
-        ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch, b_index}, o.resolved());
-        break;
-      }
+      stop = ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
+                               {epoch, b_index}, o.resolved());
+      if (stop) break;
     }
     if (stop) break;
     last = evaluate(model, forward, dev_set, task, batch_size, pad, device, "", *clog);

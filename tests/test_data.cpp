@@ -38,11 +38,7 @@ using ep::test::contains;
 
 const std::string kCifarDir = "../shared/data/cifar10";
 
-bool have_file(const std::string& p) {
-  if (fs::exists(p)) return true;
-  MESSAGE("skipped: " << p << " not found (run from the repo root with ../shared/data present)");
-  return false;
-}
+bool have_file(const std::string& p) { return ep::test::have_data(p); }
 
 std::vector<uint8_t> read_bytes(const std::string& p) {
   std::ifstream in(p, std::ios::binary);

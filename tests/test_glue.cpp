@@ -30,11 +30,7 @@ using ep::test::contains;
 
 const std::string kGlueDir = "../shared/data/glue";
 
-bool have_dir(const std::string& p) {
-  if (fs::exists(p)) return true;
-  MESSAGE("skipped: " << p << " not found (run from the repo root with ../shared/data present)");
-  return false;
-}
+bool have_dir(const std::string& p) { return ep::test::have_data(p); }
 
 
 

@@ -94,4 +94,11 @@ std::string error_of(F&& f) {
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// Whether the real data at `path` (e.g. ../shared/data/...) is here; says so and lets the test skip when it is not.
+inline bool have_data(const std::string& path) {
+  if (std::filesystem::exists(path)) return true;
+  MESSAGE("skipped: " << path << " not found (run from the repo root with ../shared/data present)");
+  return false;
+}
+
 }  // namespace ep::test
