@@ -10,17 +10,18 @@
 #include "compress/compress_kernels.h"
 #include "compress/quant_math.h"
 #include "engine/check.h"
+#include "engine/cuda/launch.cuh"
 #include "engine/philox.h"
 
 namespace ep::compress {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+constexpr int kBlock = 256;
+constexpr int kWarps = kBlock / 32;
 
-unsigned blocks_for(int64_t work) {
-  const int64_t b = (work + kThreads - 1) / kThreads;
+unsigned grid_for(int64_t work) {
+  const int64_t b = (work + kBlock - 1) / kBlock;
   return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
@@ -81,7 +82,7 @@ __global__ void quant_channel_decode_kernel(const uint8_t* __restrict__ codes, u
   }
 }
 
-// Sum over the block of v (every thread receives it). Full-mask shuffles: all kThreads threads call it.
+// Sum over the block of v (every thread receives it). Full-mask shuffles: all kBlock threads call it.
 __device__ double block_sum(double v, double* shared) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
@@ -132,7 +133,7 @@ void channel_minmax_cuda(const float* x, int64_t outer, int64_t channels, int64_
                          int32_t* hi_key, cudaStream_t st) {
   const int64_t rows = outer * channels;
   if (rows == 0 || inner == 0) return;
-  channel_minmax_kernel<<<blocks_for(rows * 32), kThreads, 0, st>>>(x, rows, channels, inner, lo_key, hi_key);
+  channel_minmax_kernel<<<grid_for(rows * 32), kBlock, 0, st>>>(x, rows, channels, inner, lo_key, hi_key);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -140,7 +141,7 @@ void quant_channel_encode_cuda(const float* x, int64_t n, int64_t channels, int6
                                int bits, bool stochastic, uint64_t seed, uint64_t offset, uint8_t* codes,
                                cudaStream_t st) {
   if (n == 0) return;
-  quant_channel_encode_kernel<<<blocks_for((n + 7) / 8), kThreads, 0, st>>>(x, n, channels, inner, table, bits,
+  quant_channel_encode_kernel<<<grid_for((n + 7) / 8), kBlock, 0, st>>>(x, n, channels, inner, table, bits,
                                                                             stochastic, seed, offset, codes);
   CUDA_CHECK_LAUNCH();
 }
@@ -148,7 +149,7 @@ void quant_channel_encode_cuda(const float* x, int64_t n, int64_t channels, int6
 void quant_channel_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int64_t channels, int64_t inner,
                                const float* table, int bits, float* out, cudaStream_t st) {
   if (n == 0) return;
-  quant_channel_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, nbytes, n, channels, inner, table, bits,
+  quant_channel_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, nbytes, n, channels, inner, table, bits,
                                                                   out);
   CUDA_CHECK_LAUNCH();
 }
@@ -156,7 +157,7 @@ void quant_channel_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n,
 void orthonormalize_cuda(double* A, int64_t batch, int64_t rows, int64_t r, bool full, cudaStream_t st) {
   if (batch == 0 || rows == 0 || r == 0) return;
   const unsigned blocks = unsigned(batch < 65535 ? batch : 65535);
-  orthonormalize_kernel<<<blocks, kThreads, 0, st>>>(A, batch, rows, r, full);
+  orthonormalize_kernel<<<blocks, kBlock, 0, st>>>(A, batch, rows, r, full);
   CUDA_CHECK_LAUNCH();
 }
 

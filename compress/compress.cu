@@ -11,25 +11,19 @@
 #include "compress/fp8.h"
 #include "compress/quant_math.h"
 #include "engine/check.h"
+#include "engine/cuda/launch.cuh"
 #include "engine/philox.h"
 
 namespace ep::compress {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t work) {
-  const int64_t b = (work + kThreads - 1) / kThreads;
-  return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
-}
-
 __global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, float* __restrict__ out,
                                       int* __restrict__ nonfinite) {
-  __shared__ float s_lo[kThreads], s_hi[kThreads], s_abs[kThreads];
+  __shared__ float s_lo[kBlock], s_hi[kBlock], s_abs[kBlock];
   float lo = INFINITY, hi = -INFINITY, amax = 0.0f;
   bool bad = false;
-  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
+  for (int64_t i = int64_t(blockIdx.x) * kBlock + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock) {
     const float v = x[i];
     if (!isfinite(v)) { bad = true; continue; }
     lo = fminf(lo, v);
@@ -41,7 +35,7 @@ __global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, fl
   s_hi[threadIdx.x] = hi;
   s_abs[threadIdx.x] = amax;
   __syncthreads();
-  for (int w = kThreads / 2; w > 0; w >>= 1) {  // min/max are exact: the order cannot change the result
+  for (int w = kBlock / 2; w > 0; w >>= 1) {  // min/max are exact: the order cannot change the result
     if (int(threadIdx.x) < w) {
       s_lo[threadIdx.x] = fminf(s_lo[threadIdx.x], s_lo[threadIdx.x + w]);
       s_hi[threadIdx.x] = fmaxf(s_hi[threadIdx.x], s_hi[threadIdx.x + w]);
@@ -182,7 +176,7 @@ __global__ void sortquant_decode_kernel(const uint8_t* __restrict__ codes, uint6
 void gather_sample_cuda(const float* x, int64_t n, int64_t m, uint64_t seed, uint64_t offset, float* out,
                         cudaStream_t st) {
   if (m == 0) return;
-  gather_sample_kernel<<<blocks_for(m), kThreads, 0, st>>>(x, n, m, seed, offset, out);
+  gather_sample_kernel<<<grid_for(m), kBlock, 0, st>>>(x, n, m, seed, offset, out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -191,7 +185,7 @@ void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int
   EP_CHECK(K >= 1 && K <= kMaxDeviceBuckets, ValueError, "[sortquant] the GPU path takes 1..", kMaxDeviceBuckets,
            " buckets, got ", K);
   if (n == 0) return;
-  bucket_minmax_kernel<<<blocks_for(n), kThreads, 0, st>>>(x, n, thresholds, K, lo_key, hi_key);
+  bucket_minmax_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -199,26 +193,26 @@ void sortquant_encode_cuda(const float* x, int64_t n, const double* thresholds, 
                            int split, uint8_t* codes, cudaStream_t st) {
   EP_CHECK((1 << split) <= kMaxDeviceBuckets, ValueError, "[sortquant] the GPU path takes split <= 8, got ", split);
   if (n == 0) return;
-  sortquant_encode_kernel<<<blocks_for((n + 7) / 8), kThreads, 0, st>>>(x, n, thresholds, table, bits, split, codes);
+  sortquant_encode_kernel<<<grid_for((n + 7) / 8), kBlock, 0, st>>>(x, n, thresholds, table, bits, split, codes);
   CUDA_CHECK_LAUNCH();
 }
 
 void sortquant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, int split, const float* table,
                            float* out, cudaStream_t st) {
   if (n == 0) return;
-  sortquant_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, nbytes, n, bits, split, table, out);
+  sortquant_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, nbytes, n, bits, split, table, out);
   CUDA_CHECK_LAUNCH();
 }
 
 void minmax_partial_cuda(const float* x, int64_t n, float* out, int* nonfinite, cudaStream_t st) {
-  minmax_partial_kernel<<<kReduceBlocks, kThreads, 0, st>>>(x, n, out, nonfinite);
+  minmax_partial_kernel<<<kReduceBlocks, kBlock, 0, st>>>(x, n, out, nonfinite);
   CUDA_CHECK_LAUNCH();
 }
 
 void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step, bool stochastic, uint64_t seed,
                        uint64_t offset, uint8_t* codes, cudaStream_t st) {
   if (n == 0) return;
-  quant_encode_kernel<<<blocks_for((n + 7) / 8), kThreads, 0, st>>>(x, n, bits, double(mn), double(step), stochastic,
+  quant_encode_kernel<<<grid_for((n + 7) / 8), kBlock, 0, st>>>(x, n, bits, double(mn), double(step), stochastic,
                                                                     seed, offset, codes);
   CUDA_CHECK_LAUNCH();
 }
@@ -226,20 +220,20 @@ void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step
 void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, float mn, float step, float* out,
                        cudaStream_t st) {
   if (n == 0) return;
-  quant_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, nbytes, n, bits, double(mn), double(step), out);
+  quant_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, nbytes, n, bits, double(mn), double(step), out);
   CUDA_CHECK_LAUNCH();
 }
 
 void fp8_encode_cuda(const float* x, int64_t n, bool e5m2, float scale, bool stochastic, uint64_t seed,
                      uint64_t offset, uint8_t* codes, cudaStream_t st) {
   if (n == 0) return;
-  fp8_encode_kernel<<<blocks_for(n), kThreads, 0, st>>>(x, n, e5m2, scale, stochastic, seed, offset, codes);
+  fp8_encode_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, e5m2, scale, stochastic, seed, offset, codes);
   CUDA_CHECK_LAUNCH();
 }
 
 void fp8_decode_cuda(const uint8_t* codes, int64_t n, bool e5m2, float scale, float* out, cudaStream_t st) {
   if (n == 0) return;
-  fp8_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, n, e5m2, double(scale), out);
+  fp8_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, n, e5m2, double(scale), out);
   CUDA_CHECK_LAUNCH();
 }
 

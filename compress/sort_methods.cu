@@ -14,20 +14,11 @@
 #include "compress/quant_math.h"
 #include "compress/sort_keys.h"
 #include "engine/check.h"
+#include "engine/cuda/launch.cuh"
 
 namespace ep::compress {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t work) {
-  const int64_t b = (work + kThreads - 1) / kThreads;
-  return unsigned(b < 1 ? 1 : (b > 65535 ? 65535 : b));
-}
-
-#define EP_GRID_STRIDE(i, n) \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 __global__ void nonfinite_f64_kernel(const double* __restrict__ x, int64_t n, int* __restrict__ flag) {
   bool bad = false;
@@ -216,17 +207,17 @@ void check_items(int64_t n, const char* what) {
 
 void nonfinite_f64_cuda(const double* x, int64_t n, int* flag, cudaStream_t st) {
   if (n == 0) return;
-  nonfinite_f64_kernel<<<blocks_for(n), kThreads, 0, st>>>(x, n, flag);
+  nonfinite_f64_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, flag);
   CUDA_CHECK_LAUNCH();
 }
 
 void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
   if (n == 0) return;
   if (f64)
-    magnitude_keys_kernel<<<blocks_for(n), kThreads, 0, st>>>(static_cast<const double*>(x), n,
+    magnitude_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n,
                                                                static_cast<uint64_t*>(keys), iota);
   else
-    magnitude_keys_kernel<<<blocks_for(n), kThreads, 0, st>>>(static_cast<const float*>(x), n,
+    magnitude_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n,
                                                                static_cast<uint32_t*>(keys), iota);
   CUDA_CHECK_LAUNCH();
 }
@@ -234,10 +225,10 @@ void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_
 void value_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
   if (n == 0) return;
   if (f64)
-    value_keys_kernel<<<blocks_for(n), kThreads, 0, st>>>(static_cast<const double*>(x), n,
+    value_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n,
                                                            static_cast<uint64_t*>(keys), iota);
   else
-    value_keys_kernel<<<blocks_for(n), kThreads, 0, st>>>(static_cast<const float*>(x), n,
+    value_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n,
                                                            static_cast<uint32_t*>(keys), iota);
   CUDA_CHECK_LAUNCH();
 }
@@ -277,21 +268,21 @@ void sort_keys_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* k
 
 void gather_values_cuda(const void* x, bool f64, const uint32_t* idx, int64_t k, float* out, cudaStream_t st) {
   if (k == 0) return;
-  if (f64) gather_values_kernel<<<blocks_for(k), kThreads, 0, st>>>(static_cast<const double*>(x), idx, k, out);
-  else gather_values_kernel<<<blocks_for(k), kThreads, 0, st>>>(static_cast<const float*>(x), idx, k, out);
+  if (f64) gather_values_kernel<<<grid_for(k), kBlock, 0, st>>>(static_cast<const double*>(x), idx, k, out);
+  else gather_values_kernel<<<grid_for(k), kBlock, 0, st>>>(static_cast<const float*>(x), idx, k, out);
   CUDA_CHECK_LAUNCH();
 }
 
 void pack_u32_cuda(const uint32_t* values, int64_t k, int bits, uint8_t* codes, cudaStream_t st) {
   if (k == 0) return;
-  pack_u32_kernel<<<blocks_for((k + 7) / 8), kThreads, 0, st>>>(values, k, bits, codes);
+  pack_u32_kernel<<<grid_for((k + 7) / 8), kBlock, 0, st>>>(values, k, bits, codes);
   CUDA_CHECK_LAUNCH();
 }
 
 void bitmap_of_sorted_cuda(const uint32_t* idx, int64_t k, int64_t n, uint8_t* bitmap, cudaStream_t st) {
   const int64_t nbytes = (n + 7) / 8;
   if (nbytes == 0) return;
-  bitmap_kernel<<<blocks_for(nbytes), kThreads, 0, st>>>(idx, k, nbytes, bitmap);
+  bitmap_kernel<<<grid_for(nbytes), kBlock, 0, st>>>(idx, k, nbytes, bitmap);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -299,12 +290,12 @@ void exact_buckets_cuda(const void* sorted_keys, const uint32_t* sorted_idx, boo
                         uint16_t* bucket, double* lo_hi, cudaStream_t st) {
   EP_CHECK(K >= 1 && K <= (1 << 15), ValueError, "[sortquant] 1..2^15 buckets, got ", K);
   if (n == 0) return;
-  const unsigned blocks = blocks_for(n > K ? n : K);
+  const unsigned blocks = grid_for(n > K ? n : K);
   if (wide)
-    exact_buckets_kernel<<<blocks, kThreads, 0, st>>>(static_cast<const uint64_t*>(sorted_keys), sorted_idx, n, K,
+    exact_buckets_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const uint64_t*>(sorted_keys), sorted_idx, n, K,
                                                       bucket, lo_hi);
   else
-    exact_buckets_kernel<<<blocks, kThreads, 0, st>>>(static_cast<const uint32_t*>(sorted_keys), sorted_idx, n, K,
+    exact_buckets_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const uint32_t*>(sorted_keys), sorted_idx, n, K,
                                                       bucket, lo_hi);
   CUDA_CHECK_LAUNCH();
 }
@@ -312,20 +303,20 @@ void exact_buckets_cuda(const void* sorted_keys, const uint32_t* sorted_idx, boo
 void sortquant_encode_buckets_cuda(const void* x, bool f64, int64_t n, const uint16_t* bucket, const float* table,
                                    int bits, int split, uint8_t* codes, cudaStream_t st) {
   if (n == 0) return;
-  const unsigned blocks = blocks_for((n + 7) / 8);
+  const unsigned blocks = grid_for((n + 7) / 8);
   if (f64)
-    sortquant_buckets_encode_kernel<<<blocks, kThreads, 0, st>>>(static_cast<const double*>(x), n, bucket, table,
+    sortquant_buckets_encode_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const double*>(x), n, bucket, table,
                                                                  bits, split, codes);
   else
-    sortquant_buckets_encode_kernel<<<blocks, kThreads, 0, st>>>(static_cast<const float*>(x), n, bucket, table,
+    sortquant_buckets_encode_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const float*>(x), n, bucket, table,
                                                                  bits, split, codes);
   CUDA_CHECK_LAUNCH();
 }
 
 void keys_to_values_cuda(const void* keys, bool wide, int64_t n, double* out, cudaStream_t st) {
   if (n == 0) return;
-  if (wide) keys_to_values_kernel<<<blocks_for(n), kThreads, 0, st>>>(static_cast<const uint64_t*>(keys), n, out);
-  else keys_to_values_kernel<<<blocks_for(n), kThreads, 0, st>>>(static_cast<const uint32_t*>(keys), n, out);
+  if (wide) keys_to_values_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const uint64_t*>(keys), n, out);
+  else keys_to_values_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const uint32_t*>(keys), n, out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -337,38 +328,38 @@ void prefix_sum_cuda(void* temp, size_t* temp_bytes, const double* in, double* p
 
 void kmeans_init_cuda(const double* sorted, int64_t n, int K, float* c, cudaStream_t st) {
   if (n == 0) return;
-  kmeans_init_kernel<<<blocks_for(K), kThreads, 0, st>>>(sorted, n, K, c);
+  kmeans_init_kernel<<<grid_for(K), kBlock, 0, st>>>(sorted, n, K, c);
   CUDA_CHECK_LAUNCH();
 }
 
 void kmeans_update_cuda(const double* sorted, const double* prefix, int64_t n, const double* cuts, const float* c,
                         int K, float* next, cudaStream_t st) {
-  kmeans_update_kernel<<<blocks_for(K), kThreads, 0, st>>>(sorted, prefix, n, cuts, c, K, next);
+  kmeans_update_kernel<<<grid_for(K), kBlock, 0, st>>>(sorted, prefix, n, cuts, c, K, next);
   CUDA_CHECK_LAUNCH();
 }
 
 void kmeans_assign_cuda(const void* x, bool f64, int64_t n, const double* cuts, int K, int bits, uint8_t* codes,
                         cudaStream_t st) {
   if (n == 0) return;
-  const unsigned blocks = blocks_for((n + 7) / 8);
+  const unsigned blocks = grid_for((n + 7) / 8);
   if (f64)
-    kmeans_assign_kernel<<<blocks, kThreads, 0, st>>>(static_cast<const double*>(x), n, cuts, K, bits, codes);
+    kmeans_assign_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const double*>(x), n, cuts, K, bits, codes);
   else
-    kmeans_assign_kernel<<<blocks, kThreads, 0, st>>>(static_cast<const float*>(x), n, cuts, K, bits, codes);
+    kmeans_assign_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const float*>(x), n, cuts, K, bits, codes);
   CUDA_CHECK_LAUNCH();
 }
 
 void kmeans_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, const float* table, float* out,
                         cudaStream_t st) {
   if (n == 0) return;
-  kmeans_decode_kernel<<<blocks_for(n), kThreads, 0, st>>>(codes, nbytes, n, bits, table, out);
+  kmeans_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, nbytes, n, bits, table, out);
   CUDA_CHECK_LAUNCH();
 }
 
 void topk_scatter_indices_cuda(const uint8_t* codes, uint64_t nbytes, int64_t k, int index_bits, const float* values,
                                float* out, cudaStream_t st) {
   if (k == 0) return;
-  topk_scatter_indices_kernel<<<blocks_for(k), kThreads, 0, st>>>(codes, nbytes, k, index_bits, values, out);
+  topk_scatter_indices_kernel<<<grid_for(k), kBlock, 0, st>>>(codes, nbytes, k, index_bits, values, out);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -380,10 +371,10 @@ void topk_scatter_bitmap_cuda(void* temp, size_t* temp_bytes, const uint8_t* bit
     return;
   }
   if (nbytes == 0) return;
-  popcount_bytes_kernel<<<blocks_for(nbytes), kThreads, 0, st>>>(bitmap, nbytes, counts);
+  popcount_bytes_kernel<<<grid_for(nbytes), kBlock, 0, st>>>(bitmap, nbytes, counts);
   CUDA_CHECK_LAUNCH();
   CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, *temp_bytes, counts, offsets, int(nbytes), st));
-  topk_scatter_bitmap_kernel<<<blocks_for(nbytes), kThreads, 0, st>>>(bitmap, nbytes, offsets, values, out);
+  topk_scatter_bitmap_kernel<<<grid_for(nbytes), kBlock, 0, st>>>(bitmap, nbytes, offsets, values, out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -17,3 +17,7 @@ inline unsigned grid_for(int64_t n, int block = kBlock) {
 }
 
 }  // namespace ep
+
+// A grid-stride loop over [0, n) with a 64-bit index, for kernels launched with grid_for(n).
+#define EP_GRID_STRIDE(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
