@@ -36,18 +36,6 @@ struct SeqDataset {
   int64_t size() const { return int64_t(ids.size()); }
 };
 
-// The built-in config for smoke runs and the synthetic task: small enough to train in seconds on a CPU.
-nn::RobertaConfig tiny_config(int64_t vocab, int64_t max_len) {
-  nn::RobertaConfig c;
-  c.vocab_size = vocab;
-  c.hidden_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 128;
-  c.max_position_embeddings = max_len + c.pad_token_id + 1;
-  return c;
-}
-
 struct ModelSource {
   nn::RobertaConfig config;
   std::string weights;  // a checkpoint path (file or folder) or "" for random initialization
@@ -61,7 +49,8 @@ ModelSource resolve_model(const cli::Options& o, bool synthetic) {
   s.vocab = o.str("vocab");
   s.merges = o.str("merges");
   if (m == "tiny") {
-    s.config = tiny_config(synthetic ? o.integer("synthetic-vocab") : 50265, o.integer("max-len"));
+    // Small enough to train in seconds on a CPU.
+    s.config = nn::tiny_roberta_config(synthetic ? o.integer("synthetic-vocab") : 50265, 64, 4, o.integer("max-len"));
   } else if (fs::is_directory(m)) {
     if (!fs::exists(fs::path(m) / "config.json")) o.fail("--model " + m + ": no config.json in the folder");
     s.config = nn::load_roberta_config((fs::path(m) / "config.json").string());

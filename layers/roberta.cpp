@@ -98,6 +98,17 @@ RobertaConfig parse_roberta_config(const std::string& text, const std::string& o
   return c;
 }
 
+RobertaConfig tiny_roberta_config(int64_t vocab, int64_t hidden, int64_t heads, int64_t max_len) {
+  RobertaConfig c;
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = heads;
+  c.intermediate_size = 2 * hidden;
+  c.max_position_embeddings = max_len + c.pad_token_id + 1;
+  return c;
+}
+
 RobertaConfig load_roberta_config(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   EP_CHECK(in.good(), IOError, path, ": cannot open");

@@ -24,6 +24,10 @@ struct RobertaConfig {
   int64_t max_sequence_length() const { return max_position_embeddings - pad_token_id - 1; }
 };
 
+// A small 2-layer encoder (FFN 2 x hidden, HF's other defaults) for tests, smoke runs and the synthetic task;
+// max_len counts <s> and </s>, the position table adds the padding offset.
+RobertaConfig tiny_roberta_config(int64_t vocab, int64_t hidden, int64_t heads, int64_t max_len);
+
 // Reads a HF config.json; unknown keys are ignored. ValueError "<path>: <field> ..." for missing or invalid sizes,
 // a hidden size the heads do not divide, an activation other than "gelu", or a non-absolute position embedding.
 RobertaConfig load_roberta_config(const std::string& path);

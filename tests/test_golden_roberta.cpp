@@ -99,17 +99,7 @@ void write_text(const std::string& path, const std::string& text) {
   out << text;
 }
 
-RobertaConfig tiny_config() {
-  RobertaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 8;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 16;
-  c.max_position_embeddings = 20;
-  c.num_labels = 2;
-  return c;
-}
+RobertaConfig tiny_config() { return tiny_roberta_config(50, 8, 2, 18); }
 
 }  // namespace
 

@@ -568,13 +568,7 @@ TEST_CASE("pipeline workers: stages overlap in time; busy time and bubble fracti
 
 TEST_CASE("pipeline workers: tiny RoBERTa with dropout and a padding mask, pipelined == sequential bit for bit") {
   Watchdog dog("pipeline roberta", 60);
-  nn::RobertaConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 20;
+  nn::RobertaConfig c = nn::tiny_roberta_config(40, 16, 2, 18);
   c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1;  // each layer's own generator, drawn in micro order
   const Tensor ids = from_vector({0, 5, 6, 7, 2, 1, 0, 9, 8, 10, 11, 2, 0, 3, 4, 2, 1, 1, 0, 12, 13, 14, 15, 2,
                                   0, 16, 2, 1, 1, 1},

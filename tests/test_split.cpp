@@ -24,13 +24,7 @@ using namespace ep::compress;
 namespace {
 
 nn::RobertaConfig tiny_roberta() {
-  nn::RobertaConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 20;
+  nn::RobertaConfig c = nn::tiny_roberta_config(40, 16, 2, 18);
   c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0;  // so whole and split see identical masks
   return c;
 }
