@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "apps/cli.h"
+#include "apps/split_cli.h"
 #include "compress/compressor.h"
 #include "compress/split.h"
 #include "pipeline/compress_hook.h"
@@ -80,8 +81,7 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
 
   // Boundary compressors: --split's two boundaries take the per-boundary flags; with --stages every boundary takes
   // the general ones.
-  const compress::CompressFlags f{o.str("compress"), o.str("compress-fwd"), o.str("compress-bwd"),
-                                  o.str("compress-b1"), o.str("compress-b2")};
+  const compress::CompressFlags f = compress_flags(o);
   compress::BoundarySpecs specs;
   try {
     specs = compress::resolve_boundary_specs(f);

@@ -21,12 +21,16 @@ inline void add_split_flags(Options& o, const std::string& fine_help) {
       .add("compress-b2", "string", "", "boundary 2 (cloud -> edge): SPEC, or FWD|BWD");
 }
 
+// The --compress* flags as given.
+inline compress::CompressFlags compress_flags(const Options& o) {
+  return {o.str("compress"), o.str("compress-fwd"), o.str("compress-bwd"), o.str("compress-b1"), o.str("compress-b2")};
+}
+
 // The split model the flags ask for, or nothing without --split (then --compress* flags are an error: they would
 // silently do nothing). `units` are the model's units (with --split-fine applied by the caller).
 inline std::optional<compress::SplitModel> make_split(const Options& o, std::vector<nn::Unit> units,
                                                       std::shared_ptr<compress::CompressionLog> log) {
-  const compress::CompressFlags f{o.str("compress"), o.str("compress-fwd"), o.str("compress-bwd"),
-                                  o.str("compress-b1"), o.str("compress-b2")};
+  const compress::CompressFlags f = compress_flags(o);
   if (o.str("split").empty()) {
     if (!f.all.empty() || !f.fwd.empty() || !f.bwd.empty() || !f.b1.empty() || !f.b2.empty())
       o.fail("--compress flags need --split K,M (where the boundaries are)");
