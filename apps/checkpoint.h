@@ -45,7 +45,7 @@ inline void save(const std::string& path, const TrainState& s, Optimizer& opt, c
 }
 
 // Restores everything save() wrote; IOError naming the file when it is not a checkpoint of this state.
-inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, Device device) {
+inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt) {
   SafetensorsFile f = read_safetensors(path);
   EP_CHECK(f.metadata.count("format") && f.metadata.at("format") == "edgepipe-checkpoint", IOError, path,
            ": not an edgepipe checkpoint");
@@ -70,7 +70,7 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, Devic
   nn::load_state_entries(s.tensors, model_part, /*strict=*/true);
   opt.visit_state([&](size_t i, const char* name, Tensor& st) {
     auto it = optim_part.find(std::to_string(i) + "." + name);
-    if (it != optim_part.end()) st = it->second.to(device).detach();
+    if (it != optim_part.end()) st = it->second.to(opt.params()[i].device()).detach();  // beside its parameter
   });
   opt.set_step_count(number("step"));
   for (auto& [name, g] : s.generators) g->offset = uint64_t(number("rng." + name));

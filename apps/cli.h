@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/check.h"
+#include "engine/determinism.h"
 #include "engine/device.h"
 
 namespace ep::cli {
@@ -203,7 +204,9 @@ inline void add_trainer_flags(Options& o, const std::string& out_default, const 
       .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
       .add("dump-logits", "string", "",
            "with --eval-only: write the " + eval_split + " logits and labels (safetensors, in data order)")
-      .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs");
+      .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs")
+      .add("deterministic", "bool", false, "GPU: deterministic cuDNN algorithms and TF32 off, so runs (and pipelined "
+                                           "vs sequential steps) repeat bit for bit; the CPU always does");
 }
 
 // Parses the command line; false after printing --help. Then checks the shared flags and returns the device.
@@ -217,6 +220,7 @@ inline Device checked_trainer_device(const Options& o) {
   if (device.is_cuda() && !cuda_available()) o.fail("--device " + device.str() + ": no GPU present");
   if (o.integer("epochs") < 0 || o.integer("batch-size") <= 0) o.fail("--epochs must be >= 0 and --batch-size > 0");
   if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
+  if (o.flag("deterministic")) set_deterministic(true);
   return device;
 }
 

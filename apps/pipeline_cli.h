@@ -39,9 +39,10 @@ struct PipelineSetup {
   bool deferred_bn = true;
 };
 
-// Builds the pipeline the flags ask for, or returns an empty pipe without --chunks. Every stage must run on the
-// training device for now: the trainers keep one copy of the parameters there (moving units' parameters to other
-// devices is later work), so other devices are a usage error that says so.
+// Builds the pipeline the flags ask for, or returns an empty pipe without --chunks. The model was built on `device`
+// (--device, where the data arrive); a stage placed elsewhere gets its units' parameters and buffers moved to its
+// device here, so the caller must collect the model's parameters (for the optimizer) after this call. The last
+// stage's outputs stay on its device: the trainers move them back for the loss labels and metrics.
 inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device, bool has_batch_norm,
                                    const std::shared_ptr<compress::CompressionLog>& log) {
   PipelineSetup s;
@@ -74,10 +75,6 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   } catch (const Error& e) {
     o.fail(e.what());
   }
-  for (const Device& d : s.partition.devices)
-    if (d != device)
-      o.fail("stage device " + d.str() + " differs from --device " + dev +
-             ": stages on several devices are not supported by the trainers yet");
 
   // Boundary compressors: --split's two boundaries take the per-boundary flags; with --stages every boundary takes
   // the general ones.
@@ -120,7 +117,10 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     pipeline::Stage stage;
     stage.device = s.partition.devices[size_t(st)];
     const int64_t first = s.partition.first_unit(st);
-    for (int64_t u = first; u < first + s.partition.units[size_t(st)]; ++u) stage.units.push_back(units[size_t(u)]);
+    for (int64_t u = first; u < first + s.partition.units[size_t(st)]; ++u) {
+      stage.units.push_back(units[size_t(u)]);
+      if (stage.device != device) stage.units.back().move_to(stage.device);
+    }
     stages.push_back(std::move(stage));
   }
   pipeline::PipelineOptions po;

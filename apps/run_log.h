@@ -100,9 +100,11 @@ inline int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   return n;
 }
 
-// The "peak_memory_bytes" entry of summary.json: the host and the training device.
-inline nlohmann::json peak_memory_json(Device device) {
-  return {{"cpu", peak_memory_bytes(Device::cpu())}, {device.str(), peak_memory_bytes(device)}};
+// The "peak_memory_bytes" entry of summary.json: the host, the training device and every pipeline stage's device.
+inline nlohmann::json peak_memory_json(Device device, const std::vector<Device>& stage_devices = {}) {
+  nlohmann::json j{{"cpu", peak_memory_bytes(Device::cpu())}, {device.str(), peak_memory_bytes(device)}};
+  for (const Device& d : stage_devices) j[d.str()] = peak_memory_bytes(d);
+  return j;
 }
 
 // summary.json (or any JSON document) written atomically: readers see the old or the new file, never half of one.

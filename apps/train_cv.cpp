@@ -38,7 +38,7 @@ struct Model {
   std::function<Tensor(const Tensor&)> forward;
   std::function<void(bool)> set_train;
   std::vector<std::pair<std::string, Tensor*>> state;  // parameters and buffers by state_dict name
-  std::vector<Tensor> params;
+  std::function<std::vector<Tensor>()> params;  // collected when asked: pipeline stages may have moved them
   std::vector<std::pair<std::string, Generator*>> generators;  // whose offsets a checkpoint must restore
   std::function<std::vector<nn::Unit>(bool fine)> units;       // for --split (fine: the stem before its ReLU6)
   std::function<void(int64_t chunks)> set_deferred_bn;          // for the pipeline's micro-batches
@@ -51,10 +51,8 @@ Model wrap(std::shared_ptr<M> m, Device device) {
   Model out;
   out.forward = [m](const Tensor& x) { return m->forward(x); };
   out.set_train = [m](bool on) { m->set_train(on); };
-  m->visit("", [&](const std::string& name, Tensor& t, bool is_buffer) {
-    out.state.emplace_back(name, &t);
-    if (!is_buffer) out.params.push_back(t);
-  });
+  m->visit("", [&](const std::string& name, Tensor& t, bool) { out.state.emplace_back(name, &t); });
+  out.params = [m] { return nn::parameters(*m); };
   out.owner = m;
   return out;
 }
@@ -226,7 +224,8 @@ int run(int argc, char** argv) {
   if (pipe.pipe) {
     if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
     pipeline::Pipeline* p = pipe.pipe.get();
-    model.forward = [p](const Tensor& x) { return p->forward(x); };  // evaluation: through the hooks, no gradients
+    // Evaluation: through the hooks, no gradients; the logits come back to the data's device.
+    model.forward = [p](const Tensor& x) { return p->forward(x).to(x.device()); };
   } else if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
     std::printf("split: %s\n", split->describe().c_str());
     auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
@@ -254,7 +253,7 @@ int run(int argc, char** argv) {
   so.momentum = o.number("momentum");
   so.nesterov = o.flag("nesterov");
   so.weight_decay = o.number("weight-decay");
-  SGD opt(model.params, so);
+  SGD opt(model.params(), so);
   const int64_t steps_per_epoch = train_loader.batches_per_epoch();
   LRSchedule sched = parse_lr_schedule(o.str("schedule"), so.lr);
   sched.total_steps = std::max<int64_t>(1, o.integer("epochs") * steps_per_epoch);
@@ -262,7 +261,7 @@ int run(int argc, char** argv) {
   sched.step_size = std::max<int64_t>(1, sched.total_steps / 3);  // "step": x0.1 at 1/3 and 2/3 of the run
   ckpt::TrainState state{model.state, model.generators};
   ckpt::Cursor cur;
-  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt, device);
+  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt);
 
   if (o.flag("eval-only")) {
     EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), o.str("dump-logits"), *clog);
@@ -295,10 +294,10 @@ int run(int argc, char** argv) {
         const Tensor& labels = b->labels;
         const double smoothing = o.number("label-smoothing");
         pipeline::StepResult r = pipe.pipe->train_step(b->images, [&](const Tensor& out, const pipeline::MicroBatch& mb) {
-          Tensor lab = slice(labels, 0, mb.offset, mb.offset + mb.rows);
+          Tensor lab = slice(labels, 0, mb.offset, mb.offset + mb.rows).to(out.device());  // the last stage's
           return pipeline::mean_loss_share(cross_entropy(out, lab, smoothing), mb);
         });
-        logits = r.output;
+        logits = r.output.to(device);
         l = r.loss;
         pipeline_stats.push_back(pipeline::to_json(r.stats));
       } else {
@@ -344,7 +343,7 @@ int run(int argc, char** argv) {
                          {"steps", opt.step_count()},
                          {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
                          {"device", device.str()},
-                         {"peak_memory_bytes", runlog::peak_memory_json(device)}};
+                         {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
   if (!clog->empty()) summary["compression"] = clog->summary();
   if (!last_pipeline.is_null()) summary["pipeline_last_step"] = last_pipeline;
   runlog::write_json_atomic(out + "/summary.json", summary);

@@ -291,8 +291,8 @@ int run(int argc, char** argv) {
   cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false, clog);
   if (pipe.pipe) {
     pipeline::Pipeline* p = pipe.pipe.get();
-    forward = [p, &model](const Tensor& ids, const Tensor& mask) {
-      return p->forward(ids, nn::UnitContext{model.prepare_mask(ids, mask)});
+    forward = [p, &model, device](const Tensor& ids, const Tensor& mask) {  // logits back on the data's device
+      return p->forward(ids, nn::UnitContext{model.prepare_mask(ids, mask)}).to(device);
     };
   } else if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
     std::printf("split: %s\n", split->describe().c_str());
@@ -323,7 +323,7 @@ int run(int argc, char** argv) {
   model.visit("", [&](const std::string& name, Tensor& t, bool) { state.tensors.emplace_back(name, &t); });
   model.visit_generators([&](const std::string& name, Generator& g) { state.generators.emplace_back(name, &g); });
   ckpt::Cursor cur;
-  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt, device);
+  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt);
 
   if (o.flag("eval-only")) {
     EvalResult r = evaluate(model, forward, dev_set, task, batch_size, pad, device, o.str("dump-logits"), *clog);
@@ -359,12 +359,12 @@ int run(int argc, char** argv) {
             b.ids,
             [&](const Tensor& out, const pipeline::MicroBatch& mb) {
               Batch part;
-              part.labels = slice(b.labels, 0, mb.offset, mb.offset + mb.rows);
-              part.scores = slice(b.scores, 0, mb.offset, mb.offset + mb.rows);
+              part.labels = slice(b.labels, 0, mb.offset, mb.offset + mb.rows).to(out.device());  // last stage's
+              part.scores = slice(b.scores, 0, mb.offset, mb.offset + mb.rows).to(out.device());
               return pipeline::mean_loss_share(task_loss(out, part, task.regression), mb);
             },
             nn::UnitContext{model.prepare_mask(b.ids, b.mask)});
-        logits = r.output;
+        logits = r.output.to(device);
         l = r.loss;
       } else {
         logits = forward(b.ids, b.mask);
@@ -405,7 +405,7 @@ int run(int argc, char** argv) {
                          {"ms_per_batch", batches_timed ? batch_ms_sum / double(batches_timed) : 0.0},
                          {"tokens_per_s", batch_ms_sum > 0 ? 1000.0 * double(tokens_timed) / batch_ms_sum : 0.0},
                          {"device", device.str()},
-                         {"peak_memory_bytes", runlog::peak_memory_json(device)}};
+                         {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
   if (!last.metrics.empty()) {
     summary["main_metric"] = last.metrics.front().name;
     summary["final"] = last.main();

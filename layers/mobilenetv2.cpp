@@ -107,16 +107,18 @@ Tensor MobileNetV2::forward(const Tensor& x) {
 std::vector<Unit> MobileNetV2::units(bool split_stem) {
   std::vector<Unit> u;
   if (split_stem) {
-    u.push_back({"stem.conv_bn", [this](const Tensor& x) { return stem.forward_no_act(x); }});
+    u.push_back(Unit("stem.conv_bn", [this](const Tensor& x) { return stem.forward_no_act(x); }).owning(stem));
     u.push_back({"stem.relu6", [](const Tensor& x) { return relu6(x); }});
   } else {
-    u.push_back({"stem", [this](const Tensor& x) { return stem.forward(x); }});
+    u.push_back(Unit("stem", [this](const Tensor& x) { return stem.forward(x); }).owning(stem));
   }
   for (size_t i = 0; i < blocks.size(); ++i)
-    u.push_back({"block" + std::to_string(i + 1), [this, i](const Tensor& x) { return blocks[i].forward(x); }});
-  u.push_back({"head", [this](const Tensor& x) { return head.forward(x); }});
+    u.push_back(Unit("block" + std::to_string(i + 1), [this, i](const Tensor& x) { return blocks[i].forward(x); })
+                    .owning(blocks[i]));
+  u.push_back(Unit("head", [this](const Tensor& x) { return head.forward(x); }).owning(head));
   u.push_back(Unit("classifier", [this](const Tensor& x) { return classifier.forward(drop.forward(flatten(pool.forward(x), 1))); })
-                  .with_generators({&drop.gen}));
+                  .with_generators({&drop.gen})
+                  .owning(classifier));
   return u;
 }
 

@@ -36,6 +36,11 @@ struct Unit {
   // The random streams the unit draws from (its dropout sites): recomputation rewinds them so a second forward
   // draws the same masks. The model owns them; empty for units without randomness.
   std::vector<Generator*> generators;
+  // Visits the parameters and buffers the unit computes with (keys relative to their module), so a pipeline stage
+  // can move them to its device. Null for units that hold no tensors (an activation). The units of one model own
+  // disjoint modules that together cover its whole state (tested), so moving some units leaves the rest in place.
+  using TensorVisitor = std::function<void(const std::string& name, Tensor& t, bool is_buffer)>;
+  std::function<void(const TensorVisitor&)> visit_owned;
   template <class F> Unit(std::string unit_name, F f) : name(std::move(unit_name)) {
     if constexpr (std::is_invocable_v<F, const Tensor&, const UnitContext&>)
       fn = std::move(f);
@@ -47,6 +52,10 @@ struct Unit {
     generators = std::move(g);
     return *this;
   }
+  // The unit computes with these modules (held by reference: models stay where they were built).
+  template <class... M> Unit& owning(M&... modules);
+  // Its tensors to `device` (nn::to_device of each owned module); nothing for a unit without tensors.
+  void move_to(Device device) const;
 };
 
 // True on this thread while a pipeline stage recomputes a forward for its backward (activation checkpointing):
@@ -122,6 +131,20 @@ void to_device(M& m, Device device) {
     if (!is_buffer) moved.requires_grad_();
     t = moved;
   });
+}
+
+template <class... M> Unit& Unit::owning(M&... modules) {
+  visit_owned = [&modules...](const TensorVisitor& f) { (modules.visit("", f), ...); };
+  return *this;
+}
+
+inline void Unit::move_to(Device device) const {
+  if (!visit_owned) return;
+  struct Owned {  // the unit's tensors seen as one module
+    const Unit* unit;
+    void visit(const std::string&, const TensorVisitor& f) { unit->visit_owned(f); }
+  } owned{this};
+  to_device(owned, device);
 }
 
 // Casts every floating tensor to `dtype` (f64 models for gradchecks); integer buffers are left as they are.

@@ -72,13 +72,14 @@ Tensor ResNet18::forward(const Tensor& x) {
 
 std::vector<Unit> ResNet18::units() {
   std::vector<Unit> u;
-  u.push_back({"stem", [this](const Tensor& x) { return relu(bn1.forward(conv1.forward(x))); }});
+  u.push_back(Unit("stem", [this](const Tensor& x) { return relu(bn1.forward(conv1.forward(x))); }).owning(conv1, bn1));
   for (size_t l = 0; l < layers.size(); ++l)
     for (size_t b = 0; b < layers[l].size(); ++b)
-      u.push_back({"layer" + std::to_string(l + 1) + "." + std::to_string(b),
-                   [this, l, b](const Tensor& x) { return layers[l][b].forward(x); }});
+      u.push_back(Unit("layer" + std::to_string(l + 1) + "." + std::to_string(b),
+                       [this, l, b](const Tensor& x) { return layers[l][b].forward(x); })
+                      .owning(layers[l][b]));
   u.push_back({"head", [this](const Tensor& x) { return flatten(pool.forward(x), 1); }});
-  u.push_back({"classifier", [this](const Tensor& x) { return linear.forward(x); }});
+  u.push_back(Unit("classifier", [this](const Tensor& x) { return linear.forward(x); }).owning(linear));
   return u;
 }
 

@@ -258,7 +258,7 @@ Tensor RobertaForSequenceClassification::forward(const Tensor& ids, const Tensor
 std::vector<Unit> RobertaForSequenceClassification::units(bool split_layers) {
   std::vector<Unit> u;
   u.emplace_back("embeddings", [this](const Tensor& ids, const UnitContext&) { return embeddings.forward(ids); });
-  u.back().generators = {&embeddings.drop.gen};
+  u.back().with_generators({&embeddings.drop.gen}).owning(embeddings);
   for (size_t i = 0; i < layers.size(); ++i) {
     const std::string name = "layer" + std::to_string(i);
     RobertaLayer& l = layers[i];
@@ -266,16 +266,17 @@ std::vector<Unit> RobertaForSequenceClassification::units(bool split_layers) {
       u.emplace_back(name + ".attention", [this, i](const Tensor& h, const UnitContext& c) {
         return layers[i].forward_attention(h, c.key_mask);
       });
-      u.back().generators = {&l.self_attention.dropout_gen, &l.attention_drop.gen};
+      u.back().with_generators({&l.self_attention.dropout_gen, &l.attention_drop.gen})
+          .owning(l.self_attention, l.attention_dense, l.attention_norm);
       u.emplace_back(name + ".ffn", [this, i](const Tensor& a, const UnitContext&) { return layers[i].forward_ffn(a); });
-      u.back().generators = {&l.output_drop.gen};
+      u.back().with_generators({&l.output_drop.gen}).owning(l.intermediate_dense, l.output_dense, l.output_norm);
     } else {
       u.emplace_back(name, [this, i](const Tensor& h, const UnitContext& c) { return layers[i].forward(h, c.key_mask); });
-      u.back().generators = {&l.self_attention.dropout_gen, &l.attention_drop.gen, &l.output_drop.gen};
+      u.back().with_generators({&l.self_attention.dropout_gen, &l.attention_drop.gen, &l.output_drop.gen}).owning(l);
     }
   }
   u.emplace_back("classifier", [this](const Tensor& h, const UnitContext&) { return classifier.forward(h); });
-  u.back().generators = {&classifier.drop_in.gen, &classifier.drop_mid.gen};
+  u.back().with_generators({&classifier.drop_in.gen, &classifier.drop_mid.gen}).owning(classifier);
   return u;
 }
 

@@ -11,6 +11,7 @@
 #include "engine/optim.h"
 #include "layers/mobilenetv2.h"
 #include "layers/resnet.h"
+#include "layers/roberta.h"
 #include "layers/state.h"
 #include "tests/test_util.h"
 
@@ -461,4 +462,63 @@ TEST_CASE("layers: deferred BatchNorm2d normalizes per micro-batch and commits t
   CHECK(deferred.forward(x).to_double_vector() == plain.forward(x).to_double_vector());
   CHECK(deferred.num_batches_tracked.item() == 1);
   CHECK_THROWS_AS(deferred.set_deferred_chunks(-1), ValueError);
+}
+
+namespace {
+
+// How many of the model's units claim each of its state tensors (by identity), keyed by state-dict name; and the
+// number of claims on tensors that are not the model's.
+template <class M>
+std::pair<std::map<std::string, int>, int> unit_claims(M& model, const std::vector<Unit>& units) {
+  std::map<const TensorImpl*, std::string> name_of;
+  std::map<std::string, int> claims;
+  model.visit("", [&](const std::string& name, Tensor& t, bool) {
+    name_of[t.impl_ptr().get()] = name;
+    claims[name] = 0;
+  });
+  int strangers = 0;
+  for (const Unit& u : units) {
+    if (!u.visit_owned) continue;
+    u.visit_owned([&](const std::string&, Tensor& t, bool) {
+      auto it = name_of.find(t.impl_ptr().get());
+      if (it == name_of.end()) ++strangers;
+      else ++claims[it->second];
+    });
+  }
+  return {claims, strangers};
+}
+
+void check_each_claimed_once(const std::pair<std::map<std::string, int>, int>& c) {
+  CHECK(c.second == 0);
+  CHECK(!c.first.empty());
+  for (const auto& [name, n] : c.first) {
+    INFO(name);
+    CHECK(n == 1);  // 0: a stage on another device would compute with it on the wrong device; 2: moved twice
+  }
+}
+
+}  // namespace
+
+TEST_CASE("layers: the units of every model own its parameters and buffers exactly once (pipeline placement)") {
+  MobileNetV2 m(mnv2(MobileNetV2Variant::cifar, 10, 0.25));
+  check_each_claimed_once(unit_claims(m, m.units()));
+  check_each_claimed_once(unit_claims(m, m.units(true)));
+  ResNet18 r;
+  check_each_claimed_once(unit_claims(r, r.units()));
+  RobertaForSequenceClassification rb(tiny_roberta_config(100, 16, 2, 12));
+  check_each_claimed_once(unit_claims(rb, rb.units()));
+  check_each_claimed_once(unit_claims(rb, rb.units(true)));
+  // Units without tensors claim nothing: the split stem's ReLU6.
+  CHECK_FALSE(m.units(true)[1].visit_owned);
+
+  // move_to moves exactly the unit's tensors (needs a second device).
+  if (test::have_cuda()) {
+    auto units = m.units();
+    units[3].move_to(Device::cuda(0));
+    CHECK(m.blocks[2].project.weight.is_cuda());
+    CHECK(m.stem.conv.weight.device() == Device::cpu());
+    CHECK(m.blocks[2].project.weight.requires_grad());
+    units[3].move_to(Device::cpu());
+    CHECK(m.blocks[2].project.weight.device() == Device::cpu());
+  }
 }

@@ -15,11 +15,28 @@
 
 #include "engine/safetensors.h"
 #include "tests/app_runner.h"
+#include "tests/test_util.h"
 
 namespace {
 
 const char* kRun = "--data synthetic --synthetic-size 256 --batch-size 60 --width 0.25 --epochs 1 --max-steps 3 "
                    "--log-steps --split-fine ";
+
+// The step losses as numbers (they are printed as hex floats).
+std::map<int, double> values(const std::map<int, std::string>& hex) {
+  std::map<int, double> v;
+  for (const auto& [step, h] : hex) v[step] = std::strtod(h.c_str(), nullptr);
+  return v;
+}
+
+void check_close(const std::map<int, std::string>& a, const std::map<int, std::string>& b, double rel) {
+  const auto x = values(a), y = values(b);
+  REQUIRE(x.size() == y.size());
+  for (const auto& [step, v] : x) {
+    INFO("step ", step);
+    CHECK(v == doctest::Approx(y.at(step)).epsilon(rel));
+  }
+}
 
 std::map<int, std::string> losses(const std::string& args, const std::string& out) {
   ep::test::AppRun r = ep::test::run_app("train_cv", kRun + args + " --out " + out);
@@ -42,6 +59,7 @@ TEST_CASE("pipeline in train_cv: the same losses for 1, 3 and 3 uneven stages, u
     CHECK(losses(common + "--split 1,1", d + "/split") == one);
     CHECK(losses(common + "--stages 5,10,6", d + "/three") == one);
     CHECK(losses(common + "--stages 2,2,2,2,2,2,2,2,2,3", d + "/ten") == one);
+    CHECK(losses(common + "--stages 5,10,6 --deterministic", d + "/det") == one);  // the CPU always is
   }
   // Without deferral each micro-batch commits its own statistics: the running stats (and so later steps) differ
   // from deferred ones only through eval, so training losses still agree; the run must simply work.
@@ -88,6 +106,13 @@ TEST_CASE("pipeline in train_cv: bad pipeline flags get one line and exit 2") {
     INFO(std::string(bad));
     ep::test::AppRun r = ep::test::run_app("train_cv", std::string(kRun) + bad + " --out " + d);
     CHECK(r.status == 2);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  }
+  if (!ep::test::have_cuda()) {  // a stage on a GPU this machine does not have
+    ep::test::AppRun r = ep::test::run_app("train_cv", std::string(kRun) + "--chunks 2 --stages 5,16 --devices "
+                                                                          "cpu,cuda:0 --out " + d);
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--devices") != std::string::npos);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
   }
   std::filesystem::remove_all(d);
@@ -139,5 +164,42 @@ TEST_CASE("pipeline in train_cv and train_glue: activation recomputation changes
   CHECK(glue("always") == glue("never"));
   ep::test::AppRun bad = ep::test::run_app("train_cv", std::string(kRun) + "--split 1,1 --chunks 2 --checkpoint sometimes --out " + d);
   CHECK(bad.status == 2);
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline on the GPU: stages on the CPU and a GPU; --deterministic pipelined == sequential bit for bit") {
+  if (!ep::test::have_app("train_cv") || !ep::test::have_app("train_glue") || !ep::test::have_cuda()) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_gpu");
+  // MobileNetV2: edge stages on the CPU, the cloud stage on the GPU; the same run all on the CPU. cuDNN's and the
+  // CPU's convolutions round differently, so the losses agree closely rather than exactly.
+  const auto cpu = losses("--chunks 3 --stages 2,16,3", d + "/cpu");
+  const auto mixed = losses("--chunks 3 --stages 2,16,3 --devices cpu,cuda:0,cpu", d + "/mixed");
+  check_close(mixed, cpu, 1e-4);
+  // The checkpoint written at --max-steps holds every tensor, whichever device its stage ran on, and resumes.
+  CHECK(ep::read_safetensors(d + "/mixed/checkpoint.safetensors").tensors.size() ==
+        ep::read_safetensors(d + "/cpu/checkpoint.safetensors").tensors.size());
+  // On one GPU with --deterministic: 1 and 3 stages, GPipe and 1F1B, repeated runs: the same bits.
+  const std::string det = "--device cuda --deterministic --chunks 4 ";
+  const auto one = losses(det + "--stages 21", d + "/one");
+  CHECK(losses(det + "--stages 21", d + "/again") == one);
+  CHECK(losses(det + "--stages 5,10,6", d + "/three") == one);
+  CHECK(losses(det + "--stages 5,10,6 --pipeline-schedule 1f1b", d + "/three_1f1b") == one);
+  CHECK(losses(det + "--stages 5,10,6 --checkpoint always", d + "/recompute") == one);
+  check_close(one, losses("--chunks 4 --stages 21", d + "/one_cpu"), 1e-4);
+
+  // RoBERTa (embeddings: the deterministic scatter-add; dropout on the GPU's Philox streams).
+  auto glue = [&](const std::string& args) {
+    ep::test::AppRun r = ep::test::run_app(
+        "train_glue", "--synthetic-size 256 --batch-size 30 --lr 1e-3 --epochs 1 --max-steps 3 --log-steps "
+                      "--split-fine --chunks 4 " + args + " --out " + d + "/glue");
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    auto l = ep::test::step_losses(r.out);
+    REQUIRE(l.size() == 3);
+    return l;
+  };
+  const auto g_one = glue("--device cuda --deterministic --stages 6");
+  CHECK(glue("--device cuda --deterministic --stages 6") == g_one);
+  CHECK(glue("--device cuda --deterministic --stages 1,2,2,1") == g_one);
+  check_close(glue("--stages 1,2,2,1 --devices cuda,cpu,cpu,cuda"), glue("--stages 1,2,2,1"), 1e-4);
   std::filesystem::remove_all(d);
 }
