@@ -1,6 +1,7 @@
-// bench_pipeline_models.h — `bench pipeline` parts (2) and (4): MobileNetV2 and RoBERTa training steps pipelined (S
-// stages, C micro-batches, one device) against the same step unpipelined, and the seeds' split over an emulated
-// 100 Mbit/s link with each compressor, so the step time shows what the bytes cost. Prints figures; not a test.
+// bench_pipeline_models.h — `bench pipeline` parts (2), (3) and (4): MobileNetV2 and RoBERTa training steps pipelined
+// (S stages, C micro-batches, one device) against the same step unpipelined; the seeds' Naive / To_device table (the
+// edge | cloud | edge split unpipelined and as GPipe, time and peak memory per device); and the seeds' split over an
+// emulated 100 Mbit/s link with each compressor, so the step time shows what the bytes cost. Prints figures only.
 // Not the scheduler alone (bench_pipeline.h, part 1).
 #pragma once
 #include <algorithm>
@@ -25,16 +26,21 @@
 namespace ep::bench_pipeline_detail {
 
 
-// The model's units cut into stages of the given sizes on device d, with `hooks` at the boundaries.
+// The model's units cut into stages of the given sizes on devices[s] (one device: all stages), with `hooks` at the
+// boundaries. A unit on another device than its model's is moved there.
 inline std::unique_ptr<pipeline::Pipeline> make_stages(const std::vector<nn::Unit>& units,
-                                                       const std::vector<int64_t>& sizes, Device d, int chunks,
+                                                       const std::vector<int64_t>& sizes,
+                                                       const std::vector<Device>& devices, int chunks,
                                                        std::vector<std::shared_ptr<pipeline::BoundaryHook>> hooks) {
   std::vector<pipeline::Stage> stages;
   size_t u = 0;
-  for (int64_t n : sizes) {
+  for (size_t k = 0; k < sizes.size(); ++k) {
     pipeline::Stage s;
-    s.device = d;
-    for (int64_t i = 0; i < n; ++i) s.units.push_back(units[u++]);
+    s.device = devices.size() == 1 ? devices[0] : devices.at(k);
+    for (int64_t i = 0; i < sizes[k]; ++i) {
+      s.units.push_back(units[u++]);
+      s.units.back().move_to(s.device);
+    }
     stages.push_back(std::move(s));
   }
   return std::make_unique<pipeline::Pipeline>(std::move(stages), pipeline::PipelineOptions{chunks, pipeline::ScheduleKind::gpipe},
@@ -86,12 +92,67 @@ void pipelined_vs_plain(const char* title, Model& model, const std::vector<nn::U
   };
   for (int stages : {2, 4})
     for (int chunks : chunk_list) {
-      auto pipe = make_stages(units, even_stages(int64_t(units.size()), stages), d, chunks, {});
+      auto pipe = make_stages(units, even_stages(int64_t(units.size()), stages), {d}, chunks, {});
       const double ms = bench::wall_median_ms(d, [&] { pipe->train_step(x, loss, ctx); opt.step(); opt.zero_grad(); }, reps, 1);
       std::printf("  %-34s %9.2f ms/step  %.2fx the unpipelined step\n",
                   (std::string(title) + " S=" + std::to_string(stages) + " C=" + std::to_string(chunks)).c_str(), ms,
                   ms / plain);
     }
+}
+
+// Part (3), the seeds' table "Naive | To_device": the edge | cloud | edge split of MobileNetV2 (stem before its
+// ReLU6 | the middle | the classifier) on three stage devices, run unpipelined (one chunk: the whole mini-batch goes
+// from stage to stage, each device idle while the others work: the seeds' Naive) and as GPipe with 4 micro-batches
+// (the seeds' To_device). Time per mini-batch (median) and the peak tensor memory of each device during the steps.
+inline void bench_naive_vs_to_device(Device d) {
+  const bool gpu = d.is_cuda();
+  const double width = gpu ? 1.0 : 0.5;
+  const int64_t batch = gpu ? 256 : 64;
+  std::vector<std::vector<Device>> placements{{d, d, d}};
+  if (gpu) placements.push_back({Device::cpu(), d, Device::cpu()});               // edge on the host, cloud on the GPU
+  if (gpu && cuda_device_count() >= 2) placements.push_back({d, Device::cuda(1), d});  // the seeds' two GPUs
+  std::printf("\n[pipeline, part 3] the seeds' Naive vs To_device: MobileNetV2-cifar width %.1f, batch %lld, split "
+              "edge | cloud | edge (1 | %d | 1 units), SGD step included\n", width, (long long)batch, 19);
+  for (const auto& devs : placements) {
+    auto names = [&] { return devs[0].str() + " | " + devs[1].str() + " | " + devs[2].str(); };
+    for (int chunks : {1, 4}) {
+      auto mp = cifar_mobilenetv2(width, d);
+      nn::MobileNetV2& m = *mp;
+      m.set_deferred_batch_norm(chunks);
+      auto units = m.units(/*split_stem=*/true);
+      auto pipe = make_stages(units, {1, int64_t(units.size()) - 2, 1}, devs, chunks, {});
+      std::vector<Tensor> params = nn::parameters(m);
+      SGD opt(params, {.lr = 1e-4, .momentum = 0.9});
+      Tensor x = random_images(batch, devs[0], 5);
+      Tensor y = class_labels(batch, 10, devs[2]);
+      const pipeline::LossFn loss = [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+        return pipeline::mean_loss_share(cross_entropy(out, slice(y, 0, mb.offset, mb.offset + mb.rows)), mb);
+      };
+      auto step = [&] {
+        pipe->train_step(x, loss);
+        opt.step();
+        opt.zero_grad();
+      };
+      step();  // momentum buffers and pools allocated before the peaks are reset
+      for (const Device& dev : devs) {
+        synchronize(dev);
+        reset_peak_tensor_bytes(dev);
+      }
+      const double ms = bench::wall_median_ms(devs[1], step, gpu ? 5 : 3, 0);
+      std::string mem;
+      std::vector<Device> seen;
+      for (const Device& dev : devs) {
+        if (std::find(seen.begin(), seen.end(), dev) != seen.end()) continue;
+        seen.push_back(dev);
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s%s %.0f MB", mem.empty() ? "" : ", ", dev.str().c_str(),
+                      double(peak_tensor_bytes(dev)) / 1e6);
+        mem += buf;
+      }
+      std::printf("  %-26s %-10s %9.1f ms/batch   peak tensor memory: %s\n", names().c_str(),
+                  chunks == 1 ? "Naive" : "To_device", ms, mem.c_str());
+    }
+  }
 }
 
 inline void bench_pipeline_models(Device d) {
@@ -132,6 +193,8 @@ inline void bench_pipeline_models(Device d) {
                        [&] { cross_entropy(m.forward(x, mask), y).backward(); }, gpu ? 10 : 2);
   }
 
+  bench_naive_vs_to_device(d);
+
   std::printf("\n[pipeline, part 4] the seeds' split (edge | cloud | edge, %s) over an emulated 100Mbit,20ms link, "
               "4 micro-batches\n", gpu ? "MobileNetV2-cifar width 1.0, batch 128" : "MobileNetV2-cifar width 0.25, batch 32");
   auto mp = cifar_mobilenetv2(gpu ? 1.0 : 0.25, d);
@@ -154,7 +217,7 @@ inline void bench_pipeline_models(Device d) {
       else inner = std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(spec), compress::parse_compressor(spec));
       hooks.push_back(std::make_shared<pipeline::LinkHook>(inner, pipeline::parse_link("100Mbit,20ms")));
     }
-    auto pipe = make_stages(units, {1, int64_t(units.size()) - 2, 1}, d, 4, hooks);
+    auto pipe = make_stages(units, {1, int64_t(units.size()) - 2, 1}, {d}, 4, hooks);
     uint64_t bytes = 0;
     const double ms = bench::wall_median_ms(d, [&] {
       pipeline::StepResult r = pipe->train_step(x, loss);

@@ -80,6 +80,13 @@ void synchronize(Device d);  // waits for the current stream of d (no-op on CPU)
 // a GPU (0 for a GPU never used).
 uint64_t peak_memory_bytes(Device d);
 uint64_t peak_host_memory_bytes();  // the CPU case (engine/device.cpp), shared by both runtimes
+// High-water mark of tensor storage in use on d since the last reset (or the start): on the CPU the host
+// allocator's own count of live blocks, on a GPU the stream-ordered pool's. Unlike the resident set it can be reset,
+// so one process can compare the memory of several configurations (bench pipeline, part 3).
+uint64_t peak_tensor_bytes(Device d);
+void reset_peak_tensor_bytes(Device d);  // the high-water mark becomes what is in use now
+uint64_t peak_host_tensor_bytes();       // the CPU cases (engine/host_memory.cpp), shared by both runtimes
+void reset_peak_host_tensor_bytes();
 
 // Makes `s` the current stream of its device for this thread, restoring the previous one on destruction.
 class StreamGuard {

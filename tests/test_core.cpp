@@ -92,3 +92,32 @@ TEST_CASE("CUDA: streams, events, stream guard, device copies and wrong-device e
   Tensor big = zeros({int64_t(1) << 26}, DType::f32, g);
   CHECK(sum(big).item() == 0.0);
 }
+
+TEST_CASE("peak tensor memory: counts live tensor storage, reset to what is in use, per device") {
+  for (Device d : {Device::cpu(), Device::cuda(0)}) {
+    if (d.is_cuda() && !test::have_cuda()) continue;
+    INFO(d.str());
+    synchronize(d);
+    reset_peak_tensor_bytes(d);
+    const uint64_t base = peak_tensor_bytes(d);
+    {
+      Tensor big = empty({1 << 20}, DType::f32, d);  // 4 MiB
+      synchronize(d);
+      CHECK(peak_tensor_bytes(d) >= base + (4u << 20));
+    }
+    synchronize(d);
+    // Freed: the mark stays until a reset, which brings it back to what is still in use (not the 4 MiB).
+    CHECK(peak_tensor_bytes(d) >= base + (4u << 20));
+    reset_peak_tensor_bytes(d);
+    CHECK(peak_tensor_bytes(d) < base + (4u << 20));
+    {
+      Tensor a = empty({1 << 18}, DType::f32, d), b = empty({1 << 18}, DType::f32, d);  // two MiB at once
+      synchronize(d);
+    }
+    Tensor c = empty({1 << 18}, DType::f32, d);  // one MiB after they were freed
+    synchronize(d);
+    const uint64_t two = peak_tensor_bytes(d);
+    CHECK(two >= base + (2u << 20));
+    CHECK(two < base + (3u << 20));
+  }
+}

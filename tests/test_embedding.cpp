@@ -1,11 +1,15 @@
 // test_embedding.cpp — embedding (gather, scatter-add backward, padding_idx, range checks) and dropout (mask equal to
 // bernoulli_mask at the generator's (seed, offset), scaling, identity cases, keep-rate, CPU == CUDA masks):
-// hand-computed values, float64 gradchecks, CPU-vs-CUDA parity and the exact error messages.
+// hand-computed values, float64 gradchecks, a token-order reference the backward must match bit for bit on both
+// backends (and run to run on the GPU), CPU-vs-CUDA parity and the exact error messages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
+#include "engine/dispatch.h"
 #include "engine/random.h"
 #include "tests/test_util.h"
 
@@ -17,6 +21,86 @@ Tensor grad_input(const Shape& s, uint64_t seed) {
   Tensor t = test::randn(s, seed, DType::f64, test::test_device());
   t.requires_grad_();
   return t;
+}
+
+// Gradient values spread over 2^-20 .. 2^20 and rounded to `dt`, so that adding a row's tokens in another order
+// changes the bits of the sum (the order-sensitivity check below makes sure of it).
+std::vector<double> spread_values(int64_t count, uint64_t seed, DType dt) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  std::uniform_int_distribution<int> exponent(-20, 20);
+  std::vector<double> v(static_cast<size_t>(count));
+  for (double& x : v) {
+    x = std::ldexp(normal(rng), exponent(rng));
+    if (dt == DType::f32) x = double(float(x));
+  }
+  return v;
+}
+
+// The order both backends promise, written out independently of them: dweight starts at zero and row indices[t]
+// gets += dout[t] for t = 0, 1, ..., n-1 (or n-1 down to 0 when `reversed`), padding_idx skipped.
+template <class T>
+std::vector<T> scatter_in_order(const std::vector<double>& g, const std::vector<int64_t>& ix, int64_t rows,
+                                int64_t dim, int64_t padding_idx, bool reversed) {
+  std::vector<T> dw(size_t(rows * dim), T(0));
+  const int64_t n = int64_t(ix.size());
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t t = reversed ? n - 1 - k : k, r = ix[size_t(t)];
+    if (r == padding_idx) continue;
+    for (int64_t j = 0; j < dim; ++j) dw[size_t(r * dim + j)] += T(g[size_t(t * dim + j)]);
+  }
+  return dw;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// embedding's weight gradient on `device` for the gradient rows g [n, dim] of the tokens ix.
+Tensor weight_grad(int64_t rows, int64_t dim, const std::vector<int64_t>& ix, DType index_dt,
+                   const std::vector<double>& g, DType dt, int64_t padding_idx, Device device) {
+  Tensor w = test::leaf(zeros({rows, dim}, dt, device));
+  const int64_t n = int64_t(ix.size());
+  Tensor idx = from_vector(std::vector<double>(ix.begin(), ix.end()), {n}, index_dt, device);
+  embedding(w, idx, padding_idx).backward(from_vector(g, {n, dim}, dt, device));
+  return w.grad();
+}
+
+// Token patterns for the bit-exact backward cases.
+struct BackwardCase {
+  const char* what;
+  int64_t rows, dim;
+  std::vector<int64_t> ix;
+  int64_t padding_idx;
+  bool f64_too;  // the largest case runs in f32 only, to keep the suite's memory and time small
+};
+
+std::vector<int64_t> random_tokens(int64_t n, int64_t rows, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, rows - 1);
+  std::vector<int64_t> ix(static_cast<size_t>(n));
+  for (int64_t& r : ix) r = pick(rng);
+  return ix;
+}
+
+std::vector<BackwardCase> backward_cases() {
+  std::vector<BackwardCase> cases;
+  cases.push_back({"7 rows, 5000 tokens (~700 per row), dim 33", 7, 33, random_tokens(5000, 7, 81), -1, true});
+  cases.push_back({"same with padding_idx 3", 7, 33, random_tokens(5000, 7, 81), 3, true});
+  std::vector<int64_t> run(4096, 2);  // one index 4096 times, a few others around it
+  run[0] = 0;
+  run[1000] = 4;
+  run[4095] = 1;
+  cases.push_back({"one row 4093 times, dim 45", 5, 45, run, -1, true});
+  cases.push_back({"one row 4093 times, that row padding", 5, 45, run, 2, true});
+  cases.push_back({"n = 1", 1029, 17, {1028}, -1, true});
+  cases.push_back({"3 rows, dim 917, padding_idx 0", 3, 917, random_tokens(30, 3, 82), 0, true});
+  // RoBERTa's vocabulary and width: the sort covers 16 key bits; the first and last rows are hit several times.
+  std::vector<int64_t> vocab = random_tokens(512, 50265, 83);
+  for (size_t k = 0; k < 40; ++k) vocab[k * 12] = k % 2 ? 50264 : 0;
+  cases.push_back({"50265 x 768, 512 tokens, padding_idx 1", 50265, 768, vocab, 1, false});
+  return cases;
 }
 
 }  // namespace
@@ -81,10 +165,81 @@ TEST_CASE("embedding: gradcheck and parity") {
     Tensor w = test::randn({c.v, c.dim}, 63, DType::f32);
     w.requires_grad_();
     Tensor ix = test::randint(c.idx, 64, 0, c.v, c.it);
-    // Repeated rows sum in a different order on the GPU (atomics): compare with a float tolerance.
-    test::check_parity([c](const std::vector<Tensor>& in) { return embedding(in[0], in[1], c.pad); }, {w, ix}, 1e-4,
-                       1e-4);
+    // Both backends add a row's tokens in token order, and check_parity feeds its random weights as dout
+    // directly: the gradients agree exactly.
+    test::check_parity([c](const std::vector<Tensor>& in) { return embedding(in[0], in[1], c.pad); }, {w, ix}, 0, 0);
   }
+}
+
+TEST_CASE("embedding: backward adds each row's tokens in token order, bit for bit on CPU and CUDA") {
+  const bool cuda = test::have_cuda();
+  for (const BackwardCase& c : backward_cases()) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      if (dt == DType::f64 && !c.f64_too) continue;
+      const std::vector<double> g = spread_values(int64_t(c.ix.size()) * c.dim, 84, dt);
+      for (DType it : {DType::i32, DType::i64}) {
+        INFO(c.what << ", " << dtype_name(dt) << " gradients, " << dtype_name(it) << " indices");
+        Tensor cpu = weight_grad(c.rows, c.dim, c.ix, it, g, dt, c.padding_idx, Device::cpu());
+        Tensor gpu = cuda ? weight_grad(c.rows, c.dim, c.ix, it, g, dt, c.padding_idx, Device::cuda()) : Tensor();
+        auto check = [&](auto tag_) {
+          using T = EP_TYPE(tag_);
+          const std::vector<T> want = scatter_in_order<T>(g, c.ix, c.rows, c.dim, c.padding_idx, false);
+          CHECK(same_bits(cpu.to_vector<T>(), want));
+          if (cuda) CHECK(same_bits(gpu.to_vector<T>(), want));
+        };
+        dispatch_float(dt, "test", check);
+      }
+    }
+  }
+}
+
+TEST_CASE("embedding: the bit-exact cases tell summation orders apart") {
+  // Without this, an order-blind backward (atomics, a tree sum) could pass the case above by luck of the data.
+  const std::vector<BackwardCase> cases = backward_cases();
+  const BackwardCase& run = cases[2];
+  REQUIRE(std::string(run.what) == "one row 4093 times, dim 45");
+  const std::vector<double> g32 = spread_values(int64_t(run.ix.size()) * run.dim, 84, DType::f32);
+  const std::vector<double> g64 = spread_values(int64_t(run.ix.size()) * run.dim, 84, DType::f64);
+  CHECK(!same_bits(scatter_in_order<float>(g32, run.ix, run.rows, run.dim, -1, false),
+                   scatter_in_order<float>(g32, run.ix, run.rows, run.dim, -1, true)));
+  CHECK(!same_bits(scatter_in_order<double>(g64, run.ix, run.rows, run.dim, -1, false),
+                   scatter_in_order<double>(g64, run.ix, run.rows, run.dim, -1, true)));
+  // Hand case: in f32, (1 + 2^-24) + 2^-24 rounds to 1 twice, while 2^-24 + 2^-24 + 1 = 1 + 2^-23 exactly.
+  const std::vector<double> g = {1.0, std::ldexp(1.0, -24), std::ldexp(1.0, -24)};
+  const std::vector<float> forward = scatter_in_order<float>(g, {0, 0, 0}, 1, 1, -1, false);
+  CHECK(forward[0] == 1.0f);
+  CHECK(scatter_in_order<float>(g, {0, 0, 0}, 1, 1, -1, true)[0] == 1.0f + std::ldexp(1.0f, -23));
+  CHECK(weight_grad(1, 1, {0, 0, 0}, DType::i64, g, DType::f32, -1, Device::cpu()).to_vector<float>() == forward);
+  if (test::have_cuda())
+    CHECK(weight_grad(1, 1, {0, 0, 0}, DType::i32, g, DType::f32, -1, Device::cuda()).to_vector<float>() == forward);
+  // The sum starts from the zeroed dweight: 0 + (-0) is +0, so a backend that copied the first token's row instead of
+  // adding it would leave -0 behind.
+  for (Device d : {Device::cpu(), Device::cuda()}) {
+    if (d.is_cuda() && !test::have_cuda()) continue;
+    INFO(d.str());
+    const std::vector<double> dw = weight_grad(2, 1, {1}, DType::i64, {-0.0}, DType::f64, -1, d).to_vector<double>();
+    CHECK(!std::signbit(dw[1]));
+  }
+}
+
+TEST_CASE("embedding: CUDA backward is identical run to run, also on a side stream") {
+  const std::vector<int64_t> ix = random_tokens(3000, 11, 85);
+  const std::vector<double> g = spread_values(3000 * 70, 86, DType::f32);
+  const std::vector<float> want = scatter_in_order<float>(g, ix, 11, 70, -1, false);
+  CHECK(same_bits(weight_grad(11, 70, ix, DType::i64, g, DType::f32, -1, Device::cpu()).to_vector<float>(), want));
+  if (!test::have_cuda()) return;
+  for (int rep = 0; rep < 3; ++rep) {
+    INFO("run " << rep);
+    CHECK(same_bits(weight_grad(11, 70, ix, DType::i64, g, DType::f32, -1, Device::cuda()).to_vector<float>(), want));
+  }
+  Stream side(Device::cuda());
+  std::vector<float> on_side;
+  {
+    StreamGuard guard(side);
+    Tensor dw = weight_grad(11, 70, ix, DType::i64, g, DType::f32, -1, Device::cuda());
+    on_side = dw.to_vector<float>();  // waits for the side stream
+  }
+  CHECK(same_bits(on_side, want));
 }
 
 TEST_CASE("embedding: errors") {

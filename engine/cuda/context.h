@@ -27,12 +27,13 @@ struct DeviceContext {
   cudnnHandle_t cudnn = nullptr;
   std::mutex lock;                // guards the handles and the workspaces
   // The workspace of stream `s`, grown to at least `bytes`; call with `lock` held. One per stream: kernels queued
-  // on two streams may run at the same time, so they must never share scratch memory.
-  void* ensure_workspace(size_t bytes, cudaStream_t s);
+  // on two streams may run at the same time, so they must never share scratch memory. `slot` keeps buffers apart
+  // that one stream needs at the same time (the bf16 GEMM's operand copies and cuBLAS's own workspace).
+  void* ensure_workspace(size_t bytes, cudaStream_t s, int slot = 0);
 
  private:
   struct Workspace { void* ptr = nullptr; size_t bytes = 0; };
-  std::map<cudaStream_t, Workspace> workspaces_;
+  std::map<std::pair<cudaStream_t, int>, Workspace> workspaces_;
 };
 
 // The context of `device`, created on first use of that device only.

@@ -87,6 +87,11 @@ void gemm_strided_batched_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N,
   std::lock_guard<std::mutex> guard(ctx.lock);
   cublasHandle_t h = ctx.cublas;
   CUBLAS_CHECK(cublasSetStream(h, st));
+  // A workspace of this stream's own (cublasSetStream has just reset it to cuBLAS's shared pool). cuBLAS's results
+  // are bitwise reproducible only when streams running at the same time, as pipeline stages on one GPU do, do not
+  // share one (cuBLAS guide, "Results reproducibility"). 32 MiB: NVIDIA's recommendation for Hopper.
+  constexpr size_t kCublasWorkspace = size_t(32) << 20;
+  CUBLAS_CHECK(cublasSetWorkspace(h, ctx.ensure_workspace(kCublasWorkspace, st, /*slot=*/1), kCublasWorkspace));
   CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));  // alpha/beta live on the host
   if (K == 0) return scale_c(h, dt, beta, C, M * N, stride_c, batch, st);
   // Strict fp32 by default so CPU-vs-CUDA parity holds; TF32 only when asked for (DESIGN.md §3, --deterministic).

@@ -290,8 +290,10 @@ void run_pass(Pass pass, cuda::DeviceContext& ctx, cudaStream_t st, ConvDescs& d
     }
   }
   // Benchmark mode (the default; EP_CUDNN_BENCHMARK=0 turns it off) times every candidate that runs and keeps the
-  // fastest, like torch.backends.cudnn.benchmark; otherwise the first that runs is kept. Once per shape.
-  const bool bench = benchmark_mode();
+  // fastest, like torch.backends.cudnn.benchmark; otherwise the first that runs is kept. Once per shape. Not in
+  // deterministic mode: timings vary from run to run, so two runs could keep different (each deterministic)
+  // algorithms and differ in their bits; the heuristic's order does not vary.
+  const bool bench = benchmark_mode() && !k.deterministic;
   cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
   AlgoChoice best{};
   float best_ms = -1;

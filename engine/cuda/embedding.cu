@@ -1,8 +1,10 @@
-// embedding.cu — CUDA twins of engine/cpu/embedding.cpp: row gather, atomicAdd scatter-add (f64 atomics need
-// sm_60+, we build for sm_80/90) and a min/max reduction for the host-side range check. Not deterministic in the
-// backward's summation order (atomics); the CPU path is.
+// embedding.cu — CUDA twins of engine/cpu/embedding.cpp: row gather, a deterministic sorted scatter-add and a min/max
+// reduction for the host-side range check. Not atomics in the backward: each row sums its tokens in token order.
 #include <cuda_runtime.h>
 
+#include <cub/device/device_radix_sort.cuh>
+
+#include <bit>
 #include <climits>
 
 #include "engine/cuda/launch.cuh"
@@ -10,24 +12,51 @@
 
 namespace ep {
 
+namespace {
+
 template <class U, class I>
 __global__ void embedding_forward_kernel(const U* __restrict__ w, const I* __restrict__ ix, U* __restrict__ out,
                                          int64_t n, int64_t dim) {
-  const int64_t total = n * dim;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+  EP_GRID_STRIDE(i, n * dim) {
     const int64_t t = i / dim, j = i - t * dim;
     out[i] = w[int64_t(ix[t]) * dim + j];
   }
 }
 
-template <class T, class I>
-__global__ void embedding_backward_kernel(const T* __restrict__ g, const I* __restrict__ ix, T* __restrict__ dw,
-                                          int64_t n, int64_t dim, int64_t padding_idx) {
-  const int64_t total = n * dim;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t t = i / dim, j = i - t * dim;
-    const int64_t r = int64_t(ix[t]);
-    if (r != padding_idx) atomicAdd(dw + r * dim + j, g[i]);
+// keys[t] = indices[t] as an unsigned radix key (the host checked 0 <= index < rows), tokens[t] = t.
+template <class I, class K>
+__global__ void embedding_sort_input_kernel(const I* __restrict__ ix, int64_t n, K* __restrict__ keys,
+                                            uint32_t* __restrict__ tokens) {
+  EP_GRID_STRIDE(t, n) {
+    keys[t] = K(ix[t]);
+    tokens[t] = uint32_t(t);
+  }
+}
+
+// After a stable sort by row, the tokens of row r form one run of equal keys, in increasing token order. Thread
+// (p, j) does work only when p starts a run: it adds column j of the run's gradient rows to dw one by one, so every
+// element sees exactly the CPU's additions in the CPU's order (bit-identical sums). The run's end comes from a
+// binary search, which keeps a thread's loads independent of its sum (they can be issued ahead) and costs
+// O(log n) however long the run is; the total work stays O(n * dim).
+template <class T, class K>
+__global__ void embedding_backward_runs_kernel(const T* __restrict__ g, const K* __restrict__ keys,
+                                               const uint32_t* __restrict__ tokens, T* __restrict__ dw, int64_t n,
+                                               int64_t dim, int64_t padding_idx) {
+  EP_GRID_STRIDE(i, n * dim) {
+    const int64_t p = i / dim, j = i - p * dim;
+    const K r = keys[p];
+    if ((p > 0 && keys[p - 1] == r) || int64_t(r) == padding_idx) continue;
+    int64_t lo = p + 1, hi = n;  // first q > p with keys[q] != r (keys are sorted)
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (keys[mid] == r) lo = mid + 1;
+      else hi = mid;
+    }
+    T* d = dw + int64_t(r) * dim + j;
+    T acc = *d;  // the caller's zeros, as on the CPU: 0 + g keeps the CPU's bits (e.g. -0 becomes +0)
+#pragma unroll 8
+    for (int64_t q = p; q < lo; ++q) acc += g[int64_t(tokens[q]) * dim + j];
+    *d = acc;
   }
 }
 
@@ -36,7 +65,7 @@ __global__ void minmax_init_kernel(int64_t* out2) {
   out2[1] = LLONG_MIN;
 }
 
-// Per-thread min/max, a warp shuffle reduction, then one atomic pair per warp.
+// Per-thread min/max, a warp shuffle reduction, then one atomic pair per warp (integer min/max: order-free, exact).
 template <class I>
 __global__ void minmax_kernel(const I* __restrict__ ix, int64_t n, int64_t* out2) {
   long long mn = LLONG_MAX, mx = LLONG_MIN;
@@ -55,6 +84,49 @@ __global__ void minmax_kernel(const I* __restrict__ ix, int64_t n, int64_t* out2
     atomicMax(reinterpret_cast<long long*>(out2) + 1, mx);
   }
 }
+
+// Stream-ordered scratch from the device's memory pool (the one Storage uses), freed in stream order on scope exit,
+// so an exception between allocation and the last launch does not leak.
+struct StreamScratch {
+  void* ptr = nullptr;
+  cudaStream_t st;
+  StreamScratch(size_t bytes, cudaStream_t s) : st(s) { CUDA_CHECK(cudaMallocAsync(&ptr, bytes, st)); }
+  ~StreamScratch() { CUDA_CHECK_PRINT(cudaFreeAsync(ptr, st)); }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+};
+
+constexpr size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// Sort (key = row, value = token) pairs with CUB's stable radix sort over only the bits a row index can use, then
+// sum each row's run. K is uint32_t unless rows exceed 2^32.
+template <class T, class I, class K>
+void backward_sorted(const T* g, const I* ix, T* dw, int64_t n, int64_t dim, int64_t rows, int64_t padding_idx,
+                     cudaStream_t st) {
+  const int end_bit = std::max(1, int(std::bit_width(uint64_t(rows - 1))));
+  const int items = int(n);
+  size_t sort_bytes = 0;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const K*>(nullptr),
+                                             static_cast<K*>(nullptr), static_cast<const uint32_t*>(nullptr),
+                                             static_cast<uint32_t*>(nullptr), items, 0, end_bit, st));
+  const size_t key_bytes = align_up(size_t(n) * sizeof(K)), token_bytes = align_up(size_t(n) * sizeof(uint32_t));
+  StreamScratch scratch(2 * key_bytes + 2 * token_bytes + sort_bytes, st);
+  char* base = static_cast<char*>(scratch.ptr);
+  K* keys_in = reinterpret_cast<K*>(base);
+  K* keys = reinterpret_cast<K*>(base + key_bytes);
+  uint32_t* tokens_in = reinterpret_cast<uint32_t*>(base + 2 * key_bytes);
+  uint32_t* tokens = reinterpret_cast<uint32_t*>(base + 2 * key_bytes + token_bytes);
+  void* sort_temp = base + 2 * key_bytes + 2 * token_bytes;
+
+  embedding_sort_input_kernel<<<grid_for(n), kBlock, 0, st>>>(ix, n, keys_in, tokens_in);
+  CUDA_CHECK_LAUNCH();
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, keys_in, keys, tokens_in, tokens, items, 0,
+                                             end_bit, st));
+  embedding_backward_runs_kernel<<<grid_for(n * dim), kBlock, 0, st>>>(g, keys, tokens, dw, n, dim, padding_idx);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
 
 void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, const void* indices, void* out,
                             int64_t n, int64_t dim, cudaStream_t st) {
@@ -80,16 +152,21 @@ void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, con
 void embedding_backward_cuda(DType dt, DType index_dt, const void* dout, const void* indices, void* dweight,
                              int64_t n, int64_t dim, int64_t rows, int64_t padding_idx, cudaStream_t st) {
   if (n * dim == 0) return;
+  // CUB counts items in an int and the tokens travel as uint32.
+  EP_CHECK(n <= INT_MAX, ValueError, "[embedding backward] ", n, " indices exceed the GPU sort's limit of ", INT_MAX);
   dispatch_float(dt, "embedding backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
     dispatch_index(index_dt, "embedding backward", [&](auto itag_) {
       using I = EP_TYPE(itag_);
-      embedding_backward_kernel<<<grid_for(n * dim), kBlock, 0, st>>>(
-          static_cast<const T*>(dout), static_cast<const I*>(indices), static_cast<T*>(dweight), n, dim, padding_idx);
+      const T* g = static_cast<const T*>(dout);
+      const I* ix = static_cast<const I*>(indices);
+      T* dw = static_cast<T*>(dweight);
+      if (uint64_t(rows - 1) <= UINT32_MAX)
+        backward_sorted<T, I, uint32_t>(g, ix, dw, n, dim, rows, padding_idx, st);
+      else
+        backward_sorted<T, I, uint64_t>(g, ix, dw, n, dim, rows, padding_idx, st);
     });
   });
-  CUDA_CHECK_LAUNCH();
-  (void)rows;
 }
 
 void index_minmax_cuda(DType index_dt, const void* indices, int64_t n, int64_t* out2, cudaStream_t st) {

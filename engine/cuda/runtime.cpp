@@ -66,16 +66,16 @@ DeviceContext::DeviceContext(int dev) : device(dev) {
 
 DeviceContext::~DeviceContext() {
   // Process exit: the driver may already be shutting down, so only print failures.
-  for (auto& [stream_, w] : workspaces_)
-    if (w.ptr) CUDA_CHECK_PRINT(cudaFreeAsync(w.ptr, stream_));
+  for (auto& [key, w] : workspaces_)
+    if (w.ptr) CUDA_CHECK_PRINT(cudaFreeAsync(w.ptr, key.first));
   if (cudnn) cudnnDestroy(cudnn);
   if (cublaslt) cublasLtDestroy(cublaslt);
   if (cublas) cublasDestroy(cublas);
   if (stream) CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
 }
 
-void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s) {
-  Workspace& w = workspaces_[s];
+void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s, int slot) {
+  Workspace& w = workspaces_[{s, slot}];
   if (bytes <= w.bytes) return w.ptr;
   // Stream-ordered: work already queued on `s` finishes with the old buffer before the pool reuses it.
   if (w.ptr) CUDA_CHECK(cudaFreeAsync(w.ptr, s));
@@ -129,6 +129,20 @@ uint64_t peak_memory_bytes(Device d) {
   uint64_t high = 0;
   CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
   return high;
+}
+
+uint64_t peak_tensor_bytes(Device d) {
+  return d.is_cpu() ? peak_host_tensor_bytes() : peak_memory_bytes(d);  // the pool holds only tensors' storage
+}
+
+void reset_peak_tensor_bytes(Device d) {
+  if (d.is_cpu()) return reset_peak_host_tensor_bytes();
+  if (d.index >= cuda_device_count() || !cuda::g_contexts[size_t(d.index)].load()) return;
+  cuda::set_device(d.index);
+  cudaMemPool_t pool;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, d.index));
+  uint64_t zero = 0;  // the only value accepted: resets the high-water mark to the memory in use now
+  CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
 }
 
 void synchronize(Device d) {

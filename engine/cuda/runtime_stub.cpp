@@ -19,6 +19,10 @@ cudaStream_t current_stream(Device d) {
   return nullptr;
 }
 uint64_t peak_memory_bytes(Device d) { return d.is_cpu() ? peak_host_memory_bytes() : 0; }
+uint64_t peak_tensor_bytes(Device d) { return d.is_cpu() ? peak_host_tensor_bytes() : 0; }
+void reset_peak_tensor_bytes(Device d) {
+  if (d.is_cpu()) reset_peak_host_tensor_bytes();
+}
 
 void synchronize(Device d) {
   if (d.is_cuda()) no_cuda("synchronize");

@@ -13,7 +13,8 @@ namespace ep {
 void embedding_forward_cpu(size_t elem, DType index_dt, const void* weight, const void* indices, void* out, int64_t n,
                            int64_t dim);
 // dweight[indices[t], :] += dout[t, :] for every t whose index is not padding_idx (-1: none); dweight [rows, dim]
-// must be zeroed by the caller. `dt` is f32 or f64. The CPU order is fixed (deterministic); CUDA uses atomics.
+// must be zeroed by the caller. `dt` is f32 or f64. Both backends add each row's tokens in increasing t order onto
+// the zeros (CUDA: a stable sort by row, no atomics), so CPU and CUDA gradients are equal bit for bit and run-to-run.
 void embedding_backward_cpu(DType dt, DType index_dt, const void* dout, const void* indices, void* dweight, int64_t n,
                             int64_t dim, int64_t rows, int64_t padding_idx);
 // The smallest and largest of n > 0 indices.
@@ -21,6 +22,7 @@ void index_minmax_cpu(DType index_dt, const void* indices, int64_t n, int64_t* l
 
 EP_CUDA_API void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, const void* indices,
                                         void* out, int64_t n, int64_t dim, cudaStream_t st) EP_CUDA_BODY("embedding")
+// Everything (scratch included, from the stream-ordered pool) is ordered on `st`; n is limited to INT_MAX (CUB).
 EP_CUDA_API void embedding_backward_cuda(DType dt, DType index_dt, const void* dout, const void* indices,
                                          void* dweight, int64_t n, int64_t dim, int64_t rows, int64_t padding_idx,
                                          cudaStream_t st) EP_CUDA_BODY("embedding backward")
