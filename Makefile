@@ -6,6 +6,7 @@
 #   make data            CIFAR-10 into data/ (unpacks ../shared/data, else downloads the binary release)
 #   make device-bundle   build/device-bundle/: binaries + non-CUDA shared libraries for a GPU machine
 #   CUDA ?= auto|0|1     auto builds the CUDA backend when nvcc and cuDNN headers are found
+#   MPI ?= auto|0|1      auto builds the multi-process pipeline transport when mpicxx (OpenMPI) is found
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
 BUILD ?= build
@@ -31,6 +32,16 @@ CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=
 NVCCFLAGS ?= -O3 -std=c++20 -I. $(CUDA_ARCHS) --expt-relaxed-constexpr -Xcompiler -fopenmp -MMD -MP \
              -DEP_CUDA=1 -Xcudafe --diag_suppress=177
 
+# ---- MPI (pipelines across processes: mpirun -np S ... --distributed mpi) -----------------------------------------
+MPI ?= auto
+ifeq ($(MPI),auto)
+  MPI := $(if $(shell command -v mpicxx 2>/dev/null),1,0)
+endif
+ifeq ($(MPI),1)
+  CXXFLAGS += -DEP_MPI=1 -DOMPI_SKIP_MPICXX=1 $(shell mpicxx --showme:compile)
+  LDLIBS += $(filter-out -lmpi_cxx,$(shell mpicxx --showme:link))
+endif
+
 ENGINE_CPP := $(wildcard engine/*.cpp engine/ops/*.cpp engine/cpu/*.cpp layers/*.cpp compress/*.cpp \
                          pipeline/*.cpp data/*.cpp)
 ifeq ($(CUDA),1)
@@ -50,7 +61,7 @@ APPS := $(patsubst apps/%.cpp,$(BUILD)/%,$(wildcard apps/*.cpp))
 LIB := $(BUILD)/libedgepipe.a
 
 all: $(LIB) $(APPS) $(BUILD)/tests
-	@echo "built with CUDA=$(CUDA)"
+	@echo "built with CUDA=$(CUDA) MPI=$(MPI)"
 
 $(LIB): $(ENGINE_OBJ)
 	@rm -f $@
@@ -72,7 +83,7 @@ $(BUILD)/%: $(BUILD)/obj/apps/%.o $(LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 # ---- the README's commands ---------------------------------------------------------------------------------------
-DEB_PACKAGES := libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev
+DEB_PACKAGES := libopenblas-dev libstb-dev nlohmann-json3-dev doctest-dev libopenmpi-dev openmpi-bin
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -115,7 +126,7 @@ device-bundle: all
 	rm -rf $(BUILD)/device-bundle && mkdir -p $(BUILD)/device-bundle/lib
 	cp $(BUILD)/tests $(APPS) $(BUILD)/device-bundle/
 	for lib in $$(ldd $(BUILD)/tests $(APPS) | awk '/=>/ {print $$3}' | sort -u | \
-	    grep -E 'openblas|gfortran|gomp|quadmath'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
+	    grep -E 'openblas|gfortran|gomp|quadmath|libmpi|open-rte|open-pal|hwloc|libevent|libudev|libz\.so'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
 	strip --strip-debug $(BUILD)/device-bundle/tests $(patsubst $(BUILD)/%,$(BUILD)/device-bundle/%,$(APPS))
 	cp apps/bench/bundle_run.sh $(BUILD)/device-bundle/run
 	cp apps/bench/torch_*.py $(BUILD)/device-bundle/

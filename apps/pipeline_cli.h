@@ -2,6 +2,8 @@
 // --edge-device, --cloud-device) and the Pipeline they build from a model's units, with a compressing hook at every
 // boundary from the --compress* flags. Not the executor (pipeline/pipeline.h) nor the single-process split.
 #pragma once
+#include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +17,7 @@
 #include "pipeline/link.h"
 #include "pipeline/partition.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/transport.h"
 
 namespace ep::cli {
 
@@ -30,7 +33,49 @@ inline void add_pipeline_flags(Options& o) {
       .add("checkpoint", "string", "never", "pipeline activation recomputation: never | except-last | always (the "
                                           "same result; less memory between forward and backward)")
       .add("bn", "string", "deferred", "pipeline BatchNorm: deferred (statistics of the whole mini-batch, committed "
-                                       "once) | per-microbatch (the seeds' behaviour)");
+                                       "once) | per-microbatch (the seeds' behaviour)")
+      .add("distributed", "string", "none", "pipeline: none (every stage a thread of this process) | mpi (one stage per "
+                                            "process: mpirun -np STAGES ...; rank r>0 writes to OUT/rank<r>/)")
+      .add("peer-timeout", "float", 120.0, "with --distributed: seconds to wait for a message from a neighbouring "
+                                           "stage before the job ends with an error (a dead peer)");
+}
+
+// This process's place in a --distributed job: the transport (null without) and the rank.
+struct Processes {
+  std::shared_ptr<pipeline::Transport> transport;
+  int rank = 0;
+};
+
+// Starts the job's transport for --distributed mpi (right after the flags are parsed, before any output is written).
+// Ranks other than 0 print nothing on stdout (errors still go to stderr) and write their files under OUT/rank<r>/.
+inline Processes start_processes(const Options& o) {
+  Processes p;
+  const std::string mode = o.str("distributed");
+  if (mode == "none") return p;
+  if (mode != "mpi") o.fail("--distributed: expected none or mpi, got '" + mode + "'");
+  if (o.integer("chunks") < 1) o.fail("--distributed mpi needs --chunks C and --stages or --split (one stage per process)");
+  if (!o.str("link").empty()) o.fail("--link emulates a network inside one process; with --distributed the bytes cross a real one");
+  if (!pipeline::mpi_built()) o.fail("--distributed mpi: this build has no MPI (install libopenmpi-dev, then rebuild: make deps all)");
+  try {
+    p.transport = pipeline::mpi_transport(o.number("peer-timeout"));
+  } catch (const Error& e) {
+    o.fail(std::string("--distributed mpi: ") + e.what());
+  }
+  p.rank = p.transport->rank();
+  if (p.rank > 0 && !std::freopen("/dev/null", "w", stdout)) o.fail("--distributed: cannot silence stdout of rank " + std::to_string(p.rank));
+  return p;
+}
+
+// The run folder of this process: OUT for rank 0, OUT/rank<r>/ for the others.
+inline std::string process_out_dir(const std::string& out, const Processes& p) {
+  return p.rank == 0 ? out : out + "/rank" + std::to_string(p.rank);
+}
+
+// A file of rank 0's run folder as rank r finds its own copy (--resume OUT/checkpoint.safetensors).
+inline std::string process_path(const std::string& path, const Processes& p) {
+  if (p.rank == 0 || path.empty()) return path;
+  const std::filesystem::path f(path);
+  return (f.parent_path() / ("rank" + std::to_string(p.rank)) / f.filename()).string();
 }
 
 struct PipelineSetup {
@@ -44,7 +89,7 @@ struct PipelineSetup {
 // device here, so the caller must collect the model's parameters (for the optimizer) after this call. The last
 // stage's outputs stay on its device: the trainers move them back for the loss labels and metrics.
 inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device, bool has_batch_norm,
-                                   const std::shared_ptr<compress::CompressionLog>& log) {
+                                   const std::shared_ptr<compress::CompressionLog>& log, const Processes& procs = {}) {
   PipelineSetup s;
   const int64_t chunks = o.integer("chunks");
   if (chunks == 0) {
@@ -69,7 +114,19 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     } else {
       o.fail("--chunks needs --stages a,b,... or --split K,M (where to cut the model)");
     }
-    pipeline::validate_devices(s.partition);
+    if (procs.transport) {
+      if (s.partition.stages() != procs.transport->size())
+        o.fail("--distributed mpi: " + std::to_string(s.partition.stages()) + " stages need " +
+               std::to_string(s.partition.stages()) + " processes (mpirun -np " + std::to_string(s.partition.stages()) +
+               "), this job has " + std::to_string(procs.transport->size()));
+      // Each process checks only its own stage's device: the others are on other machines or GPUs.
+      pipeline::Partition mine;
+      mine.units = {s.partition.units[size_t(procs.rank)]};
+      mine.devices = {s.partition.devices[size_t(procs.rank)]};
+      pipeline::validate_devices(mine);
+    } else {
+      pipeline::validate_devices(s.partition);
+    }
   } catch (const UsageError&) {
     throw;
   } catch (const Error& e) {
@@ -119,7 +176,9 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     const int64_t first = s.partition.first_unit(st);
     for (int64_t u = first; u < first + s.partition.units[size_t(st)]; ++u) {
       stage.units.push_back(units[size_t(u)]);
-      if (stage.device != device) stage.units.back().move_to(stage.device);
+      // With processes, only this process's stage computes here: the other stages' units stay where they are.
+      const bool here = !procs.transport || st == procs.rank;
+      if (here && stage.device != device) stage.units.back().move_to(stage.device);
     }
     stages.push_back(std::move(stage));
   }
@@ -137,9 +196,10 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   }
   std::vector<std::string> names;
   for (const auto& u : units) names.push_back(u.name);
-  std::printf("pipeline: %s, %lld micro-batches, %s%s\n", s.partition.describe(names).c_str(), (long long)chunks,
-              o.str("pipeline-schedule").c_str(), has_batch_norm ? (", BatchNorm " + o.str("bn")).c_str() : "");
-  s.pipe = std::make_unique<pipeline::Pipeline>(std::move(stages), po, std::move(hooks));
+  std::printf("pipeline: %s, %lld micro-batches, %s%s%s\n", s.partition.describe(names).c_str(), (long long)chunks,
+              o.str("pipeline-schedule").c_str(), has_batch_norm ? (", BatchNorm " + o.str("bn")).c_str() : "",
+              procs.transport ? ", one process per stage (MPI)" : "");
+  s.pipe = std::make_unique<pipeline::Pipeline>(std::move(stages), po, std::move(hooks), procs.transport);
   return s;
 }
 

@@ -203,7 +203,8 @@ int run(int argc, char** argv) {
   cli::add_pipeline_flags(o);
   if (!cli::parse_or_help(o, argc, argv)) return 0;
   const Device device = cli::checked_trainer_device(o);
-  const std::string out = o.str("out");
+  const cli::Processes procs = cli::start_processes(o);  // --distributed: this process's stage and rank
+  const std::string out = cli::process_out_dir(o.str("out"), procs);
   fs::create_directories(out);
   runlog::write_json_atomic(out + "/config.json", o.resolved());
 
@@ -220,7 +221,8 @@ int run(int argc, char** argv) {
   // --chunks: the units as GPipe stages on threads (compression in the boundary hooks); else --split alone: the same
   // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
   auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() && o.str("stages").empty() ? "" : out);
-  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/true, clog);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/true, clog,
+                                               procs);
   if (pipe.pipe) {
     if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
     pipeline::Pipeline* p = pipe.pipe.get();
@@ -261,10 +263,10 @@ int run(int argc, char** argv) {
   sched.step_size = std::max<int64_t>(1, sched.total_steps / 3);  // "step": x0.1 at 1/3 and 2/3 of the run
   ckpt::TrainState state{model.state, model.generators};
   ckpt::Cursor cur;
-  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt);
+  if (!o.str("resume").empty()) cur = ckpt::load(cli::process_path(o.str("resume"), procs), state, opt);
 
   if (o.flag("eval-only")) {
-    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), o.str("dump-logits"), *clog);
+    EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), procs.rank == 0 ? o.str("dump-logits") : "", *clog);
     std::printf("eval: loss %.4f top-1 %.2f%% on %lld images\n", r.loss, 100 * r.acc, (long long)test_data->size());
     runlog::write_json_atomic(out + "/summary.json", {{"eval_loss", r.loss}, {"eval_top1", r.acc}});
     return 0;
@@ -354,5 +356,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cli::ensure_cpu_threading(argv);
-  return cli::guarded_main("train_cv", [&] { return run(argc, argv); });
+  return pipeline::end_processes(cli::guarded_main("train_cv", [&] { return run(argc, argv); }));
 }

@@ -266,7 +266,8 @@ int run(int argc, char** argv) {
               (long long)train_set.size(), (long long)dev_set.size(), (long long)train_tokens, tok_s);
   if (train_set.size() == 0 && !o.flag("eval-only")) o.fail("--data " + o.str("data") + ": no training examples");
 
-  const std::string out = o.str("out");
+  const cli::Processes procs = cli::start_processes(o);  // --distributed: this process's stage and rank
+  const std::string out = cli::process_out_dir(o.str("out"), procs);
   fs::create_directories(out);
   runlog::write_json_atomic(out + "/config.json", o.resolved());
 
@@ -288,7 +289,8 @@ int run(int argc, char** argv) {
   // --chunks: the units as GPipe stages on threads (compression in the boundary hooks); else --split alone: the same
   // units in this thread with a CompressionLayer at each boundary, statistics to compression.jsonl.
   auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() && o.str("stages").empty() ? "" : out);
-  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false, clog);
+  cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false, clog,
+                                               procs);
   if (pipe.pipe) {
     pipeline::Pipeline* p = pipe.pipe.get();
     forward = [p, &model, device](const Tensor& ids, const Tensor& mask) {  // logits back on the data's device
@@ -323,10 +325,10 @@ int run(int argc, char** argv) {
   model.visit("", [&](const std::string& name, Tensor& t, bool) { state.tensors.emplace_back(name, &t); });
   model.visit_generators([&](const std::string& name, Generator& g) { state.generators.emplace_back(name, &g); });
   ckpt::Cursor cur;
-  if (!o.str("resume").empty()) cur = ckpt::load(o.str("resume"), state, opt);
+  if (!o.str("resume").empty()) cur = ckpt::load(cli::process_path(o.str("resume"), procs), state, opt);
 
   if (o.flag("eval-only")) {
-    EvalResult r = evaluate(model, forward, dev_set, task, batch_size, pad, device, o.str("dump-logits"), *clog);
+    EvalResult r = evaluate(model, forward, dev_set, task, batch_size, pad, device, procs.rank == 0 ? o.str("dump-logits") : "", *clog);
     std::printf("eval: loss %.4f %s on %lld sequences\n", r.loss, metrics_str(r).c_str(), (long long)dev_set.size());
     nlohmann::json s{{"eval_loss", r.loss}};
     for (const auto& m : r.metrics) s["eval_" + m.name] = m.value;
@@ -421,5 +423,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cli::ensure_cpu_threading(argv);
-  return cli::guarded_main("train_glue", [&] { return run(argc, argv); });
+  return pipeline::end_processes(cli::guarded_main("train_glue", [&] { return run(argc, argv); }));
 }

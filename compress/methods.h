@@ -102,6 +102,8 @@ class TopkCompressor final : public Compressor {
   const std::vector<uint32_t>& last_indices() const { return last_indices_; }
   // A topk payload of x restricted to `indices` (ascending, < numel): the seeds' g * mask with the forward's mask.
   static Payload encode_at(const Tensor& x, const std::vector<uint32_t>& indices);
+  // The positions a topk payload keeps (ascending), checked like decode checks them.
+  static std::vector<uint32_t> positions(const Payload& p);
 
  private:
   TopkOptions opt_;

@@ -155,38 +155,36 @@ Payload TopkCompressor::encode_at(const Tensor& x, const std::vector<uint32_t>& 
   });
 }
 
-void check_topk_positions(const Payload& p) {
+// Validates while it extracts: a bitmap must mark exactly k positions below n, packed indices must ascend below n.
+std::vector<uint32_t> TopkCompressor::positions(const Payload& p) {
+  EP_CHECK(p.method == Method::topk, CompressError, "[topk] positions of a ", method_name(p.method), " payload");
   const uint64_t n = uint64_t(p.numel()), k = p.params[0];
+  std::vector<uint32_t> out;
+  out.reserve(size_t(k));
   if (p.params[1]) {
     const uint64_t pad = p.codes.size() * 8 - n;  // the padding bits of the last byte must be clear
     EP_CHECK(pad == 0 || (p.codes.back() >> (8 - pad)) == 0, CompressError, "[topk] bitmap has bits set past ", n);
-    uint64_t marked = 0;
-    for (uint8_t byte : p.codes) marked += uint64_t(std::popcount(byte));
-    EP_CHECK(marked == k, CompressError, "[topk] bitmap marks ", marked, " elements, the header says ", k);
+    for (uint64_t i = 0; i < n; ++i)
+      if (p.codes[i >> 3] >> (i & 7) & 1) out.push_back(uint32_t(i));
+    EP_CHECK(out.size() == k, CompressError, "[topk] bitmap marks ", out.size(), " elements, the header says ", k);
   } else {
     const int ib = bits_for_count(n);
-    uint64_t prev = 0;
     for (uint64_t j = 0; j < k; ++j) {
       const uint64_t i = unpack_code(p.codes.data(), p.codes.size(), j, ib);
-      EP_CHECK(i < n && (j == 0 || i > prev), CompressError, "[topk] index ", j, " (", i,
+      EP_CHECK(i < n && (j == 0 || i > out.back()), CompressError, "[topk] index ", j, " (", i,
                ") is out of range or not ascending");
-      prev = i;
+      out.push_back(uint32_t(i));
     }
   }
+  return out;
 }
 
+void check_topk_positions(const Payload& p) { (void)TopkCompressor::positions(p); }
+
 template <class T> void decode_topk(const Payload& p, T* out) {
-  check_topk_positions(p);
-  const uint64_t n = uint64_t(p.numel()), k = p.params[0];
-  std::fill(out, out + n, T(0));
-  if (p.params[1]) {
-    uint64_t j = 0;
-    for (uint64_t i = 0; i < n; ++i)
-      if (p.codes[i >> 3] >> (i & 7) & 1) out[i] = T(p.table[j++]);
-  } else {
-    const int ib = bits_for_count(n);
-    for (uint64_t j = 0; j < k; ++j) out[unpack_code(p.codes.data(), p.codes.size(), j, ib)] = T(p.table[j]);
-  }
+  const std::vector<uint32_t> kept = TopkCompressor::positions(p);
+  std::fill(out, out + p.numel(), T(0));
+  for (size_t j = 0; j < kept.size(); ++j) out[kept[j]] = T(p.table[j]);
 }
 template void decode_topk<float>(const Payload&, float*);
 template void decode_topk<double>(const Payload&, double*);

@@ -48,7 +48,26 @@ Tensor CompressorHook::decode(Message msg, Pass direction, Device device, int mi
   const compress::Compressor* c = compressor_[int(direction)].get();
   if (!c) return msg.tensor;
   EP_CHECK(msg.payload != nullptr, Error, "[pipeline] compressed boundary received no payload for micro-batch ", micro);
-  return c->decode(*std::static_pointer_cast<const compress::Payload>(msg.payload), device);
+  const auto& payload = *std::static_pointer_cast<const compress::Payload>(msg.payload);
+  if (reuse_mask_ && direction == Pass::forward) {
+    // In another process than the forward's encoder, this is where the gradient's mask comes from: the positions the
+    // payload carries. In the same process the encoder has stored the same positions already.
+    std::lock_guard<std::mutex> g(mu_);
+    if (!masks_.count(micro)) masks_[micro] = compress::TopkCompressor::positions(payload);
+  }
+  return c->decode(payload, device);
+}
+
+std::vector<uint8_t> CompressorHook::to_wire(const Message& msg, Pass direction) {
+  if (!compressor_[int(direction)]) return BoundaryHook::to_wire(msg, direction);
+  EP_CHECK(msg.payload != nullptr, Error, "[pipeline] compressed boundary has no payload to send");
+  return std::static_pointer_cast<const compress::Payload>(msg.payload)->serialize();
+}
+
+Message CompressorHook::from_wire(const uint8_t* data, size_t size, Pass direction) {
+  if (!compressor_[int(direction)]) return BoundaryHook::from_wire(data, size, direction);
+  auto payload = std::make_shared<compress::Payload>(compress::Payload::parse(data, size));
+  return {Tensor(), std::move(payload), uint64_t(size)};
 }
 
 }  // namespace ep::pipeline

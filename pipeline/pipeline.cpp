@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -15,6 +16,8 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "pipeline/queue.h"
+#include "pipeline/transport.h"
+#include "pipeline/wire.h"
 
 namespace ep::pipeline {
 
@@ -45,9 +48,77 @@ struct Packet {
   std::shared_ptr<Event> arrived;
   int micro = 0;
 };
-using Channel = BlockingQueue<Packet>;
+
+// One direction of one boundary. push false / pop nullopt once closed (the step failed).
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  virtual bool push(Packet p) = 0;
+  virtual std::optional<Packet> pop() = 0;
+  virtual void close() = 0;
+};
+
+// Both stages in this process: the packet itself through a blocking queue.
+class LocalChannel final : public Channel {
+ public:
+  explicit LocalChannel(size_t capacity) : queue_(capacity) {}
+  bool push(Packet p) override { return queue_.push(std::move(p)); }
+  std::optional<Packet> pop() override { return queue_.pop(); }
+  void close() override { queue_.close(); }
+
+ private:
+  BlockingQueue<Packet> queue_;
+};
+
+// The other stage in another process: [micro-batch (u64)] + the hook's wire bytes through the transport. A closed
+// channel stops popping; a pop already waiting ends with the transport's timeout (a failed process ends the job).
+class RemoteChannel final : public Channel {
+ public:
+  RemoteChannel(Transport& t, BoundaryHook& hook, int peer, Pass dir, Device device)
+      : t_(t), hook_(hook), peer_(peer), dir_(dir), device_(device) {}
+  bool push(Packet p) override {
+    if (closed_) return false;
+    std::vector<uint8_t> bytes;
+    put_u64(bytes, uint64_t(p.micro));
+    const std::vector<uint8_t> body = hook_.to_wire(p.msg, dir_);
+    bytes.insert(bytes.end(), body.begin(), body.end());
+    t_.send(peer_, kind(), std::move(bytes));
+    return true;
+  }
+  std::optional<Packet> pop() override {
+    if (closed_) return std::nullopt;
+    const std::vector<uint8_t> bytes = t_.receive(peer_, kind());
+    size_t offset = 0;
+    Packet p;
+    p.micro = int(get_u64(bytes.data(), bytes.size(), offset, "boundary message"));
+    p.msg = hook_.from_wire(bytes.data() + offset, bytes.size() - offset, dir_);
+    if (p.msg.tensor.defined()) {
+      NoGradGuard no_grad;
+      p.msg.tensor = p.msg.tensor.to(device_);  // arrives on the host; the stage's compute stream is current
+    }
+    return p;
+  }
+  void close() override { closed_ = true; }
+
+ private:
+  MessageKind kind() const { return dir_ == Pass::forward ? MessageKind::forward : MessageKind::backward; }
+  Transport& t_;
+  BoundaryHook& hook_;
+  int peer_;
+  Pass dir_;
+  Device device_;
+  std::atomic<bool> closed_{false};
+};
 
 }  // namespace
+
+std::vector<uint8_t> BoundaryHook::to_wire(const Message& msg, Pass) { return tensor_to_wire(msg.tensor); }
+
+Message BoundaryHook::from_wire(const uint8_t* data, size_t size, Pass) {
+  Tensor t = tensor_from_wire(data, size, "boundary message");
+  const uint64_t bytes = uint64_t(t.nbytes());
+  return {std::move(t), nullptr, bytes};
+}
 
 struct Pipeline::Impl {
   struct StageRuntime {
@@ -75,13 +146,25 @@ struct Pipeline::Impl {
     std::mutex error_mu;
     std::exception_ptr first_error;
 
-    StepState(size_t stages, size_t chunks)
+    // With a transport, the boundaries of the local stage are remote channels; every other channel is local (and,
+    // in that case, unused).
+    StepState(size_t stages, size_t chunks, Impl& pipe)
         : outputs(chunks), micro_losses(chunks, 0.0), stats(stages), fwd_bytes(stages ? stages - 1 : 0),
           bwd_bytes(stages ? stages - 1 : 0) {
+      const int local = pipe.local;
       for (size_t b = 0; b + 1 < stages; ++b) {
+        if (local >= 0 && (int(b) == local || int(b) + 1 == local)) {
+          const bool sender = int(b) == local;  // this process runs stage b: it sends forward, receives backward
+          const int peer = sender ? local + 1 : local - 1;
+          const Device dev = pipe.stages[size_t(local)].stage.device;
+          BoundaryHook& hook = *pipe.hooks[b];
+          fwd.push_back(std::make_unique<RemoteChannel>(*pipe.transport, hook, peer, Pass::forward, dev));
+          bwd.push_back(std::make_unique<RemoteChannel>(*pipe.transport, hook, peer, Pass::backward, dev));
+          continue;
+        }
         // At most `chunks` messages are ever in flight on a channel, so a sender never blocks on a full queue.
-        fwd.push_back(std::make_unique<Channel>(chunks));
-        bwd.push_back(std::make_unique<Channel>(chunks));
+        fwd.push_back(std::make_unique<LocalChannel>(chunks));
+        bwd.push_back(std::make_unique<LocalChannel>(chunks));
       }
     }
     // Hold the first exception; closing every channel wakes the stages blocked on a message that will never come.
@@ -100,17 +183,25 @@ struct Pipeline::Impl {
   PipelineOptions options;
   std::vector<std::shared_ptr<BoundaryHook>> hooks;  // one per boundary, never null
   std::vector<std::vector<Task>> orders;
+  std::shared_ptr<Transport> transport;  // null: every stage runs here
+  int local = -1;                        // with a transport: the one stage this process runs
 
   std::vector<std::unique_ptr<BlockingQueue<std::function<void()>>>> jobs;  // one per worker
   BlockingQueue<int> done;
   std::vector<std::thread> workers;
   std::mutex step_mu;  // one step at a time
 
-  Impl(std::vector<Stage> st, PipelineOptions opt, std::vector<std::shared_ptr<BoundaryHook>> hk)
-      : options(opt), done(st.empty() ? 1 : st.size()) {
+  Impl(std::vector<Stage> st, PipelineOptions opt, std::vector<std::shared_ptr<BoundaryHook>> hk,
+       std::shared_ptr<Transport> tr)
+      : options(opt), transport(std::move(tr)), done(st.empty() ? 1 : st.size()) {
     EP_CHECK(!st.empty(), ValueError, "[pipeline] need at least one stage");
     EP_CHECK(opt.chunks >= 1, ValueError, "--chunks ", opt.chunks, ": need at least one micro-batch");
     const size_t S = st.size();
+    if (transport) {
+      EP_CHECK(transport->size() == int(S), ValueError, "[pipeline] ", S, " stages need ", S, " processes (one per "
+               "stage, e.g. mpirun -np ", S, "), this job has ", transport->size());
+      local = transport->rank();
+    }
     EP_CHECK(hk.empty() || hk.size() == S - 1, ValueError, "[pipeline] ", hk.size(), " boundary hooks for ", S,
              " stages (give none, or one per boundary: ", S - 1, ")");
     for (size_t s = 0; s < S; ++s) {
@@ -118,7 +209,7 @@ struct Pipeline::Impl {
       StageRuntime rt;
       rt.index = int(s);
       rt.stage = std::move(st[s]);
-      if (rt.stage.device.is_cuda()) {
+      if (rt.stage.device.is_cuda() && (local < 0 || int(s) == local)) {  // another process's device is not ours
         rt.compute = &stage_stream(rt.stage.device, int(s), Role::compute);
         rt.copy = &stage_stream(rt.stage.device, int(s), Role::copy);
       }
@@ -158,6 +249,7 @@ struct Pipeline::Impl {
     (dir == Pass::forward ? st.fwd_bytes : st.bwd_bytes)[size_t(boundary)] += p.msg.bytes;
     Tensor& t = p.msg.tensor;
     if (!t.defined()) return p;  // a host payload: complete when encode returned
+    if (local >= 0) return p;    // the other stage is in another process: the channel sends the bytes
     const Device src = t.device(), dst = to.stage.device;
     if (src.is_cuda()) keep_alive.push_back(t);  // read by another stream after this task: keep until the step ends
     if (src == dst) {
@@ -378,7 +470,7 @@ struct Pipeline::Impl {
     std::lock_guard<std::mutex> lock(step_mu);
     const int C = options.chunks;
     EP_CHECK(input.defined(), ValueError, "[pipeline] undefined input");
-    auto st = std::make_unique<StepState>(stages.size(), size_t(C));
+    auto st = std::make_unique<StepState>(stages.size(), size_t(C), *this);
     st->start = Clock::now();
     st->training = loss != nullptr;
     st->loss = loss;
@@ -398,6 +490,7 @@ struct Pipeline::Impl {
     StepState* raw = st.get();
     size_t dispatched = 0;
     for (size_t s = 0; s < stages.size(); ++s) {
+      if (local >= 0 && int(s) != local) continue;  // another process runs it
       const bool queued = jobs[s]->push([this, s, raw] {
         try {
           run_stage(int(s), *raw);
@@ -413,8 +506,9 @@ struct Pipeline::Impl {
       ++dispatched;
     }
     for (size_t k = 0; k < dispatched; ++k) done.pop();
-    const Clock::time_point end = Clock::now();
     if (st->first_error) std::rethrow_exception(st->first_error);
+    if (transport) exchange_results(*st);
+    const Clock::time_point end = Clock::now();
 
     PipelineStats& ps = st->result;
     ps.stages = std::move(st->stats);
@@ -423,8 +517,40 @@ struct Pipeline::Impl {
     ps.step_ms = ms_between(st->start, end);
     double busy = 0;
     for (const StageStats& s : ps.stages) busy += s.busy_ms;
-    ps.bubble_fraction = ps.step_ms > 0 ? std::max(0.0, 1.0 - busy / (double(stages.size()) * ps.step_ms)) : 0.0;
+    const double stage_count = transport ? 1.0 : double(stages.size());  // only this process's stage is measured
+    ps.bubble_fraction = ps.step_ms > 0 ? std::max(0.0, 1.0 - busy / (stage_count * ps.step_ms)) : 0.0;
     return st;
+  }
+
+  // With a transport, after the local stage's work: the last stage sends [chunks (u64), each micro-batch's loss (as
+  // f64 bits), the outputs gathered (wire tensor)] to every other process, which takes them as its own, so every
+  // process returns the same result. Then every send of this step is made sure to have been delivered.
+  void exchange_results(StepState& st) {
+    const int last = int(stages.size()) - 1;
+    const size_t C = st.micro_losses.size();
+    if (local == last) {
+      Tensor out;
+      {
+        NoGradGuard no_grad;
+        out = gather(st.outputs);
+      }
+      std::vector<uint8_t> bytes;
+      put_u64(bytes, C);
+      for (double l : st.micro_losses) put_u64(bytes, std::bit_cast<uint64_t>(l));
+      const std::vector<uint8_t> t = tensor_to_wire(out);
+      bytes.insert(bytes.end(), t.begin(), t.end());
+      for (int r = 0; r < last; ++r) transport->send(r, MessageKind::results, bytes);
+      st.outputs.assign(1, out);
+    } else {
+      const std::vector<uint8_t> bytes = transport->receive(last, MessageKind::results);
+      size_t offset = 0;
+      const uint64_t n = get_u64(bytes.data(), bytes.size(), offset, "step results");
+      EP_CHECK(n == C, Error, "[pipeline] stage ", local, " expected the results of ", C, " micro-batches, got ", n);
+      for (size_t i = 0; i < C; ++i)
+        st.micro_losses[i] = std::bit_cast<double>(get_u64(bytes.data(), bytes.size(), offset, "step results"));
+      st.outputs.assign(1, tensor_from_wire(bytes.data() + offset, bytes.size() - offset, "step results"));
+    }
+    transport->flush();
   }
 };
 
@@ -452,8 +578,9 @@ std::vector<bool> parse_checkpoint(const std::string& mode, int stages) {
   EP_THROW(ValueError, "--checkpoint: expected never, except-last or always, got '", mode, "'");
 }
 
-Pipeline::Pipeline(std::vector<Stage> stages, PipelineOptions options, std::vector<std::shared_ptr<BoundaryHook>> hooks)
-    : impl_(std::make_unique<Impl>(std::move(stages), options, std::move(hooks))) {}
+Pipeline::Pipeline(std::vector<Stage> stages, PipelineOptions options, std::vector<std::shared_ptr<BoundaryHook>> hooks,
+                   std::shared_ptr<Transport> transport)
+    : impl_(std::make_unique<Impl>(std::move(stages), options, std::move(hooks), std::move(transport))) {}
 Pipeline::~Pipeline() = default;
 
 StepResult Pipeline::train_step(const Tensor& input, const LossFn& loss, const nn::UnitContext& ctx) {
@@ -479,6 +606,7 @@ Tensor Pipeline::forward(const Tensor& input, const nn::UnitContext& ctx, Pipeli
 }
 
 int Pipeline::stages() const { return int(impl_->stages.size()); }
+int Pipeline::local_stage() const { return impl_->local; }
 const PipelineOptions& Pipeline::options() const { return impl_->options; }
 const std::vector<std::vector<Task>>& Pipeline::orders() const { return impl_->orders; }
 

@@ -49,6 +49,11 @@ class BoundaryHook {
   virtual ~BoundaryHook() = default;
   virtual Message encode(const Tensor& x, Pass direction, int micro) = 0;
   virtual Tensor decode(Message msg, Pass direction, Device device, int micro) = 0;
+  // Between processes (pipeline/transport.h) the message travels as bytes: to_wire on the sender after encode,
+  // from_wire on the receiver before decode (msg.bytes is set again from what arrived). The default carries
+  // msg.tensor (pipeline/wire.h); hooks whose messages are payloads override both.
+  virtual std::vector<uint8_t> to_wire(const Message& msg, Pass direction);
+  virtual Message from_wire(const uint8_t* data, size_t size, Pass direction);
 };
 
 // The tensor itself crosses; bytes = its size. The default for boundaries without a hook.
@@ -104,10 +109,18 @@ struct StepResult {
   PipelineStats stats;
 };
 
+class Transport;
+
 class Pipeline {
  public:
   // hooks: empty (identity everywhere) or one per boundary (stages - 1), where a null entry is the identity.
-  Pipeline(std::vector<Stage> stages, PipelineOptions options, std::vector<std::shared_ptr<BoundaryHook>> hooks = {});
+  // transport: null runs every stage in this process. Otherwise the job has one process per stage and this one runs
+  // stage transport->rank() only: every process builds the same Pipeline (all stages, their hooks) and calls the same
+  // steps with the same input and loss; messages to the neighbours go through the transport (to_wire/from_wire), and
+  // at the end of each step the last stage sends its losses and outputs to all, so every process returns the same
+  // StepResult. Statistics cover this process's stage and its sends only.
+  Pipeline(std::vector<Stage> stages, PipelineOptions options, std::vector<std::shared_ptr<BoundaryHook>> hooks = {},
+           std::shared_ptr<Transport> transport = nullptr);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -121,6 +134,7 @@ class Pipeline {
   Tensor forward(const Tensor& input, const nn::UnitContext& ctx = {}, PipelineStats* stats = nullptr);
 
   int stages() const;
+  int local_stage() const;  // the stage this process runs with a transport, -1 without (all of them)
   const PipelineOptions& options() const;
   const std::vector<std::vector<Task>>& orders() const;  // the schedule the workers follow
 

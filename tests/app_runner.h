@@ -31,9 +31,10 @@ struct AppRun {
   std::string out;  // stdout and stderr together
 };
 
-inline AppRun run_app(const std::string& app, const std::string& args) {
+// Any shell command line, stderr folded into stdout.
+inline AppRun run_command(const std::string& command) {
   AppRun r;
-  const std::string cmd = app_path(app) + " " + args + " 2>&1";
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::array<char, 4096> buf;
@@ -43,14 +44,19 @@ inline AppRun run_app(const std::string& app, const std::string& args) {
   return r;
 }
 
-// "step N loss HEX" lines of a --log-steps run.
+inline AppRun run_app(const std::string& app, const std::string& args) { return run_command(app_path(app) + " " + args); }
+
+// "step N loss HEX" lines of a --log-steps run. Where a terminal is emulated (mpirun gives its ranks a pty), the
+// progress bar shares the line with them, so the pattern is looked for anywhere in a line.
 inline std::map<int, std::string> step_losses(const std::string& out) {
   std::map<int, std::string> m;
   std::istringstream is(out);
   for (std::string line; std::getline(is, line);) {
+    const size_t at = line.find("step ");
+    if (at == std::string::npos) continue;
     int step = 0;
     char hex[64];
-    if (std::sscanf(line.c_str(), "step %d loss %63s", &step, hex) == 2) m[step] = hex;
+    if (std::sscanf(line.c_str() + at, "step %d loss %63s", &step, hex) == 2) m[step] = hex;
   }
   return m;
 }
