@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "apps/bench_compress.h"
+#include "apps/bench_loader.h"
 #include "apps/bench_pipeline.h"
 #include "apps/bench_pipeline_models.h"
 #include "apps/bench_timing.h"
@@ -260,7 +261,7 @@ void bench_model_roberta(Device d) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench ops|compress|pipeline [--scheduler-only]|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|compress|pipeline [--scheduler-only]|loader [--quick] [--data auto|synthetic|PATH]|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -269,7 +270,8 @@ int usage() {
 int main(int argc, char** argv) {
   ep::cli::ensure_cpu_threading(argv);
   const std::string mode = argc >= 2 ? argv[1] : "";
-  if (mode != "ops" && mode != "model" && mode != "compress" && mode != "pipeline") return usage();
+  if (mode != "ops" && mode != "model" && mode != "compress" && mode != "pipeline" && mode != "loader") return usage();
+  if (mode == "loader") return bench_loader_main(argc, argv);  // host-side, once, whatever --device says
   if (mode == "pipeline" && std::find(argv, argv + argc, std::string("--scheduler-only")) != argv + argc) {
     bench_pipeline_scheduler();  // part (1) alone: synthetic stages on host threads, no device involved
     return 0;

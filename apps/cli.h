@@ -132,6 +132,7 @@ class Options {
   }
 
   [[noreturn]] void fail(const std::string& msg) const { throw UsageError(app_ + ": " + msg); }
+  const std::string& app() const { return app_; }
 
  private:
   struct Spec {

@@ -3,6 +3,7 @@
 // boundary from the --compress* flags. Not the executor (pipeline/pipeline.h) nor the single-process split.
 #pragma once
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -56,6 +57,9 @@ inline Processes start_processes(const Options& o) {
   if (o.integer("chunks") < 1) o.fail("--distributed mpi needs --chunks C and --stages or --split (one stage per process)");
   if (!o.str("link").empty()) o.fail("--link emulates a network inside one process; with --distributed the bytes cross a real one");
   if (!pipeline::mpi_built()) o.fail("--distributed mpi: this build has no MPI (install libopenmpi-dev, then rebuild: make deps all)");
+  // Started by hand rather than by a launcher: say how to start it instead of running as a job of one process.
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMI_SIZE") && !std::getenv("PMIX_RANK"))
+    o.fail("--distributed mpi: not started by an MPI launcher; run it as mpirun -np STAGES " + o.app() + " ...");
   try {
     p.transport = pipeline::mpi_transport(o.number("peer-timeout"));
   } catch (const Error& e) {

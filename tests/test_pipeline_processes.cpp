@@ -8,6 +8,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -256,5 +257,29 @@ TEST_CASE("pipeline processes: a failing rank ends the whole job at once; a hung
   CHECK(r.status != 124);
   CHECK(s < 60);
   CHECK(r.out.find("from rank 1 within 3 s") != std::string::npos);
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline processes: bad --distributed use gets one line and exit 2") {
+  if (!test::have_app("train_cv")) return;
+  const std::string d = test::fresh_tmp_path("pipe_mpi_bad");
+  const std::string base = "--data synthetic --synthetic-size 64 --batch-size 30 --width 0.25 --max-steps 1 "
+                           "--split-fine --out " + d + " ";
+  for (const char* bad : {"--split 1,1 --chunks 2 --distributed tcp",          // unknown mode
+                          "--split 1,1 --distributed mpi",                     // no pipeline
+                          "--split 1,1 --chunks 2 --link 1Gbit,1ms --distributed mpi",
+                          "--split 1,1 --chunks 2 --distributed mpi"}) {      // not started by mpirun (or no MPI)
+    INFO(bad);
+    test::AppRun r = test::run_app("train_cv", base + bad);
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--distributed") != std::string::npos);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  }
+  if (!mpirun().empty()) {  // two processes for three stages: every rank says so, and the job ends
+    test::AppRun r = test::run_command("timeout 120 " + mpirun() + "-np 2 " + test::app_path("train_cv") + " " + base +
+                                       "--split 1,1 --chunks 2 --distributed mpi");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("3 stages need 3 processes (mpirun -np 3), this job has 2") != std::string::npos);
+  }
   std::filesystem::remove_all(d);
 }
