@@ -325,7 +325,8 @@ int run(int argc, char** argv) {
     last_acc = r.acc;
     best = std::max(best, r.acc);
     nlohmann::json row{{"epoch", epoch + 1},     {"train_loss", meter.loss()}, {"train_top1", meter.accuracy()},
-                       {"val_loss", r.loss},      {"val_top1", r.acc},          {"lr", opt.lr()}};
+                       {"val_loss", r.loss},      {"val_top1", r.acc},          {"lr", opt.lr()},
+                       {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
     if (!pipeline_stats.empty()) {
       // Per-stage busy time, bubble fraction and bytes per boundary of the epoch's last step; the mean step time.
       double step_ms = 0;

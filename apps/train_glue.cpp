@@ -395,7 +395,8 @@ int run(int argc, char** argv) {
                        {"train_loss", meter.loss()},
                        {"train_acc", meter.accuracy()},
                        {"val_loss", last.loss},
-                       {"lr", opt.lr()}};
+                       {"lr", opt.lr()},
+                       {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
     for (const auto& m : last.metrics) row["val_" + m.name] = m.value;
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f | dev loss %.4f %s\n", (long long)(epoch + 1),

@@ -69,6 +69,7 @@ TEST_CASE("train_cv: overfits 64 images to 100% training accuracy, and leaves it
   CHECK(rows == 40);
   INFO("last epoch: " << last.dump());
   CHECK(last["train_top1"].get<double>() == 1.0);
+  CHECK(last["peak_memory_bytes"]["cpu"].get<double>() > 1e6);  // the process's peak resident set, per epoch
   std::ifstream summary(d + "/summary.json");
   nlohmann::json s = nlohmann::json::parse(summary);
   CHECK(s["steps"] == 40);
