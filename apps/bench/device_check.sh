@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device_check.sh — what a lent GPU session runs, from the repository root with build/device-bundle carried:
 # the suite with DEVICE=cuda (gradchecks on the GPU) and with DEVICE=cpu (parity against the GPU), build/bench ops,
-# the model training steps, and the PyTorch side-by-side. Full logs go under $OUT; failures and figures are printed last.
+# the model training steps, the pipeline benchmark, and the PyTorch side-by-side. Full logs go under $OUT; failures and figures are printed last.
 set -uo pipefail
 b=build/device-bundle
 [ -d "$b" ] || tar xzf build/device-bundle.tar.gz -C build  # carried as the tarball
@@ -35,6 +35,12 @@ if [ "${MODELS:-1}" = 1 ]; then
   (cd $b && timeout 200 python3 torch_model.py --no-compile; timeout 200 python3 torch_roberta.py;
    timeout 150 python3 torch_compress.py) \
     > "$out/torch_models.log" 2>&1; echo "== torch models rc=$?"; cat "$out/torch_models.log"
+fi
+# The pipeline on the GPU: pipelined vs unpipelined steps, Naive vs To_device (CPU and GPU stages), the compressed
+# split over an emulated 100 Mbit/s link (PIPELINE=0 skips it).
+if [ "${PIPELINE:-1}" = 1 ]; then
+  timeout 200 $b/run bench pipeline --device cuda > "$out/bench_pipeline.log" 2>&1; echo "== bench pipeline rc=$?"
+  cat "$out/bench_pipeline.log"
 fi
 # Memory checking of every CUDA kernel the parity cases launch (slow: last, and bounded).
 if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
