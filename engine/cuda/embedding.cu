@@ -85,17 +85,6 @@ __global__ void minmax_kernel(const I* __restrict__ ix, int64_t n, int64_t* out2
   }
 }
 
-// Stream-ordered scratch from the device's memory pool (the one Storage uses), freed in stream order on scope exit,
-// so an exception between allocation and the last launch does not leak.
-struct StreamScratch {
-  void* ptr = nullptr;
-  cudaStream_t st;
-  StreamScratch(size_t bytes, cudaStream_t s) : st(s) { CUDA_CHECK(cudaMallocAsync(&ptr, bytes, st)); }
-  ~StreamScratch() { CUDA_CHECK_PRINT(cudaFreeAsync(ptr, st)); }
-  StreamScratch(const StreamScratch&) = delete;
-  StreamScratch& operator=(const StreamScratch&) = delete;
-};
-
 constexpr size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Sort (key = row, value = token) pairs with CUB's stable radix sort over only the bits a row index can use, then

@@ -1,4 +1,4 @@
-// launch.cuh — launch-shape helpers shared by the .cu files. Not a kernel library.
+// launch.cuh — launch-shape helpers and stream-ordered scratch memory shared by the .cu files. Not a kernel library.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -15,6 +15,17 @@ inline unsigned grid_for(int64_t n, int block = kBlock) {
   int64_t blocks = (n + block - 1) / block;
   return unsigned(std::max<int64_t>(1, std::min<int64_t>(blocks, 65536)));
 }
+
+// Stream-ordered scratch from the device's memory pool (the one Storage uses), freed in stream order on scope exit,
+// so an exception between the allocation and the last launch does not leak it.
+struct StreamScratch {
+  void* ptr = nullptr;
+  cudaStream_t st;
+  StreamScratch(size_t bytes, cudaStream_t s) : st(s) { CUDA_CHECK(cudaMallocAsync(&ptr, bytes, st)); }
+  ~StreamScratch() { CUDA_CHECK_PRINT(cudaFreeAsync(ptr, st)); }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+};
 
 }  // namespace ep
 

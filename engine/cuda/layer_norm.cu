@@ -118,16 +118,6 @@ __global__ void layer_norm_dwdb_final_kernel(const T* __restrict__ pw, const T* 
   }
 }
 
-// Stream-ordered scratch from the device's memory pool, freed (in stream order) on scope exit.
-struct StreamScratch {
-  void* ptr = nullptr;
-  cudaStream_t st;
-  StreamScratch(size_t bytes, cudaStream_t s) : st(s) { CUDA_CHECK(cudaMallocAsync(&ptr, bytes, st)); }
-  ~StreamScratch() { CUDA_CHECK_PRINT(cudaFreeAsync(ptr, st)); }
-  StreamScratch(const StreamScratch&) = delete;
-  StreamScratch& operator=(const StreamScratch&) = delete;
-};
-
 }  // namespace
 
 void layer_norm_forward_cuda(DType dt, const void* x, const void* w, const void* b, void* y, void* mean, void* rstd,
