@@ -123,7 +123,10 @@ TEST_CASE("batch_norm: CUDA matches CPU on awkward shapes") {
   };
   const Case cases[] = {{{8, 16, 7, 9}, true},  {{1029, 33}, true},   {{2, 3, 1, 1}, true}, {{1, 4, 3, 1}, true},
                         {{3, 5, 17, 13}, false}, {{1029, 33}, false}, {{0, 3, 4, 4}, true}, {{0, 3}, false},
-                        {{4, 1, 300, 301}, true}};
+                        {{4, 1, 300, 301}, true},
+                        // Several blocks per channel (uneven plane ranges), and fewer planes than blocks would want.
+                        {{37, 6, 33, 17}, true}, {{64, 3, 32, 32}, true}, {{3, 2, 5000, 7}, true},
+                        {{37, 6, 33, 17}, false}};
   uint64_t seed = 100;
   for (const Case& c : cases) {
     INFO("shape " << shape_str(c.shape) << " training " << c.training);
