@@ -1,5 +1,6 @@
-// bench.cpp — `build/bench ops`: GEMM GFLOP/s (our wrapper vs the library called directly), conv2d forward+backward
-// at MobileNetV2's layer shapes, element-wise and reduction GB/s against a measured copy, and host overhead per op.
+// bench.cpp — `build/bench ops|model|compress|pipeline|loader`. ops: GEMM GFLOP/s (our wrapper vs the library called
+// directly), conv2d forward+backward at MobileNetV2's layer shapes, element-wise and reduction GB/s against a measured
+// copy, host overhead per op; the other modes live in apps/bench_*.h (models, compressors, the pipeline, the loader).
 // Not a unit test: it prints figures (medians) and ratios; PyTorch side-by-side scripts live in apps/bench/*.py.
 #include <cblas.h>
 

@@ -131,6 +131,21 @@ inline LoaderFigures time_loader(const std::shared_ptr<const data::ImageDataset>
   return f;
 }
 
+// The augmentation arithmetic alone for one batch of `batch` training images on one thread, written into a buffer
+// reused across calls (median ms): next to the threads=1 rows it shows what the batch tensor and the queue add.
+inline double augment_only_ms(const data::ImageDataset& set, int64_t batch, int resize, int reps) {
+  data::AugmentOptions ao;
+  ao.resize = resize;
+  const int c = int(set.channels), h = int(set.height), w = int(set.width);
+  const int64_t per = int64_t(c) * data::augmented_size(ao, h) * data::augmented_size(ao, w);
+  std::vector<float> out(size_t(batch * per));
+  return bench::median_ms(Device::cpu(), [&] {
+    for (int64_t i = 0; i < batch; ++i)
+      data::augment_image(set.image(i % set.size()), c, h, w, ao, /*train=*/true, /*seed=*/1, /*epoch=*/0,
+                          uint64_t(i), out.data() + i * per);
+  }, reps, 1);
+}
+
 struct LoaderRow {
   bool train = true;
   int64_t batch = 128;
@@ -191,6 +206,12 @@ inline void bench_loader(const std::string& data_spec = "auto", bool quick = fal
     const double budget_s = quick ? 0.02 : r.resize > 0 ? 4.0 : 2.5;
     print_row(r, time_loader(d.set, o, budget_s, /*max_epochs=*/2, /*min_batches=*/quick ? 2 : 5,
                              /*warmup=*/quick ? 1 : 2));
+  }
+  for (int resize : {0, 224}) {
+    const int reps = quick ? 1 : resize > 0 ? 5 : 50;
+    std::printf("  augment_image alone, batch 128%s, 1 thread, into a reused buffer: %.3f ms (the rest of a threads=1 "
+                "row is the fresh batch tensor, its first touch, and the queue)\n", resize > 0 ? ", resize 224" : "",
+                augment_only_ms(*d.set, 128, resize, reps));
   }
   std::printf("  * eval: compared with the training step; the GPU's eval step (forward only) is shorter and not "
               "measured, so the true ratio is higher\n");

@@ -196,6 +196,8 @@ int run(int argc, char** argv) {
       .add("train-subset", "int", 0, "use an evenly strided subset of this many training images (0: all)")
       .add("test-subset", "int", 0, "use an evenly strided subset of this many test images (0: all)")
       .add("augment", "bool", true, "random crop (4-pixel padding) and horizontal flip of training images")
+      .add("loader-threads", "int", 1, "threads assembling each batch on the prefetch thread's behalf (the batches do "
+                                       "not depend on it; `bench loader` shows when more help, e.g. with --resize 224)")
       .add("resize", "int", 0, "bilinear resize of every image to NxN after augmentation (e.g. 224; 0: off)")
       .add("init-from", "string", "", "safetensors weights loaded by name before training");
   cli::add_trainer_flags(o, "runs/train_cv", "test");
@@ -237,6 +239,8 @@ int run(int argc, char** argv) {
   data::LoaderOptions lo;
   lo.batch_size = o.integer("batch-size");
   lo.seed = uint64_t(o.integer("seed"));
+  if (o.integer("loader-threads") < 1 || o.integer("loader-threads") > 256) o.fail("--loader-threads must be in [1, 256]");
+  lo.threads = int(o.integer("loader-threads"));
   lo.device = device;
   lo.augment.norm = parse_normalize(o);
   lo.augment.crop = lo.augment.flip = o.flag("augment");

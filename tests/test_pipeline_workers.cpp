@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 #include "engine/autograd.h"
 #include "engine/op_registry.h"
 #include "compress/compressor.h"
+#include "layers/mobilenetv2.h"
 #include "layers/roberta.h"
 #include "pipeline/compress_hook.h"
 #include "engine/ops.h"
@@ -622,6 +624,98 @@ TEST_CASE("pipeline workers: tiny RoBERTa with dropout and a padding mask, pipel
       CHECK(g_pipe[p] == g_ref[p]);
     }
   }
+}
+
+namespace {
+
+// The units cut into `stages` stages as evenly as possible (the first stages take the remainder).
+std::vector<int> even_cut(size_t units, int stages) {
+  std::vector<int> sizes(static_cast<size_t>(stages), int(units) / stages);
+  for (int i = 0; i < int(units) % stages; ++i) ++sizes[size_t(i)];
+  return sizes;
+}
+
+// Every parameter's gradient and every buffer (BatchNorm's running statistics and batch counts), by state-dict key.
+template <class M> std::map<std::string, std::vector<double>> grads_and_buffers(M& m) {
+  std::map<std::string, std::vector<double>> out;
+  m.visit("", [&](const std::string& name, Tensor& t, bool is_buffer) {
+    if (is_buffer) out[name] = t.to_double_vector();
+    else out[name + ".grad"] = t.grad().defined() ? t.grad().to_double_vector() : std::vector<double>{};
+  });
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline workers: MobileNetV2 (deferred BatchNorm) and RoBERTa, 1-4 stages x 1,2,3,4,8 chunks, with and "
+          "without recomputation == sequential, bit for bit") {
+  Watchdog dog("pipeline model matrix", 240);
+  // 11 rows: every chunk count but 1 gives uneven micro-batches.
+  const int64_t N = 11;
+  const Tensor images = test::randn({N, 3, 32, 32}, 61, DType::f32);
+  const Tensor image_labels = from_vector({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0}, {N}, DType::i64);
+  nn::RobertaConfig rc = nn::tiny_roberta_config(30, 16, 2, 10);
+  rc.hidden_dropout_prob = rc.attention_probs_dropout_prob = 0.1;
+  std::vector<double> id_values, mask_values;
+  for (int64_t i = 0; i < N * 8; ++i) {
+    const int64_t t = i % 8, len = 3 + (i / 8) % 6;  // lengths 3..8, padded with 1 (RoBERTa's pad id)
+    id_values.push_back(t == 0 ? 0 : t < len - 1 ? double(3 + (i * 7) % 27) : t == len - 1 ? 2 : 1);
+    mask_values.push_back(t < len ? 1 : 0);
+  }
+  const Tensor ids = from_vector(id_values, {N, 8}, DType::i64), mask = from_vector(mask_values, {N, 8}, DType::u8);
+  const Tensor text_labels = from_vector({1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0}, {N}, DType::i64);
+  auto ce = [](const Tensor& labels) -> LossFn {
+    return [labels](const Tensor& out, const MicroBatch& mb) {
+      return mean_loss_share(cross_entropy(out, slice(labels, 0, mb.offset, mb.offset + mb.rows)), mb);
+    };
+  };
+  // The sequential reference: each micro-batch through every unit in order, then the backwards in the schedule's
+  // per-stage order (GPipe: last micro-batch first).
+  auto sequential = [](std::vector<nn::Unit> units, const Tensor& x, const Tensor& key_mask, const LossFn& loss,
+                       int chunks) {
+    const auto mbs = micro_batches(x.size(0), chunks);
+    std::vector<Tensor> terms;
+    double total = 0;
+    for (const MicroBatch& mb : mbs) {
+      nn::UnitContext ctx;
+      if (key_mask.defined()) ctx.key_mask = slice(key_mask, 0, mb.offset, mb.offset + mb.rows);
+      Tensor h = slice(x, 0, mb.offset, mb.offset + mb.rows);
+      for (const auto& u : units) h = u.forward(h, ctx);
+      terms.push_back(loss(h, mb));
+    }
+    for (int i = chunks - 1; i >= 0; --i) terms[size_t(i)].backward();
+    for (const Tensor& t : terms) total += t.item();
+    return total;
+  };
+  for (int chunks : {1, 2, 3, 4, 8})
+    for (int stages : {1, 2, 3, 4})
+      for (bool recompute : {false, true}) {
+        INFO("stages=", stages, " chunks=", chunks, " recompute=", recompute);
+        PipelineOptions po{chunks, ScheduleKind::gpipe};
+        po.checkpoint = std::vector<bool>(size_t(stages), recompute);
+        {  // MobileNetV2-cifar, width 0.25 (dropout before the classifier), BatchNorm deferred over the chunks.
+          nn::MobileNetV2Options mo;
+          mo.variant = nn::MobileNetV2Variant::cifar;
+          mo.width_mult = 0.25;
+          mo.seed = 5;
+          nn::MobileNetV2 ref(mo), piped(mo);
+          ref.set_deferred_batch_norm(chunks);
+          piped.set_deferred_batch_norm(chunks);
+          const double ref_loss = sequential(ref.units(), images, Tensor(), ce(image_labels), chunks);
+          Pipeline pipe(cut(piped.units(), even_cut(piped.units().size(), stages)), po);
+          const StepResult r = pipe.train_step(images, ce(image_labels));
+          CHECK(r.loss == ref_loss);
+          CHECK(grads_and_buffers(piped) == grads_and_buffers(ref));
+        }
+        {  // RoBERTa with dropout and padding.
+          nn::RobertaForSequenceClassification ref(rc, 9), piped(rc, 9);
+          const double ref_loss = sequential(ref.units(), ids, ref.prepare_mask(ids, mask), ce(text_labels), chunks);
+          Pipeline pipe(cut(piped.units(), even_cut(piped.units().size(), stages)), po);
+          const StepResult r = pipe.train_step(ids, ce(text_labels), nn::UnitContext{piped.prepare_mask(ids, mask)});
+          CHECK(r.loss == ref_loss);
+          CHECK(grads_and_buffers(piped) == grads_and_buffers(ref));
+        }
+      }
 }
 
 TEST_CASE("pipeline workers: compressed boundaries equal explicit encode/decode by hand; bytes are the payloads'") {

@@ -41,6 +41,10 @@ fi
 if [ "${PIPELINE:-1}" = 1 ]; then
   timeout 200 $b/run bench pipeline --device cuda > "$out/bench_pipeline.log" 2>&1; echo "== bench pipeline rc=$?"
   cat "$out/bench_pipeline.log"
+  # The data loader on this machine's cores (host only; the CIFAR JPEGs when carried and unpacked, else synthetic).
+  data=synthetic; [ -d /tmp/cifar/cifar10-jpeg/train ] && data=/tmp/cifar/cifar10-jpeg/train
+  timeout 60 $b/run bench loader --data $data > "$out/bench_loader.log" 2>&1; echo "== bench loader rc=$?"
+  cat "$out/bench_loader.log"
 fi
 # Memory checking of every CUDA kernel the parity cases launch (slow: last, and bounded).
 if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
