@@ -125,8 +125,10 @@ std::string mpirun() {
       return std::string();
     }
     // Root in containers and CI; more ranks than cores on a small machine; no core binding, so every process gets
-    // the same number of OpenMP threads as the single-process run it is compared with.
-    return std::string("mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 ");
+    // the same number of OpenMP threads as the single-process run it is compared with; TCP over loopback, which
+    // needs neither a sized /dev/shm nor a network (containers may lack both).
+    return std::string("mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,tcp "
+                       "--mca btl_tcp_if_include lo -x OMP_NUM_THREADS=1 ");
   }();
   return cmd;
 }
