@@ -114,12 +114,14 @@ class MpiTransport final : public Transport {
   void flush() override {
     const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_);
     for (;;) {
+      size_t left = 0;
       {
         std::lock_guard<std::mutex> g(mu_);
         complete_sends();
-        if (pending_.empty()) return;
+        left = pending_.size();
       }
-      EP_CHECK(Clock::now() < deadline, TransportError, "[mpi] rank ", rank_, ": ", pending_.size(),
+      if (left == 0) return;
+      EP_CHECK(Clock::now() < deadline, TransportError, "[mpi] rank ", rank_, ": ", left,
                " message(s) not delivered within ", timeout_, " s (is the receiver alive?)");
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
