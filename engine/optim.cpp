@@ -86,27 +86,40 @@ SGD::SGD(std::vector<Tensor> params, const SGDOptions& opt)
   momentum_buffer_.resize(params_.size());
 }
 
+namespace {
+// CUDA parameters are updated in groups of one device and dtype, a few launches per group (optim_kernels.h).
+using CudaGroupKey = std::pair<int, DType>;
+}  // namespace
+
 void SGD::step() {
+  const SgdHyper base{lr_, opt_.momentum, opt_.dampening, opt_.weight_decay, opt_.nesterov, false};
+  std::map<CudaGroupKey, std::vector<SgdTensor>> on_cuda;
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!has_grad(i)) continue;
     Tensor& p = params_[i];
     Tensor g = p.grad();
-    SgdHyper h{lr_, opt_.momentum, opt_.dampening, opt_.weight_decay, opt_.nesterov, false};
+    bool init_buf = false;
     void* buf = nullptr;
     if (opt_.momentum != 0) {
       Tensor& b = momentum_buffer_[i];
       if (!b.defined()) {
         b = empty_like(p);  // the kernel writes buf = d on this first step (PyTorch: clone of the gradient)
-        h.init_buf = true;
+        init_buf = true;
       }
       check_state(i, b, "momentum_buffer");
       buf = b.raw_data();
     }
-    if (p.is_cuda())
-      sgd_step_cuda(p.dtype(), p.raw_data(), g.raw_data(), buf, p.numel(), h, current_stream(p.device()));
-    else
+    if (p.is_cuda()) {
+      on_cuda[{p.device().index, p.dtype()}].push_back({p.raw_data(), g.raw_data(), buf, p.numel(), init_buf});
+    } else {
+      SgdHyper h = base;
+      h.init_buf = init_buf;
       sgd_step_cpu(p.dtype(), p.raw_data(), g.raw_data(), buf, p.numel(), h);
+    }
   }
+  for (const auto& [key, tensors] : on_cuda)
+    sgd_step_multi_cuda(key.second, tensors.data(), int64_t(tensors.size()), base,
+                        current_stream(Device::cuda(key.first)));
   ++step_count_;
 }
 
@@ -142,6 +155,7 @@ void AdamW::set_weight_decay_exempt(std::vector<bool> exempt) {
 }
 
 void AdamW::step() {
+  std::map<CudaGroupKey, std::vector<AdamWTensor>> on_cuda;
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!has_grad(i)) continue;
     Tensor& p = params_[i];
@@ -166,11 +180,13 @@ void AdamW::step() {
     h.step_size = lr_ / bc1;
     h.bc2_sqrt = std::sqrt(bc2);
     if (p.is_cuda())
-      adamw_step_cuda(p.dtype(), p.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), p.numel(), h,
-                      current_stream(p.device()));
+      on_cuda[{p.device().index, p.dtype()}].push_back(
+          {p.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), p.numel(), h});
     else
       adamw_step_cpu(p.dtype(), p.raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), p.numel(), h);
   }
+  for (const auto& [key, tensors] : on_cuda)
+    adamw_step_multi_cuda(key.second, tensors.data(), int64_t(tensors.size()), current_stream(Device::cuda(key.first)));
   ++step_count_;
 }
 

@@ -1,5 +1,5 @@
-// optim_kernels.h — the fused per-tensor optimizer updates (SGD, AdamW) and the sum of squares behind
-// clip_grad_norm_, CPU and CUDA. The per-element math is written once below as __host__ __device__ functions.
+// optim_kernels.h — the fused optimizer updates (SGD, AdamW; per tensor on the CPU, many tensors per launch on CUDA)
+// and the sum of squares behind clip_grad_norm_, CPU and CUDA. The per-element math is written once below as __host__ __device__ functions.
 // Not an optimizer: engine/optim.cpp owns the state and the step counts; these only touch raw buffers. `dt` is f32/f64.
 #pragma once
 #include <cmath>
@@ -67,10 +67,30 @@ void clip_scale_cpu(DType dt, void* x, int64_t n, double s);
 // Most block partials sumsq_cuda writes for one tensor; `partials` must hold this many doubles.
 constexpr int64_t kSumsqMaxPartials = 1024;
 
-EP_CUDA_API void sgd_step_cuda(DType dt, void* p, const void* g, void* buf, int64_t n, const SgdHyper& h,
-                               cudaStream_t st) EP_CUDA_BODY("sgd")
-EP_CUDA_API void adamw_step_cuda(DType dt, void* p, const void* g, void* m, void* v, int64_t n, const AdamWHyper& h,
-                                 cudaStream_t st) EP_CUDA_BODY("adamw")
+// One parameter tensor of a multi-tensor update: its buffers, its size, and what is its own (SGD: whether its
+// momentum buffer starts now; AdamW: the hyper-parameters that depend on its step count and decay exemption).
+struct SgdTensor {
+  void* p;
+  const void* g;
+  void* buf;  // null without momentum
+  int64_t n;
+  bool init_buf;
+};
+struct AdamWTensor {
+  void* p;
+  const void* g;
+  void* m;
+  void* v;
+  int64_t n;
+  AdamWHyper h;
+};
+// The CUDA twins of sgd_step_cpu / adamw_step_cpu applied to each tensor: many tensors of one dtype on one stream in
+// a few launches (the tensor list travels in the kernel arguments, as PyTorch's foreach path does), instead of one
+// small launch per parameter. The element math is the same, so are the bits.
+EP_CUDA_API void sgd_step_multi_cuda(DType dt, const SgdTensor* tensors, int64_t count, const SgdHyper& h,
+                                     cudaStream_t st) EP_CUDA_BODY("sgd")
+EP_CUDA_API void adamw_step_multi_cuda(DType dt, const AdamWTensor* tensors, int64_t count, cudaStream_t st)
+    EP_CUDA_BODY("adamw")
 // Writes sum_i x_i^2 to the device double *out (accumulated in T within a block, then in double across blocks in a
 // fixed order, so repeated calls agree bit for bit). `partials` is device scratch of kSumsqMaxPartials doubles.
 EP_CUDA_API void sumsq_cuda(DType dt, const void* x, int64_t n, double* out, double* partials, cudaStream_t st)
