@@ -378,7 +378,9 @@ namespace {
 // Steps a CPU and a CUDA copy of the same parameters with the same grads; compares params and state.
 template <class MakeOpt>
 void update_parity(MakeOpt make_opt, DType dt, double atol, double rtol) {
-  const std::vector<Shape> shapes = {{1029, 917}, {1}, {0}, {5, 7}, {3, 1, 4}};
+  // 40 tensors: the CUDA updates go 32 per launch, so the second launch and its short group are covered too.
+  std::vector<Shape> shapes = {{1029, 917}, {1}, {0}, {5, 7}, {3, 1, 4}};
+  for (int64_t k = 0; k < 35; ++k) shapes.push_back({1 + (k * 37) % 300, 1 + k % 3});
   std::vector<Tensor> pc, pg;
   for (size_t k = 0; k < shapes.size(); ++k) {
     Tensor p = test::randn(shapes[k], 30 + k, dt);
