@@ -1,6 +1,7 @@
-// pipeline.cpp — the stage workers: persistent threads fed one job per step, the per-step channels between stages,
-// transfers on copy streams with events, failure propagation and the statistics.
-// Not the schedule (schedule.cpp), the partition flags (partition.cpp) or micro-batch arithmetic (microbatch.cpp).
+// pipeline.cpp — the stage workers: persistent threads fed one job per step, the per-step channels between stages
+// (queues in this process, the transport to a stage in another), transfers on copy streams with events, failure
+// propagation and the statistics. Not the schedule (schedule.cpp), the partition flags (partition.cpp), micro-batch
+// arithmetic (microbatch.cpp) or the MPI calls (mpi_transport.cpp).
 #include "pipeline/pipeline.h"
 
 #include <algorithm>

@@ -1,7 +1,8 @@
-// pipeline.h — the GPipe/1F1B executor: one worker thread per stage running its schedule order, activations and
-// gradients handed between neighbouring stages through bounded blocking queues, a boundary hook (encode on the sender,
-// decode on the receiver) at every stage pair, and per-step statistics (busy time, bubble, bytes per boundary).
-// Not the model cutting (callers give each stage its units), not deferred BatchNorm, recomputation or link emulation.
+// pipeline.h — the GPipe/1F1B executor: one worker thread per stage running its schedule order (or, with a transport,
+// one stage per process), activations and gradients handed between neighbouring stages through bounded blocking
+// queues, a boundary hook (encode on the sender, decode on the receiver) at every stage pair, optional recomputation,
+// and per-step statistics (busy time, bubble, bytes per boundary).
+// Not the model cutting (callers give each stage its units), deferred BatchNorm (layers/) or link emulation (link.h).
 //
 // Autograd across stages (torchgpipe's approach): a stage runs its units on what it received, made a fresh leaf that
 // requires grad; in backward it calls backward() on its own output with the gradient the next stage sent, then sends
