@@ -82,6 +82,33 @@ inline std::string process_path(const std::string& path, const Processes& p) {
   return (f.parent_path() / ("rank" + std::to_string(p.rank)) / f.filename()).string();
 }
 
+// The pipeline's statistics in the run files: every step's, summarized per epoch in metrics.jsonl (the epoch's last
+// step in full, the mean step time), and the run's last step in summary.json, also when --max-steps ends it.
+class PipelineLog {
+ public:
+  void add(const pipeline::PipelineStats& stats) {
+    last_ = pipeline::to_json(stats);
+    step_ms_ += stats.step_ms;
+    ++steps_;
+  }
+  // Adds the epoch's summary to its metrics row and starts the next epoch's.
+  void end_epoch(nlohmann::json& row) {
+    if (steps_ == 0) return;
+    row["pipeline_last_step"] = last_;
+    row["pipeline_mean_step_ms"] = step_ms_ / double(steps_);
+    step_ms_ = 0;
+    steps_ = 0;
+  }
+  void summarize(nlohmann::json& summary) const {
+    if (!last_.is_null()) summary["pipeline_last_step"] = last_;
+  }
+
+ private:
+  nlohmann::json last_;
+  double step_ms_ = 0;
+  int64_t steps_ = 0;
+};
+
 struct PipelineSetup {
   std::unique_ptr<pipeline::Pipeline> pipe;
   pipeline::Partition partition;

@@ -279,14 +279,13 @@ int run(int argc, char** argv) {
   runlog::Metrics metrics(out);
   double best = 0, last_acc = 0, batch_ms_sum = 0;
   int64_t batches_timed = 0;
-  nlohmann::json last_pipeline;
+  cli::PipelineLog pipeline_log;
   const int64_t max_steps = o.integer("max-steps");
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
     runlog::Progress bar("epoch " + std::to_string(epoch + 1), steps_per_epoch);
     runlog::EpochMeter meter;
-    std::vector<nlohmann::json> pipeline_stats;  // per step, summarized in metrics.jsonl
     int64_t b_index = epoch == cur.epoch ? cur.next_batch : 0;
     while (auto b = train_loader.next()) {
       auto t0 = std::chrono::steady_clock::now();
@@ -305,7 +304,7 @@ int run(int argc, char** argv) {
         });
         logits = r.output.to(device);
         l = r.loss;
-        pipeline_stats.push_back(pipeline::to_json(r.stats));
+        pipeline_log.add(r.stats);
       } else {
         logits = model.forward(b->images);
         Tensor loss = cross_entropy(logits, b->labels, o.number("label-smoothing"));
@@ -331,14 +330,7 @@ int run(int argc, char** argv) {
     nlohmann::json row{{"epoch", epoch + 1},     {"train_loss", meter.loss()}, {"train_top1", meter.accuracy()},
                        {"val_loss", r.loss},      {"val_top1", r.acc},          {"lr", opt.lr()},
                        {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
-    if (!pipeline_stats.empty()) {
-      // Per-stage busy time, bubble fraction and bytes per boundary of the epoch's last step; the mean step time.
-      double step_ms = 0;
-      for (const auto& st : pipeline_stats) step_ms += st.value("step_ms", 0.0);
-      row["pipeline_last_step"] = pipeline_stats.back();
-      row["pipeline_mean_step_ms"] = step_ms / double(pipeline_stats.size());
-      last_pipeline = pipeline_stats.back();
-    }
+    pipeline_log.end_epoch(row);  // per-stage busy time, bubble fraction, bytes per boundary
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
                 meter.loss(), 100.0 * meter.accuracy(), r.loss,
@@ -352,7 +344,7 @@ int run(int argc, char** argv) {
                          {"device", device.str()},
                          {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
   if (!clog->empty()) summary["compression"] = clog->summary();
-  if (!last_pipeline.is_null()) summary["pipeline_last_step"] = last_pipeline;
+  pipeline_log.summarize(summary);
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }

@@ -337,6 +337,7 @@ int run(int argc, char** argv) {
   }
 
   runlog::Metrics metrics(out);
+  cli::PipelineLog pipeline_log;
   EvalResult last;
   double best = -2, batch_ms_sum = 0;
   int64_t batches_timed = 0, tokens_timed = 0;
@@ -368,6 +369,7 @@ int run(int argc, char** argv) {
             nn::UnitContext{model.prepare_mask(b.ids, b.mask)});
         logits = r.output.to(device);
         l = r.loss;
+        pipeline_log.add(r.stats);
       } else {
         logits = forward(b.ids, b.mask);
         Tensor loss = task_loss(logits, b, task.regression);
@@ -398,6 +400,7 @@ int run(int argc, char** argv) {
                        {"lr", opt.lr()},
                        {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
     for (const auto& m : last.metrics) row["val_" + m.name] = m.value;
+    pipeline_log.end_epoch(row);  // per-stage busy time, bubble fraction, bytes per boundary
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f | dev loss %.4f %s\n", (long long)(epoch + 1),
                 meter.loss(), last.loss, metrics_str(last).c_str());
@@ -416,6 +419,7 @@ int run(int argc, char** argv) {
     for (const auto& m : last.metrics) summary["final_" + m.name] = m.value;
   }
   if (!clog->empty()) summary["compression"] = clog->summary();
+  pipeline_log.summarize(summary);
   runlog::write_json_atomic(out + "/summary.json", summary);
   return 0;
 }

@@ -518,17 +518,61 @@ struct Pipeline::Impl {
     ps.step_ms = ms_between(st->start, end);
     double busy = 0;
     for (const StageStats& s : ps.stages) busy += s.busy_ms;
-    const double stage_count = transport ? 1.0 : double(stages.size());  // only this process's stage is measured
+    // With a transport, only the first process hears from every stage; the others know their own.
+    const double stage_count = transport && local > 0 ? 1.0 : double(stages.size());
     ps.bubble_fraction = ps.step_ms > 0 ? std::max(0.0, 1.0 - busy / (stage_count * ps.step_ms)) : 0.0;
     return st;
   }
 
-  // With a transport, after the local stage's work: the last stage sends [chunks (u64), each micro-batch's loss (as
-  // f64 bits), the outputs gathered (wire tensor)] to every other process, which takes them as its own, so every
-  // process returns the same result. Then every send of this step is made sure to have been delivered.
+  // With a transport, after the local stage's work:
+  //  * every stage but the first sends stage 0 its statistics: [busy_ms, tasks, then per task micro, pass, start,
+  //    end; the bytes it sent forward (0 for the last stage) and backward], so the first process's statistics (its
+  //    metrics.jsonl and summary.json) cover every stage and boundary;
+  //  * the last stage sends [chunks (u64), each micro-batch's loss (as f64 bits), the outputs gathered (wire tensor)]
+  //    to every other process, which takes them as its own, so every process returns the same result.
+  // Then every send of this step is made sure to have been delivered.
   void exchange_results(StepState& st) {
     const int last = int(stages.size()) - 1;
     const size_t C = st.micro_losses.size();
+    auto f64 = [](std::vector<uint8_t>& b, double v) { put_u64(b, std::bit_cast<uint64_t>(v)); };
+    if (local > 0) {
+      const StageStats& mine = st.stats[size_t(local)];
+      std::vector<uint8_t> bytes;
+      f64(bytes, mine.busy_ms);
+      put_u64(bytes, mine.tasks.size());
+      for (const TaskTiming& t : mine.tasks) {
+        put_u64(bytes, uint64_t(t.task.micro));
+        put_u64(bytes, uint64_t(t.task.pass));
+        f64(bytes, t.start_ms);
+        f64(bytes, t.end_ms);
+      }
+      put_u64(bytes, local < last ? st.fwd_bytes[size_t(local)].load() : 0);
+      put_u64(bytes, st.bwd_bytes[size_t(local - 1)].load());
+      transport->send(0, MessageKind::results, std::move(bytes));
+    } else {
+      for (int r = 1; r <= last; ++r) {
+        const std::vector<uint8_t> bytes = transport->receive(r, MessageKind::results);
+        size_t at = 0;
+        auto next = [&] { return get_u64(bytes.data(), bytes.size(), at, "stage statistics"); };
+        StageStats& theirs = st.stats[size_t(r)];
+        theirs.busy_ms = std::bit_cast<double>(next());
+        const uint64_t tasks = next();
+        EP_CHECK(tasks <= orders[size_t(r)].size(), Error, "[pipeline] stage ", r, " reports ", tasks,
+                 " tasks; its schedule has ", orders[size_t(r)].size());
+        for (uint64_t k = 0; k < tasks; ++k) {
+          TaskTiming t;
+          t.task.stage = r;
+          t.task.micro = int(next());
+          t.task.pass = next() == uint64_t(Pass::forward) ? Pass::forward : Pass::backward;
+          t.start_ms = std::bit_cast<double>(next());
+          t.end_ms = std::bit_cast<double>(next());
+          theirs.tasks.push_back(t);
+        }
+        const uint64_t fwd = next(), bwd = next();
+        if (r < last) st.fwd_bytes[size_t(r)] += fwd;
+        st.bwd_bytes[size_t(r - 1)] += bwd;
+      }
+    }
     if (local == last) {
       Tensor out;
       {

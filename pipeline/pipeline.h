@@ -119,7 +119,8 @@ class Pipeline {
   // stage transport->rank() only: every process builds the same Pipeline (all stages, their hooks) and calls the same
   // steps with the same input and loss; messages to the neighbours go through the transport (to_wire/from_wire), and
   // at the end of each step the last stage sends its losses and outputs to all, so every process returns the same
-  // StepResult. Statistics cover this process's stage and its sends only.
+  // StepResult. The first process's statistics cover every stage (the others send theirs to it); another process's
+  // cover its own stage and sends.
   Pipeline(std::vector<Stage> stages, PipelineOptions options, std::vector<std::shared_ptr<BoundaryHook>> hooks = {},
            std::shared_ptr<Transport> transport = nullptr);
   ~Pipeline();

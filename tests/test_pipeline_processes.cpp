@@ -180,6 +180,18 @@ TEST_CASE("pipeline processes: mpirun train_cv / train_glue == the single-proces
   // Rank 0 writes the usual run folder; the others write theirs under rank<r>/.
   CHECK(std::filesystem::exists(d + "/dist/summary.json"));
   CHECK(std::filesystem::exists(d + "/dist/rank2/checkpoint.safetensors"));
+  // Rank 0's statistics cover every stage and boundary: the same bytes as the single process, every stage's tasks.
+  auto last_step = [](const std::string& dir) {
+    std::ifstream in(dir + "/summary.json");
+    return nlohmann::json::parse(in)["pipeline_last_step"];
+  };
+  const nlohmann::json ps = last_step(d + "/single"), pd = last_step(d + "/dist");
+  CHECK(pd["boundaries"] == ps["boundaries"]);
+  REQUIRE(pd["stages"].size() == 3);
+  for (const auto& stage : pd["stages"]) {
+    CHECK(stage["tasks"] == 8);  // 4 micro-batches, forward and backward
+    CHECK(stage["busy_ms"].get<double>() > 0);
+  }
   // 1F1B with recomputation, four processes.
   CHECK(distributed("train_cv", 4, std::string(kCv) + "--stages 3,8,6,4 --pipeline-schedule 1f1b --checkpoint always "
                                                       "--out " + d + "/dist4") ==

@@ -133,6 +133,14 @@ TEST_CASE("pipeline in train_glue: RoBERTa (dropout on, padding masks) gives the
   auto one = run("--stages 6");
   CHECK(run("--split 2,3") == one);       // the seeds' condition 2 on the tiny model
   CHECK(run("--stages 1,2,2,1") == one);
+  {  // the pipeline's statistics reach summary.json, also when --max-steps ends the run mid-epoch
+    std::ifstream in(d + "/summary.json");
+    const nlohmann::json last = nlohmann::json::parse(in)["pipeline_last_step"];
+    REQUIRE(last.is_object());
+    CHECK(last["stages"].size() == 4);
+    CHECK(last["boundaries"].size() == 3);
+    CHECK(last["boundaries"][0]["forward_bytes"].get<double>() > 0);
+  }
   CHECK(run("--stages 1,2,2,1 --compress quant:bits=4") != one);
   std::filesystem::remove_all(d);
 }
