@@ -89,6 +89,9 @@ TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   CHECK(r.out == "train_cv: --data /nonexistent/cifar: not a directory (or 'synthetic')\n");
   r = run("--batch-size 0 --out " + d);
   CHECK(r.status == 2);
+  r = run("--data synthetic --loader-threads 0 --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out == "train_cv: --loader-threads must be in [1, 256]\n");
   fs::create_directories(d);
   std::ofstream(d + "/bad.safetensors") << "not a safetensors file";
   r = run(std::string(kTiny) + " --out " + d + " --resume " + d + "/bad.safetensors");
