@@ -30,7 +30,7 @@ inline void add_pipeline_flags(Options& o) {
       .add("cloud-device", "string", "", "pipeline with --split: device of the cloud stage (default: --device)")
       .add("pipeline-schedule", "string", "gpipe", "pipeline schedule: gpipe (fill-drain) | 1f1b")
       .add("link", "string", "", "pipeline: emulate a network on every boundary, BANDWIDTH,LATENCY (e.g. 100Mbit,20ms): "
-                                 "each payload's real bytes occupy the link")
+                                 "each payload's real bytes occupy the link (with --distributed: ranks on one machine)")
       .add("checkpoint", "string", "never", "pipeline activation recomputation: never | except-last | always (the "
                                           "same result; less memory between forward and backward)")
       .add("bn", "string", "deferred", "pipeline BatchNorm: deferred (statistics of the whole mini-batch, committed "
@@ -55,7 +55,6 @@ inline Processes start_processes(const Options& o) {
   if (mode == "none") return p;
   if (mode != "mpi") o.fail("--distributed: expected none or mpi, got '" + mode + "'");
   if (o.integer("chunks") < 1) o.fail("--distributed mpi needs --chunks C and --stages or --split (one stage per process)");
-  if (!o.str("link").empty()) o.fail("--link emulates a network inside one process; with --distributed the bytes cross a real one");
   if (!pipeline::mpi_built()) o.fail("--distributed mpi: this build has no MPI (install libopenmpi-dev, then rebuild: make deps all)");
   // Started by hand rather than by a launcher: say how to start it instead of running as a job of one process.
   if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMI_SIZE") && !std::getenv("PMIX_RANK"))

@@ -58,14 +58,14 @@ Tensor CompressorHook::decode(Message msg, Pass direction, Device device, int mi
   return c->decode(payload, device);
 }
 
-std::vector<uint8_t> CompressorHook::to_wire(const Message& msg, Pass direction) {
-  if (!compressor_[int(direction)]) return BoundaryHook::to_wire(msg, direction);
+std::vector<uint8_t> CompressorHook::to_wire(const Message& msg, Pass direction, int micro) {
+  if (!compressor_[int(direction)]) return BoundaryHook::to_wire(msg, direction, micro);
   EP_CHECK(msg.payload != nullptr, Error, "[pipeline] compressed boundary has no payload to send");
   return std::static_pointer_cast<const compress::Payload>(msg.payload)->serialize();
 }
 
-Message CompressorHook::from_wire(const uint8_t* data, size_t size, Pass direction) {
-  if (!compressor_[int(direction)]) return BoundaryHook::from_wire(data, size, direction);
+Message CompressorHook::from_wire(const uint8_t* data, size_t size, Pass direction, int micro) {
+  if (!compressor_[int(direction)]) return BoundaryHook::from_wire(data, size, direction, micro);
   auto payload = std::make_shared<compress::Payload>(compress::Payload::parse(data, size));
   return {Tensor(), std::move(payload), uint64_t(size)};
 }

@@ -28,8 +28,8 @@ class CompressorHook : public BoundaryHook {
   Message encode(const Tensor& x, Pass direction, int micro) override;
   Tensor decode(Message msg, Pass direction, Device device, int micro) override;
   // The payload's own wire format (compress/payload.h), parsed with its checks on the receiver.
-  std::vector<uint8_t> to_wire(const Message& msg, Pass direction) override;
-  Message from_wire(const uint8_t* data, size_t size, Pass direction) override;
+  std::vector<uint8_t> to_wire(const Message& msg, Pass direction, int micro) override;
+  Message from_wire(const uint8_t* data, size_t size, Pass direction, int micro) override;
   // Called from the encoding stage's thread with each message's statistics (the sink must be thread-safe).
   void set_stats_sink(compress::StatsSink sink) { sink_ = std::move(sink); }
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "engine/check.h"
+#include "pipeline/wire.h"
 
 namespace ep::pipeline {
 
@@ -86,6 +87,32 @@ Tensor LinkHook::decode(Message msg, Pass direction, Device device, int micro) {
   }
   std::this_thread::sleep_until(arrival);
   return inner_->decode(std::move(msg), direction, device, micro);
+}
+
+std::vector<uint8_t> LinkHook::to_wire(const Message& msg, Pass direction, int micro) {
+  Clock::time_point arrival;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = arrival_.find({int(direction), micro});
+    EP_CHECK(it != arrival_.end(), Error, "[link] sending micro-batch ", micro, " before its encode");
+    arrival = it->second;
+    arrival_.erase(it);  // the receiver, in another process, is the one who waits for it
+  }
+  std::vector<uint8_t> bytes;
+  put_u64(bytes, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(arrival.time_since_epoch()).count()));
+  const std::vector<uint8_t> inner = inner_->to_wire(msg, direction, micro);
+  bytes.insert(bytes.end(), inner.begin(), inner.end());
+  return bytes;
+}
+
+Message LinkHook::from_wire(const uint8_t* data, size_t size, Pass direction, int micro) {
+  size_t offset = 0;
+  const uint64_t ns = get_u64(data, size, offset, "link message");
+  Message msg = inner_->from_wire(data + offset, size - offset, direction, micro);
+  std::lock_guard<std::mutex> g(mu_);
+  arrival_[{int(direction), micro}] = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::nanoseconds(int64_t(ns))));
+  return msg;
 }
 
 double LinkHook::busy_seconds(Pass direction) const {

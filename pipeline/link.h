@@ -1,7 +1,9 @@
 // link.h — network emulation on a pipeline boundary (`--link 100Mbit,20ms`): each message's real bytes occupy a
 // serial link of the given bandwidth, one per direction, and arrive `latency` after their last byte left; the
 // receiver cannot decode before then. Transfers overlap with compute, as on a real network, so a step's time shows
-// what compression buys on an edge-cloud link. Not a network: the bytes never leave the process.
+// what compression buys on an edge-cloud link. Not a network: in one process the bytes never leave it; between
+// processes on one machine (--distributed) they cross the transport, and the receiver still waits for the emulated
+// arrival.
 #pragma once
 #include <chrono>
 #include <map>
@@ -32,6 +34,11 @@ class LinkHook : public BoundaryHook {
   LinkHook(std::shared_ptr<BoundaryHook> inner, LinkSpec link);
   Message encode(const Tensor& x, Pass direction, int micro) override;
   Tensor decode(Message msg, Pass direction, Device device, int micro) override;
+  // Between processes on one machine: the arrival time travels in front of the inner hook's bytes (steady_clock is
+  // the machine's monotonic clock, the same in every process), and the receiver's decode waits for it as in one
+  // process. Across machines the clocks differ and the network is real: do not emulate one there.
+  std::vector<uint8_t> to_wire(const Message& msg, Pass direction, int micro) override;
+  Message from_wire(const uint8_t* data, size_t size, Pass direction, int micro) override;
   double busy_seconds(Pass direction) const;  // total time the link carried bytes in that direction
 
  private:

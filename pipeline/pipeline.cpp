@@ -81,7 +81,7 @@ class RemoteChannel final : public Channel {
     if (closed_) return false;
     std::vector<uint8_t> bytes;
     put_u64(bytes, uint64_t(p.micro));
-    const std::vector<uint8_t> body = hook_.to_wire(p.msg, dir_);
+    const std::vector<uint8_t> body = hook_.to_wire(p.msg, dir_, p.micro);
     bytes.insert(bytes.end(), body.begin(), body.end());
     t_.send(peer_, kind(), std::move(bytes));
     return true;
@@ -92,7 +92,7 @@ class RemoteChannel final : public Channel {
     size_t offset = 0;
     Packet p;
     p.micro = int(get_u64(bytes.data(), bytes.size(), offset, "boundary message"));
-    p.msg = hook_.from_wire(bytes.data() + offset, bytes.size() - offset, dir_);
+    p.msg = hook_.from_wire(bytes.data() + offset, bytes.size() - offset, dir_, p.micro);
     if (p.msg.tensor.defined()) {
       NoGradGuard no_grad;
       p.msg.tensor = p.msg.tensor.to(device_);  // arrives on the host; the stage's compute stream is current
@@ -113,9 +113,9 @@ class RemoteChannel final : public Channel {
 
 }  // namespace
 
-std::vector<uint8_t> BoundaryHook::to_wire(const Message& msg, Pass) { return tensor_to_wire(msg.tensor); }
+std::vector<uint8_t> BoundaryHook::to_wire(const Message& msg, Pass, int) { return tensor_to_wire(msg.tensor); }
 
-Message BoundaryHook::from_wire(const uint8_t* data, size_t size, Pass) {
+Message BoundaryHook::from_wire(const uint8_t* data, size_t size, Pass, int) {
   Tensor t = tensor_from_wire(data, size, "boundary message");
   const uint64_t bytes = uint64_t(t.nbytes());
   return {std::move(t), nullptr, bytes};

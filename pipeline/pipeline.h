@@ -52,9 +52,9 @@ class BoundaryHook {
   virtual Tensor decode(Message msg, Pass direction, Device device, int micro) = 0;
   // Between processes (pipeline/transport.h) the message travels as bytes: to_wire on the sender after encode,
   // from_wire on the receiver before decode (msg.bytes is set again from what arrived). The default carries
-  // msg.tensor (pipeline/wire.h); hooks whose messages are payloads override both.
-  virtual std::vector<uint8_t> to_wire(const Message& msg, Pass direction);
-  virtual Message from_wire(const uint8_t* data, size_t size, Pass direction);
+  // msg.tensor (pipeline/wire.h); hooks whose messages are payloads, or that add to them, override both.
+  virtual std::vector<uint8_t> to_wire(const Message& msg, Pass direction, int micro);
+  virtual Message from_wire(const uint8_t* data, size_t size, Pass direction, int micro);
 };
 
 // The tensor itself crosses; bytes = its size. The default for boundaries without a hook.
