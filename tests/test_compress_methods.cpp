@@ -110,7 +110,7 @@ TEST_CASE("compress quant: stochastic rounding is unbiased and nearest rounding 
 // ---- sortquant ----------------------------------------------------------------------------------------------------
 
 TEST_CASE("compress sortquant exact: equal-count ordered buckets and every element within its bucket's step/2") {
-  for (int64_t n : {1000, 1003, 64}) {
+  for (int64_t n : {1000, 1003, 64, 10007}) {
     const int b = 3, s = 2, K = 4;
     Tensor x = test::randn({n}, uint64_t(n), DType::f32, Device::cpu(), 2.0);
     const std::vector<double> xv = values(x);
@@ -133,6 +133,34 @@ TEST_CASE("compress sortquant exact: equal-count ordered buckets and every eleme
       const uint32_t k = codes[i] >> b;
       const double step = (hi[k] - lo[k]) / double((1 << b) - 1);
       REQUIRE(std::fabs(xv[i] - y[i]) <= step / 2 * (1 + 1e-5) + 1e-7);
+    }
+  }
+}
+
+TEST_CASE("compress sortquant exact: ties are cut by index, as a stable sort orders them (-0 equal to +0)") {
+  // Values with many ties (one decimal), and signed zeros; the reference is a stable sort by value written here:
+  // rank r goes to bucket k when r falls in torch.tensor_split's k-th range (sizes n/K, the first n%K one larger).
+  // Small tensors are sorted outright, large ones (over 4096 elements) go through selection: both are covered.
+  for (int64_t n : {1003, 40, 5, 20011}) {
+    for (int split : {1, 2, 3, 6}) {
+      const int64_t K = int64_t(1) << split;
+      std::vector<double> xv = values(test::randn({n}, uint64_t(7 * n + split), DType::f64, Device::cpu(), 1.5));
+      for (size_t i = 0; i < xv.size(); ++i) xv[i] = i % 7 == 0 ? (i % 2 ? -0.0 : 0.0) : std::round(xv[i] * 10) / 10;
+      const Tensor x = from_vector(xv, {n}, DType::f32);
+      std::vector<int64_t> order(static_cast<size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return float(xv[a]) < float(xv[b]); });
+      std::vector<uint32_t> expect(static_cast<size_t>(n));
+      int64_t r = 0;
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t c = 0; c < n / K + (k < n % K ? 1 : 0); ++c) expect[size_t(order[size_t(r++)])] = uint32_t(k);
+      const int bits = 2;
+      const Payload p = parse_compressor("sortquant:bits=2,split=" + std::to_string(split))->encode(x);
+      const std::vector<uint32_t> codes = codes_of(p, bits + split);
+      std::vector<uint32_t> got;
+      for (uint32_t c : codes) got.push_back(c >> bits);
+      INFO("n " << n << " split " << split);
+      CHECK(got == expect);
     }
   }
 }
