@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -168,6 +169,35 @@ std::map<std::tuple<int, int, std::string>, std::vector<nlohmann::json>> compres
   return rows;
 }
 
+// SIGSTOPs the processes of MPI rank `rank` whose command line mentions `marker` (read from /proc, so no procps is
+// needed); returns how many.
+int stop_rank(const std::string& marker, int rank) {
+  auto read_all = [](const std::filesystem::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  int stopped = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_all(entry.path() / "cmdline").find(marker) == std::string::npos) continue;
+    const std::string env = read_all(entry.path() / "environ");
+    for (size_t at = 0; at < env.size();) {  // NUL-separated VAR=value entries
+      const size_t end = env.find('\0', at);
+      if (env.compare(at, (end == std::string::npos ? env.size() : end) - at, want) == 0 &&
+          kill(pid_t(std::stol(pid)), SIGSTOP) == 0) {
+        ++stopped;
+        break;
+      }
+      if (end == std::string::npos) break;
+      at = end + 1;
+    }
+  }
+  return stopped;
+}
+
 }  // namespace
 
 TEST_CASE("pipeline processes: mpirun train_cv / train_glue == the single-process pipeline, bit for bit") {
@@ -269,8 +299,7 @@ TEST_CASE("pipeline processes: a failing rank ends the whole job at once; a hung
     for (int i = 0; i < 200 && !std::filesystem::exists(out + "/rank1/config.json"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    std::system(("for p in $(pgrep -f '" + out + "'); do tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | "
-                 "grep -qx OMPI_COMM_WORLD_RANK=1 && kill -STOP $p; done").c_str());
+    CHECK(stop_rank(out, 1) == 1);
   });
   t0 = std::chrono::steady_clock::now();
   r = test::run_command(cmd);
