@@ -2,7 +2,7 @@
 // the sequential computation over the same micro-batches and within 1e-6 of the full batch; boundary hooks and byte
 // counts; failures injected in forward, backward, loss and hooks of random stages and micro-batches surfacing as the
 // caller's exception with no hang (every case runs under a watchdog); the blocking queue; statistics.
-// Not the schedule tables (test_pipeline_schedule.cpp). CUDA streams/copies are compiled but not exercised here.
+// With a GPU: stages on the GPU and the CPU against the CPU. Not the schedule tables (test_pipeline_schedule.cpp).
 #include <doctest/doctest.h>
 
 #include <array>
@@ -288,6 +288,56 @@ TEST_CASE("pipeline workers: pipelined step == sequential micro-batches (bit for
         }
       }
     }
+}
+
+TEST_CASE("pipeline workers on CUDA: stages on the GPU and the CPU; one GPU's stages agree bit for bit") {
+  if (!test::have_cuda()) return;
+  Watchdog dog("pipeline cuda", 120);
+  const int64_t N = 10;
+  const Tensor X = test::randn({N, 5}, 11, DType::f32);
+  const Tensor T = test::randn({N, 3}, 12, DType::f32);
+  // The targets follow the output to whichever device the last stage is on.
+  const LossFn loss = [T](const Tensor& y, const MicroBatch& mb) {
+    Tensor d = sub(y, slice(T, 0, mb.offset, mb.offset + mb.rows).to(y.device()));
+    return mul(sum(mul(d, d)), 1.0 / double(mb.batch_rows));
+  };
+  auto run = [&](const std::vector<int>& sizes, const std::vector<Device>& devices, int C) {
+    auto mlp = std::make_unique<Mlp>(std::vector<int64_t>{5, 8, 7, 8, 6, 4, 3}, 100);
+    std::vector<Stage> stages = cut(mlp->units(), sizes);
+    size_t layer = 0;
+    for (size_t st = 0; st < stages.size(); ++st) {
+      stages[st].device = devices[st];
+      for (size_t u = 0; u < stages[st].units.size(); ++u, ++layer) {  // this stage's layers live on its device
+        mlp->w[layer] = mlp->w[layer].detach().to(devices[st]).requires_grad_();
+        mlp->b[layer] = mlp->b[layer].detach().to(devices[st]).requires_grad_();
+      }
+    }
+    Pipeline pipe(std::move(stages), {C, ScheduleKind::gpipe});
+    StepResult r = pipe.train_step(X, loss);
+    return std::make_pair(r, mlp->grads());
+  };
+  const Device cpu = Device::cpu(), gpu = Device::cuda(0);
+  for (int C : {1, 3, 4}) {
+    INFO("chunks ", C);
+    const auto [ref, ref_grads] = run({6}, {cpu}, C);
+    const auto [one, one_grads] = run({6}, {gpu}, C);
+    const auto [three, three_grads] = run({2, 2, 2}, {gpu, gpu, gpu}, C);
+    CHECK(three.loss == one.loss);  // the same kernels on one GPU, whichever stream runs them
+    CHECK(three_grads == one_grads);
+    CHECK(three.output.to_double_vector() == one.output.to_double_vector());
+    for (const auto& [sizes, devices] :
+         std::vector<std::pair<std::vector<int>, std::vector<Device>>>{{{2, 2, 2}, {cpu, gpu, cpu}},
+                                                                       {{1, 2, 2, 1}, {gpu, cpu, gpu, cpu}},
+                                                                       {{3, 3}, {gpu, gpu}}}) {
+      const auto [r, grads] = run(sizes, devices, C);
+      CHECK(r.loss == doctest::Approx(ref.loss).epsilon(1e-5));
+      CHECK(r.output.device() == devices.back());
+      CHECK_ALLCLOSE(r.output.cpu(), ref.output, 1e-5, 1e-5);
+      REQUIRE(grads.size() == ref_grads.size());
+      for (size_t p = 0; p < grads.size(); ++p)
+        for (size_t e = 0; e < grads[p].size(); ++e) CHECK(std::abs(grads[p][e] - ref_grads[p][e]) <= 1e-5);
+    }
+  }
 }
 
 TEST_CASE("pipeline workers: forward only, key mask cut with the batch, repeated steps") {
