@@ -210,7 +210,7 @@ inline void bench_loader(const std::string& data_spec = "auto", bool quick = fal
   for (int resize : {0, 224}) {
     const int reps = quick ? 1 : resize > 0 ? 5 : 50;
     std::printf("  augment_image alone, batch 128%s, 1 thread, into a reused buffer: %.3f ms (the rest of a threads=1 "
-                "row is the fresh batch tensor, its first touch, and the queue)\n", resize > 0 ? ", resize 224" : "",
+                "row is the batch tensor's allocation, the labels and the queue)\n", resize > 0 ? ", resize 224" : "",
                 augment_only_ms(*d.set, 128, resize, reps));
   }
   std::printf("  * eval: compared with the training step; the GPU's eval step (forward only) is shorter and not "
