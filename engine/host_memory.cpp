@@ -25,7 +25,7 @@ std::atomic<uint64_t> g_live{0}, g_peak{0};  // bytes, as malloc_usable_size cou
 // of at least kCachedBlock bytes wait here (at most kCacheBytes in all, oldest given back first) for a request of
 // about their size.
 constexpr size_t kCachedBlock = size_t(32) << 20;
-constexpr size_t kCacheBytes = size_t(1) << 30;
+constexpr size_t kCacheBytes = size_t(512) << 20;
 std::mutex g_cache_mu;
 std::deque<std::pair<size_t, void*>> g_cache;  // (usable size, block), oldest first
 size_t g_cache_bytes = 0;
