@@ -62,4 +62,20 @@ EP_HD void pack_codes(const uint32_t* codes, uint64_t n, int bits, uint8_t* out)
   }
 }
 
+#ifdef __CUDACC__
+// The CUDA encode kernels' loop: each thread packs whole groups of 8 codes (one group spans exactly `bits` bytes, so
+// no two threads share a byte), code_of(i) giving element i's code. Launch with grid_for((n + 7) / 8) threads.
+template <class CodeOf>
+__device__ __forceinline__ void encode_groups(int64_t n, int bits, uint8_t* __restrict__ out, CodeOf&& code_of) {
+  const int64_t groups = (n + 7) / 8;
+  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t c[8];
+    const int64_t base = g * 8;
+    const int count = n - base < 8 ? int(n - base) : 8;
+    for (int j = 0; j < count; ++j) c[j] = code_of(base + j);
+    pack_group(c, count, bits, out + uint64_t(g) * uint64_t(bits));
+  }
+}
+#endif
+
 }  // namespace ep::compress

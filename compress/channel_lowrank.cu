@@ -55,20 +55,12 @@ __global__ void channel_minmax_kernel(const float* __restrict__ x, int64_t rows,
 __global__ void quant_channel_encode_kernel(const float* __restrict__ x, int64_t n, int64_t channels, int64_t inner,
                                             const float* __restrict__ table, int bits, bool stochastic,
                                             uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
-  const int64_t groups = (n + 7) / 8;
   const uint32_t levels = (1u << bits) - 1;
-  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t c[8];
-    const int64_t base = g * 8;
-    const int count = n - base < 8 ? int(n - base) : 8;
-    for (int j = 0; j < count; ++j) {
-      const int64_t i = base + j;
-      const int64_t ch = (i / inner) % channels;
-      const double u = stochastic ? double(philox_uniform(seed, offset, uint64_t(i))) : -1.0;
-      c[j] = quant_level(double(x[i]), double(table[2 * ch]), double(table[2 * ch + 1]), levels, u);
-    }
-    pack_group(c, count, bits, codes + uint64_t(g) * uint64_t(bits));
-  }
+  encode_groups(n, bits, codes, [&](int64_t i) {
+    const int64_t ch = (i / inner) % channels;
+    const double u = stochastic ? double(philox_uniform(seed, offset, uint64_t(i))) : -1.0;
+    return quant_level(double(x[i]), double(table[2 * ch]), double(table[2 * ch + 1]), levels, u);
+  });
 }
 
 __global__ void quant_channel_decode_kernel(const uint8_t* __restrict__ codes, uint64_t nbytes, int64_t n,

@@ -50,22 +50,14 @@ __global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, fl
   }
 }
 
-// One thread per group of 8 codes: a group spans exactly `bits` whole bytes, so no two threads share a byte.
+// Min-max quantization codes with one range, packed group by group (encode_groups, bitpack.h).
 __global__ void quant_encode_kernel(const float* __restrict__ x, int64_t n, int bits, double mn, double step,
                                     bool stochastic, uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
-  const int64_t groups = (n + 7) / 8;
   const uint32_t levels = (1u << bits) - 1;
-  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t c[8];
-    const int64_t base = g * 8;
-    const int count = n - base < 8 ? int(n - base) : 8;
-    for (int j = 0; j < count; ++j) {
-      const uint64_t i = uint64_t(base + j);
-      const double u = stochastic ? double(philox_uniform(seed, offset, i)) : -1.0;
-      c[j] = quant_level(double(x[i]), mn, step, levels, u);
-    }
-    pack_group(c, count, bits, codes + uint64_t(g) * uint64_t(bits));
-  }
+  encode_groups(n, bits, codes, [&](int64_t i) {
+    const double u = stochastic ? double(philox_uniform(seed, offset, uint64_t(i))) : -1.0;
+    return quant_level(double(x[i]), mn, step, levels, u);
+  });
 }
 
 __global__ void quant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t nbytes, int64_t n, int bits,
@@ -146,19 +138,12 @@ __global__ void sortquant_encode_kernel(const float* __restrict__ x, int64_t n, 
   }
   __syncthreads();
   const uint32_t levels = (1u << bits) - 1;
-  const int64_t groups = (n + 7) / 8;
-  for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t c[8];
-    const int64_t base = g * 8;
-    const int count = n - base < 8 ? int(n - base) : 8;
-    for (int j = 0; j < count; ++j) {
-      const float v = x[base + j];
-      const int b = bucket_of(v, s_t, K);
-      c[j] = (uint32_t(b) << bits) |
-             quant_level(double(v), double(s_table[2 * b]), double(s_table[2 * b + 1]), levels, -1.0);
-    }
-    pack_group(c, count, bits + split, codes + uint64_t(g) * uint64_t(bits + split));
-  }
+  encode_groups(n, bits + split, codes, [&](int64_t i) {
+    const float v = x[i];
+    const int b = bucket_of(v, s_t, K);
+    return (uint32_t(b) << bits) |
+           quant_level(double(v), double(s_table[2 * b]), double(s_table[2 * b + 1]), levels, -1.0);
+  });
 }
 
 __global__ void sortquant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t nbytes, int64_t n, int bits,

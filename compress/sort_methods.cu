@@ -26,20 +26,17 @@ __global__ void nonfinite_f64_kernel(const double* __restrict__ x, int64_t n, in
   if (bad) atomicExch(flag, 1);
 }
 
-template <class T, class K>
-__global__ void magnitude_keys_kernel(const T* __restrict__ x, int64_t n, K* __restrict__ keys,
-                                      uint32_t* __restrict__ iota) {
+// The radix-sort keys of x (by magnitude or by value, sort_keys.h) and, when `iota` is given, the indices 0..n-1.
+struct MagnitudeKey {
+  template <class T> __device__ auto operator()(T v) const { return magnitude_key(v); }
+};
+struct ValueKey {
+  template <class T> __device__ auto operator()(T v) const { return value_key(v); }
+};
+template <class Key, class T, class K>
+__global__ void keys_kernel(const T* __restrict__ x, int64_t n, K* __restrict__ keys, uint32_t* __restrict__ iota) {
   EP_GRID_STRIDE(i, n) {
-    keys[i] = magnitude_key(x[i]);
-    iota[i] = uint32_t(i);
-  }
-}
-
-template <class T, class K>
-__global__ void value_keys_kernel(const T* __restrict__ x, int64_t n, K* __restrict__ keys,
-                                  uint32_t* __restrict__ iota) {
-  EP_GRID_STRIDE(i, n) {
-    keys[i] = value_key(x[i]);
+    keys[i] = Key()(x[i]);
     if (iota) iota[i] = uint32_t(i);
   }
 }
@@ -211,26 +208,25 @@ void nonfinite_f64_cuda(const double* x, int64_t n, int* flag, cudaStream_t st) 
   CUDA_CHECK_LAUNCH();
 }
 
-void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
+namespace {
+template <class Key> void launch_keys(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
   if (n == 0) return;
   if (f64)
-    magnitude_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n,
-                                                               static_cast<uint64_t*>(keys), iota);
+    keys_kernel<Key><<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n, static_cast<uint64_t*>(keys),
+                                                     iota);
   else
-    magnitude_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n,
-                                                               static_cast<uint32_t*>(keys), iota);
+    keys_kernel<Key><<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n, static_cast<uint32_t*>(keys),
+                                                     iota);
   CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
+void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
+  launch_keys<MagnitudeKey>(x, f64, n, keys, iota, st);
 }
 
 void value_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
-  if (n == 0) return;
-  if (f64)
-    value_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n,
-                                                           static_cast<uint64_t*>(keys), iota);
-  else
-    value_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n,
-                                                           static_cast<uint32_t*>(keys), iota);
-  CUDA_CHECK_LAUNCH();
+  launch_keys<ValueKey>(x, f64, n, keys, iota, st);
 }
 
 void sort_pairs_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out, const uint32_t* values_in,
