@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/cli.h"
@@ -67,6 +68,13 @@ inline Processes start_processes(const Options& o) {
   p.rank = p.transport->rank();
   if (p.rank > 0 && !std::freopen("/dev/null", "w", stdout)) o.fail("--distributed: cannot silence stdout of rank " + std::to_string(p.rank));
   return p;
+}
+
+// A trainer's main: CPU threading set up, usage errors exit 2 and failures 1 (guarded_main), and a failure in a
+// --distributed job ends every rank of it.
+template <class Run> int trainer_main(const char* app, char** argv, Run&& run) {
+  ensure_cpu_threading(argv);
+  return pipeline::end_processes(guarded_main(app, std::forward<Run>(run)));
 }
 
 // The run folder of this process: OUT for rank 0, OUT/rank<r>/ for the others.

@@ -352,6 +352,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cli::ensure_cpu_threading(argv);
-  return pipeline::end_processes(cli::guarded_main("train_cv", [&] { return run(argc, argv); }));
+  return cli::trainer_main("train_cv", argv, [&] { return run(argc, argv); });
 }
