@@ -98,17 +98,16 @@ std::vector<uint8_t> LinkHook::to_wire(const Message& msg, Pass direction, int m
     arrival = it->second;
     arrival_.erase(it);  // the receiver, in another process, is the one who waits for it
   }
-  std::vector<uint8_t> bytes;
+  std::vector<uint8_t> bytes = inner_->to_wire(msg, direction, micro);  // then the arrival time as a trailer
   put_u64(bytes, uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(arrival.time_since_epoch()).count()));
-  const std::vector<uint8_t> inner = inner_->to_wire(msg, direction, micro);
-  bytes.insert(bytes.end(), inner.begin(), inner.end());
   return bytes;
 }
 
 Message LinkHook::from_wire(const uint8_t* data, size_t size, Pass direction, int micro) {
-  size_t offset = 0;
-  const uint64_t ns = get_u64(data, size, offset, "link message");
-  Message msg = inner_->from_wire(data + offset, size - offset, direction, micro);
+  EP_CHECK(size >= 8, Error, "[link] message of ", size, " bytes has no arrival time");
+  size_t trailer = size - 8;
+  const uint64_t ns = get_u64(data, size, trailer, "link message");
+  Message msg = inner_->from_wire(data, size - 8, direction, micro);
   std::lock_guard<std::mutex> g(mu_);
   arrival_[{int(direction), micro}] = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
       std::chrono::nanoseconds(int64_t(ns))));

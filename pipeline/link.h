@@ -34,7 +34,7 @@ class LinkHook : public BoundaryHook {
   LinkHook(std::shared_ptr<BoundaryHook> inner, LinkSpec link);
   Message encode(const Tensor& x, Pass direction, int micro) override;
   Tensor decode(Message msg, Pass direction, Device device, int micro) override;
-  // Between processes on one machine: the arrival time travels in front of the inner hook's bytes (steady_clock is
+  // Between processes on one machine: the arrival time travels after the inner hook's bytes (steady_clock is
   // the machine's monotonic clock, the same in every process), and the receiver's decode waits for it as in one
   // process. Across machines the clocks differ and the network is real: do not emulate one there.
   std::vector<uint8_t> to_wire(const Message& msg, Pass direction, int micro) override;

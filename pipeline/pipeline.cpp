@@ -71,28 +71,29 @@ class LocalChannel final : public Channel {
   BlockingQueue<Packet> queue_;
 };
 
-// The other stage in another process: [micro-batch (u64)] + the hook's wire bytes through the transport. A closed
-// channel stops popping; a pop already waiting ends with the transport's timeout (a failed process ends the job).
+// The other stage in another process: the hook's wire bytes + [micro-batch (u64)] through the transport (a trailer,
+// so the bytes are not copied to make room). A closed channel stops popping; a pop already waiting ends with the
+// transport's timeout (a failed process ends the job).
 class RemoteChannel final : public Channel {
  public:
   RemoteChannel(Transport& t, BoundaryHook& hook, int peer, Pass dir, Device device)
       : t_(t), hook_(hook), peer_(peer), dir_(dir), device_(device) {}
   bool push(Packet p) override {
     if (closed_) return false;
-    std::vector<uint8_t> bytes;
+    std::vector<uint8_t> bytes = hook_.to_wire(p.msg, dir_, p.micro);
     put_u64(bytes, uint64_t(p.micro));
-    const std::vector<uint8_t> body = hook_.to_wire(p.msg, dir_, p.micro);
-    bytes.insert(bytes.end(), body.begin(), body.end());
     t_.send(peer_, kind(), std::move(bytes));
     return true;
   }
   std::optional<Packet> pop() override {
     if (closed_) return std::nullopt;
     const std::vector<uint8_t> bytes = t_.receive(peer_, kind());
-    size_t offset = 0;
+    EP_CHECK(bytes.size() >= 8, Error, "[pipeline] boundary message of ", bytes.size(), " bytes has no trailer");
+    size_t trailer = bytes.size() - 8;
+    const size_t body = trailer;
     Packet p;
-    p.micro = int(get_u64(bytes.data(), bytes.size(), offset, "boundary message"));
-    p.msg = hook_.from_wire(bytes.data() + offset, bytes.size() - offset, dir_, p.micro);
+    p.micro = int(get_u64(bytes.data(), bytes.size(), trailer, "boundary message"));
+    p.msg = hook_.from_wire(bytes.data(), body, dir_, p.micro);
     if (p.msg.tensor.defined()) {
       NoGradGuard no_grad;
       p.msg.tensor = p.msg.tensor.to(device_);  // arrives on the host; the stage's compute stream is current
