@@ -7,13 +7,12 @@ Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile
 Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU.
 """
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torchvision.models import MobileNetV2
 
-from torch_ops import time_ms  # the same CUDA-event median as the ops benchmark (same folder)
+from torch_ops import time_training_step  # the same CUDA-event median as the ops benchmark (same folder)
 
 
 def build():
@@ -35,13 +34,7 @@ def bench(batch, compiled):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    fn = torch.compile(step) if compiled else step
-    t0 = time.perf_counter()
-    for _ in range(5):  # the warm-up, timed on its own: it holds torch.compile's compilation
-        fn()
-    torch.cuda.synchronize()
-    warm = time.perf_counter() - t0
-    ms = time_ms(fn, reps=30, warmup=0)
+    ms, warm = time_training_step(step, compiled, warm_steps=5, reps=30)
     print(f"  {'compile' if compiled else 'eager':<8} batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.0f} images/s"
           f"  (warm-up {warm:.1f} s)", flush=True)
 

@@ -26,6 +26,20 @@ def time_ms(fn, reps=20, warmup=3):
     return statistics.median(ts)
 
 
+def time_training_step(step, compiled, warm_steps, reps, after_warmup=None):
+    """(median ms of step, seconds of the warm-up): the warm-up is timed on its own, since it holds
+    torch.compile's compilation when `compiled`; after_warmup() runs between the two (e.g. a peak-memory reset)."""
+    fn = torch.compile(step) if compiled else step
+    t0 = time.perf_counter()
+    for _ in range(warm_steps):
+        fn()
+    torch.cuda.synchronize()
+    warm = time.perf_counter() - t0
+    if after_warmup:
+        after_warmup()
+    return time_ms(fn, reps=reps, warmup=0), warm
+
+
 def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -8,13 +8,12 @@ Run where PyTorch, transformers and a GPU are: python3 apps/bench/torch_roberta.
 Not a test: it prints sequences/s to compare with build/bench model roberta on the same GPU.
 """
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
-from torch_ops import time_ms  # the same CUDA-event median as the ops benchmark (same folder)
+from torch_ops import time_training_step  # the same CUDA-event median as the ops benchmark (same folder)
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
@@ -37,14 +36,8 @@ def bench(batch, seq, compiled, attn):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    fn = torch.compile(step) if compiled else step
-    t0 = time.perf_counter()
-    for _ in range(3):  # the warm-up, timed on its own: it holds torch.compile's compilation
-        fn()
-    torch.cuda.synchronize()
-    warm = time.perf_counter() - t0
-    torch.cuda.reset_peak_memory_stats()
-    ms = time_ms(fn, reps=20, warmup=0)
+    ms, warm = time_training_step(step, compiled, warm_steps=3, reps=20,
+                                  after_warmup=torch.cuda.reset_peak_memory_stats)
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"  {'compile' if compiled else 'eager':<8} {attn:<6} batch {batch:<3} seq {seq} {ms:9.2f} ms/step "
           f"{1000 * batch / ms:8.1f} sequences/s  peak {peak:.2f} GiB  (warm-up {warm:.1f} s)", flush=True)
