@@ -7,13 +7,29 @@
 #   make device-bundle   build/device-bundle/: binaries + non-CUDA shared libraries for a GPU machine
 #   CUDA ?= auto|0|1     auto builds the CUDA backend when nvcc and cuDNN headers are found
 #   MPI ?= auto|0|1      auto builds the multi-process pipeline transport when mpicxx (OpenMPI) is found
+#   SANITIZE ?= address|thread   a CPU-only build under AddressSanitizer+UBSan or ThreadSanitizer, in build-<name>/
+#                        (make SANITIZE=address test; see README "Sanitizers")
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
+SANITIZE ?=
+ifneq ($(SANITIZE),)
+  BUILD ?= build-$(SANITIZE)
+  CUDA := 0
+endif
 BUILD ?= build
 CXX ?= g++
 OPT ?= -O2
 CXXFLAGS ?= $(OPT) -g -std=c++20 -Wall -Wextra -Wno-unused-parameter -fopenmp -I. -MMD -MP
 LDLIBS := -lopenblas -fopenmp -lpthread
+ifeq ($(SANITIZE),address)
+  CXXFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  LDLIBS += -fsanitize=address,undefined
+else ifeq ($(SANITIZE),thread)
+  CXXFLAGS += -fsanitize=thread
+  LDLIBS += -fsanitize=thread
+else ifneq ($(SANITIZE),)
+  $(error SANITIZE=$(SANITIZE): expected address or thread)
+endif
 
 # ---- CUDA detection --------------------------------------------------------------------------------------------
 CUDA ?= auto

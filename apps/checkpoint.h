@@ -4,6 +4,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -44,8 +45,11 @@ inline void save(const std::string& path, const TrainState& s, Optimizer& opt, c
   write_safetensors(path, t, meta);
 }
 
-// Restores everything save() wrote; IOError naming the file when it is not a checkpoint of this state.
-inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt) {
+// Restores everything save() wrote; IOError naming the file when it is not a checkpoint of this state: a missing or
+// mis-shaped tensor, a metadata number that is not a whole non-negative decimal, a data cursor past the epoch's
+// `steps_per_epoch` batches (another --batch-size or data set). A checkpoint is input like any file: a cursor taken on
+// trust would index the epoch order out of bounds.
+inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, int64_t steps_per_epoch) {
   SafetensorsFile f = read_safetensors(path);
   EP_CHECK(f.metadata.count("format") && f.metadata.at("format") == "edgepipe-checkpoint", IOError, path,
            ": not an edgepipe checkpoint");
@@ -55,11 +59,12 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt) {
     return it->second;
   };
   auto number = [&](const std::string& k) {
-    try {
-      return int64_t(std::stoll(meta(k)));
-    } catch (const std::logic_error&) {
-      EP_THROW(IOError, path, ": metadata '", k, "' is not a number: ", meta(k));
-    }
+    const std::string& v = meta(k);
+    int64_t x = -1;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    EP_CHECK(ec == std::errc() && end == v.data() + v.size() && x >= 0, IOError, path, ": metadata '", k,
+             "' is not a non-negative integer: '", v, "'");
+    return x;
   };
   std::vector<std::pair<std::string, Tensor>> model_part;
   std::map<std::string, Tensor> optim_part;
@@ -67,14 +72,26 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt) {
     if (name.rfind("model.", 0) == 0) model_part.emplace_back(name.substr(6), t);
     else if (name.rfind("optim.", 0) == 0) optim_part[name.substr(6)] = t;
   }
-  nn::load_state_entries(s.tensors, model_part, /*strict=*/true);
+  try {
+    nn::load_state_entries(s.tensors, model_part, /*strict=*/true);
+  } catch (const ValueError& e) {
+    EP_THROW(IOError, path, ": ", e.what());
+  }
   opt.visit_state([&](size_t i, const char* name, Tensor& st) {
     auto it = optim_part.find(std::to_string(i) + "." + name);
-    if (it != optim_part.end()) st = it->second.to(opt.params()[i].device()).detach();  // beside its parameter
+    if (it == optim_part.end()) return;
+    const Tensor& p = opt.params()[i];
+    EP_CHECK(it->second.shape() == p.shape() && it->second.dtype() == p.dtype(), IOError, path, ": optim.", it->first,
+             " is ", dtype_name(it->second.dtype()), shape_str(it->second.shape()), ", its parameter ",
+             dtype_name(p.dtype()), shape_str(p.shape()));
+    st = it->second.to(p.device()).detach();  // beside its parameter
   });
   opt.set_step_count(number("step"));
   for (auto& [name, g] : s.generators) g->offset = uint64_t(number("rng." + name));
-  return {number("epoch"), number("next_batch")};
+  const Cursor at{number("epoch"), number("next_batch")};
+  EP_CHECK(at.next_batch <= steps_per_epoch, IOError, path, ": data cursor at batch ", at.next_batch, " of an epoch of ",
+           steps_per_epoch, " batches (written with another --batch-size or data set?)");
+  return at;
 }
 
 // The end of a training step, the same in every trainer: the exact loss line of --log-steps (hex float, for

@@ -3,7 +3,6 @@
 // Not a general argument library: --name VALUE and --flag only; every error is one line naming the flag or file.
 #pragma once
 #include <nlohmann/json.hpp>
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +17,7 @@
 #include "engine/check.h"
 #include "engine/determinism.h"
 #include "engine/device.h"
+#include "engine/json.h"
 
 namespace ep::cli {
 
@@ -167,13 +167,15 @@ class Options {
   }
 
   void load_config(const std::string& path) {
-    std::ifstream f(path);
+    std::ifstream f(path, std::ios::binary);
     if (!f) fail("--config " + path + ": cannot open the file");
+    std::ostringstream text;
+    text << f.rdbuf();
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--config " + path + ": not valid JSON (" + std::string(e.what()) + ")");
+      j = parse_json_capped(text.str(), "--config " + path);
+    } catch (const ValueError& e) {
+      fail(e.what());
     }
     if (!j.is_object()) fail("--config " + path + ": expected a JSON object of option names");
     for (auto& [k, v] : j.items()) {

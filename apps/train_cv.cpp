@@ -267,7 +267,7 @@ int run(int argc, char** argv) {
   sched.step_size = std::max<int64_t>(1, sched.total_steps / 3);  // "step": x0.1 at 1/3 and 2/3 of the run
   ckpt::TrainState state{model.state, model.generators};
   ckpt::Cursor cur;
-  if (!o.str("resume").empty()) cur = ckpt::load(cli::process_path(o.str("resume"), procs), state, opt);
+  if (!o.str("resume").empty()) cur = ckpt::load(cli::process_path(o.str("resume"), procs), state, opt, steps_per_epoch);
 
   if (o.flag("eval-only")) {
     EvalResult r = evaluate(model, test_loader, o.number("label-smoothing"), procs.rank == 0 ? o.str("dump-logits") : "", *clog);

@@ -325,7 +325,7 @@ int run(int argc, char** argv) {
   model.visit("", [&](const std::string& name, Tensor& t, bool) { state.tensors.emplace_back(name, &t); });
   model.visit_generators([&](const std::string& name, Generator& g) { state.generators.emplace_back(name, &g); });
   ckpt::Cursor cur;
-  if (!o.str("resume").empty()) cur = ckpt::load(cli::process_path(o.str("resume"), procs), state, opt);
+  if (!o.str("resume").empty()) cur = ckpt::load(cli::process_path(o.str("resume"), procs), state, opt, steps_per_epoch);
 
   if (o.flag("eval-only")) {
     EvalResult r = evaluate(model, forward, dev_set, task, batch_size, pad, device, procs.rank == 0 ? o.str("dump-logits") : "", *clog);

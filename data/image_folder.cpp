@@ -11,6 +11,7 @@
 #include <system_error>
 #include <thread>
 
+#include "data/jpeg_guard.h"
 #include "engine/check.h"
 
 // Static functions so another file that includes stb_image (say, an image writer's tests) cannot clash at link
@@ -64,6 +65,9 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
     in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(size));
     EP_CHECK(in.gcount() == std::streamsize(size), IOError, path, ": unexpected end of file");
   }
+  // Before stb sees any byte (stbi_info reads the tables in front of the frame header too).
+  const std::string hazard = jpeg_huffman_hazard(bytes.data(), bytes.size());
+  EP_CHECK(hazard.empty(), IOError, path, ": corrupt JPEG (", hazard, ")");
   int w = 0, h = 0, comp = 0;
   // The header only: dimensions are checked before stb allocates the decoded pixels.
   EP_CHECK(stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp), IOError, path,

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+
+#include "engine/json.h"  // kMaxJsonDepth: a valid header nests 3 deep
 #include <optional>
 #include <set>
 #include <vector>
@@ -29,7 +31,6 @@ namespace {
 using ojson = nlohmann::ordered_json;  // ordered: tensors come back in header order
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;  // the reference MAX_HEADER_SIZE
-constexpr int kMaxJsonDepth = 16;  // a valid header nests 3 deep; the cap keeps hostile nesting away from recursion
 
 // Every dtype name the reference knows, in its enum order ("increasing alignment"), which the writer sorts by.
 struct DTypeInfo {

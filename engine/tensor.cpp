@@ -140,8 +140,14 @@ double Tensor::item() const {
 
 // ---- factories -----------------------------------------------------------------------------------------------------
 Tensor empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape)
+  // numel() multiplies unchecked (it is on every hot path); here, before the allocation, a product past int64 or a
+  // byte count past size_t is an error instead of a wrapped, too-small buffer.
+  int64_t n = 1;
+  for (int64_t d : shape) {
     EP_CHECK(d >= 0, ShapeError, "[empty] negative dimension in shape ", shape_str(shape));
+    EP_CHECK(!__builtin_mul_overflow(n, d, &n) && n <= INT64_MAX / 8, ShapeError, "[empty] shape ", shape_str(shape),
+             " has too many elements to address");
+  }
   auto t = std::make_shared<TensorImpl>();
   t->shape = shape;
   t->dtype = dtype;

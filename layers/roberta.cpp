@@ -2,7 +2,7 @@
 // import. Not the attention math itself: scaled scores, mask, softmax and dropout are the fused attention_softmax op.
 #include "layers/roberta.h"
 
-#include <nlohmann/json.hpp>
+#include "engine/json.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,13 +29,10 @@ Tensor on_device(const Tensor& t, Device d) { return t.device() == d ? t : t.to(
 
 // ---- config -------------------------------------------------------------------------------------------------------
 
+constexpr int64_t kMaxRobertaSize = (int64_t(1) << 31) - 1;
+
 RobertaConfig parse_roberta_config(const std::string& text, const std::string& origin) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    EP_THROW(ValueError, origin, ": not valid JSON: ", e.what());
-  }
+  nlohmann::json j = parse_json_capped(text, origin);
   EP_CHECK(j.is_object(), ValueError, origin, ": expected a JSON object");
   RobertaConfig c;
   auto get_int = [&](const char* name, int64_t& field, bool required) {
@@ -76,6 +73,12 @@ RobertaConfig parse_roberta_config(const std::string& text, const std::string& o
                          {"intermediate_size", c.intermediate_size}, {"type_vocab_size", c.type_vocab_size},
                          {"num_labels", c.num_labels}})
     EP_CHECK(v > 0, ValueError, origin, ": \"", name, "\" must be positive, got ", v);
+  // Sizes index int32 kernels and feed products; the largest published RoBERTa sizes are five digits.
+  for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                         {"num_hidden_layers", c.num_hidden_layers}, {"intermediate_size", c.intermediate_size},
+                         {"max_position_embeddings", c.max_position_embeddings}, {"type_vocab_size", c.type_vocab_size},
+                         {"num_labels", c.num_labels}})
+    EP_CHECK(v <= kMaxRobertaSize, ValueError, origin, ": \"", name, "\" must be at most ", kMaxRobertaSize, ", got ", v);
   EP_CHECK(c.hidden_size % c.num_attention_heads == 0, ValueError, origin, ": hidden_size ", c.hidden_size,
            " is not a multiple of num_attention_heads ", c.num_attention_heads);
   EP_CHECK(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size, ValueError, origin, ": pad_token_id ",
@@ -295,13 +298,10 @@ std::vector<std::string> checkpoint_files(const std::string& path) {
   if (fs::exists(dir / "model.safetensors")) return {(dir / "model.safetensors").string()};
   const fs::path index = dir / "model.safetensors.index.json";
   EP_CHECK(fs::exists(index), IOError, path, ": neither model.safetensors nor model.safetensors.index.json found");
-  std::ifstream in(index);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    EP_THROW(IOError, index.string(), ": not valid JSON: ", e.what());
-  }
+  std::ifstream in(index, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  nlohmann::json j = parse_json_capped<IOError>(text.str(), index.string());
   EP_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), IOError, index.string(),
            ": missing the \"weight_map\" object");
   std::vector<std::string> shards;

@@ -552,3 +552,28 @@ TEST_CASE("bpe: build/tokenize prints the ids per line and rejects bad flags wit
   CHECK(got.rfind("0 31414 2 2 31414 2\n", 0) == 0);
   CHECK(got.find("stdin:2: --pair expects exactly two tab-separated fields") != std::string::npos);
 }
+
+TEST_CASE("bpe: mutated vocab.json and merges.txt load or fail with IOError; what loads encodes within the vocabulary") {
+  TempDir d;
+  const std::string vocab = tiny_vocab({"ab", "bc", "abc", "Ġa"}).dump();
+  const std::string merges = "#version: 0.2\na b\nb c\nab c\nĠ a\n";
+  const std::string good_vocab = d.write("good_vocab.json", vocab), good_merges = d.write("good_merges.txt", merges);
+  auto use = [](const BpeTokenizer& t) {
+    for (const char* text : {"abc abcab bca", "a\xFF" "bc\xE2\x82", "<s>ab</s>"}) {
+      const Ids ids = t.encode_pair(text, "b a", 12);
+      CHECK(ids.size() <= 12);
+      for (int32_t id : ids) CHECK((id >= 0 && id < t.vocab_size()));
+      CHECK_NOTHROW(t.decode(ids));
+    }
+  };
+  test::FuzzCounts n = test::fuzz_mutants<IOError>("vocab.json", vocab, 600, 41, [&](const std::string& m) {
+    use(BpeTokenizer::load(d.write("vocab.json", m), good_merges));
+  });
+  CHECK(n.accepted > 0);
+  CHECK(n.rejected > 0);
+  n = test::fuzz_mutants<IOError>("merges.txt", merges, 600, 42, [&](const std::string& m) {
+    use(BpeTokenizer::load(good_vocab, d.write("merges.txt", m)));
+  });
+  CHECK(n.accepted > 0);
+  CHECK(n.rejected > 0);
+}

@@ -79,5 +79,10 @@ TEST_CASE("cli: bad input is one line naming the flag or file") {
   CHECK(err({"--config", bad.c_str()}) == "train_cv: --config /tmp/ep_test_cli_bad.json: unknown option 'momentum'");
   std::ofstream(bad) << R"({"lr": )";
   CHECK(err({"--config", bad.c_str()}).rfind("train_cv: --config /tmp/ep_test_cli_bad.json: not valid JSON", 0) == 0);
+  // A deeply nested value parses (nlohmann is iterative) but the error message's dump() recursed: it crashed on the
+  // stack before the depth cap.
+  std::ofstream(bad) << R"({"lr": )" << std::string(200000, '[') << std::string(200000, ']') << "}";
+  CHECK(err({"--config", bad.c_str()}) ==
+        "train_cv: --config /tmp/ep_test_cli_bad.json: JSON nested deeper than 16 levels");
   std::remove(bad.c_str());
 }

@@ -22,9 +22,15 @@
 #include "data/augment.h"
 #include "data/cifar10.h"
 #include "data/image_folder.h"
+#include "data/jpeg_guard.h"
 #include "data/loader.h"
 #include "data/synthetic.h"
 #include "tests/test_util.h"
+
+// The PNG writer for the image fuzzing case (stb_image_write, the header-only writer of the same Debian package).
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBI_WRITE_NO_STDIO
+#include <stb/stb_image_write.h>
 
 using namespace ep;
 using namespace ep::data;
@@ -727,4 +733,114 @@ TEST_CASE("data: synthetic shapes are balanced, deterministic per seed, and draw
 
   opt.size = -1;
   CHECK_THROWS_AS(make_synthetic_shapes(opt), ValueError);
+}
+
+TEST_CASE("data: mutated CIFAR records and images load or fail with IOError naming the file, never a crash") {
+  TempDir tmp;
+  std::vector<uint8_t> records(3 * 3073, 40);
+  for (int r = 0; r < 3; ++r) records[size_t(r) * 3073] = uint8_t(r * 4);
+  const std::string bin = (tmp.path / "batch.bin").string();
+  test::FuzzCounts n = test::fuzz_mutants<IOError>("cifar10 records", std::string(records.begin(), records.end()),
+                                                   400, 51, [&](const std::string& m) {
+    { std::ofstream(bin, std::ios::binary) << m; }
+    const ImageDataset ds = load_cifar10_files({bin});
+    CHECK(ds.pixels.size() == size_t(ds.size()) * 3072);
+    for (int64_t label : ds.labels) CHECK((label >= 0 && label <= 9));
+  });
+  CHECK(n.accepted > 0);
+  CHECK(n.rejected > 0);
+
+  // A 32x32 PNG made here, and the JPEG sample of the real data when it is present. Mutants go through stb_image's
+  // header check (stbi_info, our limits) and decoder; a mutant that still decodes to 32x32 RGB is accepted.
+  std::vector<uint8_t> rgb(32 * 32 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = uint8_t(i * 7 % 251);
+  int png_len = 0;
+  unsigned char* png = stbi_write_png_to_mem(rgb.data(), 32 * 3, 32, 32, 3, &png_len);
+  REQUIRE(png != nullptr);
+  std::vector<std::pair<std::string, std::string>> seeds{{"png", std::string(reinterpret_cast<char*>(png), png_len)}};
+  STBIW_FREE(png);
+  const std::string sample = kCifarDir + "/image-folder-sample/test/cat/0000.jpg";
+  if (have_file(sample)) {
+    const std::vector<uint8_t> jpg = read_bytes(sample);
+    seeds.emplace_back("jpg", std::string(jpg.begin(), jpg.end()));
+  }
+  fs::create_directories(tmp.path / "root" / "cat");
+  ImageFolderOptions opt;
+  opt.threads = 1;
+  for (const auto& [ext, seed] : seeds) {
+    const fs::path file = tmp.path / "root" / "cat" / ("x." + ext);
+    n = test::fuzz_mutants<IOError>("image folder " + ext, seed, 300, 52, [&](const std::string& m) {
+      { std::ofstream(file, std::ios::binary) << m; }
+      try {
+        const ImageDataset ds = load_image_folder((tmp.path / "root").string(), opt);
+        CHECK(ds.pixels.size() == 3072u);
+      } catch (const IOError& e) {
+        CHECK(contains(e.what(), "x." + ext));
+        throw;
+      }
+    });
+    CHECK(n.rejected > 0);
+    fs::remove(file);
+  }
+}
+
+TEST_CASE("data: jpeg_huffman_hazard finds Huffman tables of more than 256 codes where stb_image reads them") {
+  // Hand-made marker streams (ITU T.81 B.2): SOI, then segments; a DHT table is [class<<4|id][16 counts][values].
+  auto seg = [](uint8_t marker, const std::string& body) {
+    const size_t len = body.size() + 2;
+    return std::string{char(0xFF), char(marker), char(len >> 8), char(len & 0xFF)} + body;
+  };
+  auto table = [](uint8_t class_id, std::vector<uint8_t> counts) {
+    counts.resize(16, 0);
+    std::string t(1, char(class_id));
+    int n = 0;
+    for (uint8_t c : counts) {
+      t += char(c);
+      n += c;
+    }
+    return t + std::string(size_t(n), '\x05');
+  };
+  auto hazard = [](const std::string& s) {
+    return jpeg_huffman_hazard(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  const std::string soi = "\xFF\xD8", eoi = "\xFF\xD9";
+  const std::string fine = table(0x00, {0, 1, 5, 1, 1, 1, 1, 1, 1});  // a luminance DC table: 12 codes
+  const std::string hostile = table(0x10, {255, 45});                  // 300 codes: 44 past stb's 256
+  CHECK(hazard("") == "");
+  CHECK(hazard("\x89PNG\r\n") == "");
+  CHECK(hazard(soi + seg(0xC4, fine) + eoi) == "");
+  CHECK(hazard(soi + seg(0xC4, hostile) + eoi) == "DHT table 0 declares 300 codes (at most 256)");
+  CHECK(hazard(soi + seg(0xC4, fine + hostile) + eoi) == "DHT table 1 declares 300 codes (at most 256)");
+  CHECK(hazard(soi + "\xFF\xFF\xFF" + seg(0xC4, hostile).substr(1)) != "");  // fill bytes before the marker
+  // Between scans (progressive JPEGs): after SOS, FF 00 is a stuffed byte and FF D3 a restart, not markers.
+  const std::string scan = seg(0xDA, std::string(10, '\x01')) + "\x12\xFF\x00\x34\xFF\xD3\x56";
+  CHECK(hazard(soi + scan + seg(0xC4, hostile) + eoi) != "");
+  CHECK(hazard(soi + scan + seg(0xC4, fine) + eoi) == "");
+  // Inside an APP1 payload (EXIF, an ICC profile) stb skips the bytes by length: not a table, not rejected.
+  CHECK(hazard(soi + seg(0xE1, seg(0xC4, hostile)) + seg(0xC4, fine) + eoi) == "");
+  // After EOI stb reads nothing.
+  CHECK(hazard(soi + eoi + seg(0xC4, hostile)) == "");
+  // Truncated inside the counts: stb reads zeros past the end, so 255 codes stay in bounds and 255 + 45 do not.
+  CHECK(hazard(soi + seg(0xC4, hostile).substr(0, 6)) == "");
+  CHECK(hazard(soi + seg(0xC4, hostile).substr(0, 7)) != "");
+
+  const std::string sample = kCifarDir + "/image-folder-sample/test/cat/0000.jpg";
+  if (!have_file(sample)) return;
+  std::vector<uint8_t> jpg = read_bytes(sample);
+  CHECK(jpeg_huffman_hazard(jpg.data(), jpg.size()) == "");
+  // The real file with its first Huffman table's 16-bit-code count raised to 255: the loader refuses it, naming it.
+  size_t dht = 0;
+  for (size_t i = 2; i + 1 < jpg.size(); ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC4) {
+      dht = i;
+      break;
+    }
+  REQUIRE(dht > 0);
+  jpg[dht + 4 + 1 + 15] = 255;
+  CHECK(contains(jpeg_huffman_hazard(jpg.data(), jpg.size()), "DHT table 0 declares"));
+  TempDir tmp;
+  fs::create_directories(tmp.path / "cat");
+  write_bytes(tmp.path / "cat" / "0000.jpg", jpg);
+  const std::string e = error_of<IOError>([&] { load_image_folder(tmp.path.string()); });
+  CHECK(contains(e, "0000.jpg: corrupt JPEG (DHT table 0 declares"));
 }

@@ -174,6 +174,9 @@ TEST_CASE("roberta config: bad files give one line naming the file and the field
   expect_error("{" + base + R"(,"num_attention_heads":2,"hidden_dropout_prob":1.5})", "hidden_dropout_prob");
   expect_error("{" + base + R"(,"num_attention_heads":"2"})", "integer");
   expect_error("{not json", "not valid JSON");
+  expect_error("{" + base + R"(,"num_attention_heads":2,"hidden_act":)" + std::string(200000, '[') +
+                   std::string(200000, ']') + "}",
+               "nested deeper than 16 levels");
   CHECK_THROWS_AS(load_roberta_config(dir + "/absent.json"), IOError);
   std::filesystem::remove_all(dir);
 }
@@ -219,6 +222,10 @@ TEST_CASE("roberta import: HF names, a bare RobertaModel, lm_head skipped, shard
   // A shard that escapes the checkpoint directory is refused.
   write_text(dir + "/model.safetensors.index.json", R"({"weight_map":{"a":"../evil.safetensors"}})");
   CHECK_THROWS_AS(load_roberta_checkpoint(dst, dir, false), IOError);
+  write_text(dir + "/model.safetensors.index.json",
+             R"({"weight_map":{"a":)" + std::string(100000, '[') + std::string(100000, ']') + "}}");
+  CHECK(test::contains(test::error_of<IOError>([&] { load_roberta_checkpoint(dst, dir, false); }),
+                      "nested deeper than 16 levels"));
   CHECK_THROWS_AS(load_roberta_checkpoint(dst, dir + "/nothing-here", false), IOError);
   std::filesystem::remove_all(dir);
 }
@@ -243,4 +250,22 @@ TEST_CASE("roberta: padding tokens do not change the logits of the real tokens; 
     CHECK(h.to_double_vector() == m.forward(padded_ids, padded_mask).to_double_vector());
   }
   CHECK_THROWS_AS(m.forward(zeros({1, 19}, DType::i64), Tensor()), ShapeError);  // 19 > 20 - 1 - 1 positions
+}
+
+TEST_CASE("roberta config: mutated config.json files parse to a usable config or fail with ValueError") {
+  const std::string seed =
+      R"({"architectures": ["RobertaForMaskedLM"], "attention_probs_dropout_prob": 0.1, "bos_token_id": 0,)"
+      R"( "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02,)"
+      R"( "intermediate_size": 3072, "layer_norm_eps": 1e-05, "max_position_embeddings": 514,)"
+      R"( "model_type": "roberta", "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 1,)"
+      R"( "type_vocab_size": 1, "vocab_size": 50265, "id2label": {"0": "a", "1": "b"}})";
+  const test::FuzzCounts n = test::fuzz_mutants<ValueError>("config.json", seed, 1500, 61, [](const std::string& m) {
+    const RobertaConfig c = parse_roberta_config(m, "config.json");
+    CHECK(c.hidden_size % c.num_attention_heads == 0);
+    CHECK((c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size));
+    CHECK(c.max_sequence_length() >= 2);
+    CHECK((c.vocab_size <= INT32_MAX && c.hidden_size <= INT32_MAX && c.intermediate_size <= INT32_MAX));
+  });
+  CHECK(n.accepted > 0);
+  CHECK(n.rejected > 0);
 }

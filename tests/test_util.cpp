@@ -223,4 +223,48 @@ std::string TempDir::write(const std::string& name, const std::string& bytes) co
   return (path / name).string();
 }
 
+std::string mutate_bytes(const std::string& s, std::mt19937_64& rng) {
+  static const char kSpecial[] = {0, char(0xff), char(0x80), '\t', '\n', '\r', '"', '[', ']', '{', '-', ','};
+  std::string m = s;
+  if (m.empty()) return std::string(1, char(rng()));
+  const size_t at = rng() % m.size();
+  switch (rng() % 8) {
+    case 0:
+      m[at] = char(m[at] ^ (1 << (rng() % 8)));
+      break;
+    case 1:
+      m[at] = kSpecial[rng() % sizeof(kSpecial)];
+      break;
+    case 2: {  // a digit for another digit, at the first digit from `at` on (or anywhere, when there is none after)
+      size_t d = m.find_first_of("0123456789", at);
+      if (d == std::string::npos) d = m.find_first_of("0123456789");
+      if (d != std::string::npos) m[d] = char('0' + rng() % 10);
+      else m[at] = char(rng());
+      break;
+    }
+    case 3:
+      m.erase(at, 1 + rng() % 8);
+      break;
+    case 4:
+      m.insert(at, m.substr(at, 1 + rng() % 16));
+      break;
+    case 5:
+      m.insert(at, 1, char(rng()));
+      break;
+    case 6:
+      m.resize(1 + rng() % m.size());
+      break;
+    default:
+      m[at] = char(rng());
+      break;
+  }
+  return m;
+}
+
+int fuzz_scale() {
+  const char* v = std::getenv("EP_FUZZ_SCALE");
+  const int scale = v != nullptr ? std::atoi(v) : 1;
+  return scale > 0 ? scale : 1;
+}
+
 }  // namespace ep::test

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -99,6 +100,45 @@ inline bool have_data(const std::string& path) {
   if (std::filesystem::exists(path)) return true;
   MESSAGE("skipped: " << path << " not found (run from the repo root with ../shared/data present)");
   return false;
+}
+
+// ---- mutation fuzzing of the readers of untrusted bytes ----------------------------------------------------------
+
+// One random edit of `s`, the kind a fuzzer's havoc stage makes: flip a bit; set a byte to a value parsers treat
+// specially (0, 0xff, 0x80, tab, newline, '\r', a quote, a bracket, a minus); replace a digit by another digit (this
+// reaches the numbers inside text headers: offsets, shapes, ids, labels); delete, duplicate or insert a short run;
+// truncate. Never empties a non-empty input by itself (truncation keeps at least a byte, other edits may remove runs).
+std::string mutate_bytes(const std::string& s, std::mt19937_64& rng);
+
+// Runs `iterations` (times EP_FUZZ_SCALE, default 1) mutants of `seed` (1 to 3 edits each) through `target`. A mutant
+// may be accepted (target returns) or rejected with `Rejected`; any other exception fails the test with the mutant's
+// size and trial number. Returns {accepted, rejected}, so a case can check that the mutants reach both paths. Under
+// AddressSanitizer (make SANITIZE=address) a read past a buffer is a crash, which is the point.
+struct FuzzCounts { int accepted = 0, rejected = 0; };
+int fuzz_scale();  // EP_FUZZ_SCALE (default 1): longer fuzzing runs, e.g. EP_FUZZ_SCALE=50 under SANITIZE=address
+
+template <class Rejected, class Target>
+FuzzCounts fuzz_mutants(const std::string& what, const std::string& seed, int iterations, uint64_t rng_seed,
+                        Target&& target) {
+  std::mt19937_64 rng(rng_seed);
+  FuzzCounts counts;
+  const int n = iterations * fuzz_scale();
+  for (int trial = 0; trial < n; ++trial) {
+    std::string m = seed;
+    const int edits = 1 + int(rng() % 3);
+    for (int e = 0; e < edits; ++e) m = mutate_bytes(m, rng);
+    try {
+      target(m);
+      ++counts.accepted;
+    } catch (const Rejected&) {
+      ++counts.rejected;
+    } catch (const std::exception& e) {
+      FAIL(what << " trial " << trial << " (" << m.size() << " bytes): unexpected exception: " << e.what());
+    }
+  }
+  if (fuzz_scale() > 1)
+    MESSAGE(what << ": " << n << " mutants, " << counts.accepted << " accepted, " << counts.rejected << " rejected");
+  return counts;
 }
 
 }  // namespace ep::test

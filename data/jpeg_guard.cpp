@@ -1,0 +1,52 @@
+// jpeg_guard.cpp — the marker walk of jpeg_guard.h. It follows stb_image's reader: fill bytes before a marker, segment
+// lengths (stb fails unless each segment consumes exactly its length), entropy-coded data after SOS up to the next
+// 0xFF that is neither stuffing (FF 00) nor a restart marker. Not a decoder.
+#include "data/jpeg_guard.h"
+
+namespace ep::data {
+
+std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
+  if (size < 2 || data[0] != 0xFF || data[1] != 0xD8) return "";  // not a JPEG (SOI): stb decides
+  // Bytes past the end read as 0, as stb's stbi__get8 returns at end of input.
+  auto at = [&](size_t i) -> unsigned { return i < size ? data[i] : 0u; };
+  size_t pos = 2;
+  bool after_scan = false;  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart
+  for (;;) {
+    // The next marker. Where stb expects one at once and finds other bytes it either fails or (before the frame
+    // header) skips them looking for 0xFF; scanning forward covers both.
+    for (;;) {
+      while (pos < size && data[pos] != 0xFF) ++pos;
+      while (pos < size && data[pos] == 0xFF) ++pos;  // fill bytes
+      if (pos >= size) return "";
+      if (after_scan && (data[pos] == 0x00 || (data[pos] >= 0xD0 && data[pos] <= 0xD7))) {
+        ++pos;
+        continue;
+      }
+      break;
+    }
+    const unsigned marker = data[pos++];
+    if (marker == 0xD9) return "";  // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+      after_scan = false;
+      continue;  // no length field
+    }
+    const size_t length = (at(pos) << 8) | at(pos + 1);
+    if (marker == 0xC4) {  // DHT: tables of [class/id][16 counts][sum(counts) values] while the length lasts
+      long remaining = long(length) - 2;
+      size_t t = pos + 2;
+      for (int table = 0; remaining > 0; ++table) {
+        if (t >= size) return "";  // stb reads zeros: empty tables, then fails on the length
+        unsigned codes = 0;
+        for (size_t i = 0; i < 16; ++i) codes += at(t + 1 + i);
+        if (codes > 256)
+          return "DHT table " + std::to_string(table) + " declares " + std::to_string(codes) + " codes (at most 256)";
+        t += 17 + codes;
+        remaining -= long(17 + codes);
+      }
+    }
+    pos += length;
+    after_scan = marker == 0xDA;  // SOS: its header, then entropy-coded data
+  }
+}
+
+}  // namespace ep::data
