@@ -205,6 +205,8 @@ inline void add_trainer_flags(Options& o, const std::string& out_default, const 
       .add("strict", "bool", false, "with --init-from: missing, unexpected or mis-shaped keys are errors")
       .add("resume", "string", "", "checkpoint to continue from")
       .add("max-steps", "int", 0, "stop after this many optimizer steps (0: no limit)")
+      .add("max-bad-steps", "int", 10,
+           "skip a step whose loss (or --clip-norm gradient norm) is not finite; end the run after this many in a row")
       .add("dump-logits", "string", "",
            "with --eval-only: write the " + eval_split + " logits and labels (safetensors, in data order)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs")

@@ -15,6 +15,7 @@
 #include "apps/cli.h"
 #include "apps/pipeline_cli.h"
 #include "apps/split_cli.h"
+#include "apps/step_guard.h"
 #include "apps/run_log.h"
 #include "data/cifar10.h"
 #include "data/image_folder.h"
@@ -281,6 +282,7 @@ int run(int argc, char** argv) {
   int64_t batches_timed = 0;
   cli::PipelineLog pipeline_log;
   const int64_t max_steps = o.integer("max-steps");
+  cli::StepGuard guard = cli::step_guard(o);
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
@@ -311,15 +313,16 @@ int run(int argc, char** argv) {
         loss.backward();
         l = loss.item();  // waits for the device: the batch time below is real
       }
-      opt.step();
+      const bool update = guard.admit(l, 0.0, opt.step_count() + 1, state);
+      if (update) opt.step();
       opt.zero_grad();
       const int64_t n = b->labels.size(0);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       batch_ms_sum += ms;
       ++batches_timed;
-      meter.add(l, n, runlog::count_correct(logits, b->labels), n, ms);
+      if (update) meter.add(l, n, runlog::count_correct(logits, b->labels), n, ms);  // a skipped step's loss is NaN
       bar.update(++b_index, meter.line("img"));
-      stop = ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
+      stop = update && ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
                                {epoch, b_index}, o.resolved());
       if (stop) break;
     }
@@ -340,6 +343,7 @@ int run(int argc, char** argv) {
   nlohmann::json summary{{"final_top1", last_acc},
                          {"best_top1", best},
                          {"steps", opt.step_count()},
+                         {"skipped_steps", guard.skipped()},
                          {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
                          {"device", device.str()},
                          {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};

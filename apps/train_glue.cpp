@@ -12,6 +12,7 @@
 #include "apps/cli.h"
 #include "apps/pipeline_cli.h"
 #include "apps/split_cli.h"
+#include "apps/step_guard.h"
 #include "apps/run_log.h"
 #include "data/bpe.h"
 #include "data/glue.h"
@@ -342,6 +343,7 @@ int run(int argc, char** argv) {
   double best = -2, batch_ms_sum = 0;
   int64_t batches_timed = 0, tokens_timed = 0;
   const int64_t max_steps = o.integer("max-steps");
+  cli::StepGuard guard = cli::step_guard(o);
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     const std::vector<int64_t> order = data::epoch_order(train_set.size(), uint64_t(o.integer("seed")), epoch, true);
@@ -376,17 +378,26 @@ int run(int argc, char** argv) {
         loss.backward();
         l = loss.item();  // waits for the device: the batch time below is real
       }
-      if (o.number("clip-norm") > 0) clip_grad_norm_(params, o.number("clip-norm"));
-      opt.step();
+      double grad_norm = 0;
+      if (o.number("clip-norm") > 0) {
+        // With one stage per process each holds its own parameters' grads: the processes add their per-parameter
+        // sums in parameter order, so every one clips by the single-process norm, bit for bit.
+        std::vector<double> sum_squares = grad_sum_squares(params);
+        if (procs.transport) sum_squares = pipeline::sum_over_processes(*procs.transport, sum_squares);
+        grad_norm = norm_from_sum_squares(sum_squares);
+        clip_grads_to_norm(params, o.number("clip-norm"), grad_norm);
+      }
+      const bool update = guard.admit(l, grad_norm, opt.step_count() + 1, state);
+      if (update) opt.step();
       opt.zero_grad();
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       batch_ms_sum += ms;
       ++batches_timed;
       tokens_timed += b.tokens;
-      if (task.regression) meter.add(l, n, 0, 0, ms);
-      else meter.add(l, n, runlog::count_correct(logits, b.labels), n, ms);
+      if (update)  // a skipped step's loss is not finite: it stays out of the epoch's mean
+        meter.add(l, n, task.regression ? 0 : runlog::count_correct(logits, b.labels), task.regression ? 0 : n, ms);
       bar.update(++b_index, meter.line("seq"));
-      stop = ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
+      stop = update && ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
                                {epoch, b_index}, o.resolved());
       if (stop) break;
     }
@@ -408,6 +419,7 @@ int run(int argc, char** argv) {
   }
   nlohmann::json summary{{"task", task.name},
                          {"steps", opt.step_count()},
+                         {"skipped_steps", guard.skipped()},
                          {"ms_per_batch", batches_timed ? batch_ms_sum / double(batches_timed) : 0.0},
                          {"tokens_per_s", batch_ms_sum > 0 ? 1000.0 * double(tokens_timed) / batch_ms_sum : 0.0},
                          {"device", device.str()},

@@ -203,23 +203,28 @@ void AdamW::set_step_count(int64_t n) {
 }
 
 // ---- clip_grad_norm_ -------------------------------------------------------------------------------------------------
-double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
-  EP_CHECK(max_norm >= 0, ValueError, "[clip_grad_norm_] max_norm must be >= 0, got ", max_norm);
-  std::vector<Tensor> grads;
-  for (const Tensor& p : params) {
-    if (!p.defined() || !p.grad().defined()) continue;
-    Tensor g = p.grad();
-    check_floating("clip_grad_norm_", g);
-    grads.push_back(g);
+namespace {
+// The parameters' defined grads with their indices in `params`.
+std::vector<std::pair<size_t, Tensor>> defined_grads(const std::vector<Tensor>& params, const char* op) {
+  std::vector<std::pair<size_t, Tensor>> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].defined() || !params[i].grad().defined()) continue;
+    check_floating(op, params[i].grad());
+    grads.emplace_back(i, params[i].grad());
   }
+  return grads;
+}
+}  // namespace
+
+std::vector<double> grad_sum_squares(const std::vector<Tensor>& params) {
+  std::vector<double> out(params.size(), 0.0);
   // One double per grad: CPU sums directly; CUDA sums land in a per-device buffer read back with one copy per device.
-  double total_sq = 0;
-  std::map<int, std::vector<Tensor>> on_cuda;
-  for (const Tensor& g : grads) {
+  std::map<int, std::vector<std::pair<size_t, Tensor>>> on_cuda;
+  for (auto& [i, g] : defined_grads(params, "clip_grad_norm_")) {
     if (g.is_cuda())
-      on_cuda[g.device().index].push_back(g);
+      on_cuda[g.device().index].emplace_back(i, g);
     else
-      total_sq += sumsq_cpu(g.dtype(), g.raw_data(), g.numel());
+      out[i] = sumsq_cpu(g.dtype(), g.raw_data(), g.numel());
   }
   for (auto& [index, gs] : on_cuda) {
     const Device d = Device::cuda(index);
@@ -228,21 +233,39 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
     Tensor partials = empty({k * kSumsqMaxPartials}, DType::f64, d);
     double* sp = sums.data<double>();
     double* pp = partials.data<double>();
-    for (int64_t j = 0; j < k; ++j)
-      sumsq_cuda(gs[size_t(j)].dtype(), gs[size_t(j)].raw_data(), gs[size_t(j)].numel(), sp + j,
-                 pp + j * kSumsqMaxPartials, current_stream(d));
-    for (double s : sums.to_vector<double>()) total_sq += s;
+    for (int64_t j = 0; j < k; ++j) {
+      const Tensor& g = gs[size_t(j)].second;
+      sumsq_cuda(g.dtype(), g.raw_data(), g.numel(), sp + j, pp + j * kSumsqMaxPartials, current_stream(d));
+    }
+    const std::vector<double> host = sums.to_vector<double>();
+    for (int64_t j = 0; j < k; ++j) out[gs[size_t(j)].first] = host[size_t(j)];
   }
-  const double total = std::sqrt(total_sq);
+  return out;
+}
+
+double norm_from_sum_squares(const std::vector<double>& sum_squares) {
+  double total_sq = 0;
+  for (double s : sum_squares) total_sq += s;
+  return std::sqrt(total_sq);
+}
+
+void clip_grads_to_norm(const std::vector<Tensor>& params, double max_norm, double total) {
+  EP_CHECK(max_norm >= 0, ValueError, "[clip_grad_norm_] max_norm must be >= 0, got ", max_norm);
   // PyTorch multiplies by clamp(max_norm / (total + 1e-6), max=1); a factor of 1 changes nothing, so skip it.
   const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0)
-    for (Tensor& g : grads) {
-      if (g.is_cuda())
-        clip_scale_cuda(g.dtype(), g.raw_data(), g.numel(), coef, current_stream(g.device()));
-      else
-        clip_scale_cpu(g.dtype(), g.raw_data(), g.numel(), coef);
-    }
+  if (!(coef < 1.0)) return;
+  for (auto& [i, g] : defined_grads(params, "clip_grad_norm_")) {
+    if (g.is_cuda())
+      clip_scale_cuda(g.dtype(), g.raw_data(), g.numel(), coef, current_stream(g.device()));
+    else
+      clip_scale_cpu(g.dtype(), g.raw_data(), g.numel(), coef);
+  }
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  EP_CHECK(max_norm >= 0, ValueError, "[clip_grad_norm_] max_norm must be >= 0, got ", max_norm);
+  const double total = norm_from_sum_squares(grad_sum_squares(params));
+  clip_grads_to_norm(params, max_norm, total);
   return total;
 }
 

@@ -107,5 +107,11 @@ class AdamW : public Optimizer {
 // several devices are fine. When max_norm / (total + 1e-6) < 1 every grad is multiplied by that factor. Returns
 // total (0 when no parameter has a grad). ValueError for a negative or NaN max_norm.
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+// Its two halves, for a model whose parameters live in several processes (a pipeline with one stage per process):
+// each grad's sum of squares (0 for a parameter without a grad), one per parameter, so the processes can add theirs
+// in parameter order; and the scaling by clamp(max_norm / (total + 1e-6), max=1) given the total norm.
+std::vector<double> grad_sum_squares(const std::vector<Tensor>& params);
+double norm_from_sum_squares(const std::vector<double>& sum_squares);  // sqrt of their sum, in order
+void clip_grads_to_norm(const std::vector<Tensor>& params, double max_norm, double total);
 
 }  // namespace ep

@@ -140,7 +140,13 @@ class MpiTransport final : public Transport {
   };
 
   static const char* kind_name(MessageKind k) {
-    return k == MessageKind::forward ? "forward" : k == MessageKind::backward ? "backward" : "results";
+    switch (k) {
+      case MessageKind::forward: return "forward";
+      case MessageKind::backward: return "backward";
+      case MessageKind::results: return "results";
+      case MessageKind::reduce: return "reduce";
+    }
+    return "?";
   }
   void check_peer(int peer) const {
     EP_CHECK(peer >= 0 && peer < size_ && peer != rank_, ValueError, "[mpi] rank ", rank_, ": bad peer ", peer,

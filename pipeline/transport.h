@@ -17,7 +17,7 @@ struct TransportError : Error {
 };
 
 // What a message carries; between one pair of ranks, messages of one kind arrive in the order they were sent.
-enum class MessageKind : int { forward = 0, backward = 1, results = 2 };
+enum class MessageKind : int { forward = 0, backward = 1, results = 2, reduce = 3 };
 
 class Transport {
  public:
@@ -39,6 +39,11 @@ class Transport {
 // wait for a peer. UsageError-style ValueError when the build has no MPI.
 std::shared_ptr<Transport> mpi_transport(double timeout_s);
 bool mpi_built();
+
+// The element-wise sum of every process's `values` (all of one length), the same bits in each process: each sends its
+// vector to all the others, then adds the size() vectors in rank order. For the few numbers the stages of a step must
+// agree on (the gradient norm's per-parameter sums of squares), not for tensors. Error when the lengths differ.
+std::vector<double> sum_over_processes(Transport& transport, const std::vector<double>& values);
 // An app's exit status, passed through; a failure (rc != 0) while an MPI job runs ends every rank of it at once,
 // since the others would wait for this one (DESIGN.md §6: a dead peer makes every survivor exit).
 int end_processes(int rc);

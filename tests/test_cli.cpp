@@ -1,10 +1,12 @@
 // test_cli.cpp — apps/cli.h: defaults, --config, flags overriding it, and one-line usage errors naming the flag.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
 #include "apps/cli.h"
+#include "apps/step_guard.h"
 
 using namespace ep;
 
@@ -85,4 +87,27 @@ TEST_CASE("cli: bad input is one line naming the flag or file") {
   CHECK(err({"--config", bad.c_str()}) ==
         "train_cv: --config /tmp/ep_test_cli_bad.json: JSON nested deeper than 16 levels");
   std::remove(bad.c_str());
+}
+
+TEST_CASE("cli: the step guard admits finite steps, skips non-finite ones, and ends the run after max in a row") {
+  cli::StepGuard g(3);
+  Tensor w = from_vector({1.0, -2.0}, {2});
+  Tensor count = from_vector({4}, {1}, DType::i64);
+  const ckpt::TrainState state{{{"w", &w}, {"num_batches_tracked", &count}}, {}};
+  CHECK(g.admit(2.5, 0.0, 1, state));
+  CHECK_FALSE(g.admit(std::nan(""), 0.0, 2, state));
+  CHECK_FALSE(g.admit(1.0, INFINITY, 3, state));  // a finite loss with an overflowed gradient norm
+  CHECK(g.admit(1.0, 7.0, 4, state));              // a good step resets the count
+  CHECK_FALSE(g.admit(INFINITY, 0.0, 5, state));
+  CHECK_FALSE(g.admit(-INFINITY, 0.0, 6, state));
+  CHECK_THROWS_WITH_AS(g.admit(std::nan(""), 0.0, 7, state),
+                       doctest::Contains("training diverged: 3 steps in a row had a non-finite loss"), Error);
+  CHECK(g.skipped() == 5);
+  // A state that is no longer finite ends the run at the first skipped step, naming the tensor; good steps never
+  // look at it.
+  cli::StepGuard h(10);
+  w = from_vector({1.0, INFINITY}, {2});
+  CHECK(h.admit(1.0, 0.0, 8, state));
+  CHECK_THROWS_WITH_AS(h.admit(std::nan(""), 0.0, 9, state),
+                       doctest::Contains("training diverged: w holds non-finite values at step 9"), Error);
 }

@@ -373,6 +373,28 @@ TEST_CASE("clip_grad_norm_: total L2 norm over all grads, scaled by max_norm/(to
   }
 }
 
+TEST_CASE("clip_grad_norm_ in halves: per-parameter sums of squares, their norm, the scaling; split sums add up") {
+  Tensor a = make_param({0.0, 0.0}), b = make_param({0.0}), c = make_param({5.0});  // c has no grad
+  give_grad(a, {3.0, 4.0});
+  give_grad(b, {12.0});
+  const std::vector<double> sq = grad_sum_squares({a, c, b});
+  CHECK(sq == std::vector<double>{25.0, 0.0, 144.0});
+  CHECK(norm_from_sum_squares(sq) == 13.0);
+  // Two "processes" holding a and b apart: their vectors, added element-wise, give the same sums and the same norm.
+  const std::vector<double> first = grad_sum_squares({a, Tensor(), Tensor()});
+  const std::vector<double> second = grad_sum_squares({Tensor(), c, b});
+  std::vector<double> added(3);
+  for (size_t i = 0; i < 3; ++i) added[i] = first[i] + second[i];
+  CHECK(added == sq);
+  clip_grads_to_norm({a, b}, 6.5, 13.0);
+  const double coef = 6.5 / (13.0 + 1e-6);
+  CHECK(a.grad().to_double_vector() == std::vector<double>{3.0 * coef, 4.0 * coef});
+  CHECK(b.grad().to_double_vector() == std::vector<double>{12.0 * coef});
+  clip_grads_to_norm({a, b}, 100.0, 6.5);  // under the limit: untouched
+  CHECK(b.grad().to_double_vector() == std::vector<double>{12.0 * coef});
+  CHECK_THROWS_AS(clip_grads_to_norm({a}, -1.0, 1.0), ValueError);
+}
+
 // ---- CPU vs CUDA -----------------------------------------------------------------------------------------------------
 namespace {
 // Steps a CPU and a CUDA copy of the same parameters with the same grads; compares params and state.

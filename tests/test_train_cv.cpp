@@ -149,3 +149,19 @@ TEST_CASE("train_cv: --train-subset and --test-subset take evenly strided subset
   CHECK(r.out.find("on 20 images") != std::string::npos);
   fs::remove_all(d);
 }
+
+TEST_CASE("train_cv: a non-finite loss skips the step; BatchNorm statistics it made non-finite end the run") {
+  if (!have_trainer()) return;
+  // lr 1e30: the first two steps are finite, the second update drives the weights out of range, and step 3's loss is
+  // NaN (a real divergence, nothing injected). Its forward pass already put NaN into the BatchNorm running statistics,
+  // which no skipped update can undo: the run ends there, naming the tensor, instead of training on.
+  const std::string d = tmpdir("diverged");
+  Run ended = run(std::string(kTiny) + " --epochs 1 --lr 1e30 --max-bad-steps 3 --out " + d);
+  CHECK(ended.status == 1);
+  CHECK(ep::test::step_losses(ended.out).size() == 2);  // a skipped step prints no step line
+  CHECK(ended.out.find("step 3: loss -nan is not finite; update skipped (1 in a row; the run stops at 3)") !=
+        std::string::npos);
+  CHECK(ended.out.find("train_cv: training diverged: features.0.1.running_var holds non-finite values at step 3") !=
+        std::string::npos);
+  fs::remove_all(d);
+}

@@ -144,3 +144,37 @@ TEST_CASE("train_glue: --gemm-precision bf16 runs the GEMMs in bf16 (different l
   CHECK(std::stod(a.at(1)) == doctest::Approx(std::stod(b.at(1))).epsilon(0.02));  // ...not the result
   fs::remove_all(d);
 }
+
+TEST_CASE("train_glue: steps with a non-finite loss are skipped and leave weights and optimizer state unchanged") {
+  if (!have_trainer()) return;
+  // lr 1e30: step 1 is finite and its update leaves finite but enormous weights, whose LayerNorms overflow from step 2
+  // on (a real divergence, nothing injected). RoBERTa keeps no running statistics, so the state stays finite and every
+  // later step of the epoch is skipped.
+  const std::string diverging = std::string(kTiny) + " --epochs 1 --lr 1e30";
+  const std::string a = tmpdir("skipped"), b = tmpdir("one_step");
+  AppRun ended = run(diverging + " --max-bad-steps 3 --out " + a);
+  CHECK(ended.status == 1);
+  CHECK(ended.out.find("train_glue: training diverged: 3 steps in a row had a non-finite loss") != std::string::npos);
+
+  AppRun skipped = run(diverging + " --max-bad-steps 100 --out " + a);
+  REQUIRE_MESSAGE(skipped.status == 0, skipped.out);
+  CHECK(ep::test::step_losses(skipped.out).size() == 1);
+  AppRun one = run(diverging + " --max-steps 1 --out " + b);
+  REQUIRE_MESSAGE(one.status == 0, one.out);
+  const nlohmann::json s = read_json(a + "/summary.json");
+  CHECK(s["steps"] == 1);
+  CHECK(s["skipped_steps"] == 7);  // 256 sequences in batches of 32
+  // The end-of-epoch checkpoint of the skipping run holds exactly the tensors of the run stopped after step 1.
+  const ep::SafetensorsFile ck_skipped = ep::read_safetensors(a + "/checkpoint.safetensors");
+  const ep::SafetensorsFile ck_one = ep::read_safetensors(b + "/checkpoint.safetensors");
+  REQUIRE(ck_skipped.tensors.size() == ck_one.tensors.size());
+  for (const auto& [name, t] : ck_one.tensors) {
+    INFO(name);
+    const ep::Tensor* other = ck_skipped.find(name);
+    REQUIRE(other != nullptr);
+    CHECK(other->to_double_vector() == t.to_double_vector());
+  }
+  CHECK(ck_skipped.metadata.at("step") == "1");
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
