@@ -159,8 +159,8 @@ TEST_CASE("train_cv: a non-finite loss skips the step; BatchNorm statistics it m
   Run ended = run(std::string(kTiny) + " --epochs 1 --lr 1e30 --max-bad-steps 3 --out " + d);
   CHECK(ended.status == 1);
   CHECK(ep::test::step_losses(ended.out).size() == 2);  // a skipped step prints no step line
-  CHECK(ended.out.find("step 3: loss -nan is not finite; update skipped (1 in a row; the run stops at 3)") !=
-        std::string::npos);
+  CHECK(ended.out.find("step 3: loss ") != std::string::npos);  // "nan" or "-nan": printf shows NaN's sign
+  CHECK(ended.out.find("nan is not finite; update skipped (1 in a row; the run stops at 3)") != std::string::npos);
   CHECK(ended.out.find("train_cv: training diverged: features.0.1.running_var holds non-finite values at step 3") !=
         std::string::npos);
   fs::remove_all(d);
