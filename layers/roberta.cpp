@@ -68,17 +68,15 @@ RobertaConfig parse_roberta_config(const std::string& text, const std::string& o
   if (j.contains("id2label") && j["id2label"].is_object()) c.num_labels = int64_t(j["id2label"].size());
   get_int("num_labels", c.num_labels, false);
 
+  // Sizes are positive, and at most 2^31-1: they index int32 kernels and feed products (the largest published RoBERTa
+  // sizes are five digits).
   for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
                          {"num_hidden_layers", c.num_hidden_layers}, {"num_attention_heads", c.num_attention_heads},
                          {"intermediate_size", c.intermediate_size}, {"type_vocab_size", c.type_vocab_size},
-                         {"num_labels", c.num_labels}})
+                         {"num_labels", c.num_labels}, {"max_position_embeddings", c.max_position_embeddings}}) {
     EP_CHECK(v > 0, ValueError, origin, ": \"", name, "\" must be positive, got ", v);
-  // Sizes index int32 kernels and feed products; the largest published RoBERTa sizes are five digits.
-  for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
-                         {"num_hidden_layers", c.num_hidden_layers}, {"intermediate_size", c.intermediate_size},
-                         {"max_position_embeddings", c.max_position_embeddings}, {"type_vocab_size", c.type_vocab_size},
-                         {"num_labels", c.num_labels}})
     EP_CHECK(v <= kMaxRobertaSize, ValueError, origin, ": \"", name, "\" must be at most ", kMaxRobertaSize, ", got ", v);
+  }
   EP_CHECK(c.hidden_size % c.num_attention_heads == 0, ValueError, origin, ": hidden_size ", c.hidden_size,
            " is not a multiple of num_attention_heads ", c.num_attention_heads);
   EP_CHECK(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size, ValueError, origin, ": pad_token_id ",

@@ -107,7 +107,7 @@ inline bool have_data(const std::string& path) {
 // One random edit of `s`, the kind a fuzzer's havoc stage makes: flip a bit; set a byte to a value parsers treat
 // specially (0, 0xff, 0x80, tab, newline, '\r', a quote, a bracket, a minus); replace a digit by another digit (this
 // reaches the numbers inside text headers: offsets, shapes, ids, labels); delete, duplicate or insert a short run;
-// truncate. Never empties a non-empty input by itself (truncation keeps at least a byte, other edits may remove runs).
+// truncate (to at least one byte). A deletion can empty a very short input; an empty input gets one random byte.
 std::string mutate_bytes(const std::string& s, std::mt19937_64& rng);
 
 // Runs `iterations` (times EP_FUZZ_SCALE, default 1) mutants of `seed` (1 to 3 edits each) through `target`. A mutant
