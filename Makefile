@@ -18,7 +18,7 @@ ifneq ($(SANITIZE),)
 endif
 BUILD ?= build
 CXX ?= g++
-OPT ?= -O2
+OPT ?= -O3
 CXXFLAGS ?= $(OPT) -g -std=c++20 -Wall -Wextra -Wno-unused-parameter -fopenmp -I. -MMD -MP
 LDLIBS := -lopenblas -fopenmp -lpthread
 ifeq ($(SANITIZE),address)
@@ -83,11 +83,22 @@ $(LIB): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/obj/%.o: %.cpp
+# Objects depend on the flags they were compiled with (one stamp per compiler): a changed OPT, CUDA or MPI setting
+# rebuilds them instead of linking objects of two configurations.
+define flags_stamp
+$(BUILD)/$(1): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(2)' | cmp -s - $$@ || echo '$(2)' > $$@
+endef
+$(eval $(call flags_stamp,cxx-flags,$(CXX) $(CXXFLAGS)))
+$(eval $(call flags_stamp,nvcc-flags,$(NVCC) $(NVCCFLAGS)))
+FORCE:
+
+$(BUILD)/obj/%.o: %.cpp $(BUILD)/cxx-flags
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.cu.o: %.cu
+$(BUILD)/obj/%.cu.o: %.cu $(BUILD)/nvcc-flags
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -161,5 +172,5 @@ device-bundle: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test run bench data device-bundle clean
+.PHONY: all deps test run bench data device-bundle clean FORCE
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

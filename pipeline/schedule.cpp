@@ -9,7 +9,9 @@
 namespace ep::pipeline {
 
 std::string to_string(const Task& t) {
-  return (t.pass == Pass::forward ? "F" : "B") + std::to_string(t.micro) + "@" + std::to_string(t.stage);
+  // Built by appending: GCC 12 warns falsely (-Wrestrict, its bug 105651) on `"literal" + std::string` at -O3.
+  std::string s = t.pass == Pass::forward ? "F" : "B";
+  return s.append(std::to_string(t.micro)).append("@").append(std::to_string(t.stage));
 }
 
 std::string schedule_name(ScheduleKind k) { return k == ScheduleKind::gpipe ? "gpipe" : "1f1b"; }

@@ -4,9 +4,14 @@ built with kuangliu's strides and a stride-1 stem, width 1.0, 10 classes), the s
 timed the same way (CUDA events, median of 30 after 5 warm-up steps), in eager mode and under torch.compile.
 
 Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile]. f32, TF32 off, NCHW.
-Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU.
+--cpu: the CPU step instead (batch 32, one thread per core, median of 10 wall-clock steps after 3, eager only), to
+compare with build/bench model mobilenetv2 --device cpu on the same machine (Debian's python3-torch 1.13 will do).
+Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU (or CPU).
 """
+import os
+import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +44,35 @@ def bench(batch, compiled):
           f"  (warm-up {warm:.1f} s)", flush=True)
 
 
+def bench_cpu(batch):
+    torch.set_num_threads(os.cpu_count())
+    model = build().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.rand(batch, 3, 32, 32) * 2 - 1
+    y = torch.arange(batch) % 10
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000)
+    ms = statistics.median(times)
+    print(f"  eager    batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.1f} images/s", flush=True)
+
+
 def main():
+    if "--cpu" in sys.argv:
+        print(f"==== PyTorch {torch.__version__} on the CPU ({os.cpu_count()} threads): MobileNetV2-cifar training step ====")
+        bench_cpu(32)
+        return
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: MobileNetV2-cifar training step ====")

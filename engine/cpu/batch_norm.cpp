@@ -1,6 +1,7 @@
 // batch_norm.cpp — CPU batch normalization kernels (OpenMP over channels or over [N, C] planes), the float64-capable
 // reference for engine/cuda/batch_norm.cu. Not the autograd wrapper (engine/ops/batch_norm.cpp).
-// N = batch, C = channels, S = spatial size per plane; x is viewed as [N, C, S]. Sums and element math use double.
+// N = batch, C = channels, S = spatial size per plane; x is viewed as [N, C, S]. Sums (in LaneSum lanes) and element
+// math use double.
 #include <cmath>
 
 #include "engine/cpu/row_kernels.h"
@@ -17,25 +18,21 @@ void batch_norm_stats_cpu(DType dt, const void* x, int64_t N, int64_t C, int64_t
     T* rv = typed<T>(running_var);
     const double n = double(N * S);
     for_each_row(C, N * S, [&](int64_t c) {
-      double sum = 0;
+      LaneSum sum, sq;
       for (int64_t i = 0; i < N; ++i) {
         const T* p = xp + (i * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) sum += double(p[s]);
+        add_lanes(sum, [&](int64_t s) { return double(p[s]); }, S);
       }
-      const double mu = sum / n;
-      double sq = 0;  // centred second pass: no cancellation when |mean| >> std
-      for (int64_t i = 0; i < N; ++i) {
+      const double mu = sum.total() / n;
+      for (int64_t i = 0; i < N; ++i) {  // centred second pass: no cancellation when |mean| >> std
         const T* p = xp + (i * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) {
-          double d = double(p[s]) - mu;
-          sq += d * d;
-        }
+        add_lanes(sq, [&](int64_t s) { return (double(p[s]) - mu) * (double(p[s]) - mu); }, S);
       }
-      const double var = sq / n;
+      const double m2 = sq.total(), var = m2 / n;
       typed<T>(mean)[c] = T(mu);
       typed<T>(invstd)[c] = T(1.0 / std::sqrt(var + eps));
       if (rm) rm[c] = T((1.0 - momentum) * double(rm[c]) + momentum * mu);
-      if (rv) rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * (n > 1 ? sq / (n - 1) : var));
+      if (rv) rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * (n > 1 ? m2 / (n - 1) : var));
     });
   });
 }
@@ -73,17 +70,15 @@ void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, con
     const T* gp = typed<T>(dy);
     for_each_row(C, N * S, [&](int64_t c) {
       const double mu = double(typed<T>(mean)[c]);
-      double a = 0, b = 0;  // sum dy, sum dy * (x - mean)
+      LaneSum a, b;  // sum dy, sum dy * (x - mean)
       for (int64_t i = 0; i < N; ++i) {
-        const int64_t off = (i * C + c) * S;
-        for (int64_t s = 0; s < S; ++s) {
-          double g = double(gp[off + s]);
-          a += g;
-          b += g * (double(xp[off + s]) - mu);
-        }
+        const T* g = gp + (i * C + c) * S;
+        const T* xs = xp + (i * C + c) * S;
+        add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
+                  [&](int64_t s) { return double(g[s]) * (double(xs[s]) - mu); }, S);
       }
-      typed<T>(sum_dy)[c] = T(a);
-      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
+      typed<T>(sum_dy)[c] = T(a.total());
+      typed<T>(sum_dy_xhat)[c] = T(b.total() * double(typed<T>(invstd)[c]));
     });
   });
 }

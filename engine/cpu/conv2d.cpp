@@ -1,5 +1,5 @@
 // conv2d.cpp (cpu) — the reference convolution: im2col + OpenBLAS GEMM per sample and group (samples spread over
-// threads, each with its own column buffer), and a direct loop for depthwise convolutions. Not Winograd/FFT, no NHWC.
+// threads, each with its own column buffer); depthwise convolutions go to depthwise_conv2d.cpp. Not Winograd/FFT, no NHWC.
 // Deterministic for a given thread count: every output element is owned by one thread, and the weight gradient sums
 // per-thread partials in thread order.
 #include <cblas.h>
@@ -8,10 +8,14 @@
 #include <algorithm>
 #include <vector>
 
+#include "engine/cpu/conv2d_taps.h"
+#include "engine/cpu/depthwise_conv2d.h"
 #include "engine/ops/conv2d_kernels.h"
 
 namespace ep {
 namespace {
+
+using namespace conv2d_taps;
 
 // Row-major GEMM: C[M,N] = alpha * op(A) op(B) + beta * C. Sizes were checked to fit an int in engine/ops/conv2d.cpp.
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
@@ -23,38 +27,6 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
               alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
-}
-
-// Output positions o in [lo, hi) whose input index o * stride + off lies inside [0, in). Hoisting this out of the
-// inner loops keeps them branch-free (and vectorizable for stride 1).
-void valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
-  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  hi = off >= in ? 0 : std::min(out, (in - 1 - off) / stride + 1);
-  lo = std::min(lo, out);
-  hi = std::max(hi, lo);
-}
-
-// One kernel tap (i, j), index = i * kw + j within a kh x kw filter, and the outputs that see a real input pixel
-// through it: rows [olo, ohi), columns [lo, hi). That pixel of output (oh, ow) sits at in_offset(g, oh) + ow * sw in
-// its input plane.
-struct Tap {
-  int64_t index, ih0, iw0, olo, ohi, lo, hi;
-  int64_t in_offset(const Conv2dGeom& g, int64_t oh) const { return (oh * g.sh + ih0) * g.W + iw0; }
-};
-
-// Calls f(tap) for every tap in row-major (i, j) order.
-template <class F> void for_each_tap(const Conv2dGeom& g, F&& f) {
-  for (int64_t i = 0; i < g.kh; ++i) {
-    const int64_t ih0 = i * g.dh - g.ph;
-    int64_t olo, ohi;
-    valid_range(ih0, g.sh, g.H, g.OH, olo, ohi);
-    for (int64_t j = 0; j < g.kw; ++j) {
-      const int64_t iw0 = j * g.dw - g.pw;
-      int64_t lo, hi;
-      valid_range(iw0, g.sw, g.W, g.OW, lo, hi);
-      f(Tap{i * g.kw + j, ih0, iw0, olo, ohi, lo, hi});
-    }
-  }
 }
 
 // col[(c*kh + i)*kw + j, oh*OW + ow] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside), c < cin.
@@ -102,74 +74,6 @@ void col2im(const Conv2dGeom& g, int64_t cin, const T* col, T* x, bool par) {
 #pragma omp simd
         for (int64_t ow = t.lo; ow < t.hi; ++ow) xr[ow * g.sw] += r[ow];
       }
-    });
-}
-
-// ---- depthwise (groups == C): input channel c feeds outputs k = c*mult .. c*mult + mult-1 --------------------------
-// Loops go tap by tap over whole planes: each tap is one multiply-add over a contiguous output row.
-
-template <class T>
-void depthwise_forward(const Conv2dGeom& g, const T* x, const T* w, const T* b, T* y) {
-  const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
-#pragma omp parallel for collapse(2) schedule(static) if (g.N * g.K * ohw > 16384)
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t k = 0; k < g.K; ++k) {
-      const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
-      T* yp = y + (n * g.K + k) * ohw;
-      std::fill(yp, yp + ohw, b ? b[k] : T(0));
-      for_each_tap(g, [&](const Tap& t) {
-        const T wv = w[k * g.kh * g.kw + t.index];
-        for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
-          const T* xr = xp + t.in_offset(g, oh);
-          T* yr = yp + oh * g.OW;
-#pragma omp simd
-          for (int64_t ow = t.lo; ow < t.hi; ++ow) yr[ow] += wv * xr[ow * g.sw];
-        }
-      });
-    }
-}
-
-template <class T>
-void depthwise_backward_input(const Conv2dGeom& g, const T* w, const T* dy, T* dx) {
-  const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
-#pragma omp parallel for collapse(2) schedule(static) if (g.N * g.K * ohw > 16384)
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t c = 0; c < g.C; ++c) {
-      T* dxp = dx + (n * g.C + c) * g.H * g.W;
-      std::fill(dxp, dxp + g.H * g.W, T(0));
-      for (int64_t k = c * mult; k < (c + 1) * mult; ++k) {
-        const T* dyp = dy + (n * g.K + k) * ohw;
-        for_each_tap(g, [&](const Tap& t) {
-          const T wv = w[k * g.kh * g.kw + t.index];
-          for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
-            T* xr = dxp + t.in_offset(g, oh);
-            const T* dyr = dyp + oh * g.OW;
-#pragma omp simd
-            for (int64_t ow = t.lo; ow < t.hi; ++ow) xr[ow * g.sw] += wv * dyr[ow];
-          }
-        });
-      }
-    }
-}
-
-template <class T>
-void depthwise_backward_weight(const Conv2dGeom& g, const T* x, const T* dy, T* dw) {
-  const int64_t mult = g.K / g.C, ohw = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (g.N * g.K * ohw > 16384)
-  for (int64_t k = 0; k < g.K; ++k)
-    for_each_tap(g, [&](const Tap& t) {
-      T acc = 0;
-      for (int64_t n = 0; n < g.N; ++n) {
-        const T* xp = x + (n * g.C + k / mult) * g.H * g.W;
-        const T* dyp = dy + (n * g.K + k) * ohw;
-        for (int64_t oh = t.olo; oh < t.ohi; ++oh) {
-          const T* xr = xp + t.in_offset(g, oh);
-          const T* dyr = dyp + oh * g.OW;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t ow = t.lo; ow < t.hi; ++ow) acc += dyr[ow] * xr[ow * g.sw];
-        }
-      }
-      dw[k * g.kh * g.kw + t.index] = acc;
     });
 }
 

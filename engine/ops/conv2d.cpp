@@ -21,9 +21,7 @@ static std::atomic<bool> g_conv_deterministic{[] {
 void set_conv_deterministic(bool on) { g_conv_deterministic = on; }
 bool conv_deterministic() { return g_conv_deterministic; }
 
-static std::string pair_str(const std::array<int64_t, 2>& a) {
-  return "[" + std::to_string(a[0]) + "," + std::to_string(a[1]) + "]";
-}
+static std::string pair_str(const std::array<int64_t, 2>& a) { return shape_str({a[0], a[1]}); }
 
 static Conv2dGeom conv2d_check(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
   EP_CHECK(x.dim() == 4, ShapeError, "[conv2d] expected 4-D input, got ", shape_str(x.shape()));

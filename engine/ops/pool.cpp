@@ -13,9 +13,7 @@ namespace ep {
 
 EP_DIFFERENTIABLE_OPS("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d");
 
-static std::string pair_str(const std::array<int64_t, 2>& a) {
-  return "[" + std::to_string(a[0]) + "," + std::to_string(a[1]) + "]";
-}
+static std::string pair_str(const std::array<int64_t, 2>& a) { return shape_str({a[0], a[1]}); }
 
 static void check_pool_input(const char* op, const Tensor& x) {
   EP_CHECK(x.dim() == 4, ShapeError, "[", op, "] expected 4-D input, got ", shape_str(x.shape()));

@@ -60,7 +60,8 @@ struct ReluOp {
 };
 struct Relu6Op {  // gradient 0 at and beyond both kinks, as PyTorch's hardtanh_backward
   template <class T> EP_HD T operator()(T x, T) const { return x < T(0) ? T(0) : (x > T(6) ? T(6) : x); }
-  template <class T> EP_HD T grad(T x, T, T) const { return (x > T(0) && x < T(6)) ? T(1) : T(0); }
+  // `&`, not `&&`: no short-circuit branch, so the CPU loop compiles to compares and a blend (vectorized).
+  template <class T> EP_HD T grad(T x, T, T) const { return ((x > T(0)) & (x < T(6))) ? T(1) : T(0); }
 };
 struct GeluOp {  // exact: 0.5 x (1 + erf(x / sqrt 2))
   template <class T> EP_HD T operator()(T x, T) const { return T(0.5) * x * (T(1) + m_erf(x * T(0.70710678118654752440))); }
