@@ -126,6 +126,18 @@ TEST_CASE("conv2d: every CPU path matches a naive float64 reference, forward and
       {{2, 4, 9, 8}, {8, 1, 3, 3}, false, conv_opt({2, 2}, {1, 1}, {1, 1}, 4)},        // depthwise x2, stride 2
       {{2, 3, 10, 9}, {3, 1, 3, 3}, true, conv_opt({1, 2}, {2, 2}, {2, 2}, 3)},        // depthwise, dilated
       {{1, 1, 6, 6}, {3, 1, 3, 3}, true, conv_opt({1, 1}, {0, 0})},                    // one input channel
+      // The depthwise register blocks are 16 output columns: several blocks and a ragged last one (W 37),
+      // exactly two (W 32), strides 2 and 3 (the generic column stride), unequal strides, a 5x5 filter, padding
+      // wider than the filter reach (the input gradient's flipped padding goes negative), no padding.
+      {{2, 3, 6, 37}, {3, 1, 3, 3}, true, conv_opt({1, 1}, {1, 1}, {1, 1}, 3)},
+      {{2, 2, 5, 32}, {2, 1, 3, 3}, false, conv_opt({1, 1}, {1, 1}, {1, 1}, 2)},
+      {{2, 2, 9, 41}, {2, 1, 3, 3}, true, conv_opt({2, 2}, {1, 1}, {1, 1}, 2)},
+      {{1, 3, 8, 50}, {3, 1, 3, 3}, false, conv_opt({3, 3}, {1, 1}, {1, 1}, 3)},
+      {{2, 2, 11, 35}, {2, 1, 3, 3}, true, conv_opt({2, 1}, {1, 1}, {1, 1}, 2)},
+      {{1, 2, 9, 20}, {2, 1, 5, 5}, true, conv_opt({1, 1}, {2, 2}, {1, 1}, 2)},
+      {{1, 2, 7, 19}, {2, 1, 3, 3}, true, conv_opt({1, 1}, {3, 3}, {1, 1}, 2)},
+      {{2, 2, 7, 18}, {2, 1, 3, 3}, false, conv_opt({1, 1}, {0, 0}, {1, 1}, 2)},
+      {{1, 2, 9, 21}, {2, 1, 3, 3}, true, conv_opt({1, 1}, {2, 3}, {2, 3}, 2)},
   };
   for (const Case& c : cases) {
     check_against_reference(c.x, c.w, c.bias, c.o, DType::f64, 1e-10);

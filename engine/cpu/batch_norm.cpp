@@ -1,38 +1,107 @@
-// batch_norm.cpp — CPU batch normalization kernels (OpenMP over channels or over [N, C] planes), the float64-capable
-// reference for engine/cuda/batch_norm.cu. Not the autograd wrapper (engine/ops/batch_norm.cpp).
+// batch_norm.cpp — CPU batch normalization kernels, the float64-capable reference for engine/cuda/batch_norm.cu.
+// Not the autograd wrapper (engine/ops/batch_norm.cpp).
 // N = batch, C = channels, S = spatial size per plane; x is viewed as [N, C, S]. Sums (in LaneSum lanes) and element
-// math use double.
+// math use double. Training's passes run channel by channel (statistics then normalizing; sums then dx) so a channel's
+// N planes are read from memory once and from cache after; eval's element-wise passes go plane by plane.
 #include <cmath>
 
 #include "engine/cpu/row_kernels.h"
 #include "engine/ops/batch_norm_kernels.h"
 
 namespace ep {
+namespace {
 
-void batch_norm_stats_cpu(DType dt, const void* x, int64_t N, int64_t C, int64_t S, double eps, void* mean,
-                          void* invstd, void* running_mean, void* running_var, double momentum) {
+// The N planes of channel c: plane(i) is sample i's [S] values.
+template <class T> struct Channel {
+  const T* base;
+  int64_t C, S, c;
+  const T* plane(int64_t i) const { return base + (i * C + c) * S; }
+};
+
+// Mean and centred sum of squares of channel c, in two passes: no cancellation when |mean| >> std.
+template <class T> void moments(const Channel<T>& x, int64_t N, double& mean, double& m2) {
+  LaneSum sum, sq;
+  for (int64_t i = 0; i < N; ++i) {
+    const T* p = x.plane(i);
+    add_lanes(sum, [&](int64_t s) { return double(p[s]); }, x.S);
+  }
+  mean = sum.total() / double(N * x.S);
+  for (int64_t i = 0; i < N; ++i) {
+    const T* p = x.plane(i);
+    add_lanes(sq, [&](int64_t s) { return (double(p[s]) - mean) * (double(p[s]) - mean); }, x.S);
+  }
+  m2 = sq.total();
+}
+
+// mean[c], invstd[c] and the running statistics' update from channel c's moments (variance unbiased for the running
+// value, as PyTorch).
+template <class T>
+void commit_stats(int64_t c, double n, double mu, double m2, double eps, double momentum, T* mean, T* invstd, T* rm,
+                  T* rv) {
+  const double var = m2 / n;
+  mean[c] = T(mu);
+  invstd[c] = T(1.0 / std::sqrt(var + eps));
+  if (rm) rm[c] = T((1.0 - momentum) * double(rm[c]) + momentum * mu);
+  if (rv) rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * (n > 1 ? m2 / (n - 1) : var));
+}
+
+// y = x * scale + shift over one plane, with scale = invstd * weight and shift = bias - mean * scale folded in double.
+template <class T>
+void normalize_plane(const T* xs, T* ys, int64_t S, int64_t c, const T* mean, const T* invstd, const T* w,
+                     const T* b) {
+  const double scale = double(invstd[c]) * (w ? double(w[c]) : 1.0);
+  const double shift = (b ? double(b[c]) : 0.0) - double(mean[c]) * scale;
+  for (int64_t s = 0; s < S; ++s) ys[s] = T(double(xs[s]) * scale + shift);
+}
+
+// Channel c's sum of dy and sum of dy * (x - mean).
+template <class T>
+void backward_sums(const Channel<T>& x, const Channel<T>& dy, int64_t N, double mu, double& sum_dy,
+                   double& sum_dy_xmu) {
+  LaneSum a, b;
+  for (int64_t i = 0; i < N; ++i) {
+    const T* g = dy.plane(i);
+    const T* xs = x.plane(i);
+    add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
+              [&](int64_t s) { return double(g[s]) * (double(xs[s]) - mu); }, x.S);
+  }
+  sum_dy = a.total();
+  sum_dy_xmu = b.total();
+}
+
+// dx over one plane; see batch_norm_backward_cpu.
+template <class T>
+void backward_plane(const T* xs, const T* gs, T* dxs, int64_t S, int64_t c, double n, const T* mean, const T* invstd,
+                    const T* w, const T* sum_dy, const T* sum_dy_xhat, bool training) {
+  const double inv = double(invstd[c]);
+  const double k = inv * (w ? double(w[c]) : 1.0);
+  if (!training) {
+    for (int64_t s = 0; s < S; ++s) dxs[s] = T(k * double(gs[s]));
+    return;
+  }
+  const double mu = double(mean[c]), mean_dy = double(sum_dy[c]) / n, mean_dy_xhat = double(sum_dy_xhat[c]) / n;
+  for (int64_t s = 0; s < S; ++s) {
+    const double xhat = (double(xs[s]) - mu) * inv;
+    dxs[s] = T(k * (double(gs[s]) - mean_dy - xhat * mean_dy_xhat));
+  }
+}
+
+}  // namespace
+
+void batch_norm_train_forward_cpu(DType dt, const void* x, const void* weight, const void* bias, void* y, int64_t N,
+                                  int64_t C, int64_t S, double eps, void* mean, void* invstd, void* running_mean,
+                                  void* running_var, double momentum) {
   dispatch_float(dt, "batch_norm", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    const T* xp = typed<T>(x);
-    T* rm = typed<T>(running_mean);
-    T* rv = typed<T>(running_var);
-    const double n = double(N * S);
     for_each_row(C, N * S, [&](int64_t c) {
-      LaneSum sum, sq;
-      for (int64_t i = 0; i < N; ++i) {
-        const T* p = xp + (i * C + c) * S;
-        add_lanes(sum, [&](int64_t s) { return double(p[s]); }, S);
-      }
-      const double mu = sum.total() / n;
-      for (int64_t i = 0; i < N; ++i) {  // centred second pass: no cancellation when |mean| >> std
-        const T* p = xp + (i * C + c) * S;
-        add_lanes(sq, [&](int64_t s) { return (double(p[s]) - mu) * (double(p[s]) - mu); }, S);
-      }
-      const double m2 = sq.total(), var = m2 / n;
-      typed<T>(mean)[c] = T(mu);
-      typed<T>(invstd)[c] = T(1.0 / std::sqrt(var + eps));
-      if (rm) rm[c] = T((1.0 - momentum) * double(rm[c]) + momentum * mu);
-      if (rv) rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * (n > 1 ? m2 / (n - 1) : var));
+      const Channel<T> xc{typed<T>(x), C, S, c};
+      double mu, m2;
+      moments(xc, N, mu, m2);
+      commit_stats(c, double(N * S), mu, m2, eps, momentum, typed<T>(mean), typed<T>(invstd), typed<T>(running_mean),
+                   typed<T>(running_var));
+      for (int64_t i = 0; i < N; ++i)
+        normalize_plane(xc.plane(i), typed<T>(y) + (i * C + c) * S, S, c, typed<T>(mean), typed<T>(invstd),
+                        typed<T>(weight), typed<T>(bias));
     });
   });
 }
@@ -48,16 +117,9 @@ void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const voi
                             const void* bias, void* y, int64_t N, int64_t C, int64_t S) {
   dispatch_float(dt, "batch_norm", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    const T* wp = typed<T>(weight);
-    const T* bp = typed<T>(bias);
     for_each_row(N * C, S, [&](int64_t plane) {
-      const int64_t c = plane % C;
-      // y = x * scale + shift, with scale/shift folded per channel in double.
-      const double scale = double(typed<T>(invstd)[c]) * (wp ? double(wp[c]) : 1.0);
-      const double shift = (bp ? double(bp[c]) : 0.0) - double(typed<T>(mean)[c]) * scale;
-      const T* xs = typed<T>(x) + plane * S;
-      T* ys = typed<T>(y) + plane * S;
-      for (int64_t s = 0; s < S; ++s) ys[s] = T(double(xs[s]) * scale + shift);
+      normalize_plane(typed<T>(x) + plane * S, typed<T>(y) + plane * S, S, plane % C, typed<T>(mean),
+                      typed<T>(invstd), typed<T>(weight), typed<T>(bias));
     });
   });
 }
@@ -66,19 +128,12 @@ void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, con
                                     void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    const T* xp = typed<T>(x);
-    const T* gp = typed<T>(dy);
     for_each_row(C, N * S, [&](int64_t c) {
-      const double mu = double(typed<T>(mean)[c]);
-      LaneSum a, b;  // sum dy, sum dy * (x - mean)
-      for (int64_t i = 0; i < N; ++i) {
-        const T* g = gp + (i * C + c) * S;
-        const T* xs = xp + (i * C + c) * S;
-        add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
-                  [&](int64_t s) { return double(g[s]) * (double(xs[s]) - mu); }, S);
-      }
-      typed<T>(sum_dy)[c] = T(a.total());
-      typed<T>(sum_dy_xhat)[c] = T(b.total() * double(typed<T>(invstd)[c]));
+      double a, b;
+      backward_sums(Channel<T>{typed<T>(x), C, S, c}, Channel<T>{typed<T>(dy), C, S, c}, N,
+                    double(typed<T>(mean)[c]), a, b);
+      typed<T>(sum_dy)[c] = T(a);
+      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
     });
   });
 }
@@ -88,25 +143,29 @@ void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void
                              int64_t C, int64_t S, bool training) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    const T* wp = typed<T>(weight);
-    const double n = double(N * S);
     for_each_row(N * C, S, [&](int64_t plane) {
-      const int64_t c = plane % C;
-      const double inv = double(typed<T>(invstd)[c]);
-      const double k = inv * (wp ? double(wp[c]) : 1.0);
-      const T* xs = typed<T>(x) + plane * S;
-      const T* gs = typed<T>(dy) + plane * S;
-      T* dxs = typed<T>(dx) + plane * S;
-      if (!training) {
-        for (int64_t s = 0; s < S; ++s) dxs[s] = T(k * double(gs[s]));
-        return;
-      }
-      const double mu = double(typed<T>(mean)[c]), mean_dy = double(typed<T>(sum_dy)[c]) / n,
-                   mean_dy_xhat = double(typed<T>(sum_dy_xhat)[c]) / n;
-      for (int64_t s = 0; s < S; ++s) {
-        double xhat = (double(xs[s]) - mu) * inv;
-        dxs[s] = T(k * (double(gs[s]) - mean_dy - xhat * mean_dy_xhat));
-      }
+      backward_plane(typed<T>(x) + plane * S, typed<T>(dy) + plane * S, typed<T>(dx) + plane * S, S, plane % C,
+                     double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy),
+                     typed<T>(sum_dy_xhat), training);
+    });
+  });
+}
+
+void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
+                                   const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
+                                   int64_t C, int64_t S) {
+  dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
+    using T = EP_TYPE(tag_);
+    for_each_row(C, N * S, [&](int64_t c) {
+      const Channel<T> xc{typed<T>(x), C, S, c}, dyc{typed<T>(dy), C, S, c};
+      double a, b;
+      backward_sums(xc, dyc, N, double(typed<T>(mean)[c]), a, b);
+      typed<T>(sum_dy)[c] = T(a);
+      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
+      for (int64_t i = 0; i < N; ++i)
+        backward_plane(xc.plane(i), dyc.plane(i), typed<T>(dx) + (i * C + c) * S, S, c, double(N * S),
+                       typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy), typed<T>(sum_dy_xhat),
+                       true);
     });
   });
 }

@@ -43,6 +43,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   const Device dev = x.device();
   cudaStream_t st = dev.is_cuda() ? current_stream(dev) : nullptr;
   Tensor mean, invstd;
+  void* rm = running_mean.defined() ? running_mean.raw_data() : nullptr;
+  void* rv = running_var.defined() ? running_var.raw_data() : nullptr;
   {
     NoGradGuard ng;  // statistics and running stats are not part of the graph
     if (!training) {
@@ -60,13 +62,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
     } else {
       mean = empty({C}, dt, dev);
       invstd = empty({C}, dt, dev);
-      void* rm = running_mean.defined() ? running_mean.raw_data() : nullptr;
-      void* rv = running_var.defined() ? running_var.raw_data() : nullptr;
-      if (dev.is_cuda())
+      if (dev.is_cuda())  // the CPU fills mean and invstd below, with the output
         batch_norm_stats_cuda(dt, x.raw_data(), N, C, S, eps, mean.raw_data(), invstd.raw_data(), rm, rv, momentum,
                               st);
-      else
-        batch_norm_stats_cpu(dt, x.raw_data(), N, C, S, eps, mean.raw_data(), invstd.raw_data(), rm, rv, momentum);
     }
   }
   const void* wp = weight.defined() ? weight.raw_data() : nullptr;
@@ -74,6 +72,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   Tensor y = empty(x.shape(), dt, dev);
   if (dev.is_cuda())
     batch_norm_forward_cuda(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S, st);
+  else if (training && N * S > 0)  // statistics and normalizing in one pass over each channel
+    batch_norm_train_forward_cpu(dt, x.raw_data(), wp, bp, y.raw_data(), N, C, S, eps, mean.raw_data(),
+                                 invstd.raw_data(), rm, rv, momentum);
   else
     batch_norm_forward_cpu(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S);
 
@@ -89,6 +90,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
            if (need[1] || need[2] || (need[0] && training)) {
              sum_dy = empty({C}, dt, dev);
              sum_dy_xhat = empty({C}, dt, dev);
+           }
+           if (!dev.is_cuda() && need[0] && training) {  // the sums and dx in one pass over each channel
+             dx = empty(xs.shape(), dt, dev);
+             batch_norm_train_backward_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp,
+                                           sum_dy.raw_data(), sum_dy_xhat.raw_data(), dx.raw_data(), N, C, S);
+             return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
+           }
+           if (sum_dy.defined()) {
              if (dev.is_cuda())
                batch_norm_backward_reduce_cuda(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(),
                                                sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, st);

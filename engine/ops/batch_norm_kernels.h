@@ -10,12 +10,14 @@
 
 namespace ep {
 
-// Batch statistics over N*S values per channel (two passes: mean, then the centred sum of squares):
-// mean[c], invstd[c] = 1/sqrt(var_biased + eps). When running_mean/running_var are non-null they are updated in place:
-// running = (1 - momentum) * running + momentum * stat, with the variance made unbiased (times n/(n-1)) as PyTorch.
-// Needs N*S >= 1 (the op checks N*S > 1 in training).
-void batch_norm_stats_cpu(DType dt, const void* x, int64_t N, int64_t C, int64_t S, double eps, void* mean,
-                          void* invstd, void* running_mean, void* running_var, double momentum);
+// Training forward: batch statistics over N*S values per channel (two passes: mean, then the centred sum of
+// squares), mean[c], invstd[c] = 1/sqrt(var_biased + eps), then y as batch_norm_forward_cpu with them. When
+// running_mean/running_var are non-null they are updated in place: running = (1 - momentum) * running + momentum *
+// stat, with the variance made unbiased (times n/(n-1)) as PyTorch. Needs N*S >= 1 (the op checks N*S > 1).
+// The CUDA twin is batch_norm_stats_cuda followed by batch_norm_forward_cuda.
+void batch_norm_train_forward_cpu(DType dt, const void* x, const void* weight, const void* bias, void* y, int64_t N,
+                                  int64_t C, int64_t S, double eps, void* mean, void* invstd, void* running_mean,
+                                  void* running_var, double momentum);
 // Eval mode: invstd[c] = 1/sqrt(running_var[c] + eps).
 void batch_norm_invstd_cpu(DType dt, const void* running_var, double eps, void* invstd, int64_t C);
 // y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight/bias may be null (1 and 0).
@@ -30,6 +32,11 @@ void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, con
 void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                              const void* weight, const void* sum_dy, const void* sum_dy_xhat, void* dx, int64_t N,
                              int64_t C, int64_t S, bool training);
+// Training backward in one call: batch_norm_backward_reduce_cpu's sums (written to sum_dy, sum_dy_xhat), then
+// batch_norm_backward_cpu's training dx with them, channel by channel.
+void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
+                                   const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
+                                   int64_t C, int64_t S);
 
 // CUDA twins: one block per channel for the reductions, grid-stride loops for the element-wise passes.
 EP_CUDA_API void batch_norm_stats_cuda(DType dt, const void* x, int64_t N, int64_t C, int64_t S, double eps,
