@@ -5,15 +5,19 @@ decay 0.1) on the same shape (batch 32, sequence 128, no padding, dropout 0.1), 
 of 20 after warm-up), in eager mode with SDPA attention and under torch.compile.
 
 Run where PyTorch, transformers and a GPU are: python3 apps/bench/torch_roberta.py [--no-compile]. f32, TF32 off.
-Not a test: it prints sequences/s to compare with build/bench model roberta on the same GPU.
+--cpu: the CPU step instead (batch 4, one thread per core, median of 5 wall-clock steps after 2, as
+`build/bench model roberta --device cpu`), with HF's model when transformers is installed, else the same math in plain
+PyTorch (nn.TransformerEncoderLayer: post-LayerNorm, erf GELU, as RoBERTa's layers), which Debian's python3-torch runs.
+Not a test: it prints sequences/s to compare with build/bench model roberta on the same GPU (or CPU).
 """
+import os
+import statistics
 import sys
+import time
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from transformers import RobertaConfig, RobertaForSequenceClassification
-
-from torch_ops import time_training_step  # the same CUDA-event median as the ops benchmark (same folder)
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
@@ -22,6 +26,10 @@ ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num
 
 
 def bench(batch, seq, compiled, attn):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from torch_ops import time_training_step  # the same CUDA-event median as the ops benchmark (same folder)
+
     cfg = RobertaConfig(**ROBERTA_BASE)
     model = RobertaForSequenceClassification._from_config(cfg, attn_implementation=attn).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
@@ -53,5 +61,69 @@ def main():
         bench(32, 128, True, "sdpa")
 
 
+class PlainRoberta(nn.Module):
+    """RoBERTa-base for sequence classification in plain PyTorch (no transformers): embeddings (word, position from
+    padding_idx + 1, token type) + LayerNorm + dropout, 12 post-LN encoder layers, dense -> tanh -> out_proj on <s>."""
+
+    def __init__(self, c):
+        super().__init__()
+        h = c["hidden_size"]
+        self.word = nn.Embedding(c["vocab_size"], h, padding_idx=c["pad_token_id"])
+        self.position = nn.Embedding(c["max_position_embeddings"], h, padding_idx=c["pad_token_id"])
+        self.token_type = nn.Embedding(c["type_vocab_size"], h)
+        self.norm = nn.LayerNorm(h, eps=c["layer_norm_eps"])
+        self.drop = nn.Dropout(c["hidden_dropout_prob"])
+        self.layers = nn.ModuleList([
+            nn.TransformerEncoderLayer(h, c["num_attention_heads"], c["intermediate_size"], c["hidden_dropout_prob"],
+                                       activation="gelu", layer_norm_eps=c["layer_norm_eps"], batch_first=True)
+            for _ in range(c["num_hidden_layers"])])
+        self.dense = nn.Linear(h, h)
+        self.out_proj = nn.Linear(h, c["num_labels"])
+        self.pad = c["pad_token_id"]
+
+    def forward(self, ids):
+        positions = torch.arange(ids.shape[1]).unsqueeze(0) + self.pad + 1  # no padding in the benchmark
+        h = self.drop(self.norm(self.word(ids) + self.position(positions) + self.token_type(torch.zeros_like(ids))))
+        for layer in self.layers:
+            h = layer(h)
+        return self.out_proj(self.drop(torch.tanh(self.dense(self.drop(h[:, 0])))))
+
+
+def bench_cpu(batch, seq):
+    torch.set_num_threads(os.cpu_count())
+    try:
+        from transformers import RobertaConfig, RobertaForSequenceClassification
+        model = RobertaForSequenceClassification(RobertaConfig(**ROBERTA_BASE))
+        forward, which = (lambda ids: model(input_ids=ids).logits), "HF transformers"
+    except ImportError:
+        model = PlainRoberta(ROBERTA_BASE)
+        forward, which = model, "plain PyTorch (transformers not installed)"
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    ids = (torch.arange(batch * seq).view(batch, seq) * 7919) % (ROBERTA_BASE["vocab_size"] - 4) + 4
+    ids[:, 0], ids[:, -1] = 0, 2
+    y = torch.arange(batch) % 2
+
+    def step():
+        F.cross_entropy(forward(ids), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000)
+    ms = statistics.median(times)
+    print(f"  eager    {which}: batch {batch} seq {seq} {ms:9.2f} ms/step {1000 * batch / ms:8.2f} sequences/s",
+          flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    if "--cpu" in sys.argv:
+        print(f"==== PyTorch {torch.__version__} on the CPU ({os.cpu_count()} threads): RoBERTa-base training step ====")
+        bench_cpu(4, 128)
+    else:
+        main()
