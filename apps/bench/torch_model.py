@@ -9,15 +9,13 @@ compare with build/bench model mobilenetv2 --device cpu on the same machine (Deb
 Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU (or CPU).
 """
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torchvision.models import MobileNetV2
 
-from torch_ops import time_training_step  # the same CUDA-event median as the ops benchmark (same folder)
+from torch_ops import cpu_median_ms, time_training_step  # the ops benchmark's timing rules (same folder)
 
 
 def build():
@@ -57,14 +55,7 @@ def bench_cpu(batch):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000)
-    ms = statistics.median(times)
+    ms = cpu_median_ms(step, warm_steps=3, reps=10)
     print(f"  eager    batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.1f} images/s", flush=True)
 
 

@@ -26,6 +26,19 @@ def time_ms(fn, reps=20, warmup=3):
     return statistics.median(ts)
 
 
+def cpu_median_ms(step, warm_steps, reps):
+    """Median wall-clock ms of `step` on the CPU after warm_steps untimed ones (the --cpu modes of the model scripts,
+    timed as build/bench model --device cpu)."""
+    for _ in range(warm_steps):
+        step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def time_training_step(step, compiled, warm_steps, reps, after_warmup=None):
     """(median ms of step, seconds of the warm-up): the warm-up is timed on its own, since it holds
     torch.compile's compilation when `compiled`; after_warmup() runs between the two (e.g. a peak-memory reset)."""

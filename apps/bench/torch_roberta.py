@@ -11,13 +11,13 @@ PyTorch (nn.TransformerEncoderLayer: post-LayerNorm, erf GELU, as RoBERTa's laye
 Not a test: it prints sequences/s to compare with build/bench model roberta on the same GPU (or CPU).
 """
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_ops import cpu_median_ms, time_training_step  # the ops benchmark's timing rules (same folder)
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
@@ -27,8 +27,6 @@ ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num
 
 def bench(batch, seq, compiled, attn):
     from transformers import RobertaConfig, RobertaForSequenceClassification
-
-    from torch_ops import time_training_step  # the same CUDA-event median as the ops benchmark (same folder)
 
     cfg = RobertaConfig(**ROBERTA_BASE)
     model = RobertaForSequenceClassification._from_config(cfg, attn_implementation=attn).cuda().train()
@@ -109,14 +107,7 @@ def bench_cpu(batch, seq):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000)
-    ms = statistics.median(times)
+    ms = cpu_median_ms(step, warm_steps=2, reps=5)
     print(f"  eager    {which}: batch {batch} seq {seq} {ms:9.2f} ms/step {1000 * batch / ms:8.2f} sequences/s",
           flush=True)
 
