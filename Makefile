@@ -7,6 +7,7 @@
 #   make device-bundle   build/device-bundle/: binaries + non-CUDA shared libraries for a GPU machine
 #   CUDA ?= auto|0|1     auto builds the CUDA backend when nvcc and cuDNN headers are found
 #   MPI ?= auto|0|1      auto builds the multi-process pipeline transport when mpicxx (OpenMPI) is found
+#   OPT ?= -O3           the C++ optimization flags (a change of any compile flag rebuilds the objects)
 #   SANITIZE ?= address|thread   a CPU-only build under AddressSanitizer+UBSan or ThreadSanitizer, in build-<name>/
 #                        (make SANITIZE=address test; see README "Sanitizers")
 SHELL := /bin/bash
