@@ -215,7 +215,7 @@ void bench_model_mobilenetv2(Device d) {
       opt.step();
       opt.zero_grad();
     };
-    // CPU: 10 steps after 3, as apps/bench/torch_model.py --cpu (a shared VM's figures move; a median of 3 did not settle).
+    // CPU: 10 steps after 3, as apps/bench/torch_model.py --cpu (on a shared VM a median of 3 did not settle).
     double ms = median_ms(d, step, d.is_cuda() ? 30 : 10, d.is_cuda() ? 5 : 3);
     std::printf("  batch %-4ld %9.2f ms/step %9.0f images/s\n", long(batch), ms, 1000.0 * double(batch) / ms);
   }

@@ -75,7 +75,8 @@ RobertaConfig parse_roberta_config(const std::string& text, const std::string& o
                          {"intermediate_size", c.intermediate_size}, {"type_vocab_size", c.type_vocab_size},
                          {"num_labels", c.num_labels}, {"max_position_embeddings", c.max_position_embeddings}}) {
     EP_CHECK(v > 0, ValueError, origin, ": \"", name, "\" must be positive, got ", v);
-    EP_CHECK(v <= kMaxRobertaSize, ValueError, origin, ": \"", name, "\" must be at most ", kMaxRobertaSize, ", got ", v);
+    EP_CHECK(v <= kMaxRobertaSize, ValueError, origin, ": \"", name, "\" must be at most ", kMaxRobertaSize, ", got ",
+             v);
   }
   EP_CHECK(c.hidden_size % c.num_attention_heads == 0, ValueError, origin, ": hidden_size ", c.hidden_size,
            " is not a multiple of num_attention_heads ", c.num_attention_heads);

@@ -33,7 +33,8 @@ TEST_CASE("pipeline link: a link's busy time is bytes*8/bandwidth; compression s
     std::vector<Stage> stages(2);
     for (int s = 0; s < 2; ++s) {
       Tensor w = mul(test::randn({250, 250}, 50 + s, DType::f32), 0.05).requires_grad_();
-      stages[size_t(s)].units.emplace_back(std::string("w").append(std::to_string(s)), [w](const Tensor& x) { return matmul(x, w); });
+      stages[size_t(s)].units.emplace_back(std::string("w").append(std::to_string(s)),
+                                           [w](const Tensor& x) { return matmul(x, w); });
     }
     *out = std::make_shared<LinkHook>(inner, parse_link(link));
     return std::make_unique<Pipeline>(std::move(stages), PipelineOptions{4, ScheduleKind::gpipe},

@@ -1,5 +1,5 @@
 // conv2d.cpp (cpu) — the reference convolution: im2col + OpenBLAS GEMM per sample and group (samples spread over
-// threads, each with its own column buffer); depthwise convolutions go to depthwise_conv2d.cpp. Not Winograd/FFT, no NHWC.
+// threads, each with its own column buffer); depthwise ones are in depthwise_conv2d.cpp. Not Winograd/FFT, no NHWC.
 // Deterministic for a given thread count: every output element is owned by one thread, and the weight gradient sums
 // per-thread partials in thread order.
 #include <cblas.h>
