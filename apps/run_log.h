@@ -1,18 +1,21 @@
 // run_log.h — what a trainer shows and leaves behind: a progress bar on a terminal (plain lines otherwise),
-// metrics.jsonl (one JSON object per line, appended and flushed) and summary.json (written atomically).
+// metrics.jsonl (one JSON object per line, flushed) and summary.json (written atomically).
 // Not a logger for library code: the engine never prints.
 #pragma once
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/json_lines.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"  // write_file_atomic
 
@@ -47,21 +50,24 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
-// Appends one JSON object per line to <dir>/metrics.jsonl, flushed at once so a crash loses at most the line in flight.
+// <dir>/metrics.jsonl, one JSON object per epoch, flushed at once so a crash loses at most the line in flight. A fresh
+// run starts it empty; a run resumed at epoch E (0-based, the next to train) keeps the rows of epochs 1..E.
 class Metrics {
  public:
-  explicit Metrics(const std::string& dir) : path_(dir + "/metrics.jsonl"), out_(path_, std::ios::app) {
-    EP_CHECK(out_.good(), IOError, path_, ": cannot open for appending");
-  }
-  void write(const nlohmann::json& row) {
-    out_ << row.dump() << "\n";
-    out_.flush();
-    EP_CHECK(out_.good(), IOError, path_, ": write failed");
+  Metrics(const std::string& dir, bool resumed, int64_t resumed_epoch)
+      : kept_(log_.open(dir + "/metrics.jsonl", "epoch", resumed ? resumed_epoch : -1)) {}
+  void write(const nlohmann::json& row) { log_.write(row); }
+  // The best value of `field` over the kept rows (`floor` when none), so summary.json's best covers the whole run.
+  double best_kept(const std::string& field, double floor) const {
+    double best = floor;
+    for (const nlohmann::json& r : kept_)
+      if (r.contains(field) && r[field].is_number()) best = std::max(best, r[field].get<double>());
+    return best;
   }
 
  private:
-  std::string path_;
-  std::ofstream out_;
+  JsonLinesLog log_;
+  std::vector<nlohmann::json> kept_;
 };
 
 // One epoch's running training figures: mean loss, accuracy over the classified examples, and throughput from the

@@ -66,6 +66,8 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     mo.width_mult = o.number("width");
     mo.variant = nn::parse_mobilenetv2_variant(o.str("variant"));
     mo.seed = uint64_t(o.integer("seed"));
+    mo.dropout = o.number("dropout");
+    if (!(mo.dropout >= 0 && mo.dropout < 1)) o.fail("--dropout must be in [0, 1)");
     auto m = std::make_shared<nn::MobileNetV2>(mo);
     Model out = wrap(m, device);
     out.generators = {{"classifier.0", &m->drop.gen}};
@@ -182,6 +184,7 @@ int run(int argc, char** argv) {
   o.add("model", "string", "mobilenetv2", "mobilenetv2 | resnet18")
       .add("variant", "string", "cifar", "MobileNetV2 variant: cifar (32x32, stem stride 1) | imagenet (torchvision)")
       .add("width", "float", 1.0, "MobileNetV2 width multiplier")
+      .add("dropout", "float", 0.2, "MobileNetV2: dropout before the classifier (torchvision's 0.2; ResNet-18 has none)")
       .add("data", "string", "synthetic", "synthetic | CIFAR-10 binary dir | image folder with train/ and test/")
       .add("synthetic-size", "int", 5000, "training images of the synthetic set (test: a fifth)")
       .add("epochs", "int", 5, "epochs")
@@ -277,8 +280,10 @@ int run(int argc, char** argv) {
     return 0;
   }
 
-  runlog::Metrics metrics(out);
-  double best = 0, last_acc = 0, batch_ms_sum = 0;
+  const bool resumed = !o.str("resume").empty();
+  clog->start(resumed ? opt.step_count() : -1);
+  runlog::Metrics metrics(out, resumed, cur.epoch);
+  double best = metrics.best_kept("val_top1", 0.0), last_acc = 0, batch_ms_sum = 0;
   int64_t batches_timed = 0;
   cli::PipelineLog pipeline_log;
   const int64_t max_steps = o.integer("max-steps");

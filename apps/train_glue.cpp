@@ -337,10 +337,14 @@ int run(int argc, char** argv) {
     return 0;
   }
 
-  runlog::Metrics metrics(out);
+  const bool resumed = !o.str("resume").empty();
+  clog->start(resumed ? opt.step_count() : -1);
+  runlog::Metrics metrics(out, resumed, cur.epoch);
   cli::PipelineLog pipeline_log;
   EvalResult last;
-  double best = -2, batch_ms_sum = 0;
+  // -2: below every metric (Matthews correlation reaches -1)
+  double best = metrics.best_kept(std::string("val_") + data::glue_metric_name(task.metrics.front()), -2.0);
+  double batch_ms_sum = 0;
   int64_t batches_timed = 0, tokens_timed = 0;
   const int64_t max_steps = o.integer("max-steps");
   cli::StepGuard guard = cli::step_guard(o);

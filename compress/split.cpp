@@ -72,11 +72,10 @@ std::pair<int64_t, int64_t> parse_split(const std::string& s, int64_t units) {
   return {k, m};
 }
 
-CompressionLog::CompressionLog(const std::string& dir) {
-  if (dir.empty()) return;
-  path_ = dir + "/compression.jsonl";
-  out_.open(path_, std::ios::app);
-  EP_CHECK(out_.good(), IOError, path_, ": cannot open for appending");
+CompressionLog::CompressionLog(const std::string& dir) : path_(dir.empty() ? "" : dir + "/compression.jsonl") {}
+
+void CompressionLog::start(int64_t resumed_step) {
+  if (!path_.empty()) out_.open(path_, "step", resumed_step);
 }
 
 void CompressionLog::record(int boundary, Direction d, const CompressionStats& s) {
@@ -88,9 +87,7 @@ void CompressionLog::record(int boundary, Direction d, const CompressionStats& s
   row["step"] = step_;
   row["boundary"] = boundary + 1;
   row["direction"] = direction_name(d);
-  out_ << row.dump() << "\n";
-  out_.flush();
-  EP_CHECK(out_.good(), IOError, path_, ": write failed");
+  out_.write(row);
 }
 
 bool CompressionLog::empty() const {

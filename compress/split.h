@@ -4,7 +4,6 @@
 // Not the pipeline: no threads, no transfers; pipeline/ reuses the same boundaries with encode and decode apart.
 #pragma once
 #include <cstdint>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +12,7 @@
 
 #include "compress/compression_layer.h"
 #include "compress/stats.h"
+#include "engine/json_lines.h"
 #include "layers/module.h"
 
 namespace ep::compress {
@@ -37,6 +37,9 @@ BoundarySpecs resolve_boundary_specs(const CompressFlags& flags);
 class CompressionLog {
  public:
   explicit CompressionLog(const std::string& dir);  // "" keeps the summary only
+  // Opens <dir>/compression.jsonl before the first training step: empty for a fresh run (resumed_step < 0), else
+  // keeping the lines of steps 1..resumed_step (the later ones are redone). Until then a line to write is an error.
+  void start(int64_t resumed_step);
   void set_step(int64_t step) {
     std::lock_guard<std::mutex> g(mu_);
     step_ = step;
@@ -54,7 +57,7 @@ class CompressionLog {
  private:
   mutable std::mutex mu_;
   std::string path_;
-  std::ofstream out_;
+  JsonLinesLog out_;
   int64_t step_ = 0;
   bool recording_ = true;
   std::map<std::pair<int, int>, StatsSummary> summary_;

@@ -1,7 +1,8 @@
 // test_checkpoint.cpp — the trainers' checkpoint (apps/checkpoint.h) as input: a round trip restores every tensor,
 // number and generator offset; a checkpoint of another state, a cursor past the epoch, metadata that is not a
-// non-negative integer and mutated files fail with one IOError naming the file. Not resume exactness (the trainers'
-// tests run interrupted and uninterrupted training and compare the losses bit for bit).
+// non-negative integer and mutated files fail with one IOError naming the file; a resumed run's JSON-lines logs keep
+// only the steps before the checkpoint. Not resume exactness (the trainers' tests run interrupted and uninterrupted
+// training and compare the losses bit for bit).
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "apps/checkpoint.h"
+#include "engine/json_lines.h"
 #include "engine/ops.h"
 #include "tests/test_util.h"
 
@@ -122,4 +124,32 @@ TEST_CASE("checkpoint: mutated checkpoint files restore a consistent state or fa
   });
   CHECK(n.accepted > 0);
   CHECK(n.rejected > n.accepted);
+}
+
+TEST_CASE("json_lines: a fresh run starts the log empty; a resume keeps the earlier steps' lines and drops a torn one") {
+  test::TempDir dir;
+  const std::string path = (dir.path / "metrics.jsonl").string();
+  { std::ofstream(path) << "{\"step\":1,\"v\":10}\n{\"step\":2,\"v\":20}\n{\"step\":3,\"v\":30}\n{\"step\":4,\"v"; }
+  {
+    JsonLinesLog log;
+    const std::vector<nlohmann::json> kept = log.open(path, "step", 2);  // resumed after step 2: 3 and 4 are redone
+    REQUIRE(kept.size() == 2);
+    CHECK(kept[1]["v"] == 20);
+    log.write({{"step", 3}, {"v", 31}});
+  }
+  CHECK(slurp(path) == "{\"step\":1,\"v\":10}\n{\"step\":2,\"v\":20}\n{\"step\":3,\"v\":31}\n");
+  {
+    JsonLinesLog log;
+    CHECK(log.open(path, "step", -1).empty());  // a fresh run into the same folder
+    log.write({{"step", 1}});
+  }
+  CHECK(slurp(path) == "{\"step\":1}\n");
+  JsonLinesLog closed;
+  CHECK_THROWS_AS(closed.write({{"step", 1}}), IOError);
+  // A resume whose log is gone starts an empty one.
+  JsonLinesLog fresh;
+  CHECK(fresh.open((dir.path / "new.jsonl").string(), "step", 5).empty());
+  // A folder that cannot hold the file: an IOError naming it.
+  JsonLinesLog bad;
+  CHECK_THROWS_AS(bad.open((dir.path / "no_such_dir" / "m.jsonl").string(), "step", -1), IOError);
 }

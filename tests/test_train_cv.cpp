@@ -1,9 +1,11 @@
 // test_train_cv.cpp — build/train_cv end to end, run as a child process (it sits next to this test binary): a resumed
-// CPU run continues bit for bit, a tiny run overfits 64 images, and bad input gets one line and a non-zero exit.
+// CPU run continues bit for bit and its logs hold each epoch and step once, a tiny run overfits 64 images, and bad
+// input gets one line and a non-zero exit.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -55,6 +58,49 @@ TEST_CASE("train_cv: a run resumed from its checkpoint continues bit for bit (CP
   }
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+// The integer field `key` of every line of a JSON-lines file, in file order.
+static std::vector<int64_t> jsonl_field(const std::string& path, const char* key) {
+  std::vector<int64_t> v;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line)[key].get<int64_t>());
+  return v;
+}
+
+TEST_CASE("train_cv: a fresh run into a used --out starts its logs over; a resume keeps only the rows before it") {
+  if (!have_trainer()) return;
+  const std::string d = tmpdir("logs");
+  // 8 steps an epoch, 2 epochs; compression at both boundaries: 4 lines per step in compression.jsonl.
+  const std::string args = std::string(kTiny) + " --split 1,1 --compress quant:bits=8 --epochs 2 --out " + d;
+  Run first = run(args + " --max-steps 11");
+  REQUIRE_MESSAGE(first.status == 0, first.out);
+  fs::copy_file(d + "/checkpoint.safetensors", d + "/step11.safetensors");
+  Run rest = run(args + " --resume " + d + "/checkpoint.safetensors");
+  REQUIRE_MESSAGE(rest.status == 0, rest.out);
+  // Resumed again from step 11: epoch 2's row and steps 12..16 are redone, not repeated.
+  Run again = run(args + " --resume " + d + "/step11.safetensors");
+  REQUIRE_MESSAGE(again.status == 0, again.out);
+  CHECK(jsonl_field(d + "/metrics.jsonl", "epoch") == std::vector<int64_t>{1, 2});
+  std::vector<int64_t> expected_steps;
+  for (int64_t s = 1; s <= 16; ++s) expected_steps.insert(expected_steps.end(), 4, s);
+  CHECK(jsonl_field(d + "/compression.jsonl", "step") == expected_steps);
+  // summary.json's best covers the epochs before the resume too.
+  double best = 0;
+  std::ifstream metrics(d + "/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);)
+    best = std::max(best, nlohmann::json::parse(line)["val_top1"].get<double>());
+  std::ifstream summary(d + "/summary.json");
+  CHECK(nlohmann::json::parse(summary)["best_top1"].get<double>() == best);
+  // --eval-only into the folder leaves the training logs alone; a fresh run replaces them.
+  Run eval = run(args + " --eval-only");
+  REQUIRE_MESSAGE(eval.status == 0, eval.out);
+  CHECK(jsonl_field(d + "/compression.jsonl", "step").size() == 64);
+  Run fresh = run(std::string(kTiny) + " --split 1,1 --compress quant:bits=8 --epochs 1 --out " + d);
+  REQUIRE_MESSAGE(fresh.status == 0, fresh.out);
+  CHECK(jsonl_field(d + "/metrics.jsonl", "epoch") == std::vector<int64_t>{1});
+  CHECK(jsonl_field(d + "/compression.jsonl", "step").size() == 32);
+  fs::remove_all(d);
 }
 
 TEST_CASE("train_cv: overfits 64 images to 100% training accuracy, and leaves its run folder") {

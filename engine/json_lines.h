@@ -1,0 +1,33 @@
+// json_lines.h — a run's JSON-lines log (metrics.jsonl, compression.jsonl): one object per line, flushed at once, that
+// belongs to one run. Not a general logger: a fresh run starts the file empty, a resumed run keeps only the lines of
+// the steps it does not redo.
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ep {
+
+class JsonLinesLog {
+ public:
+  JsonLinesLog() = default;  // closed: write() throws until open()
+  // Opens `path` for this run. keep_through < 0: a fresh run, the file starts empty (a previous run's lines in the
+  // same --out would otherwise mix with this run's). keep_through >= 0: a resumed run; lines whose integer field `key`
+  // is <= keep_through are kept, the rest (steps about to be redone, a line torn by a crash) are dropped, rewriting
+  // the file atomically, and new lines are appended. Returns the kept rows. Throws IOError naming the path.
+  std::vector<nlohmann::json> open(const std::string& path, const char* key, int64_t keep_through);
+  bool is_open() const { return out_.is_open(); }
+  void write(const nlohmann::json& row);  // one line, flushed; thread-safe
+  const std::string& path() const { return path_; }
+
+ private:
+  std::mutex mu_;
+  std::string path_;
+  std::ofstream out_;
+};
+
+}  // namespace ep
