@@ -124,6 +124,21 @@ TEST_CASE("train_cv: overfits 64 images to 100% training accuracy, and leaves it
   fs::remove_all(d);
 }
 
+TEST_CASE("train_cv: --dropout sets the classifier's dropout: 0, 0.5 and the default 0.2 give different losses") {
+  if (!have_trainer()) return;
+  const std::string d = tmpdir("dropout");
+  auto first_loss = [&](const std::string& extra) {
+    Run r = run(std::string(kTiny) + " --max-steps 1 --out " + d + " " + extra);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    return step_losses(r.out).at(1);
+  };
+  const std::string none = first_loss("--dropout 0"), again = first_loss("--dropout 0"), half = first_loss("--dropout 0.5");
+  CHECK(none == again);
+  CHECK(none != half);
+  CHECK(first_loss("") != none);  // the default is torchvision's 0.2
+  fs::remove_all(d);
+}
+
 TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   if (!have_trainer()) return;
   const std::string d = tmpdir("bad");
@@ -138,6 +153,9 @@ TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   r = run("--data synthetic --loader-threads 0 --out " + d);
   CHECK(r.status == 2);
   CHECK(r.out == "train_cv: --loader-threads must be in [1, 256]\n");
+  r = run("--data synthetic --dropout 1 --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out == "train_cv: --dropout must be in [0, 1)\n");
   fs::create_directories(d);
   std::ofstream(d + "/bad.safetensors") << "not a safetensors file";
   r = run(std::string(kTiny) + " --out " + d + " --resume " + d + "/bad.safetensors");
