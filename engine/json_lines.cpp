@@ -21,7 +21,9 @@ std::vector<nlohmann::json> JsonLinesLog::open(const std::string& path, const ch
     while (std::getline(in, line)) {
       // A crash can tear the last line; it and any row of a later step are left out.
       nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (row.is_object() && row.contains(key) && row[key].is_number_integer() && row[key].get<int64_t>() <= keep_through) {
+      const bool keep = row.is_object() && row.contains(key) && row[key].is_number_integer() &&
+                        row[key].get<int64_t>() <= keep_through;
+      if (keep) {
         kept += line + "\n";
         rows.push_back(std::move(row));
       }

@@ -1,6 +1,5 @@
-// json_lines.h — a run's JSON-lines log (metrics.jsonl, compression.jsonl): one object per line, flushed at once, that
-// belongs to one run. Not a general logger: a fresh run starts the file empty, a resumed run keeps only the lines of
-// the steps it does not redo.
+// json_lines.h — a run's JSON-lines log (metrics.jsonl, compression.jsonl): one object per line, flushed at once.
+// Not a general logger: the file belongs to one run; a fresh run starts it empty, a resume keeps the steps it won't redo.
 #pragma once
 #include <cstdint>
 #include <fstream>

@@ -132,7 +132,8 @@ TEST_CASE("train_cv: --dropout sets the classifier's dropout: 0, 0.5 and the def
     REQUIRE_MESSAGE(r.status == 0, r.out);
     return step_losses(r.out).at(1);
   };
-  const std::string none = first_loss("--dropout 0"), again = first_loss("--dropout 0"), half = first_loss("--dropout 0.5");
+  const std::string none = first_loss("--dropout 0"), again = first_loss("--dropout 0");
+  const std::string half = first_loss("--dropout 0.5");
   CHECK(none == again);
   CHECK(none != half);
   CHECK(first_loss("") != none);  // the default is torchvision's 0.2
