@@ -1,5 +1,5 @@
 // json_lines.h — a run's JSON-lines log (metrics.jsonl, compression.jsonl): one object per line, flushed at once.
-// Not a general logger: the file belongs to one run; a fresh run starts it empty, a resume keeps the steps it won't redo.
+// Not a general logger: a file belongs to one run; a fresh run starts it empty, a resume keeps what it won't redo.
 #pragma once
 #include <cstdint>
 #include <fstream>
