@@ -107,7 +107,9 @@ $(BUILD)/obj/%.cu.o: %.cu $(BUILD)/nvcc-flags
 $(BUILD)/tests: $(TEST_OBJ) $(LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
 
-$(BUILD)/%: $(BUILD)/obj/apps/%.o $(LIB)
+# A static pattern rule: its objects are explicit prerequisites, so make keeps them. A chain of implicit rules
+# deleted them as intermediate files after the first build, and the next build, reading their .d files, rebuilt them.
+$(APPS): $(BUILD)/%: $(BUILD)/obj/apps/%.o $(LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 # ---- the README's commands ---------------------------------------------------------------------------------------
