@@ -92,12 +92,8 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
 std::pair<data::ImageDataset, data::ImageDataset> load_data(const cli::Options& o) {
   const std::string d = o.str("data");
   if (d == "synthetic") {
-    data::SyntheticOptions tr, te;
-    tr.size = o.integer("synthetic-size");
-    tr.seed = uint64_t(o.integer("seed"));
-    te.size = std::max<int64_t>(tr.size / 5, 10);
-    te.seed = tr.seed + 1000003;  // a different draw of the same classes
-    return {data::make_synthetic_shapes(tr), data::make_synthetic_shapes(te)};
+    data::SyntheticSplit s = data::make_synthetic_split(o.integer("synthetic-size"), uint64_t(o.integer("seed")));
+    return {std::move(s.train), std::move(s.test)};
   }
   if (!fs::is_directory(d)) o.fail("--data " + d + ": not a directory (or 'synthetic')");
   if (fs::exists(fs::path(d) / "test_batch.bin"))

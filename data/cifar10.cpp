@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "engine/check.h"
+#include "engine/safetensors.h"  // write_file_atomic
 
 namespace ep::data {
 
@@ -85,6 +86,39 @@ ImageDataset load_cifar10_dir(const std::string& dir, bool train, const CifarOpt
   else
     files.push_back((fs::path(dir) / "test_batch.bin").string());
   return load_cifar10_files(files, opt);
+}
+
+namespace {
+
+void write_records(const std::string& path, const ImageDataset& d, int64_t begin, int64_t end) {
+  std::string bytes;
+  bytes.reserve(size_t((end - begin) * kCifarRecordBytes));
+  for (int64_t i = begin; i < end; ++i) {
+    bytes += char(uint8_t(d.labels[size_t(i)]));
+    bytes.append(reinterpret_cast<const char*>(d.image(i)), size_t(d.image_bytes()));
+  }
+  write_file_atomic(path, bytes);
+}
+
+void check_writable(const ImageDataset& d, const char* which) {
+  EP_CHECK(d.channels == 3 && d.height == 32 && d.width == 32, ValueError, "[cifar10] the ", which, " set is ",
+           d.channels, "x", d.height, "x", d.width, "; CIFAR-10 records hold 3x32x32 images");
+  EP_CHECK(d.size() >= 1, ValueError, "[cifar10] the ", which, " set is empty");
+  for (int64_t l : d.labels)
+    EP_CHECK(l >= 0 && l <= 9, ValueError, "[cifar10] the ", which, " set has label ", l, "; a record holds 0..9");
+}
+
+}  // namespace
+
+void write_cifar10_dir(const std::string& dir, const ImageDataset& train, const ImageDataset& test) {
+  check_writable(train, "training");
+  check_writable(test, "test");
+  EP_CHECK(train.size() >= 5, ValueError, "[cifar10] ", train.size(), " training images do not fill 5 batch files");
+  fs::create_directories(dir);
+  for (int64_t f = 0; f < 5; ++f)
+    write_records((fs::path(dir) / ("data_batch_" + std::to_string(f + 1) + ".bin")).string(), train,
+                  train.size() * f / 5, train.size() * (f + 1) / 5);
+  write_records((fs::path(dir) / "test_batch.bin").string(), test, 0, test.size());
 }
 
 }  // namespace ep::data

@@ -1,5 +1,5 @@
-// cifar10.h — the CIFAR-10 binary release reader (data_batch_1..5.bin, test_batch.bin: records of one label byte
-// and 3072 CHW pixel bytes). Not the Python pickle release and not a downloader: `make data` fetches or unpacks.
+// cifar10.h — the CIFAR-10 binary release format (data_batch_1..5.bin, test_batch.bin: records of one label byte and
+// 3072 CHW pixel bytes): reader and writer. Not the Python pickle release and not a downloader (`make data` is).
 #pragma once
 #include <string>
 #include <vector>
@@ -27,5 +27,10 @@ ImageDataset load_cifar10_files(const std::vector<std::string>& files, const Cif
 // The official layout in `dir`: train = data_batch_1.bin .. data_batch_5.bin, test = test_batch.bin.
 // A missing file is an IOError naming it.
 ImageDataset load_cifar10_dir(const std::string& dir, bool train, const CifarOptions& opt = {});
+
+// Writes a 3x32x32 data set of at most 10 classes in the official layout, so other frameworks read exactly the images
+// we train on: `train` split into data_batch_1..5.bin in order (load_cifar10_dir concatenates them back), `test` as
+// test_batch.bin. Each file is written atomically. A set of another shape is a ValueError.
+void write_cifar10_dir(const std::string& dir, const ImageDataset& train, const ImageDataset& test);
 
 }  // namespace ep::data

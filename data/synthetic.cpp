@@ -2,6 +2,7 @@
 // can be drawn in any order on any number of threads. Not anti-aliased: hard pixel edges are easy enough to learn.
 #include "data/synthetic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -108,6 +109,15 @@ ImageDataset make_synthetic_shapes(const SyntheticOptions& opt) {
     draw(opt, i, cls, ds.image(i));
   }
   return ds;
+}
+
+SyntheticSplit make_synthetic_split(int64_t train_size, uint64_t seed) {
+  SyntheticOptions tr, te;
+  tr.size = train_size;
+  tr.seed = seed;
+  te.size = std::max<int64_t>(train_size / 5, 10);
+  te.seed = seed + 1000003;  // a different draw of the same classes
+  return {make_synthetic_shapes(tr), make_synthetic_shapes(te)};
 }
 
 }  // namespace ep::data

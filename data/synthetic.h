@@ -16,9 +16,16 @@ struct SyntheticOptions {
   int64_t size = 10000;      // images; image i has label i % 10, so classes are balanced to within one image
   uint64_t seed = 0;
   float noise_std = 8.0f;    // standard deviation of the (near-Gaussian) pixel noise on the 0..255 scale
-  int min_contrast = 120;    // least L1 distance (sum over RGB) between shape and background colours
+  int min_contrast = 300;    // least L1 distance (sum over RGB) between shape and background colours
 };
 
 ImageDataset make_synthetic_shapes(const SyntheticOptions& opt = {});
+
+// The trainers' synthetic split: `train_size` images drawn with `seed`, and a test set of a fifth as many (at least 10)
+// drawn with another seed, so test images are new draws of the same classes.
+struct SyntheticSplit {
+  ImageDataset train, test;
+};
+SyntheticSplit make_synthetic_split(int64_t train_size, uint64_t seed);
 
 }  // namespace ep::data

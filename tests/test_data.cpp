@@ -176,6 +176,40 @@ TEST_CASE("data: cifar10 rejects truncated files, bad labels, missing files and 
   CHECK(load_cifar10_dir(tmp.path.string(), false).size() == 2);
 }
 
+TEST_CASE("data: write_cifar10_dir writes the official layout that load_cifar10_dir reads back, image for image") {
+  TempDir tmp;
+  SyntheticSplit s = make_synthetic_split(23, 5);  // 23 images: batch files of 4, 5, 4, 5 and 5 records
+  REQUIRE(s.test.size() == 10);                    // a fifth, at least 10
+  const std::string dir = (tmp.path / "out").string();
+  write_cifar10_dir(dir, s.train, s.test);
+  const int64_t sizes[5] = {4, 5, 4, 5, 5};
+  for (int f = 0; f < 5; ++f)
+    CHECK(fs::file_size(fs::path(dir) / ("data_batch_" + std::to_string(f + 1) + ".bin")) ==
+          uintmax_t(sizes[f] * 3073));
+  ImageDataset train = load_cifar10_dir(dir, true), test = load_cifar10_dir(dir, false);
+  CHECK(train.pixels == s.train.pixels);
+  CHECK(train.labels == s.train.labels);
+  CHECK(test.pixels == s.test.pixels);
+  CHECK(test.labels == s.test.labels);
+  // A record's first byte is the label, then the R, G and B planes (formats.md A5).
+  std::ifstream in(fs::path(dir) / "data_batch_2.bin", std::ios::binary);
+  std::vector<char> rec(3073);
+  in.read(rec.data(), 3073);
+  CHECK(int(uint8_t(rec[0])) == s.train.labels[4]);
+  CHECK(std::memcmp(rec.data() + 1, s.train.image(4), 3072) == 0);
+
+  ImageDataset big = s.train;
+  big.height = big.width = 64;
+  CHECK(contains(error_of<ValueError>([&] { write_cifar10_dir(dir, big, s.test); }), "3x64x64"));
+  ImageDataset many = s.test;
+  many.labels[0] = 10;
+  CHECK(contains(error_of<ValueError>([&] { write_cifar10_dir(dir, s.train, many); }), "label 10"));
+  ImageDataset few = s.train;
+  few.labels.resize(4);
+  few.pixels.resize(4 * 3072);
+  CHECK(contains(error_of<ValueError>([&] { write_cifar10_dir(dir, few, s.test); }), "do not fill 5 batch files"));
+}
+
 // ---- image folders -----------------------------------------------------------------------------------------------
 
 TEST_CASE("data: image folder sample decodes to the same images as the binary test records") {
@@ -658,6 +692,7 @@ TEST_CASE("data: synthetic shapes are balanced, deterministic per seed, and draw
   opt.noise_std = 0;
   opt.size = 200;
   ImageDataset s = make_synthetic_shapes(opt);
+  int contrasted = 0;
   for (int64_t i = 0; i < s.size(); ++i) {
     const uint8_t* p = s.image(i);
     std::map<uint32_t, int> colours;
@@ -671,6 +706,14 @@ TEST_CASE("data: synthetic shapes are balanced, deterministic per seed, and draw
                                                                                : std::next(colours.begin());
     const uint32_t fg = fg_it->first;
     const int fg_count = fg_it->second;
+    // The shape stands out: L1 distance >= min_contrast (300) between the two colours, or after 9 tries the
+    // fallback colour, at least 64 away in every channel. Two random colours are 300 apart with probability about
+    // 1/3, so about 0.67^9 = 3% of images take the fallback.
+    const uint32_t bg = (fg_it == colours.begin() ? std::next(colours.begin()) : colours.begin())->first;
+    int contrast = 0;
+    for (int shift : {16, 8, 0}) contrast += std::abs(int((fg >> shift) & 255u) - int((bg >> shift) & 255u));
+    CHECK(contrast >= 192);
+    contrasted += contrast >= opt.min_contrast;
     int y0 = 32, y1 = -1, x0 = 32, x1 = -1;
     for (int y = 0; y < 32; ++y)
       for (int x = 0; x < 32; ++x)
@@ -714,6 +757,8 @@ TEST_CASE("data: synthetic shapes are balanced, deterministic per seed, and draw
         CHECK(fg_count < area);
     }
   }
+  CHECK(opt.min_contrast == 300);
+  CHECK(contrasted >= 180);  // of 200
 
   // The noise comes after the shape's own draws, so the noisy set has the same shapes and colours: the difference
   // from the clean set is the noise, of the requested standard deviation (pixels away from the 0/255 clamps).

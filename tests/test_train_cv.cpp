@@ -140,6 +140,30 @@ TEST_CASE("train_cv: --dropout sets the classifier's dropout: 0, 0.5 and the def
   fs::remove_all(d);
 }
 
+TEST_CASE("synthetic_data: writes the images train_cv --data synthetic trains on, as CIFAR-10 binary files") {
+  if (!have_trainer() || !ep::test::have_app("synthetic_data")) return;
+  const std::string d = tmpdir("synthetic_export");
+  Run w = ep::test::run_app("synthetic_data", "--synthetic-size 256 --seed 3 --out " + d);
+  REQUIRE_MESSAGE(w.status == 0, w.out);
+  CHECK(w.out.find("256 training and 51 test images; labels 0 filled_circle, 1 ring") != std::string::npos);
+  // The same images in the same order give the same batches, so the same losses, bit for bit.
+  const std::string steps = " --synthetic-size 256 --batch-size 32 --width 0.25 --log-steps --max-steps 3 --seed 3";
+  Run from_files = run("--data " + d + steps + " --out " + d + "/run_files");
+  Run drawn = run("--data synthetic" + steps + " --out " + d + "/run_drawn");
+  REQUIRE_MESSAGE(from_files.status == 0, from_files.out);
+  REQUIRE_MESSAGE(drawn.status == 0, drawn.out);
+  CHECK(step_losses(from_files.out).size() == 3);
+  CHECK(step_losses(from_files.out) == step_losses(drawn.out));
+  Run other_seed = run("--data synthetic" + std::string(" --synthetic-size 256 --batch-size 32 --width 0.25 "
+                       "--log-steps --max-steps 3 --out ") + d + "/run_other");
+  CHECK(step_losses(other_seed.out) != step_losses(drawn.out));
+
+  Run bad = ep::test::run_app("synthetic_data", "--synthetic-size 256");
+  CHECK(bad.status == 2);
+  CHECK(bad.out == "synthetic_data: --out is required\n");
+  fs::remove_all(d);
+}
+
 TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   if (!have_trainer()) return;
   const std::string d = tmpdir("bad");

@@ -18,9 +18,10 @@ from torchvision.models import MobileNetV2
 from torch_ops import cpu_median_ms, time_training_step  # the ops benchmark's timing rules (same folder)
 
 
-def build():
+def build(width=1.0, dropout=0.2):
+    """train_cv's --variant cifar: torchvision's MobileNetV2 with kuangliu's stage strides and a stride-1 stem."""
     setting = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
-    m = MobileNetV2(num_classes=10, width_mult=1.0, inverted_residual_setting=setting)
+    m = MobileNetV2(num_classes=10, width_mult=width, inverted_residual_setting=setting, dropout=dropout)
     m.features[0][0].stride = (1, 1)
     return m
 
