@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""torch_recipe.py — train_cv's MobileNetV2-cifar recipe in PyTorch, on CIFAR-10 binary files, to compare accuracy
-curves: torchvision's MobileNetV2 (kuangliu's strides, stride-1 stem), SGD with Nesterov momentum 0.9 and weight decay
+"""torch_recipe.py — train_cv's MobileNetV2-cifar recipe in PyTorch, to compare accuracy curves.
+Data: CIFAR-10 binary files, or train/ and test/ image folders (<class>/*.jpg|png) read in train_cv's sorted order.
+Recipe: torchvision's MobileNetV2 (kuangliu's strides, stride-1 stem), SGD with Nesterov momentum 0.9 and weight decay
 5e-4 on every parameter, linear warmup from 0 then cosine to 0 per step, CIFAR-10 normalization, random crop with
 4-pixel zero padding and horizontal flip, the last partial batch kept. Same flags and defaults as train_cv's.
 
   build/synthetic_data --synthetic-size 3000 --out /tmp/syn     # the images train_cv --data synthetic trains on
   python3 apps/bench/torch_recipe.py --data /tmp/syn --width 0.5 --batch-size 64 --lr 0.02 --seed 1
+  python3 apps/bench/torch_recipe.py --data data/cifar10-jpeg --train-subset 5000 --test-subset 2000 --epochs 3
 
 Not the same run as train_cv's: initialization, shuffling and augmentation draw from torch's generator, so the
 comparison is between distributions over seeds, not between runs. Prints one line per epoch, as train_cv does.
@@ -34,6 +36,29 @@ def load(path):
     return (x - mean) / std, torch.tensor(rec[:, 0].astype(np.int64))
 
 
+def load_folder(root):
+    """train_cv's image-folder order: classes sorted by name, files sorted within each class."""
+    from PIL import Image
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    images, labels = [], []
+    for k, c in enumerate(classes):
+        for f in sorted(os.listdir(os.path.join(root, c))):
+            if f.lower().endswith((".jpg", ".jpeg", ".png")):
+                images.append(np.asarray(Image.open(os.path.join(root, c, f)).convert("RGB")).transpose(2, 0, 1))
+                labels.append(k)
+    x = torch.tensor(np.stack(images)).float() / 255
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std, torch.tensor(labels)
+
+
+def strided(x, y, n):
+    """train_cv's --train-subset/--test-subset: every (size / n)-th image, keeping class-sorted folders balanced."""
+    if n <= 0 or n >= len(y):
+        return x, y
+    idx = torch.tensor([i * len(y) // n for i in range(n)])
+    return x[idx], y[idx]
+
+
 def augment(x, gen):
     n = x.shape[0]
     padded = F.pad(x, (4, 4, 4, 4))
@@ -49,7 +74,8 @@ def augment(x, gen):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="folder with data_batch_1..5.bin and test_batch.bin")
+    p.add_argument("--data", required=True,
+                   help="data_batch_1..5.bin and test_batch.bin, or train/ and test/ image folders")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--epochs", type=int, default=5)
@@ -57,13 +83,21 @@ def main():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-subset", type=int, default=0)
+    p.add_argument("--test-subset", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
-    xtr, ytr = [torch.cat(t) for t in zip(*[load(os.path.join(a.data, f"data_batch_{k}.bin")) for k in range(1, 6)])]
-    xte, yte = load(os.path.join(a.data, "test_batch.bin"))
+    if os.path.exists(os.path.join(a.data, "test_batch.bin")):
+        parts = [load(os.path.join(a.data, f"data_batch_{k}.bin")) for k in range(1, 6)]
+        xtr, ytr = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+        xte, yte = load(os.path.join(a.data, "test_batch.bin"))
+    else:
+        (xtr, ytr), (xte, yte) = load_folder(os.path.join(a.data, "train")), load_folder(os.path.join(a.data, "test"))
+    xtr, ytr = strided(xtr, ytr, a.train_subset)
+    xte, yte = strided(xte, yte, a.test_subset)
     model = build(a.width, a.dropout)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps_per_epoch = math.ceil(len(ytr) / a.batch_size)
