@@ -50,11 +50,12 @@ class Progress {
 };
 
 // <dir>/metrics.jsonl, one JSON object per epoch, flushed at once so a crash loses at most the line in flight. A fresh
-// run starts it empty; a run resumed at epoch E (0-based, the next to train) keeps the rows of epochs 1..E.
+// run (keep_through_epoch < 0) starts it empty; a run resumed at epoch E (0-based, the next to train) passes E and
+// keeps the rows of epochs 1..E.
 class Metrics {
  public:
-  Metrics(const std::string& dir, bool resumed, int64_t resumed_epoch)
-      : kept_(log_.open(dir + "/metrics.jsonl", "epoch", resumed ? resumed_epoch : -1)) {}
+  Metrics(const std::string& dir, int64_t keep_through_epoch)
+      : kept_(log_.open(dir + "/metrics.jsonl", "epoch", keep_through_epoch)) {}
   void write(const nlohmann::json& row) { log_.write(row); }
   // The best value of `field` over the kept rows (`floor` when none), so summary.json's best covers the whole run.
   double best_kept(const std::string& field, double floor) const {

@@ -278,7 +278,7 @@ int run(int argc, char** argv) {
 
   const bool resumed = !o.str("resume").empty();
   clog->start(resumed ? opt.step_count() : -1);
-  runlog::Metrics metrics(out, resumed, cur.epoch);
+  runlog::Metrics metrics(out, resumed ? cur.epoch : -1);
   double best = metrics.best_kept("val_top1", 0.0), last_acc = 0, batch_ms_sum = 0;
   int64_t batches_timed = 0;
   cli::PipelineLog pipeline_log;

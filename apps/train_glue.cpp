@@ -339,7 +339,7 @@ int run(int argc, char** argv) {
 
   const bool resumed = !o.str("resume").empty();
   clog->start(resumed ? opt.step_count() : -1);
-  runlog::Metrics metrics(out, resumed, cur.epoch);
+  runlog::Metrics metrics(out, resumed ? cur.epoch : -1);
   cli::PipelineLog pipeline_log;
   EvalResult last;
   // -2: below every metric (Matthews correlation reaches -1)

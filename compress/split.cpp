@@ -75,6 +75,7 @@ std::pair<int64_t, int64_t> parse_split(const std::string& s, int64_t units) {
 CompressionLog::CompressionLog(const std::string& dir) : path_(dir.empty() ? "" : dir + "/compression.jsonl") {}
 
 void CompressionLog::start(int64_t resumed_step) {
+  std::lock_guard<std::mutex> g(mu_);
   if (!path_.empty()) out_.open(path_, "step", resumed_step);
 }
 

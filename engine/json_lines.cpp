@@ -10,7 +10,6 @@
 namespace ep {
 
 std::vector<nlohmann::json> JsonLinesLog::open(const std::string& path, const char* key, int64_t keep_through) {
-  std::lock_guard<std::mutex> g(mu_);
   path_ = path;
   std::string kept;
   std::vector<nlohmann::json> rows;
@@ -36,7 +35,6 @@ std::vector<nlohmann::json> JsonLinesLog::open(const std::string& path, const ch
 }
 
 void JsonLinesLog::write(const nlohmann::json& row) {
-  std::lock_guard<std::mutex> g(mu_);
   EP_CHECK(out_.is_open(), IOError, "[json_lines] write before open (", path_.empty() ? "no path" : path_, ")");
   out_ << row.dump() << "\n";
   out_.flush();

@@ -3,7 +3,6 @@
 #pragma once
 #include <cstdint>
 #include <fstream>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -19,12 +18,9 @@ class JsonLinesLog {
   // is <= keep_through are kept, the rest (steps about to be redone, a line torn by a crash) are dropped, rewriting
   // the file atomically, and new lines are appended. Returns the kept rows. Throws IOError naming the path.
   std::vector<nlohmann::json> open(const std::string& path, const char* key, int64_t keep_through);
-  bool is_open() const { return out_.is_open(); }
-  void write(const nlohmann::json& row);  // one line, flushed; thread-safe
-  const std::string& path() const { return path_; }
+  void write(const nlohmann::json& row);  // one line, flushed; not thread-safe (callers serialize)
 
  private:
-  std::mutex mu_;
   std::string path_;
   std::ofstream out_;
 };

@@ -26,14 +26,18 @@ MEAN = (0.4914, 0.4822, 0.4465)  # train_cv's default --normalize
 STD = (0.2470, 0.2435, 0.2616)
 
 
+def normalize(pixels):
+    """uint8 NCHW pixels to float, normalized per channel as train_cv does."""
+    x = torch.tensor(pixels).float() / 255
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
 def load(path):
     raw = np.fromfile(path, np.uint8)
     if raw.size == 0 or raw.size % 3073:
         raise SystemExit(f"torch_recipe: {path}: size {raw.size} is not a whole number of 3073-byte records")
     rec = raw.reshape(-1, 3073)
-    x = torch.tensor(rec[:, 1:].reshape(-1, 3, 32, 32)).float() / 255
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std, torch.tensor(rec[:, 0].astype(np.int64))
+    return normalize(rec[:, 1:].reshape(-1, 3, 32, 32)), torch.tensor(rec[:, 0].astype(np.int64))
 
 
 def load_folder(root):
@@ -46,9 +50,7 @@ def load_folder(root):
             if f.lower().endswith((".jpg", ".jpeg", ".png")):
                 images.append(np.asarray(Image.open(os.path.join(root, c, f)).convert("RGB")).transpose(2, 0, 1))
                 labels.append(k)
-    x = torch.tensor(np.stack(images)).float() / 255
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std, torch.tensor(labels)
+    return normalize(np.stack(images)), torch.tensor(labels)
 
 
 def strided(x, y, n):
