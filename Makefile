@@ -10,12 +10,18 @@
 #   OPT ?= -O3           the C++ optimization flags (a change of any compile flag rebuilds the objects)
 #   SANITIZE ?= address|thread   a CPU-only build under AddressSanitizer+UBSan or ThreadSanitizer, in build-<name>/
 #                        (make SANITIZE=address test; see README "Sanitizers")
+#   make fuzz            libFuzzer on every reader of outside bytes (clang, build-fuzz/); FUZZ_SECONDS per target
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
 SANITIZE ?=
 ifneq ($(SANITIZE),)
   BUILD ?= build-$(SANITIZE)
   CUDA := 0
+endif
+ifeq ($(SANITIZE),fuzzer)  # the library instrumented for libFuzzer's coverage, under ASan + UBSan (make fuzz)
+  CXX := clang++
+  OPT ?= -O1
+  MPI := 0
 endif
 BUILD ?= build
 CXX ?= g++
@@ -28,8 +34,12 @@ ifeq ($(SANITIZE),address)
 else ifeq ($(SANITIZE),thread)
   CXXFLAGS += -fsanitize=thread
   LDLIBS += -fsanitize=thread
+else ifeq ($(SANITIZE),fuzzer)
+  CXXFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+              -Wno-pass-failed  # an omp simd loop left scalar at -O1 is not a problem here
+  LDLIBS += -fsanitize=fuzzer,address,undefined
 else ifneq ($(SANITIZE),)
-  $(error SANITIZE=$(SANITIZE): expected address or thread)
+  $(error SANITIZE=$(SANITIZE): expected address, thread or fuzzer)
 endif
 
 # ---- CUDA detection --------------------------------------------------------------------------------------------
@@ -172,8 +182,41 @@ device-bundle: all
 	tar czf $(BUILD)/device-bundle.tar.gz -C $(BUILD) device-bundle
 	du -sh $(BUILD)/device-bundle $(BUILD)/device-bundle.tar.gz
 
+# ---- coverage-guided fuzzing (clang's libFuzzer) -----------------------------------------------------------------
+# `make fuzz` builds build-fuzzer/ (the library under libFuzzer coverage + ASan + UBSan) and runs every target of
+# tests/fuzz_targets.h for FUZZ_SECONDS, starting from the target's seeds and the inputs kept in
+# tests/fuzz/regressions/<target>/. A crash, leak, timeout, sanitizer report or Finding is saved in
+# build-fuzzer/findings/<target>/ and fails the run. FUZZ_TARGETS="glue image" picks targets.
+FUZZ_TARGETS ?= safetensors checkpoint cifar10 image glue bpe_files bpe_text json_config cli_config wire payload \
+                boundary
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build-fuzzer
+ifeq ($(SANITIZE),fuzzer)
+$(BUILD)/fuzz: $(BUILD)/obj/tests/fuzz/fuzz_main.o $(BUILD)/obj/tests/fuzz_targets.o $(LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDLIBS)
+# One binary; its name picks the target (fuzz_main.cpp), so each target is a hard link.
+$(BUILD)/fuzz_%: $(BUILD)/fuzz
+	ln -f $< $@
+fuzz-binaries: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
+endif
+fuzz:
+	@command -v clang++ >/dev/null || { echo "make fuzz: clang++ not found (sudo apt-get install -y clang)"; exit 1; }
+	@$(MAKE) --no-print-directory SANITIZE=fuzzer BUILD=$(FUZZ_BUILD) -j$(NPROC) fuzz-binaries
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  corpus=$(FUZZ_BUILD)/corpus/$$t; findings=$(FUZZ_BUILD)/findings/$$t; mkdir -p $$corpus $$findings; \
+	  EP_FUZZ_WRITE_SEEDS=$$corpus $(FUZZ_BUILD)/fuzz_$$t || exit 1; \
+	  echo "== fuzz $$t: $(FUZZ_SECONDS) s"; \
+	  OMP_NUM_THREADS=1 $(FUZZ_BUILD)/fuzz_$$t $$corpus $$(ls -d tests/fuzz/regressions/$$t 2>/dev/null) \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	    -artifact_prefix=$$findings/ $(FUZZ_ARGS) 2>$(FUZZ_BUILD)/fuzz_$$t.log || failed="$$failed $$t"; \
+	  grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' $(FUZZ_BUILD)/fuzz_$$t.log | tr '\n' ' '; \
+	  echo "corpus $$(ls $$corpus | wc -l) inputs"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: findings in$$failed (see $(FUZZ_BUILD)/fuzz_<target>.log and" \
+	  "$(FUZZ_BUILD)/findings/)"; exit 1; fi; echo "make fuzz: no findings"
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test run bench data device-bundle clean FORCE
+.PHONY: all deps test run bench data device-bundle fuzz fuzz-binaries clean FORCE
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -99,6 +100,7 @@ class Options {
         const bool next_is_value = i + 1 < args.size() && (args[i + 1] == "true" || args[i + 1] == "false" ||
                                                            args[i + 1] == "1" || args[i + 1] == "0");
         values_[name] = next_is_value ? convert(name, "bool", args[++i]) : nlohmann::json(true);
+        given_.insert(name);
         continue;
       }
       if (!has_value) {
@@ -106,6 +108,7 @@ class Options {
         value = args[++i];
       }
       values_[name] = convert(name, it->second.kind, value);
+      given_.insert(name);
     }
     return true;
   }
@@ -124,6 +127,8 @@ class Options {
   int64_t integer(const std::string& n) const { return get(n).get<int64_t>(); }
   double number(const std::string& n) const { return get(n).get<double>(); }
   bool flag(const std::string& n) const { return get(n).get<bool>(); }
+  // True when the command line or --config set the option (even to its default value).
+  bool given(const std::string& n) const { return given_.count(n) > 0; }
   // The resolved configuration (every option), for the run folder.
   nlohmann::json resolved() const {
     nlohmann::json j = nlohmann::json::object();
@@ -186,6 +191,7 @@ class Options {
                 (kind == "int" && v.is_number_integer()) || (kind == "float" && v.is_number());
       if (!ok) fail("--config " + path + ": option '" + k + "' expects a " + kind + ", got " + v.dump());
       values_[k] = kind == "float" ? nlohmann::json(v.get<double>()) : v;
+      given_.insert(k);
     }
   }
 
@@ -193,6 +199,7 @@ class Options {
   std::map<std::string, Spec> specs_;
   std::vector<std::string> order_;
   std::map<std::string, nlohmann::json> values_;
+  std::set<std::string> given_;
 };
 
 // The flags both trainers share: device, run folder, evaluation and weights, checkpoints, smoke-run limits, exact

@@ -76,6 +76,10 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     return out;
   }
   if (name == "resnet18") {
+    // MobileNetV2's knobs would be silently ignored: a run labelled width 0.5 would train the full ResNet-18.
+    for (const char* knob : {"width", "variant", "dropout"})
+      if (o.given(knob))
+        o.fail(std::string("--") + knob + ": only for --model mobilenetv2 (ResNet-18 is the CIFAR variant, no dropout)");
     nn::ResNetOptions ro;
     ro.num_classes = classes;
     ro.seed = uint64_t(o.integer("seed"));

@@ -99,7 +99,7 @@ class StreamGuard {
 
  private:
   Device device_;
-  cudaStream_t previous_;
+  [[maybe_unused]] cudaStream_t previous_;  // restored by the destructor (CUDA builds)
 };
 
 }  // namespace ep

@@ -20,7 +20,7 @@ class Storage {
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
-  cudaStream_t stream_ = nullptr;  // the stream the CUDA allocation was ordered on; freed on it too
+  [[maybe_unused]] cudaStream_t stream_ = nullptr;  // the stream the CUDA allocation was ordered on (CUDA builds)
 };
 
 // Byte copies between any two devices, ordered on the current stream of the CUDA side (host side waits when the

@@ -20,12 +20,14 @@
 #include <vector>
 
 #include "data/bpe.h"
+#include "tests/fuzz_targets.h"
 #include "tests/test_util.h"
 #include "data/unicode_classes.h"
 #include "engine/check.h"
 
 using namespace ep;
 using namespace ep::data;
+using ep::fuzz::utf8;
 namespace fs = std::filesystem;
 
 namespace {
@@ -92,33 +94,8 @@ std::vector<std::string> pieces(std::string_view s) {
   return out;
 }
 
-std::string utf8(char32_t cp) {
-  std::string s;
-  if (cp < 0x80) s += char(cp);
-  else if (cp < 0x800) s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
-  else s += char(0xE0 | (cp >> 12)), s += char(0x80 | ((cp >> 6) & 0x3F)), s += char(0x80 | (cp & 0x3F));
-  return s;
-}
-
-
-// A tiny byte-level vocabulary built here from formats.md A3's rule (not from data/bpe.cpp): specials 0..3, the 256
-// byte symbols, then `extra` tokens, then <mask> last.
-nlohmann::json tiny_vocab(const std::vector<std::string>& extra) {
-  nlohmann::json v = nlohmann::json::object();
-  int id = 0;
-  for (const char* s : {"<s>", "<pad>", "</s>", "<unk>"}) v[s] = id++;
-  int n = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    v[utf8(printable ? char32_t(b) : char32_t(256 + n++))] = id++;
-  }
-  for (const auto& e : extra) v[e] = id++;
-  v["<mask>"] = id++;
-  return v;
-}
-
 BpeTokenizer tiny(const TempDir& d, const std::vector<std::string>& extra, const std::string& merges) {
-  return BpeTokenizer::load(d.write("vocab.json", tiny_vocab(extra).dump()), d.write("merges.txt", merges));
+  return BpeTokenizer::load(d.write("vocab.json", fuzz::tiny_bpe_vocab(extra).dump()), d.write("merges.txt", merges));
 }
 
 // The exception's message, or "" when none was thrown.
@@ -436,7 +413,7 @@ TEST_CASE("bpe: merge order on a tiny hand-made vocabulary") {
 TEST_CASE("bpe: bad vocab.json and merges.txt give IOError naming the file (and the line)") {
   TempDir d;
   const std::string good_merges = d.write("good_merges.txt", "#version: 0.2\na b\n");
-  const std::string good_vocab = d.write("good_vocab.json", tiny_vocab({"ab"}).dump());
+  const std::string good_vocab = d.write("good_vocab.json", fuzz::tiny_bpe_vocab({"ab"}).dump());
   CHECK_NOTHROW(BpeTokenizer::load(good_vocab, good_merges));
 
   auto vocab_error = [&](const std::string& text) {
@@ -461,7 +438,7 @@ TEST_CASE("bpe: bad vocab.json and merges.txt give IOError naming the file (and 
   has(vocab_error("{\"a\": 0, \"b\": -1}"), "id -1 outside");
   {
     // Without the byte symbol of the space; <mask> takes its id so the ids stay 0..n-1.
-    nlohmann::json v = tiny_vocab({"ab"});
+    nlohmann::json v = fuzz::tiny_bpe_vocab({"ab"});
     const int hole = v["Ġ"].get<int>();
     v.erase("Ġ");
     v["<mask>"] = hole;
@@ -469,7 +446,7 @@ TEST_CASE("bpe: bad vocab.json and merges.txt give IOError naming the file (and 
   }
   {
     // Dropping <mask> (the last id) keeps ids dense.
-    nlohmann::json v = tiny_vocab({"ab"});
+    nlohmann::json v = fuzz::tiny_bpe_vocab({"ab"});
     v.erase("<mask>");
     has(vocab_error(v.dump()), "vocab.json: the special token <mask> is missing");
   }
@@ -551,29 +528,4 @@ TEST_CASE("bpe: build/tokenize prints the ids per line and rejects bad flags wit
   // 2 + 3 tokens into a budget of 2: B, B (tie), A -> 1 and 1.
   CHECK(got.rfind("0 31414 2 2 31414 2\n", 0) == 0);
   CHECK(got.find("stdin:2: --pair expects exactly two tab-separated fields") != std::string::npos);
-}
-
-TEST_CASE("bpe: mutated vocab.json and merges.txt load or fail with IOError; what loads encodes within the vocabulary") {
-  TempDir d;
-  const std::string vocab = tiny_vocab({"ab", "bc", "abc", "Ġa"}).dump();
-  const std::string merges = "#version: 0.2\na b\nb c\nab c\nĠ a\n";
-  const std::string good_vocab = d.write("good_vocab.json", vocab), good_merges = d.write("good_merges.txt", merges);
-  auto use = [](const BpeTokenizer& t) {
-    for (const char* text : {"abc abcab bca", "a\xFF" "bc\xE2\x82", "<s>ab</s>"}) {
-      const Ids ids = t.encode_pair(text, "b a", 12);
-      CHECK(ids.size() <= 12);
-      for (int32_t id : ids) CHECK((id >= 0 && id < t.vocab_size()));
-      CHECK_NOTHROW(t.decode(ids));
-    }
-  };
-  test::FuzzCounts n = test::fuzz_mutants<IOError>("vocab.json", vocab, 600, 41, [&](const std::string& m) {
-    use(BpeTokenizer::load(d.write("vocab.json", m), good_merges));
-  });
-  CHECK(n.accepted > 0);
-  CHECK(n.rejected > 0);
-  n = test::fuzz_mutants<IOError>("merges.txt", merges, 600, 42, [&](const std::string& m) {
-    use(BpeTokenizer::load(good_vocab, d.write("merges.txt", m)));
-  });
-  CHECK(n.accepted > 0);
-  CHECK(n.rejected > 0);
 }

@@ -54,6 +54,14 @@ TEST_CASE("cli: --config is read first and flags override it, wherever --config 
   CHECK(o.number("lr") == 0.2);
   CHECK(o.integer("epochs") == 9);
   CHECK(o.flag("nesterov"));
+  // given(): set by a flag or by the config, even to the default value; not when only defaulted.
+  CHECK(o.given("lr"));
+  CHECK(o.given("epochs"));
+  CHECK_FALSE(o.given("model"));
+  cli::Options p = make();
+  CHECK(parse(p, {"--lr", "0.1"}));
+  CHECK(p.given("lr"));
+  CHECK_FALSE(p.given("epochs"));
   std::remove(path.c_str());
 }
 

@@ -207,22 +207,6 @@ TEST_CASE("compress payload: truncated and corrupt buffers raise CompressError w
   CHECK(corrupt(5, 42).rfind("[payload]", 0) == 0);
 }
 
-TEST_CASE("compress payload: random corruption of every method's payload never crashes, only CompressError") {
-  const char* specs[] = {"none", "quant:bits=5", "quant:bits=3,per=channel", "sortquant:bits=4,split=3",
-                         "topk:ratio=0.1", "topk:ratio=0.7", "kmeans:bits=3", "lowrank:rank=2", "fp8:format=e5m2"};
-  for (const char* spec : specs) {
-    const std::vector<uint8_t> wire = parse_compressor(spec)->encode(sample_tensor({3, 4, 5}, 2)).serialize();
-    const test::FuzzCounts n = test::fuzz_mutants<CompressError>(
-        spec, std::string(wire.begin(), wire.end()), 300, 99, [](const std::string& m) {
-          // A change inside the codes or table is still a valid payload, just of other values.
-          const Tensor t = decode_payload(Payload::parse(reinterpret_cast<const uint8_t*>(m.data()), m.size()));
-          CHECK(t.to_double_vector().size() == size_t(t.numel()));
-        });
-    CHECK(n.accepted > 0);
-    CHECK(n.rejected > 0);
-  }
-}
-
 TEST_CASE("compress payload: decode rejects what parse cannot see (bad top-k indices, fp8 NaN codes)") {
   Payload t = parse_compressor("topk:ratio=0.05")->encode(sample_tensor({100}, 3));  // k = 5, index mode
   REQUIRE(t.params[1] == 0);

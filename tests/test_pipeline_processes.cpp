@@ -79,30 +79,6 @@ TEST_CASE("pipeline wire: tensors of every dtype and rank round-trip; malformed 
                        Error);
 }
 
-TEST_CASE("pipeline wire: mutated messages are received whole or rejected with an Error, never a crash") {
-  // What another process sends is input like a file: plain tensors, and compressed payloads decoded by the receiver.
-  const std::vector<uint8_t> plain = tensor_to_wire(test::randn({2, 3, 4}, 8, DType::f32));
-  auto fuzzed = test::fuzz_mutants<Error>("tensor wire", std::string(plain.begin(), plain.end()), 1500, 21,
-                                          [](const std::string& m) {
-    const Tensor t = tensor_from_wire(reinterpret_cast<const uint8_t*>(m.data()), m.size(), "test");
-    CHECK(t.to_double_vector().size() == size_t(t.numel()));
-  });
-  CHECK(fuzzed.accepted > 0);
-  CHECK(fuzzed.rejected > 0);
-  const Tensor x = test::randn({4, 6, 5}, 9, DType::f32);
-  for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "topk:ratio=0.3", "lowrank:rank=2", "fp8"}) {
-    CompressorHook sender(compress::parse_compressor(spec), compress::parse_compressor(spec));
-    const std::vector<uint8_t> w = sender.to_wire(sender.encode(x, Pass::forward, 0), Pass::forward, 0);
-    CompressorHook receiver(compress::parse_compressor(spec), compress::parse_compressor(spec));
-    fuzzed = test::fuzz_mutants<Error>(spec, std::string(w.begin(), w.end()), 300, 22, [&](const std::string& m) {
-      const Message got = receiver.from_wire(reinterpret_cast<const uint8_t*>(m.data()), m.size(), Pass::forward, 0);
-      const Tensor t = receiver.decode(got, Pass::forward, Device::cpu(), 0);
-      CHECK(t.to_double_vector().size() == size_t(t.numel()));
-    });
-    CHECK(fuzzed.rejected > 0);
-  }
-}
-
 TEST_CASE("pipeline wire: a compressing boundary sends the payload's own bytes; decode after the trip is unchanged") {
   const Tensor x = test::randn({4, 6, 5}, 9, DType::f32);
   for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "topk:ratio=0.3", "fp8"}) {

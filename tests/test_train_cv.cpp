@@ -181,6 +181,13 @@ TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   r = run("--data synthetic --dropout 1 --out " + d);
   CHECK(r.status == 2);
   CHECK(r.out == "train_cv: --dropout must be in [0, 1)\n");
+  // MobileNetV2's knobs are not silently dropped for ResNet-18, even when set to their defaults.
+  r = run("--data synthetic --model resnet18 --width 1 --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out == "train_cv: --width: only for --model mobilenetv2 (ResNet-18 is the CIFAR variant, no dropout)\n");
+  r = run("--data synthetic --model resnet18 --dropout 0 --out " + d);
+  CHECK(r.status == 2);
+  CHECK(r.out.rfind("train_cv: --dropout: only for --model mobilenetv2", 0) == 0);
   fs::create_directories(d);
   std::ofstream(d + "/bad.safetensors") << "not a safetensors file";
   r = run(std::string(kTiny) + " --out " + d + " --resume " + d + "/bad.safetensors");

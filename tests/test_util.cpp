@@ -1,6 +1,7 @@
 // test_util.cpp — implementation of the shared test helpers (see test_util.h).
 #include <fstream>
 #include "tests/test_util.h"
+#include "tests/fuzz_targets.h"
 
 #include <cmath>
 #include <cstdio>
@@ -265,6 +266,30 @@ int fuzz_scale() {
   const char* v = std::getenv("EP_FUZZ_SCALE");
   const int scale = v != nullptr ? std::atoi(v) : 1;
   return scale > 0 ? scale : 1;
+}
+
+FuzzCounts fuzz_target_mutants(const std::string& target, int iterations, uint64_t rng_seed) {
+  const fuzz::Target& t = fuzz::target(target);
+  std::mt19937_64 rng(rng_seed);
+  FuzzCounts counts;
+  const int n = iterations * fuzz_scale();
+  const std::vector<std::string> seeds = t.seeds();
+  for (size_t s = 0; s < seeds.size(); ++s) {
+    for (int trial = 0; trial < n; ++trial) {
+      std::string m = seeds[s];
+      const int edits = 1 + int(rng() % 3);
+      for (int e = 0; e < edits; ++e) m = mutate_bytes(m, rng);
+      try {
+        ++(t.run(reinterpret_cast<const uint8_t*>(m.data()), m.size()) ? counts.accepted : counts.rejected);
+      } catch (const std::exception& e) {
+        FAIL(target << " seed " << s << " trial " << trial << " (" << m.size() << " bytes): " << e.what());
+      }
+    }
+  }
+  if (fuzz_scale() > 1)
+    MESSAGE(target << ": " << n * int(seeds.size()) << " mutants, " << counts.accepted << " read whole, "
+                   << counts.rejected << " rejected");
+  return counts;
 }
 
 }  // namespace ep::test

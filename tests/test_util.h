@@ -110,35 +110,13 @@ inline bool have_data(const std::string& path) {
 // truncate (to at least one byte). A deletion can empty a very short input; an empty input gets one random byte.
 std::string mutate_bytes(const std::string& s, std::mt19937_64& rng);
 
-// Runs `iterations` (times EP_FUZZ_SCALE, default 1) mutants of `seed` (1 to 3 edits each) through `target`. A mutant
-// may be accepted (target returns) or rejected with `Rejected`; any other exception fails the test with the mutant's
-// size and trial number. Returns {accepted, rejected}, so a case can check that the mutants reach both paths. Under
-// AddressSanitizer (make SANITIZE=address) a read past a buffer is a crash, which is the point.
+// Runs `iterations` (times EP_FUZZ_SCALE, default 1) mutants (1 to 3 edits each) of every seed of the fuzz target
+// `target` (tests/fuzz_targets.h). A mutant may be read whole or rejected with the reader's own error type; any other
+// exception fails the test with the mutant's size and trial number. Returns {accepted, rejected}, so a case can check
+// that the mutants reach both paths. Under AddressSanitizer (make SANITIZE=address) a read past a buffer is a crash,
+// which is the point. libFuzzer runs the same targets guided by coverage (make fuzz).
 struct FuzzCounts { int accepted = 0, rejected = 0; };
 int fuzz_scale();  // EP_FUZZ_SCALE (default 1): longer fuzzing runs, e.g. EP_FUZZ_SCALE=50 under SANITIZE=address
-
-template <class Rejected, class Target>
-FuzzCounts fuzz_mutants(const std::string& what, const std::string& seed, int iterations, uint64_t rng_seed,
-                        Target&& target) {
-  std::mt19937_64 rng(rng_seed);
-  FuzzCounts counts;
-  const int n = iterations * fuzz_scale();
-  for (int trial = 0; trial < n; ++trial) {
-    std::string m = seed;
-    const int edits = 1 + int(rng() % 3);
-    for (int e = 0; e < edits; ++e) m = mutate_bytes(m, rng);
-    try {
-      target(m);
-      ++counts.accepted;
-    } catch (const Rejected&) {
-      ++counts.rejected;
-    } catch (const std::exception& e) {
-      FAIL(what << " trial " << trial << " (" << m.size() << " bytes): unexpected exception: " << e.what());
-    }
-  }
-  if (fuzz_scale() > 1)
-    MESSAGE(what << ": " << n << " mutants, " << counts.accepted << " accepted, " << counts.rejected << " rejected");
-  return counts;
-}
+FuzzCounts fuzz_target_mutants(const std::string& target, int iterations, uint64_t rng_seed);
 
 }  // namespace ep::test
