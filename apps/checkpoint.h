@@ -36,7 +36,7 @@ inline void save(const std::string& path, const TrainState& s, Optimizer& opt, c
     if (st.defined()) t.emplace_back("optim." + std::to_string(i) + "." + name, st);
   });
   std::map<std::string, std::string> meta{{"format", "edgepipe-checkpoint"},
-                                          {"version", "2"},
+                                          {"version", "3"},
                                           {"step", std::to_string(opt.step_count())},
                                           {"epoch", std::to_string(at.epoch)},
                                           {"next_batch", std::to_string(at.next_batch)},
@@ -47,12 +47,18 @@ inline void save(const std::string& path, const TrainState& s, Optimizer& opt, c
 
 // Restores everything save() wrote; IOError naming the file when it is not a checkpoint of this state: a missing or
 // mis-shaped tensor, a metadata number that is not a whole non-negative decimal, a data cursor past the epoch's
-// `steps_per_epoch` batches (another --batch-size or data set). A checkpoint is input like any file: a cursor taken on
-// trust would index the epoch order out of bounds.
+// `steps_per_epoch` batches (another --batch-size or data set), a file checksum that is missing or does not match.
+// A checkpoint is input like any file: a cursor taken on trust would index the epoch order out of bounds.
 inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, int64_t steps_per_epoch) {
   SafetensorsFile f = read_safetensors(path);
   EP_CHECK(f.metadata.count("format") && f.metadata.at("format") == "edgepipe-checkpoint", IOError, path,
            ": not an edgepipe checkpoint");
+  // Version 3 carries the file checksum (verified by read_safetensors); version 2, before it, is still read.
+  const std::string version = f.metadata.count("version") ? f.metadata.at("version") : "";
+  EP_CHECK(version == "2" || version == "3", IOError, path, ": checkpoint version '", version,
+           "' is not one this edgepipe reads (2 or 3)");
+  EP_CHECK(version == "2" || f.checksum_verified, IOError, path, ": checkpoint has no checksum (",
+           kChecksumKey, ")");
   auto meta = [&](const std::string& k) -> const std::string& {
     auto it = f.metadata.find(k);
     EP_CHECK(it != f.metadata.end(), IOError, path, ": checkpoint has no '", k, "' in __metadata__");

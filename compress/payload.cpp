@@ -63,11 +63,20 @@ PayloadLayout payload_layout(Method m, const std::vector<uint32_t>& p, DType dty
                              const char* what) {
   EP_CHECK(dtype_supported(dtype), CompressError, "[", what, "] unsupported dtype ", dtype_name(dtype),
            " (expected f32 or f64)");
-  uint64_t n = 1;
+  // The product of the non-zero dimensions is bounded too: an empty tensor of shape [0, 2^40, 2^40] has no elements,
+  // but products of its other dimensions (lowrank_geometry's rows x cols) would overflow int64. Found by libFuzzer.
+  uint64_t n = 1, nonzero = 1;
   for (int64_t d : shape) {
     EP_CHECK(d >= 0, CompressError, "[", what, "] negative dimension in shape ", shape_str(shape));
-    n = d == 0 ? 0 : n * uint64_t(d);
-    EP_CHECK(n <= kMaxElements, CompressError, "[", what, "] shape ", shape_str(shape), " exceeds 2^40 elements");
+    if (d == 0) {
+      n = 0;
+      continue;
+    }
+    // Checked before multiplying: nonzero <= 2^40 and d <= 2^40 / nonzero, so no product wraps.
+    EP_CHECK(uint64_t(d) <= kMaxElements / nonzero, CompressError, "[", what, "] shape ", shape_str(shape),
+             " exceeds 2^40 elements (zero dimensions aside)");
+    nonzero *= uint64_t(d);
+    n *= uint64_t(d);
   }
   PayloadLayout L;
   switch (m) {

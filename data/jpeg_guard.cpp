@@ -10,7 +10,9 @@ std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
   // Bytes past the end read as 0, as stb's stbi__get8 returns at end of input.
   auto at = [&](size_t i) -> unsigned { return i < size ? data[i] : 0u; };
   size_t pos = 2;
-  bool after_scan = false;  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart
+  bool after_scan = false;
+  int frame = -1;                                // the SOF marker's low nibble: 0, 1 sequential, 2 progressive
+  bool dc_defined[4] = {}, ac_defined[4] = {};  // Huffman tables a DHT has defined so far  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart
   for (;;) {
     // The next marker. Where stb expects one at once and finds other bytes it either fails or (before the frame
     // header) skips them looking for 0xFF; scanning forward covers both.
@@ -40,8 +42,25 @@ std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
         for (size_t i = 0; i < 16; ++i) codes += at(t + 1 + i);
         if (codes > 256)
           return "DHT table " + std::to_string(table) + " declares " + std::to_string(codes) + " codes (at most 256)";
+        const unsigned kind = at(t) >> 4, id = at(t) & 15;  // stb rejects a class above 1 or an id above 3 itself
+        if (kind <= 1 && id <= 3) (kind == 0 ? dc_defined : ac_defined)[id] = true;
         t += 17 + codes;
         remaining -= long(17 + codes);
+      }
+    }
+    if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) frame = int(marker & 0x0F);
+    if (marker == 0xDA && frame >= 0) {  // SOS: [n][n x (component, DC table << 4 | AC table)][Ss][Se][Ah << 4 | Al]
+      const unsigned n = at(pos + 2);
+      const unsigned ss = at(pos + 3 + 2 * n), ah = at(pos + 5 + 2 * n) >> 4;
+      // What stb decodes with: a sequential scan both tables; a progressive DC scan its DC table on the first pass
+      // (a refinement reads raw bits); a progressive AC scan its AC table.
+      const bool uses_dc = frame != 2 || (ss == 0 && ah == 0), uses_ac = frame != 2 || ss != 0;
+      for (unsigned k = 0; k < n && k < 4; ++k) {
+        const unsigned dc = at(pos + 4 + 2 * k) >> 4, ac = at(pos + 4 + 2 * k) & 15;
+        if (uses_dc && dc <= 3 && !dc_defined[dc])
+          return "scan uses DC Huffman table " + std::to_string(dc) + ", which no DHT defined";
+        if (uses_ac && ac <= 3 && !ac_defined[ac])
+          return "scan uses AC Huffman table " + std::to_string(ac) + ", which no DHT defined";
       }
     }
     pos += length;

@@ -4,18 +4,23 @@
 #include "engine/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <charconv>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "engine/crc32c.h"
 #include "engine/json.h"  // kMaxJsonDepth: a valid header nests 3 deep
 #include <optional>
 #include <set>
@@ -77,6 +82,52 @@ int writer_dtype_index(DType t) {
 }
 
 std::string sys_error() { return std::strerror(errno); }
+
+// A writer killed mid-write (kill -9, power loss) leaves its temp file behind; the next write of the same path removes
+// the temps of writers that no longer run. Only processes of this machine are seen: two machines writing one path on
+// a shared file system would clash over the file itself anyway.
+void remove_stale_temps(const std::string& dir, const std::string& name) {
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    const std::string f = it->path().filename().string();
+    const std::string prefix = name + ".tmp.";
+    if (f.rfind(prefix, 0) != 0) continue;
+    const size_t dot = f.find('.', prefix.size());
+    if (dot == std::string::npos) continue;
+    pid_t pid = 0;
+    const auto [end, err] = std::from_chars(f.data() + prefix.size(), f.data() + dot, pid);
+    if (err != std::errc() || end != f.data() + dot || pid <= 0) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+  }
+}
+
+constexpr const char* kChecksumPlaceholder = "00000000";
+
+std::string hex8(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
+// Where the 8 hex digits of the checksum's value start in a header's text, or npos when the key is not there exactly
+// once as `"edgepipe.crc32c"` followed by `:` and a string of 8 hex digits (JSON whitespace allowed around the colon).
+size_t checksum_value_at(const std::string& header) {
+  const std::string key = std::string("\"") + kChecksumKey + "\"";
+  const size_t pos = header.find(key);
+  if (pos == std::string::npos || header.find(key, pos + 1) != std::string::npos) return std::string::npos;
+  auto skip_space = [&](size_t i) {
+    while (i < header.size() && (header[i] == ' ' || header[i] == '\t' || header[i] == '\n' || header[i] == '\r')) ++i;
+    return i;
+  };
+  size_t i = skip_space(pos + key.size());
+  if (i >= header.size() || header[i] != ':') return std::string::npos;
+  i = skip_space(i + 1);
+  if (i + 10 > header.size() || header[i] != '"' || header[i + 9] != '"') return std::string::npos;
+  for (size_t k = i + 1; k < i + 9; ++k)
+    if (!((header[k] >= '0' && header[k] <= '9') || (header[k] >= 'a' && header[k] <= 'f'))) return std::string::npos;
+  return i + 1;
+}
 
 // Strict UTF-8 as Rust's str::from_utf8 accepts it: no overlong forms, no surrogates, nothing above U+10FFFF.
 // Returns the offset of the first bad byte, or npos when the whole buffer is valid.
@@ -323,6 +374,28 @@ SafetensorsFile read_safetensors(const std::string& path) {
     pread_all(path, f.fd, t.raw_data(), e.end - e.begin, data_start + e.begin);
     out.tensors.emplace_back(e.name, std::move(t));
   }
+  if (auto it = out.metadata.find(kChecksumKey); it != out.metadata.end()) {
+    const size_t at = checksum_value_at(header);
+    if (at == std::string::npos || header.compare(at, 8, it->second) != 0)
+      fail(path, "InvalidChecksum", std::string("__metadata__ '") + kChecksumKey +
+                                        "' must appear once, as 8 lower-case hex digits");
+    header.replace(at, 8, kChecksumPlaceholder);  // the writer summed the placeholder
+    uint32_t crc = crc32c(len_bytes, 8);
+    crc = crc32c(header.data(), header.size(), crc);
+    // The data section in file order (contiguous, as validated above).
+    std::vector<size_t> order(out.tensors.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return entries[a].begin < entries[b].begin; });
+    for (size_t i : order) {
+      const Tensor& t = out.tensors[i].second;
+      if (t.nbytes()) crc = crc32c(t.raw_data(), t.nbytes(), crc);
+    }
+    if (hex8(crc) != it->second)
+      fail(path, "ChecksumMismatch", "the file's CRC-32C is " + hex8(crc) + ", its header records " + it->second +
+                                         " (the file was corrupted or modified after it was written)");
+    out.metadata.erase(it);
+    out.checksum_verified = true;
+  }
   return out;
 }
 
@@ -344,9 +417,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   });
 
   ojson header = ojson::object();
-  if (!metadata.empty()) {
+  {
     ojson m = ojson::object();
-    for (const auto& [k, v] : metadata) m[k] = v;
+    for (const auto& [k, v] : metadata)
+      if (k != kChecksumKey) m[k] = v;  // the writer's own key: a caller's copy (e.g. re-saved metadata) is replaced
+    m[kChecksumKey] = kChecksumPlaceholder;
     header["__metadata__"] = std::move(m);
   }
   uint64_t offset = 0;
@@ -369,8 +444,17 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     EP_THROW(ValueError, path, ": cannot encode the header: ", e.what());
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // the reference pads with spaces so the data start 8-aligned
+  const size_t checksum_at = checksum_value_at(text);
+  EP_CHECK(checksum_at != std::string::npos, Error, path, ": [write_safetensors] checksum placeholder not found");
 
-  write_file_atomic_stream(path, [&](const ByteSink& sink) {
+  // The checksum covers the whole file with its own 8 digits read as '0's: the sum is taken as the bytes stream out,
+  // then the digits are written over the placeholder before the file is synced and renamed into place.
+  uint32_t crc = 0;
+  write_file_atomic_stream(path, [&](const ByteSink& file) {
+    const ByteSink sink = [&](const void* data, size_t nbytes) {
+      if (nbytes) crc = crc32c(data, nbytes, crc);
+      file(data, nbytes);
+    };
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; ++i) len_bytes[i] = (uint64_t(text.size()) >> (8 * i)) & 0xff;
     sink(len_bytes, 8);
@@ -383,20 +467,22 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
                ": tensor '", name, "' has storage smaller than its shape ", shape_str(host.shape()));
       sink(host.nbytes() ? host.raw_data() : nullptr, host.nbytes());
     }
-  });
+  }, [&](const BytePatch& patch) { patch(8 + checksum_at, hex8(crc)); });
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   write_file_atomic_stream(path, [&](const ByteSink& sink) { sink(bytes.data(), bytes.size()); });
 }
 
-void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
+void write_file_atomic_stream(const std::string& path, const std::function<void(const ByteSink&)>& produce,
+                              const std::function<void(const BytePatch&)>& finish) {
   EP_CHECK(!path.empty(), IOError, "[write_file_atomic] empty path");
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   // Same directory, so rename() is atomic; pid + counter keeps concurrent writers (threads or processes) apart.
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  remove_stale_temps(dir, path.substr(slash == std::string::npos ? 0 : slash + 1));
 
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) EP_THROW(IOError, path, ": cannot create temp file ", tmp, ": ", sys_error());
@@ -414,6 +500,17 @@ void write_file_atomic_stream(const std::string& path, const std::function<void(
       }
     };
     produce(sink);
+    if (finish) {
+      finish([&](uint64_t offset, const std::string& bytes) {
+        size_t done = 0;
+        while (done < bytes.size()) {
+          const ssize_t put = ::pwrite(fd, bytes.data() + done, bytes.size() - done, off_t(offset + done));
+          if (put < 0 && errno == EINTR) continue;
+          if (put < 0) EP_THROW(IOError, path, ": write failed: ", sys_error());
+          done += size_t(put);
+        }
+      });
+    }
     if (::fsync(fd) != 0) EP_THROW(IOError, path, ": fsync failed: ", sys_error());
     const int closing = fd;
     fd = -1;  // close() releases the descriptor even when it reports an error

@@ -107,6 +107,40 @@ TEST_CASE("checkpoint: wrong state, bad numbers and a cursor past the epoch are 
   CHECK(test::contains(missing, "b"));
 }
 
+TEST_CASE("checkpoint: version 3 must carry a matching checksum; version 2 (before checksums) is still read") {
+  test::TempDir dir;
+  const std::string path = (dir.path / "ck.safetensors").string();
+  Toy a;
+  a.step();
+  ckpt::save(path, a.state, a.opt, {1, 2}, nlohmann::json::object());
+  auto error = [&] {
+    Toy t;
+    return test::error_of<IOError>([&] { ckpt::load(path, t.state, t.opt, 5); });
+  };
+  CHECK(error().empty());
+  // Take the checksum out by hand, keeping the header's length: its entry becomes JSON whitespace.
+  const std::string saved = slurp(path);
+  std::string bare = saved;
+  const size_t at = bare.find(",\"edgepipe.crc32c\":\"");
+  REQUIRE(at != std::string::npos);
+  bare.replace(at, 29, std::string(29, ' '));
+  std::ofstream(path, std::ios::binary) << bare;
+  CHECK(test::contains(error(), "ck.safetensors: checkpoint has no checksum (edgepipe.crc32c)"));
+  std::string v2 = bare;
+  v2.replace(v2.find("\"version\":\"3\""), 13, "\"version\":\"2\"");
+  std::ofstream(path, std::ios::binary) << v2;
+  CHECK(error().empty());
+  std::string v9 = bare;
+  v9.replace(v9.find("\"version\":\"3\""), 13, "\"version\":\"9\"");
+  std::ofstream(path, std::ios::binary) << v9;
+  CHECK(test::contains(error(), "ck.safetensors: checkpoint version '9' is not one this edgepipe reads (2 or 3)"));
+  // A flipped bit in the momentum buffer of a version 3 file.
+  std::string flipped = saved;
+  flipped[flipped.size() - 2] = char(flipped[flipped.size() - 2] ^ 1);
+  std::ofstream(path, std::ios::binary) << flipped;
+  CHECK(test::contains(error(), "ck.safetensors: ChecksumMismatch: "));
+}
+
 TEST_CASE("json_lines: a fresh run starts the log empty; a resume keeps the earlier steps' lines and drops a torn one") {
   test::TempDir dir;
   const std::string path = (dir.path / "metrics.jsonl").string();

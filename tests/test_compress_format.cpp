@@ -187,6 +187,15 @@ TEST_CASE("compress payload: truncated and corrupt buffers raise CompressError w
   CHECK(error_of<CompressError>([&] { Payload::parse(huge); }).find("receiver's limit") != std::string::npos);
   CHECK(error_of<CompressError>([&] { Payload::parse(huge, ~uint64_t(0)); }).find("exceeds 2^40") !=
         std::string::npos);
+  // Found by libFuzzer (tests/fuzz/regressions/payload): an empty tensor whose other dimensions multiply past int64
+  // (lowrank_geometry's rows x cols overflowed), and dimensions whose product wrapped uint64 to 0, read as empty.
+  for (const Shape& s : {Shape{0, int64_t(1) << 40, int64_t(1) << 40}, Shape{int64_t(1) << 40, int64_t(1) << 24},
+                         Shape{int64_t(1) << 32, int64_t(1) << 32, 0}}) {
+    INFO(shape_str(s));
+    CHECK(error_of<CompressError>([&] { payload_layout(Method::none, {}, DType::f32, s, "payload"); })
+              .find("exceeds 2^40 elements") != std::string::npos);
+  }
+  CHECK(payload_layout(Method::none, {}, DType::f32, {0, int64_t(1) << 20, 3}, "payload").code_bytes == 0);
   // A decompression bomb: a top-k payload keeping 1 value of a [65536, 65535] tensor (16 GiB) is 55 bytes.
   Payload bomb;
   bomb.method = Method::topk;

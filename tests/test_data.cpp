@@ -773,7 +773,7 @@ TEST_CASE("data: synthetic shapes are balanced, deterministic per seed, and draw
   CHECK_THROWS_AS(make_synthetic_shapes(opt), ValueError);
 }
 
-TEST_CASE("data: jpeg_huffman_hazard finds Huffman tables of more than 256 codes where stb_image reads them") {
+TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman tables where stb_image reads them") {
   // Hand-made marker streams (ITU T.81 B.2): SOI, then segments; a DHT table is [class<<4|id][16 counts][values].
   auto seg = [](uint8_t marker, const std::string& body) {
     const size_t len = body.size() + 2;
@@ -812,6 +812,29 @@ TEST_CASE("data: jpeg_huffman_hazard finds Huffman tables of more than 256 codes
   // Truncated inside the counts: stb reads zeros past the end, so 255 codes stay in bounds and 255 + 45 do not.
   CHECK(hazard(soi + seg(0xC4, hostile).substr(0, 6)) == "");
   CHECK(hazard(soi + seg(0xC4, hostile).substr(0, 7)) != "");
+
+  // A scan whose tables no DHT defined (stb would decode with uninitialized memory). SOF0 of one component; an SOS
+  // of one component: [1][id 1, DC << 4 | AC][Ss 0][Se 63][Ah/Al 0].
+  const std::string sof0 = seg(0xC0, std::string("\x08\x00\x10\x00\x10\x01\x01\x11\x00", 9));
+  const std::string sof2 = seg(0xC2, std::string("\x08\x00\x10\x00\x10\x01\x01\x11\x00", 9));
+  auto sos = [&](uint8_t tables, uint8_t ss, uint8_t se, uint8_t ahal) {
+    return seg(0xDA, std::string{'\x01', '\x01', char(tables), char(ss), char(se), char(ahal)}) + "\x12\x34";
+  };
+  const std::string dc0 = table(0x00, {0, 1, 5, 1}), ac0 = table(0x10, {0, 2, 1, 3}), ac1 = table(0x11, {0, 2, 1});
+  CHECK(hazard(soi + sof0 + seg(0xC4, dc0 + ac0) + sos(0x00, 0, 63, 0) + eoi) == "");
+  CHECK(hazard(soi + sof0 + seg(0xC4, dc0 + ac1) + sos(0x00, 0, 63, 0) + eoi) ==
+        "scan uses AC Huffman table 0, which no DHT defined");
+  CHECK(hazard(soi + sof0 + seg(0xC4, ac0) + sos(0x00, 0, 63, 0) + eoi) ==
+        "scan uses DC Huffman table 0, which no DHT defined");
+  CHECK(hazard(soi + sof0 + seg(0xC4, dc0 + ac1) + sos(0x01, 0, 63, 0) + eoi) == "");  // AC table 1 it is
+  // Tables defined after the scan that needs them come too late.
+  CHECK(hazard(soi + sof0 + sos(0x00, 0, 63, 0) + seg(0xC4, dc0 + ac0) + eoi) != "");
+  // Progressive: a first DC scan needs its DC table only, a DC refinement none, an AC scan its AC table only.
+  CHECK(hazard(soi + sof2 + seg(0xC4, dc0) + sos(0x00, 0, 0, 0x01) + eoi) == "");
+  CHECK(hazard(soi + sof2 + sos(0x00, 0, 0, 0x10) + eoi) == "");
+  CHECK(hazard(soi + sof2 + seg(0xC4, ac1) + sos(0x01, 1, 5, 0) + eoi) == "");
+  CHECK(hazard(soi + sof2 + seg(0xC4, dc0) + sos(0x00, 1, 5, 0) + eoi) ==
+        "scan uses AC Huffman table 0, which no DHT defined");
 
   const std::string sample = kCifarDir + "/image-folder-sample/test/cat/0000.jpg";
   if (!have_file(sample)) return;

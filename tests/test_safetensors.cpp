@@ -5,12 +5,17 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/crc32c.h"
 #include "engine/safetensors.h"
 #include "tests/test_util.h"
 
@@ -212,19 +217,31 @@ TEST_CASE("safetensors: CUDA tensors are written from the host copy and read bac
   CHECK(st.find("g")->to_double_vector() == std::vector<double>{1.5, -2, 3});
 }
 
-TEST_CASE("safetensors: writer bytes match the reference layout exactly") {
+TEST_CASE("safetensors: writer bytes match the reference layout exactly, plus the checksum in __metadata__") {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
+  // The expected file: the reference layout (header padded with spaces to a multiple of 8, data little-endian), whose
+  // __metadata__ holds the CRC-32C of the file with the 8 digits read as '0' (crc32c is checked against RFC 3720).
+  auto expected = [](std::string header, const std::string& data) {
+    header.append((8 - header.size() % 8) % 8, ' ');
+    std::string file = le64(header.size()) + header + data;
+    const size_t at = file.find("00000000");
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", crc32c(file.data(), file.size()));
+    return file.replace(at, 8, hex);
+  };
   write_safetensors(path, {{"x", from_vector({1, 2}, {2}, DType::f32)}});
-  // 54 header bytes padded with 2 spaces to 56; 1.0f = 0x3F800000, 2.0f = 0x40000000, stored little-endian.
-  const std::string header = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  ";
-  const std::string data("\x00\x00\x80\x3f\x00\x00\x00\x40", 8);
-  CHECK(get_file(path) == le64(56) + header + data);
+  // 1.0f = 0x3F800000, 2.0f = 0x40000000, stored little-endian.
+  CHECK(get_file(path) ==
+        expected(R"({"__metadata__":{"edgepipe.crc32c":"00000000"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                 std::string("\x00\x00\x80\x3f\x00\x00\x00\x40", 8)));
 
-  // Metadata comes first in the header; a tensor-free file is just the padded header.
+  // Metadata comes first in the header, the checksum after the caller's keys; a tensor-free file is just the header.
   write_safetensors(path, {}, {{"k", "v"}});
-  // {"__metadata__":{"k":"v"}} is 26 bytes, padded with 6 spaces to 32.
-  CHECK(get_file(path) == le64(32) + "{\"__metadata__\":{\"k\":\"v\"}}      ");
+  CHECK(get_file(path) == expected(R"({"__metadata__":{"k":"v","edgepipe.crc32c":"00000000"}})", ""));
+  const SafetensorsFile back = read_safetensors(path);
+  CHECK(back.checksum_verified);
+  CHECK(back.metadata == std::map<std::string, std::string>{{"k", "v"}});  // the checksum is the reader's business
 }
 
 TEST_CASE("safetensors: writer orders by dtype alignment (reference enum, largest first), then name") {
@@ -249,7 +266,8 @@ TEST_CASE("safetensors: writer orders by dtype alignment (reference enum, larges
   CHECK(n % 8 == 0);
   auto header = nlohmann::ordered_json::parse(bytes.substr(8, n));
   std::vector<std::string> names;
-  for (auto it = header.begin(); it != header.end(); ++it) names.push_back(it.key());
+  for (auto it = header.begin(); it != header.end(); ++it)
+    if (it.key() != "__metadata__") names.push_back(it.key());
   CHECK(names == expect);
   // One element each, of 8,8,4,4,4,2,2,2,1,1 bytes: every tensor starts at a multiple of its element size.
   const std::vector<uint64_t> begins{0, 8, 16, 20, 24, 28, 30, 32, 34, 35};
@@ -506,4 +524,147 @@ TEST_CASE("safetensors: unwritable destinations are IOErrors and leave nothing b
   CHECK_THROWS_AS(write_file_atomic(dir.file("taken"), "bytes"), IOError);
   CHECK(fs::is_directory(dir.path / "taken"));
   CHECK(dir.entries() == std::vector<std::string>{"taken"});
+}
+
+namespace ep {
+uint32_t crc32c_portable(const void* data, size_t size, uint32_t crc);  // crc32c.cpp's table path
+}
+
+TEST_CASE("crc32c: RFC 3720 B.4 vectors and the check value; the SSE4.2 and table paths agree at every length") {
+  CHECK(crc32c("123456789", 9) == 0xE3069283u);  // the CRC catalogue's check value for CRC-32/ISCSI
+  std::string zeros(32, '\0'), ff(32, '\xff'), up(32, '\0'), down(32, '\0');
+  for (int i = 0; i < 32; ++i) up[size_t(i)] = char(i), down[size_t(i)] = char(31 - i);
+  CHECK(crc32c(zeros.data(), 32) == 0x8A9136AAu);
+  CHECK(crc32c(ff.data(), 32) == 0x62A8AB43u);
+  CHECK(crc32c(up.data(), 32) == 0x46DD794Eu);
+  CHECK(crc32c(down.data(), 32) == 0x113FDB5Cu);
+  CHECK(crc32c(nullptr, 0) == 0u);
+  std::mt19937_64 rng(5);
+  std::string r(300, '\0');
+  for (char& c : r) c = char(rng());
+  for (size_t off = 0; off < 8; ++off)
+    for (size_t len = 0; off + len <= r.size(); len += 1 + len / 16) {
+      const uint32_t whole = crc32c(r.data() + off, len);
+      CHECK(whole == crc32c_portable(r.data() + off, len, 0));
+      const size_t cut = len / 3;  // incremental: crc(b, crc(a)) == crc(a + b)
+      CHECK(crc32c(r.data() + off + cut, len - cut, crc32c(r.data() + off, cut)) == whole);
+    }
+}
+
+TEST_CASE("safetensors: the checksum catches a changed byte in header or data; a malformed one is rejected") {
+  TempDir dir;
+  const std::string path = dir.file("c.safetensors");
+  write_safetensors(path, {{"w", from_vector({1, 2, 3}, {3}, DType::f32)}, {"b", from_vector({4}, {1}, DType::f64)}},
+                    {{"step", "12"}});
+  const std::string good = get_file(path);
+  CHECK(read_safetensors(path).checksum_verified);
+  auto with = [&](std::string bytes) {
+    std::ofstream(path, std::ios::binary) << bytes;
+    return load_error(dir, bytes);
+  };
+  // A metadata number (still valid JSON, still a valid file): only the checksum can tell.
+  std::string m = good;
+  m.replace(m.find("\"12\""), 4, "\"13\"");
+  CHECK(test::contains(with(m), ": ChecksumMismatch: "));
+  // Every single-bit flip in the data section.
+  for (size_t at = good.size() - 16; at < good.size(); ++at) {
+    std::string d = good;
+    d[at] = char(d[at] ^ 0x10);
+    const std::string msg = with(d);
+    INFO("byte " << at << ": " << msg);
+    CHECK(test::contains(msg, ": ChecksumMismatch: "));
+  }
+  // The value itself: not 8 lower-case hex digits.
+  std::string bad = good;
+  const size_t v = bad.find("\"edgepipe.crc32c\":\"") + 19;
+  bad.replace(v, 8, "zzzzzzzz");
+  CHECK(test::contains(with(bad), ": InvalidChecksum: "));
+  std::string upper = good;
+  for (size_t k = v; k < v + 8; ++k) upper[k] = char(std::toupper(static_cast<unsigned char>(upper[k])));
+  if (upper != good) CHECK(test::contains(with(upper), ": InvalidChecksum: "));
+  // A file from another writer, without the key, loads unverified.
+  const std::string other = st_bytes(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0'));
+  CHECK(with(other) == "");
+  CHECK_FALSE(read_safetensors(path).checksum_verified);
+}
+
+TEST_CASE("safetensors: killed at random points while rewriting a file, the file is always a whole old or new one") {
+  // reliability.md goal 13: a child rewrites one path over and over (versions 1, 2, ...); the parent kills it with
+  // SIGKILL at a random moment, then the file must load, checksum verified, as one complete version.
+  TempDir dir;
+  const std::string path = dir.file("ck.safetensors");
+  // Two contents of 256 KiB (so a kill often lands mid-write), made before any fork: the child only writes. Version v
+  // holds content v % 2.
+  std::vector<std::vector<std::pair<std::string, Tensor>>> content(2);
+  std::vector<std::vector<double>> values(2, std::vector<double>(65536));
+  for (int c = 0; c < 2; ++c) {
+    for (size_t i = 0; i < values[size_t(c)].size(); ++i) values[size_t(c)][i] = double(c * 7 + int(i % 1000));
+    content[size_t(c)] = {{"w", from_vector(values[size_t(c)], {65536}, DType::f32)}};
+  }
+  auto version = [&](int v) -> const std::vector<std::pair<std::string, Tensor>>& { return content[size_t(v % 2)]; };
+  write_safetensors(path, version(0), {{"version", "0"}});
+  std::mt19937_64 rng(13);
+  int trials = 0, mid_write = 0;
+  for (; trials < 200; ++trials) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {  // only the writer runs here: no doctest, no threads of our own
+      for (int v = 1;; ++v) write_safetensors(path, version(v), {{"version", std::to_string(v)}});
+    }
+    ::usleep(useconds_t(rng() % 20000));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFSIGNALED(status));
+    const SafetensorsFile f = read_safetensors(path);
+    REQUIRE(f.checksum_verified);
+    const int v = std::stoi(f.metadata.at("version"));
+    REQUIRE(f.find("w")->to_double_vector() == values[size_t(v % 2)]);
+    for (const auto& e : fs::directory_iterator(dir.path)) mid_write += e.path().filename() != "ck.safetensors";
+  }
+  MESSAGE(trials << " kills; " << mid_write << " left a temp file behind (killed mid-write)");
+  CHECK(mid_write > 10);  // the kills did land inside writes
+  // The next write removes the temps of the killed writers.
+  write_safetensors(path, version(1), {{"version", "1"}});
+  CHECK(dir.entries() == std::vector<std::string>{"ck.safetensors"});
+}
+
+TEST_CASE("safetensors: a write that fails for lack of space (file size limit) reaches the caller, the old file intact") {
+  // EFBIG from RLIMIT_FSIZE stands in for ENOSPC: the same failing write(2), without a full disk. In a child, so the
+  // limit stays there; SIGXFSZ is ignored so that write returns the error instead of killing the process.
+  TempDir dir;
+  const std::string path = dir.file("ck.safetensors");
+  write_safetensors(path, {{"w", from_vector({1, 2}, {2}, DType::f32)}});
+  const std::string before = get_file(path);
+  const std::vector<std::pair<std::string, Tensor>> big{{"w", zeros({65536})}};  // made before the fork
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit lim{64 * 1024, 64 * 1024};
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    std::string msg = "no error";
+    try {
+      write_safetensors(path, big);  // 256 KiB
+    } catch (const IOError& e) {
+      msg = e.what();
+    } catch (const std::exception& e) {
+      msg = std::string("other: ") + e.what();
+    }
+    (void)!::write(fds[1], msg.data(), msg.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string msg;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) msg.append(buf, size_t(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  INFO(msg);
+  CHECK(test::contains(msg, path + ": write failed: File too large"));
+  CHECK(get_file(path) == before);
+  CHECK(dir.entries() == std::vector<std::string>{"ck.safetensors"});
 }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -194,6 +195,35 @@ TEST_CASE("train_cv: bad input is one line and a non-zero exit") {
   CHECK(r.status == 1);
   CHECK(r.out.find("bad.safetensors") != std::string::npos);
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  fs::remove_all(d);
+}
+
+TEST_CASE("train_cv: a checkpoint that cannot be written ends the run with one line; the previous one stays usable") {
+  if (!have_trainer()) return;
+  const std::string d = tmpdir("fsize");
+  const std::string ck = d + "/checkpoint.safetensors";
+  Run r = run(std::string(kTiny) + " --max-steps 1 --out " + d);
+  REQUIRE(r.status == 0);
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string before = slurp(ck);
+  REQUIRE(before.size() > 256 * 1024);
+  // The file size limit (in the shell, inherited by the trainer) makes the next checkpoint's write fail with EFBIG,
+  // the same failing write(2) as a full disk; SIGXFSZ ignored so that the write returns the error.
+  r = ep::test::run_command("trap '' XFSZ; ulimit -f 256; " + ep::test::app_path("train_cv") + " " + kTiny +
+                            " --max-steps 2 --resume " + ck + " --out " + d);
+  CHECK(r.status == 1);
+  // Besides the --log-steps line of step 2 (stdout, so it may come after), one line says what failed.
+  std::vector<std::string> other;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("step ", 0) != 0) other.push_back(line);
+  CHECK(other == std::vector<std::string>{"train_cv: " + ck + ": write failed: File too large"});
+  CHECK(slurp(ck) == before);
+  r = run(std::string(kTiny) + " --max-steps 2 --resume " + ck + " --out " + d);  // and it still resumes
+  CHECK(r.status == 0);
   fs::remove_all(d);
 }
 
