@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <fstream>
 #include <system_error>
 #include <thread>
@@ -22,6 +24,19 @@
 #define STBI_ONLY_PNG
 #define STBI_NO_STDIO
 #define STBI_MAX_DIMENSIONS (1 << 16)
+// stb's internal consistency checks are assert() by default: a hostile file that got past the guards would abort the
+// whole run. As an exception the file is reported like any other corrupt image (what stb had allocated for that image
+// leaks: a few KiB per such file, against losing the run).
+namespace ep::data {
+struct StbCheckFailed : std::runtime_error { using std::runtime_error::runtime_error; };
+[[noreturn]] inline void stb_check_failed(const char* what) { throw StbCheckFailed(what); }
+// stb copies zero bytes from or to a null buffer (a PNG's empty first IDAT chunk), undefined for memcpy even with
+// size 0 (UBSan, found by libFuzzer). <cstring> is included above, so stb's own #include <string.h> is a no-op and
+// its memcpy calls come here.
+inline void* stb_memcpy(void* dst, const void* src, size_t n) { return n ? std::memcpy(dst, src, n) : dst; }
+}  // namespace ep::data
+#define STBI_ASSERT(x) ((x) ? (void)0 : ep::data::stb_check_failed(#x))
+#define memcpy ep::data::stb_memcpy
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -29,6 +44,7 @@
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #endif
 #include <stb/stb_image.h>
+#undef memcpy
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -70,8 +86,13 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
   EP_CHECK(hazard.empty(), IOError, path, ": corrupt JPEG (", hazard, ")");
   int w = 0, h = 0, comp = 0;
   // The header only: dimensions are checked before stb allocates the decoded pixels.
-  EP_CHECK(stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp), IOError, path,
-           ": not a readable JPEG or PNG (", stbi_failure_reason(), ")");
+  bool readable = false;
+  try {
+    readable = stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp);
+  } catch (const StbCheckFailed& e) {
+    EP_THROW(IOError, path, ": corrupt image (stb_image's check failed: ", e.what(), ")");
+  }
+  EP_CHECK(readable, IOError, path, ": not a readable JPEG or PNG (", stbi_failure_reason(), ")");
   EP_CHECK(w > 0 && h > 0 && w <= opt.max_dimension && h <= opt.max_dimension, IOError, path, ": image of ", w, "x",
            h, " exceeds the dimension limit of ", opt.max_dimension);
   EP_CHECK(int64_t(w) * int64_t(h) <= opt.max_pixels, IOError, path, ": image of ", w, "x", h, " = ",
@@ -80,7 +101,12 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
            opt.height, " (no resize)");
   int dw = 0, dh = 0, dc = 0;
   // req_comp = 3: grey and RGBA become RGB, so every image has the same layout.
-  uint8_t* px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &dw, &dh, &dc, 3);
+  uint8_t* px = nullptr;
+  try {
+    px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &dw, &dh, &dc, 3);
+  } catch (const StbCheckFailed& e) {
+    EP_THROW(IOError, path, ": corrupt image (stb_image's check failed: ", e.what(), ")");
+  }
   EP_CHECK(px != nullptr, IOError, path, ": corrupt image (", stbi_failure_reason(), ")");
   if (dw != w || dh != h) {
     stbi_image_free(px);

@@ -6,10 +6,14 @@
 namespace ep::data {
 
 std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
-  if (size < 2 || data[0] != 0xFF || data[1] != 0xD8) return "";  // not a JPEG (SOI): stb decides
+  // SOI, after any number of 0xFF fill bytes (stb accepts FF FF D8 as well; found by libFuzzer). Else not a JPEG:
+  // stb decides.
+  size_t pos = 0;
+  while (pos < size && data[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= size || data[pos] != 0xD8) return "";
+  ++pos;
   // Bytes past the end read as 0, as stb's stbi__get8 returns at end of input.
   auto at = [&](size_t i) -> unsigned { return i < size ? data[i] : 0u; };
-  size_t pos = 2;
   bool after_scan = false;
   int frame = -1;                                // the SOF marker's low nibble: 0, 1 sequential, 2 progressive
   bool dc_defined[4] = {}, ac_defined[4] = {};  // Huffman tables a DHT has defined so far  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart

@@ -403,7 +403,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
                        const std::map<std::string, std::string>& metadata) {
   std::set<std::string> seen;
   for (const auto& [name, t] : tensors) {
-    EP_CHECK(name != "__metadata__", ValueError, path, ": the tensor name \"__metadata__\" is reserved");
+    EP_CHECK(name != "__metadata__" && name != kChecksumKey, ValueError, path, ": the tensor name \"", name,
+             "\" is reserved");
     EP_CHECK(seen.insert(name).second, ValueError, path, ": tensor '", name, "' given twice");
     EP_CHECK(t.defined(), ValueError, path, ": tensor '", name, "' is undefined");
   }
@@ -445,6 +446,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // the reference pads with spaces so the data start 8-aligned
   const size_t checksum_at = checksum_value_at(text);
+  // Names and keys that could repeat the placeholder's text are refused above, so this would be a bug here.
   EP_CHECK(checksum_at != std::string::npos, Error, path, ": [write_safetensors] checksum placeholder not found");
 
   // The checksum covers the whole file with its own 8 digits read as '0's: the sum is taken as the bytes stream out,

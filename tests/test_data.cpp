@@ -801,6 +801,8 @@ TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman table
   CHECK(hazard(soi + seg(0xC4, hostile) + eoi) == "DHT table 0 declares 300 codes (at most 256)");
   CHECK(hazard(soi + seg(0xC4, fine + hostile) + eoi) == "DHT table 1 declares 300 codes (at most 256)");
   CHECK(hazard(soi + "\xFF\xFF\xFF" + seg(0xC4, hostile).substr(1)) != "");  // fill bytes before the marker
+  CHECK(hazard("\xFF" + soi + seg(0xC4, hostile) + eoi) != "");               // and before SOI (stb skips them)
+  CHECK(hazard("\xFF\xFF\xFF" + soi + seg(0xC4, fine) + eoi) == "");
   // Between scans (progressive JPEGs): after SOS, FF 00 is a stuffed byte and FF D3 a restart, not markers.
   const std::string scan = seg(0xDA, std::string(10, '\x01')) + "\x12\xFF\x00\x34\xFF\xD3\x56";
   CHECK(hazard(soi + scan + seg(0xC4, hostile) + eoi) != "");

@@ -508,6 +508,7 @@ TEST_CASE("safetensors: a failing write leaves the existing destination intact a
   // Names the format cannot hold are refused before any file is touched.
   CHECK_THROWS_AS(write_safetensors(path, {{"x", ones({1})}, {"x", ones({1})}}), ValueError);
   CHECK_THROWS_AS(write_safetensors(path, {{"__metadata__", ones({1})}}), ValueError);
+  CHECK_THROWS_AS(write_safetensors(path, {{"edgepipe.crc32c", ones({1})}}), ValueError);
   CHECK_THROWS_AS(write_safetensors(path, {{"u", Tensor()}}), ValueError);
   CHECK(get_file(path) == before);
   CHECK(dir.entries() == std::vector<std::string>{"model.safetensors"});
