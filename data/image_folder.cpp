@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "data/jpeg_guard.h"
+#include "data/png_guard.h"
 #include "engine/check.h"
 
 // Static functions so another file that includes stb_image (say, an image writer's tests) cannot clash at link
@@ -84,6 +85,8 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
   // Before stb sees any byte (stbi_info reads the tables in front of the frame header too).
   const std::string hazard = jpeg_huffman_hazard(bytes.data(), bytes.size());
   EP_CHECK(hazard.empty(), IOError, path, ": corrupt JPEG (", hazard, ")");
+  const std::string png_hazard = png_chunk_hazard(bytes.data(), bytes.size());
+  EP_CHECK(png_hazard.empty(), IOError, path, ": corrupt PNG (", png_hazard, ")");
   int w = 0, h = 0, comp = 0;
   // The header only: dimensions are checked before stb allocates the decoded pixels.
   bool readable = false;

@@ -23,6 +23,7 @@
 #include "data/cifar10.h"
 #include "data/image_folder.h"
 #include "data/jpeg_guard.h"
+#include "data/png_guard.h"
 #include "data/loader.h"
 #include "data/synthetic.h"
 #include "tests/test_util.h"
@@ -771,6 +772,27 @@ TEST_CASE("data: synthetic shapes are balanced, deterministic per seed, and draw
 
   opt.size = -1;
   CHECK_THROWS_AS(make_synthetic_shapes(opt), ValueError);
+}
+
+TEST_CASE("data: png_chunk_hazard finds chunks longer than the file before stb_image allocates for them") {
+  auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char((v >> 16) & 0xFF), char((v >> 8) & 0xFF), char(v & 0xFF)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& body, uint32_t declared) {
+    return be32(declared) + type + body + be32(0);  // the CRC is stb's business
+  };
+  auto hazard = [](const std::string& s) {
+    return png_chunk_hazard(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  const std::string sig("\x89PNG\r\n\x1A\n", 8), ihdr = chunk("IHDR", std::string(13, '\0'), 13);
+  CHECK(hazard("") == "");
+  CHECK(hazard("\xFF\xD8\xFF") == "");
+  CHECK(hazard(sig + ihdr + chunk("IDAT", "abc", 3) + chunk("IEND", "", 0)) == "");
+  CHECK(hazard(sig + ihdr + chunk("IDAT", "abc", 0x7FFFFF00u) + chunk("IEND", "", 0)) ==
+        "chunk IDAT declares 2147483392 bytes, 19 remain");
+  CHECK(hazard(sig + chunk("IHDR", std::string(13, '\0'), 18)) == "chunk IHDR declares 18 bytes, 17 remain");
+  CHECK(hazard(sig + ihdr + chunk("IEND", "", 0) + chunk("IDAT", "", 0x7FFFFF00u)) == "");  // after IEND stb stops
+  CHECK(hazard(sig + ihdr + "\x00\x00") == "");  // a torn chunk header: stb rejects it without allocating
 }
 
 TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman tables where stb_image reads them") {
