@@ -79,7 +79,8 @@ Model build_model(const cli::Options& o, int64_t classes, Device device) {
     // MobileNetV2's knobs would be silently ignored: a run labelled width 0.5 would train the full ResNet-18.
     for (const char* knob : {"width", "variant", "dropout"})
       if (o.given(knob))
-        o.fail(std::string("--") + knob + ": only for --model mobilenetv2 (ResNet-18 is the CIFAR variant, no dropout)");
+        o.fail(std::string("--") + knob +
+               ": only for --model mobilenetv2 (ResNet-18 is the CIFAR variant, no dropout)");
     nn::ResNetOptions ro;
     ro.num_classes = classes;
     ro.seed = uint64_t(o.integer("seed"));
@@ -184,7 +185,7 @@ int run(int argc, char** argv) {
   o.add("model", "string", "mobilenetv2", "mobilenetv2 | resnet18")
       .add("variant", "string", "cifar", "MobileNetV2 variant: cifar (32x32, stem stride 1) | imagenet (torchvision)")
       .add("width", "float", 1.0, "MobileNetV2 width multiplier")
-      .add("dropout", "float", 0.2, "MobileNetV2: dropout before the classifier (torchvision's 0.2; ResNet-18 has none)")
+      .add("dropout", "float", 0.2, "MobileNetV2: dropout before the classifier (torchvision's 0.2)")
       .add("data", "string", "synthetic", "synthetic | CIFAR-10 binary dir | image folder with train/ and test/")
       .add("synthetic-size", "int", 5000, "training images of the synthetic set (test: a fifth)")
       .add("epochs", "int", 5, "epochs")

@@ -56,6 +56,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Runs one stb call; a failed internal check of stb's (STBI_ASSERT above) becomes the file's IOError.
+template <class F>
+auto stb_call(const std::string& path, F&& call) {
+  try {
+    return call();
+  } catch (const StbCheckFailed& e) {
+    EP_THROW(IOError, path, ": corrupt image (stb_image's check failed: ", e.what(), ")");
+  }
+}
+
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
@@ -89,12 +99,8 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
   EP_CHECK(png_hazard.empty(), IOError, path, ": corrupt PNG (", png_hazard, ")");
   int w = 0, h = 0, comp = 0;
   // The header only: dimensions are checked before stb allocates the decoded pixels.
-  bool readable = false;
-  try {
-    readable = stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp);
-  } catch (const StbCheckFailed& e) {
-    EP_THROW(IOError, path, ": corrupt image (stb_image's check failed: ", e.what(), ")");
-  }
+  const bool readable =
+      stb_call(path, [&] { return stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp) != 0; });
   EP_CHECK(readable, IOError, path, ": not a readable JPEG or PNG (", stbi_failure_reason(), ")");
   EP_CHECK(w > 0 && h > 0 && w <= opt.max_dimension && h <= opt.max_dimension, IOError, path, ": image of ", w, "x",
            h, " exceeds the dimension limit of ", opt.max_dimension);
@@ -104,12 +110,8 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
            opt.height, " (no resize)");
   int dw = 0, dh = 0, dc = 0;
   // req_comp = 3: grey and RGBA become RGB, so every image has the same layout.
-  uint8_t* px = nullptr;
-  try {
-    px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &dw, &dh, &dc, 3);
-  } catch (const StbCheckFailed& e) {
-    EP_THROW(IOError, path, ": corrupt image (stb_image's check failed: ", e.what(), ")");
-  }
+  uint8_t* px =
+      stb_call(path, [&] { return stbi_load_from_memory(bytes.data(), int(bytes.size()), &dw, &dh, &dc, 3); });
   EP_CHECK(px != nullptr, IOError, path, ": corrupt image (", stbi_failure_reason(), ")");
   if (dw != w || dh != h) {
     stbi_image_free(px);

@@ -14,9 +14,9 @@ std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
   ++pos;
   // Bytes past the end read as 0, as stb's stbi__get8 returns at end of input.
   auto at = [&](size_t i) -> unsigned { return i < size ? data[i] : 0u; };
-  bool after_scan = false;
-  int frame = -1;                                // the SOF marker's low nibble: 0, 1 sequential, 2 progressive
-  bool dc_defined[4] = {}, ac_defined[4] = {};  // Huffman tables a DHT has defined so far  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart
+  bool after_scan = false;  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart
+  int frame = -1;            // the SOF marker's low nibble: 0, 1 sequential, 2 progressive
+  bool dc_defined[4] = {}, ac_defined[4] = {};  // Huffman tables a DHT has defined so far
   for (;;) {
     // The next marker. Where stb expects one at once and finds other bytes it either fails or (before the frame
     // header) skips them looking for 0xFF; scanning forward covers both.

@@ -1,5 +1,5 @@
 // crc32c.cpp — CRC-32C, reflected polynomial 0x82F63B78: the crc32 instruction (SSE4.2) 8 bytes at a time when
-// present, else slicing-by-8 tables. Not vectorized across several streams: a checkpoint's checksum is not a bottleneck.
+// present, else slicing-by-8 tables. Not interleaved across streams: a checkpoint's checksum is no bottleneck.
 #include "engine/crc32c.h"
 
 #include <array>

@@ -231,7 +231,9 @@ std::vector<std::string> seeds_image() {
   out.push_back(selected(0, std::string_view(reinterpret_cast<char*>(png), size_t(len))));
   STBIW_FREE(png);
   std::string jpg = selected(1, "");
-  auto append = [](void* ctx, void* d, int n) { static_cast<std::string*>(ctx)->append(static_cast<char*>(d), size_t(n)); };
+  auto append = [](void* ctx, void* d, int n) {
+    static_cast<std::string*>(ctx)->append(static_cast<char*>(d), size_t(n));
+  };
   expect(stbi_write_jpg_to_func(append, &jpg, 32, 32, 3, rgb.data(), 90) != 0, "image seeds: JPEG encoder failed");
   out.push_back(jpg);
   // A real CIFAR-10 JPEG (another encoder's tables and sampling) when ../shared/data is present.
@@ -366,7 +368,8 @@ std::vector<std::string> seeds_bpe_text() {
 
 bool run_json_config(const uint8_t* data, size_t size) {
   try {
-    const nn::RobertaConfig c = nn::parse_roberta_config(std::string(reinterpret_cast<const char*>(data), size), "config.json");
+    const std::string text(reinterpret_cast<const char*>(data), size);
+    const nn::RobertaConfig c = nn::parse_roberta_config(text, "config.json");
     expect(c.hidden_size % c.num_attention_heads == 0, "config: hidden size not a multiple of the heads");
     expect(c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size, "config: pad id outside the vocabulary");
     expect(c.max_sequence_length() >= 2, "config: no room for <s> </s>");

@@ -141,7 +141,7 @@ TEST_CASE("checkpoint: version 3 must carry a matching checksum; version 2 (befo
   CHECK(test::contains(error(), "ck.safetensors: ChecksumMismatch: "));
 }
 
-TEST_CASE("json_lines: a fresh run starts the log empty; a resume keeps the earlier steps' lines and drops a torn one") {
+TEST_CASE("json_lines: a fresh run starts the log empty; a resume keeps earlier steps' lines, drops a torn one") {
   test::TempDir dir;
   const std::string path = (dir.path / "metrics.jsonl").string();
   { std::ofstream(path) << "{\"step\":1,\"v\":10}\n{\"step\":2,\"v\":20}\n{\"step\":3,\"v\":30}\n{\"step\":4,\"v"; }

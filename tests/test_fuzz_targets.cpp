@@ -36,7 +36,7 @@ TEST_CASE("fuzz targets: every seed is read whole; the names are unique and foun
     const std::vector<std::string> seeds = t.seeds();
     CHECK(!seeds.empty());
     for (const std::string& s : seeds) CHECK(run(t, s));
-    CHECK(!run(t, ""));  // no reader accepts nothing, except the tokenizer's text (an empty selector byte)
+    CHECK(!run(t, ""));  // an empty input: no file is valid empty, and the selector-byte targets lack their byte
   }
   CHECK_THROWS_WITH_AS(fuzz::target("nope"), doctest::Contains("targets: safetensors"), std::invalid_argument);
 }
@@ -58,11 +58,19 @@ TEST_CASE("fuzz targets: inputs a fuzzer once failed on (tests/fuzz/regressions)
   MESSAGE(replayed << " regression inputs replayed");
 }
 
-TEST_CASE("fuzz: mutated safetensors files are read whole or rejected with IOError") { mutants("safetensors", 1500, 11); }
-TEST_CASE("fuzz: mutated checkpoints restore a consistent state or fail with IOError") { mutants("checkpoint", 800, 71); }
+TEST_CASE("fuzz: mutated safetensors files are read whole or rejected with IOError") {
+  mutants("safetensors", 1500, 11);
+}
+TEST_CASE("fuzz: mutated checkpoints restore a consistent state or fail with IOError") {
+  mutants("checkpoint", 800, 71);
+}
 TEST_CASE("fuzz: mutated CIFAR-10 records load with labels 0..9 or fail with IOError") { mutants("cifar10", 400, 51); }
-TEST_CASE("fuzz: mutated PNG and JPEG images decode or fail with IOError naming the file") { mutants("image", 300, 52); }
-TEST_CASE("fuzz: mutated GLUE TSVs of every task load with valid labels or fail with IOError") { mutants("glue", 300, 31); }
+TEST_CASE("fuzz: mutated PNG and JPEG images decode or fail with IOError naming the file") {
+  mutants("image", 300, 52);
+}
+TEST_CASE("fuzz: mutated GLUE TSVs of every task load with valid labels or fail with IOError") {
+  mutants("glue", 300, 31);
+}
 TEST_CASE("fuzz: mutated vocab.json + merges.txt load and encode within the vocabulary, or fail with IOError") {
   mutants("bpe_files", 1200, 41);
 }
