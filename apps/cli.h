@@ -13,8 +13,10 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "engine/anomaly.h"
 #include "engine/check.h"
 #include "engine/determinism.h"
 #include "engine/device.h"
@@ -217,8 +219,29 @@ inline void add_trainer_flags(Options& o, const std::string& out_default, const 
       .add("dump-logits", "string", "",
            "with --eval-only: write the " + eval_split + " logits and labels (safetensors, in data order)")
       .add("log-steps", "bool", false, "print every step's loss exactly (hex float), for comparing runs")
+      .add("memory-limit", "string", "0", "at most this much tensor memory on each device, e.g. 512M or 2G (0: no "
+                                          "limit): emulates a smaller device such as an edge board")
+      .add("oom-retry", "bool", true, "retry a step that runs out of memory in twice the micro-batches (1F1B), "
+                                      "down to one row each")
+      .add("detect-anomaly", "bool", false, "stop at the first op whose output or gradient is NaN/Inf and name it "
+                                            "(every op checked: slow, for debugging a diverging run)")
       .add("deterministic", "bool", false, "GPU: deterministic cuDNN algorithms and TF32 off, so runs (and pipelined "
                                            "vs sequential steps) repeat bit for bit; the CPU always does");
+}
+
+// --memory-limit's value: bytes, with an optional K, M, G or T suffix (powers of 1024; "512M", "2G"), 0 for none.
+inline uint64_t parse_memory_size(const Options& o, const std::string& flag) {
+  const std::string v = o.str(flag);
+  size_t digits = 0;
+  while (digits < v.size() && v[digits] >= '0' && v[digits] <= '9') ++digits;
+  const std::string suffix = v.substr(digits);
+  int shift = -1;
+  const std::vector<std::pair<std::string, int>> units{{"", 0}, {"K", 10}, {"M", 20}, {"G", 30}, {"T", 40}};
+  for (const auto& [s, k] : units)
+    if (suffix == s || (!s.empty() && (suffix == s + "B" || suffix == s + "iB"))) shift = k;
+  if (digits == 0 || digits > 12 || shift < 0)
+    o.fail("--" + flag + " " + v + ": expected a size such as 512M or 2G (K, M, G, T: powers of 1024), or 0");
+  return std::stoull(v.substr(0, digits)) << shift;
 }
 
 // Parses the command line; false after printing --help. Then checks the shared flags and returns the device.
@@ -233,6 +256,8 @@ inline Device checked_trainer_device(const Options& o) {
   if (o.integer("epochs") < 0 || o.integer("batch-size") <= 0) o.fail("--epochs must be >= 0 and --batch-size > 0");
   if (!o.str("dump-logits").empty() && !o.flag("eval-only")) o.fail("--dump-logits needs --eval-only");
   if (o.flag("deterministic")) set_deterministic(true);
+  if (o.flag("detect-anomaly")) set_anomaly_mode(true);
+  set_tensor_memory_limit(parse_memory_size(o, "memory-limit"));
   return device;
 }
 

@@ -126,10 +126,13 @@ struct PipelineSetup {
 // (--device, where the data arrive); a stage placed elsewhere gets its units' parameters and buffers moved to its
 // device here, so the caller must collect the model's parameters (for the optimizer) after this call. The last
 // stage's outputs stay on its device: the trainers move them back for the loss labels and metrics.
+// retry_chunks > 0: the pipeline a run without --chunks switches to when a step runs out of memory (OomRetry): that
+// many micro-batches on a 1F1B schedule, cut by --split (its compression in the hooks) or else one stage.
 inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units, Device device, bool has_batch_norm,
-                                   const std::shared_ptr<compress::CompressionLog>& log, const Processes& procs = {}) {
+                                   const std::shared_ptr<compress::CompressionLog>& log, const Processes& procs = {},
+                                   int64_t retry_chunks = 0) {
   PipelineSetup s;
-  const int64_t chunks = o.integer("chunks");
+  const int64_t chunks = retry_chunks > 0 ? retry_chunks : o.integer("chunks");
   if (chunks == 0) {
     for (const char* f : {"stages", "devices", "edge-device", "cloud-device", "link"})
       if (!o.str(f).empty()) o.fail(std::string("--") + f + " needs --chunks C (the pipeline)");
@@ -149,6 +152,8 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
       if (!o.str("devices").empty()) o.fail("--devices goes with --stages; with --split use --edge-device and --cloud-device");
       s.partition = pipeline::parse_split(o.str("split"), o.str("edge-device").empty() ? dev : o.str("edge-device"),
                                           o.str("cloud-device").empty() ? dev : o.str("cloud-device"), n);
+    } else if (retry_chunks > 0) {
+      s.partition = pipeline::parse_stages(std::to_string(n), dev, n);  // the whole model, one stage
     } else {
       o.fail("--chunks needs --stages a,b,... or --split K,M (where to cut the model)");
     }
@@ -228,14 +233,16 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     o.fail(e.what());
   }
   try {
-    po.schedule = pipeline::parse_schedule(o.str("pipeline-schedule"));
+    po.schedule = retry_chunks > 0 ? pipeline::ScheduleKind::one_f_one_b
+                                   : pipeline::parse_schedule(o.str("pipeline-schedule"));
   } catch (const Error& e) {
     o.fail(e.what());
   }
   std::vector<std::string> names;
   for (const auto& u : units) names.push_back(u.name);
+  const std::string schedule = retry_chunks > 0 ? "1f1b" : o.str("pipeline-schedule");
   std::printf("pipeline: %s, %lld micro-batches, %s%s%s\n", s.partition.describe(names).c_str(), (long long)chunks,
-              o.str("pipeline-schedule").c_str(), has_batch_norm ? (", BatchNorm " + o.str("bn")).c_str() : "",
+              schedule.c_str(), has_batch_norm ? (", BatchNorm " + o.str("bn")).c_str() : "",
               procs.transport ? ", one process per stage (MPI)" : "");
   s.pipe = std::make_unique<pipeline::Pipeline>(std::move(stages), po, std::move(hooks), procs.transport);
   return s;

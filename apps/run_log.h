@@ -113,6 +113,13 @@ inline nlohmann::json peak_memory_json(Device device, const std::vector<Device>&
   return j;
 }
 
+// High-water marks of tensor storage per device (what --memory-limit is compared with), in the same layout.
+inline nlohmann::json peak_tensor_json(Device device, const std::vector<Device>& stage_devices = {}) {
+  nlohmann::json j{{"cpu", peak_tensor_bytes(Device::cpu())}, {device.str(), peak_tensor_bytes(device)}};
+  for (const Device& d : stage_devices) j[d.str()] = peak_tensor_bytes(d);
+  return j;
+}
+
 // summary.json (or any JSON document) written atomically: readers see the old or the new file, never half of one.
 inline void write_json_atomic(const std::string& path, const nlohmann::json& j) { write_file_atomic(path, j.dump(2) + "\n"); }
 

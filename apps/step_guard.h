@@ -10,6 +10,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "engine/anomaly.h"
 #include "engine/check.h"
 #include "engine/ops.h"
 
@@ -32,10 +33,8 @@ class StepGuard {
     std::fprintf(stderr, "step %lld: %s %g is not finite; update skipped (%lld in a row; the run stops at %lld)\n",
                  (long long)step, std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? grad_norm : loss,
                  (long long)in_a_row_, (long long)max_);
-    // x * 0 is 0 for every finite x and NaN for inf and NaN, so the sum is finite exactly when every element is.
-    NoGradGuard no_grad;
     for (const auto& [name, t] : state.tensors)
-      EP_CHECK(!is_floating(t->dtype()) || t->numel() == 0 || std::isfinite(sum(mul(*t, 0.0)).item()), Error,
+      EP_CHECK(all_finite(*t), Error,
                "training diverged: ", name, " holds non-finite values at step ", step,
                ", which skipping the update cannot undo; lower --lr, or resume from the last checkpoint");
     EP_CHECK(in_a_row_ < max_, Error, "training diverged: ", max_,
@@ -49,9 +48,11 @@ class StepGuard {
   int64_t max_, in_a_row_ = 0, skipped_ = 0;
 };
 
-// The guard of --max-bad-steps (a flag of add_trainer_flags).
-inline StepGuard step_guard(const Options& o) {
+// The guard of --max-bad-steps (a flag of add_trainer_flags). Called once the model is in place (a pipeline has
+// moved its stages' tensors), it also names the model's tensors for --detect-anomaly's findings.
+inline StepGuard step_guard(const Options& o, const ckpt::TrainState& state) {
   if (o.integer("max-bad-steps") < 1) o.fail("--max-bad-steps must be at least 1");
+  if (anomaly_mode()) anomaly_name_tensors(state.tensors);
   return StepGuard(o.integer("max-bad-steps"));
 }
 

@@ -13,6 +13,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "apps/oom_retry.h"
 #include "apps/pipeline_cli.h"
 #include "apps/split_cli.h"
 #include "apps/step_guard.h"
@@ -230,11 +231,14 @@ int run(int argc, char** argv) {
   auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() && o.str("stages").empty() ? "" : out);
   cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/true, clog,
                                                procs);
-  if (pipe.pipe) {
-    if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
+  auto evaluate_through_pipeline = [&] {
     pipeline::Pipeline* p = pipe.pipe.get();
     // Evaluation: through the hooks, no gradients; the logits come back to the data's device.
     model.forward = [p](const Tensor& x) { return p->forward(x).to(x.device()); };
+  };
+  if (pipe.pipe) {
+    if (pipe.deferred_bn) model.set_deferred_bn(o.integer("chunks"));
+    evaluate_through_pipeline();
   } else if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
     std::printf("split: %s\n", split->describe().c_str());
     auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
@@ -288,7 +292,8 @@ int run(int argc, char** argv) {
   int64_t batches_timed = 0;
   cli::PipelineLog pipeline_log;
   const int64_t max_steps = o.integer("max-steps");
-  cli::StepGuard guard = cli::step_guard(o);
+  cli::StepGuard guard = cli::step_guard(o, state);
+  cli::OomRetry oom(o.flag("oom-retry"), procs.transport != nullptr, state);
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
@@ -301,28 +306,42 @@ int run(int argc, char** argv) {
       clog->set_step(opt.step_count() + 1);
       Tensor logits;
       double l = 0;
-      if (pipe.pipe) {
-        // Each micro-batch adds its share of the mini-batch mean (pipeline/microbatch.h), so gradients are the
-        // full-batch ones; the step returns after every stage has finished its backward.
-        const Tensor& labels = b->labels;
-        const double smoothing = o.number("label-smoothing");
-        pipeline::StepResult r = pipe.pipe->train_step(b->images, [&](const Tensor& out, const pipeline::MicroBatch& mb) {
-          Tensor lab = slice(labels, 0, mb.offset, mb.offset + mb.rows).to(out.device());  // the last stage's
-          return pipeline::mean_loss_share(cross_entropy(out, lab, smoothing), mb);
-        });
-        logits = r.output.to(device);
-        l = r.loss;
-        pipeline_log.add(r.stats);
-      } else {
-        logits = model.forward(b->images);
-        Tensor loss = cross_entropy(logits, b->labels, o.number("label-smoothing"));
-        loss.backward();
-        l = loss.item();  // waits for the device: the batch time below is real
-      }
+      const int64_t n = b->labels.size(0);
+      // After an out-of-memory retry: its micro-batch count, or fewer for a short last batch.
+      if (oom.retry_chunks(pipe.pipe.get(), n) && pipe.deferred_bn) model.set_deferred_bn(pipe.pipe->options().chunks);
+      auto attempt = [&] {
+        if (pipe.pipe) {
+          // Each micro-batch adds its share of the mini-batch mean (pipeline/microbatch.h), so gradients are the
+          // full-batch ones; the step returns after every stage has finished its backward.
+          const Tensor& labels = b->labels;
+          const double smoothing = o.number("label-smoothing");
+          auto loss = [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+            Tensor lab = slice(labels, 0, mb.offset, mb.offset + mb.rows).to(out.device());  // the last stage's
+            return pipeline::mean_loss_share(cross_entropy(out, lab, smoothing), mb);
+          };
+          pipeline::StepResult r = pipe.pipe->train_step(b->images, loss);
+          logits = r.output.to(device);
+          l = r.loss;
+          pipeline_log.add(r.stats);
+        } else {
+          // Locals until the step has fitted: an attempt that runs out of memory must not keep its graph alive.
+          Tensor out = model.forward(b->images);
+          Tensor loss = cross_entropy(out, b->labels, o.number("label-smoothing"));
+          loss.backward();
+          l = loss.item();  // waits for the device: the batch time below is real
+          logits = out;
+        }
+      };
+      oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, [&](int64_t k) {
+        if (!pipe.pipe) {
+          pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, true, clog, procs, k);
+          evaluate_through_pipeline();
+        }
+        if (pipe.deferred_bn) model.set_deferred_bn(k);
+      });
       const bool update = guard.admit(l, 0.0, opt.step_count() + 1, state);
       if (update) opt.step();
       opt.zero_grad();
-      const int64_t n = b->labels.size(0);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       batch_ms_sum += ms;
       ++batches_timed;
@@ -352,7 +371,9 @@ int run(int argc, char** argv) {
                          {"skipped_steps", guard.skipped()},
                          {"ms_per_batch", batches_timed ? batch_ms_sum / batches_timed : 0.0},
                          {"device", device.str()},
-                         {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
+                         {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)},
+                         {"peak_tensor_bytes", runlog::peak_tensor_json(device, pipe.partition.devices)},
+                         {"oom_retries", oom.retries()}};
   if (!clog->empty()) summary["compression"] = clog->summary();
   pipeline_log.summarize(summary);
   runlog::write_json_atomic(out + "/summary.json", summary);

@@ -10,6 +10,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/cli.h"
+#include "apps/oom_retry.h"
 #include "apps/pipeline_cli.h"
 #include "apps/split_cli.h"
 #include "apps/step_guard.h"
@@ -292,11 +293,14 @@ int run(int argc, char** argv) {
   auto clog = std::make_shared<compress::CompressionLog>(o.str("split").empty() && o.str("stages").empty() ? "" : out);
   cli::PipelineSetup pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, /*has_batch_norm=*/false, clog,
                                                procs);
-  if (pipe.pipe) {
+  auto evaluate_through_pipeline = [&] {
     pipeline::Pipeline* p = pipe.pipe.get();
     forward = [p, &model, device](const Tensor& ids, const Tensor& mask) {  // logits back on the data's device
       return p->forward(ids, nn::UnitContext{model.prepare_mask(ids, mask)}).to(device);
     };
+  };
+  if (pipe.pipe) {
+    evaluate_through_pipeline();
   } else if (auto split = cli::make_split(o, model.units(o.flag("split-fine")), clog)) {
     std::printf("split: %s\n", split->describe().c_str());
     auto sm = std::make_shared<compress::SplitModel>(std::move(*split));
@@ -347,7 +351,8 @@ int run(int argc, char** argv) {
   double batch_ms_sum = 0;
   int64_t batches_timed = 0, tokens_timed = 0;
   const int64_t max_steps = o.integer("max-steps");
-  cli::StepGuard guard = cli::step_guard(o);
+  cli::StepGuard guard = cli::step_guard(o, state);
+  cli::OomRetry oom(o.flag("oom-retry"), procs.transport != nullptr, state);
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     const std::vector<int64_t> order = data::epoch_order(train_set.size(), uint64_t(o.integer("seed")), epoch, true);
@@ -362,26 +367,36 @@ int run(int argc, char** argv) {
       clog->set_step(opt.step_count() + 1);
       Tensor logits;
       double l = 0;
-      if (pipe.pipe) {
-        // Each micro-batch adds its share of the mini-batch mean, so the gradients are the full-batch ones.
-        pipeline::StepResult r = pipe.pipe->train_step(
-            b.ids,
-            [&](const Tensor& out, const pipeline::MicroBatch& mb) {
-              Batch part;
-              part.labels = slice(b.labels, 0, mb.offset, mb.offset + mb.rows).to(out.device());  // last stage's
-              part.scores = slice(b.scores, 0, mb.offset, mb.offset + mb.rows).to(out.device());
-              return pipeline::mean_loss_share(task_loss(out, part, task.regression), mb);
-            },
-            nn::UnitContext{model.prepare_mask(b.ids, b.mask)});
-        logits = r.output.to(device);
-        l = r.loss;
-        pipeline_log.add(r.stats);
-      } else {
-        logits = forward(b.ids, b.mask);
-        Tensor loss = task_loss(logits, b, task.regression);
-        loss.backward();
-        l = loss.item();  // waits for the device: the batch time below is real
-      }
+      oom.retry_chunks(pipe.pipe.get(), n);  // after an out-of-memory retry: its micro-batches (fewer if short)
+      auto attempt = [&] {
+        if (pipe.pipe) {
+          // Each micro-batch adds its share of the mini-batch mean, so the gradients are the full-batch ones.
+          pipeline::StepResult r = pipe.pipe->train_step(
+              b.ids,
+              [&](const Tensor& out, const pipeline::MicroBatch& mb) {
+                Batch part;
+                part.labels = slice(b.labels, 0, mb.offset, mb.offset + mb.rows).to(out.device());  // last stage's
+                part.scores = slice(b.scores, 0, mb.offset, mb.offset + mb.rows).to(out.device());
+                return pipeline::mean_loss_share(task_loss(out, part, task.regression), mb);
+              },
+              nn::UnitContext{model.prepare_mask(b.ids, b.mask)});
+          logits = r.output.to(device);
+          l = r.loss;
+          pipeline_log.add(r.stats);
+        } else {
+          // Locals until the step has fitted: an attempt that runs out of memory must not keep its graph alive.
+          Tensor out = forward(b.ids, b.mask);
+          Tensor loss = task_loss(out, b, task.regression);
+          loss.backward();
+          l = loss.item();  // waits for the device: the batch time below is real
+          logits = out;
+        }
+      };
+      oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, [&](int64_t k) {
+        if (pipe.pipe) return;
+        pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, false, clog, procs, k);
+        evaluate_through_pipeline();
+      });
       double grad_norm = 0;
       if (o.number("clip-norm") > 0) {
         // With one stage per process each holds its own parameters' grads: the processes add their per-parameter
@@ -427,7 +442,9 @@ int run(int argc, char** argv) {
                          {"ms_per_batch", batches_timed ? batch_ms_sum / double(batches_timed) : 0.0},
                          {"tokens_per_s", batch_ms_sum > 0 ? 1000.0 * double(tokens_timed) / batch_ms_sum : 0.0},
                          {"device", device.str()},
-                         {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
+                         {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)},
+                         {"peak_tensor_bytes", runlog::peak_tensor_json(device, pipe.partition.devices)},
+                         {"oom_retries", oom.retries()}};
   if (!last.metrics.empty()) {
     summary["main_metric"] = last.metrics.front().name;
     summary["final"] = last.main();

@@ -81,23 +81,40 @@ void CompressionLog::start(int64_t resumed_step) {
 
 void CompressionLog::record(int boundary, Direction d, const CompressionStats& s) {
   std::lock_guard<std::mutex> g(mu_);
-  if (!recording_) return;
-  summary_[{boundary, int(d)}].add(s);
-  if (path_.empty()) return;
-  nlohmann::json row = to_json(s);
-  row["step"] = step_;
-  row["boundary"] = boundary + 1;
-  row["direction"] = direction_name(d);
-  out_.write(row);
+  if (recording_) pending_.push_back({boundary, d, s});
+}
+
+void CompressionLog::commit_step() {
+  std::lock_guard<std::mutex> g(mu_);
+  commit_locked();
+}
+
+void CompressionLog::discard_step() {
+  std::lock_guard<std::mutex> g(mu_);
+  pending_.clear();
+}
+
+void CompressionLog::commit_locked() {
+  for (const Pending& p : pending_) {
+    summary_[{p.boundary, int(p.direction)}].add(p.stats);
+    if (path_.empty()) continue;
+    nlohmann::json row = to_json(p.stats);
+    row["step"] = step_;
+    row["boundary"] = p.boundary + 1;
+    row["direction"] = direction_name(p.direction);
+    out_.write(row);
+  }
+  pending_.clear();
 }
 
 bool CompressionLog::empty() const {
   std::lock_guard<std::mutex> g(mu_);
-  return summary_.empty();
+  return summary_.empty() && pending_.empty();
 }
 
-nlohmann::json CompressionLog::summary() const {
+nlohmann::json CompressionLog::summary() {
   std::lock_guard<std::mutex> g(mu_);
+  commit_locked();
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [key, s] : summary_)
     j["boundary" + std::to_string(key.first + 1)][direction_name(Direction(key.second))] = s.to_json();

@@ -40,26 +40,40 @@ class CompressionLog {
   // Opens <dir>/compression.jsonl before the first training step: empty for a fresh run (resumed_step < 0), else
   // keeping the lines of steps 1..resumed_step (the later ones are redone). Until then a line to write is an error.
   void start(int64_t resumed_step);
+  // Statistics are held per step until the step is committed: by commit_step(), the next set_step() or
+  // set_recording(), or summary(). discard_step() drops a step that did not complete (a trainer retries a step that
+  // ran out of memory), so only the statistics of the attempt that completed are logged and summarized.
   void set_step(int64_t step) {
     std::lock_guard<std::mutex> g(mu_);
+    commit_locked();
     step_ = step;
   }
   // Off during evaluation: the boundaries still compress (the accuracy is that of the compressed model), but only
   // training steps are logged and summarized.
   void set_recording(bool on) {
     std::lock_guard<std::mutex> g(mu_);
+    commit_locked();
     recording_ = on;
   }
   void record(int boundary, Direction d, const CompressionStats& s);  // thread-safe (pipeline stages call it)
+  void commit_step();
+  void discard_step();
   bool empty() const;
-  nlohmann::json summary() const;  // {"boundary1": {"forward": {...}, "backward": {...}}, "boundary2": ...}
+  nlohmann::json summary();  // {"boundary1": {"forward": {...}, "backward": {...}}, "boundary2": ...}
 
  private:
+  struct Pending {
+    int boundary;
+    Direction direction;
+    CompressionStats stats;
+  };
+  void commit_locked();
   mutable std::mutex mu_;
   std::string path_;
   JsonLinesLog out_;
   int64_t step_ = 0;
   bool recording_ = true;
+  std::vector<Pending> pending_;  // this step's statistics, in the order they were recorded
   std::map<std::pair<int, int>, StatsSummary> summary_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <unordered_map>
 
+#include "engine/anomaly.h"
 #include "engine/op_registry.h"
 #include "engine/ops.h"
 
@@ -52,7 +53,8 @@ void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, Ba
   node->out_device = out.device();
   node->backward = std::move(backward);
   out.impl().requires_grad = true;
-  out.impl().grad_fn = std::move(node);
+  out.impl().grad_fn = node;
+  if (anomaly_mode()) anomaly_check_forward(*node, out, inputs);
 }
 
 // Destroying the head of a long chain would recurse once per node; instead the nodes this one solely owns are moved
@@ -88,6 +90,7 @@ static void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
   } else {
     Tensor acc(leaf.grad);
     add_(acc, g);
+    if (anomaly_mode()) anomaly_check_accumulated_gradient(leaf, acc);
   }
 }
 
@@ -95,6 +98,8 @@ void run_backward(const Tensor& root, const Tensor& grad) {
   EP_CHECK(root.requires_grad(), Error, "[backward] the tensor does not require grad and has no grad_fn");
   check_same_shape("backward", root, grad);
   NoGradGuard no_grad;  // backward computations are not recorded
+  const bool anomaly = anomaly_mode();
+  if (anomaly) anomaly_check_root_gradient(grad);
   if (!root.grad_fn()) {
     accumulate_leaf(root.impl(), grad);
     return;
@@ -132,15 +137,18 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!n->needs[i]) continue;
       const Tensor& g = grads[i];
+      if (anomaly) anomaly_check_gradient(*n, i, g);  // n's own gradient was checked: a finding is n's doing
       if (n->next[i]) {
         Node* c = n->next[i].get();
         if (g.defined()) {
           check_grad(*n, i, g, c->out_shape);
           auto it = pending.find(c);
-          if (it == pending.end() || !it->second.defined())
+          if (it == pending.end() || !it->second.defined()) {
             pending[c] = g;
-          else
+          } else {
             it->second = add(it->second, g);
+            if (anomaly) anomaly_check_summed_gradient(*c, it->second);
+          }
         }
         if (--deps[c] == 0) {
           if (!pending[c].defined()) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -26,6 +27,7 @@ struct Node {
   DType out_dtype = DType::f32;
   Device out_device;
   BackwardFn backward;
+  std::string anomaly_context;  // where the forward ran, kept only in anomaly mode (engine/anomaly.h)
   ~Node();  // iterative: never recurses through a long chain
 };
 

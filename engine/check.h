@@ -17,6 +17,10 @@ struct DeviceError : Error { using Error::Error; };  // wrong device, CUDA missi
 struct ValueError : Error { using Error::Error; };   // bad scalar arguments (negative sizes, p outside [0,1], ...)
 struct CudaError : Error { using Error::Error; };    // a CUDA / cuBLAS / cuDNN call failed
 struct IOError : Error { using Error::Error; };      // files: missing, truncated, corrupt
+struct AnomalyError : Error { using Error::Error; }; // anomaly mode: an op made NaN/Inf (engine/anomaly.h)
+// A device, or its --memory-limit, has no room for an allocation. Nothing is left half-done: the caller may free
+// memory and retry smaller (the trainers retry a step in more micro-batches).
+struct OutOfMemoryError : Error { using Error::Error; };
 
 namespace detail {
 template <class... Args>

@@ -87,6 +87,12 @@ uint64_t peak_tensor_bytes(Device d);
 void reset_peak_tensor_bytes(Device d);  // the high-water mark becomes what is in use now
 uint64_t peak_host_tensor_bytes();       // the CPU cases (engine/host_memory.cpp), shared by both runtimes
 void reset_peak_host_tensor_bytes();
+// At most `bytes` of live tensor storage on each device (0: no limit, the default): an allocation past it throws
+// OutOfMemoryError, as the device running out does. Emulates a smaller device (an edge board's memory) and makes
+// out-of-memory recovery testable. Concurrent allocations are checked one by one, so the cap is approximate.
+void set_tensor_memory_limit(uint64_t bytes);
+uint64_t tensor_memory_limit();
+uint64_t live_host_tensor_bytes();
 
 // Makes `s` the current stream of its device for this thread, restoring the previous one on destruction.
 class StreamGuard {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/check.h"
+#include "engine/device.h"
 #include "engine/storage.h"
 
 namespace ep {
@@ -18,6 +19,7 @@ namespace ep {
 namespace {
 
 std::atomic<uint64_t> g_live{0}, g_peak{0};  // bytes, as malloc_usable_size counts them at allocation and free
+std::atomic<uint64_t> g_limit{0};            // set_tensor_memory_limit, for every device
 
 // A thread other than the main one allocates from a glibc arena whose heaps hold at most 64 MiB, so a larger block
 // is a fresh mmap, unmapped again on free, whatever M_MMAP_THRESHOLD says: the loader thread's 224x224 batches
@@ -52,7 +54,22 @@ void* take_cached(size_t bytes) {
   return nullptr;
 }
 
+// Gives every kept block back to the C library.
+void release_cached() {
+  std::deque<std::pair<size_t, void*>> blocks;
+  {
+    std::lock_guard<std::mutex> g(g_cache_mu);
+    blocks.swap(g_cache);
+    g_cache_bytes = 0;
+  }
+  for (auto& [size, p] : blocks) std::free(p);
+}
+
 }  // namespace
+
+void set_tensor_memory_limit(uint64_t bytes) { g_limit.store(bytes, std::memory_order_relaxed); }
+uint64_t tensor_memory_limit() { return g_limit.load(std::memory_order_relaxed); }
+uint64_t live_host_tensor_bytes() { return g_live.load(std::memory_order_relaxed); }
 
 void* host_alloc(size_t nbytes) {
   // By default glibc serves blocks above its mmap threshold with fresh mmaps and trims freed heap tops, so each
@@ -65,9 +82,17 @@ void* host_alloc(size_t nbytes) {
   });
   if (nbytes == 0) return nullptr;
   const size_t bytes = (nbytes + 63) / 64 * 64;
+  const uint64_t limit = g_limit.load(std::memory_order_relaxed), live = g_live.load(std::memory_order_relaxed);
+  EP_CHECK(limit == 0 || live + bytes <= limit, OutOfMemoryError, "[storage] out of memory on cpu: ", nbytes,
+           " bytes requested with ", live, " in use, over the limit of ", limit, " bytes of tensors");
   void* p = bytes >= kCachedBlock ? take_cached(bytes) : nullptr;
   if (!p) p = std::aligned_alloc(64, bytes);
-  EP_CHECK(p != nullptr, Error, "[storage] out of host memory allocating ", nbytes, " bytes");
+  if (!p) {
+    release_cached();  // the blocks kept for reuse may be exactly what the system is missing
+    p = std::aligned_alloc(64, bytes);
+  }
+  EP_CHECK(p != nullptr, OutOfMemoryError, "[storage] out of host memory allocating ", nbytes, " bytes (", live,
+           " bytes of tensors in use)");
   count_live(p);
   return p;
 }

@@ -57,6 +57,7 @@ void copy_(Tensor& dst, const Tensor& src);                 // dst <- src, any d
 
 // ---- reductions (engine/ops/reduce.cpp: sum/mean; engine/ops/reduce_minmax.cpp: max/min/argmax) ------------------
 Tensor sum(const Tensor& a);  // all elements -> shape []
+bool all_finite(const Tensor& a);  // no NaN or ±Inf; true for undefined, empty and integer tensors (not recorded)
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim = false);
 Tensor mean(const Tensor& a);
 Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim = false);

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/anomaly.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
 
@@ -47,7 +48,10 @@ struct Unit {
     else
       fn = [f = std::move(f)](const Tensor& x, const UnitContext&) { return f(x); };
   }
-  Tensor forward(const Tensor& x, const UnitContext& ctx = {}) const { return fn(x, ctx); }
+  Tensor forward(const Tensor& x, const UnitContext& ctx = {}) const {
+    AnomalyScope section(name);  // anomaly findings name the unit (nothing outside anomaly mode)
+    return fn(x, ctx);
+  }
   Unit& with_generators(std::vector<Generator*> g) {
     generators = std::move(g);
     return *this;

@@ -651,6 +651,16 @@ Tensor Pipeline::forward(const Tensor& input, const nn::UnitContext& ctx, Pipeli
   return out;
 }
 
+void Pipeline::reschedule(int chunks, ScheduleKind schedule) {
+  std::lock_guard<std::mutex> g(impl_->step_mu);
+  EP_CHECK(chunks >= 1, ValueError, "[pipeline] reschedule to ", chunks, " micro-batches: need at least one");
+  EP_CHECK(!impl_->transport, ValueError,
+           "[pipeline] a multi-process pipeline cannot change its micro-batches mid-run");
+  impl_->orders = stage_orders(schedule, int(impl_->stages.size()), chunks);
+  impl_->options.chunks = chunks;
+  impl_->options.schedule = schedule;
+}
+
 int Pipeline::stages() const { return int(impl_->stages.size()); }
 int Pipeline::local_stage() const { return impl_->local; }
 const PipelineOptions& Pipeline::options() const { return impl_->options; }

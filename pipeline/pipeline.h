@@ -135,6 +135,10 @@ class Pipeline {
   // Forward only, without gradients (evaluation): the concatenated outputs.
   Tensor forward(const Tensor& input, const nn::UnitContext& ctx = {}, PipelineStats* stats = nullptr);
 
+  // Between steps: another micro-batch count and schedule from the next step on (the trainers' recovery from a step
+  // that ran out of memory). ValueError with a transport: every process would have to change at the same step.
+  void reschedule(int chunks, ScheduleKind schedule);
+
   int stages() const;
   int local_stage() const;  // the stage this process runs with a transport, -1 without (all of them)
   const PipelineOptions& options() const;

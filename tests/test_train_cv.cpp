@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/safetensors.h"
 #include "tests/app_runner.h"
 
 namespace fs = std::filesystem;
@@ -288,5 +289,118 @@ TEST_CASE("train_cv: a non-finite loss skips the step; BatchNorm statistics it m
   CHECK(ended.out.find("nan is not finite; update skipped (1 in a row; the run stops at 3)") != std::string::npos);
   CHECK(ended.out.find("train_cv: training diverged: features.0.1.running_var holds non-finite values at step 3") !=
         std::string::npos);
+  fs::remove_all(d);
+}
+
+TEST_CASE("train_cv: --detect-anomaly stops the diverging run at the op that first made NaN/Inf, in step 3's forward") {
+  if (!have_trainer()) return;
+  // The run of the case above: steps 1 and 2 are finite and update; step 3's forward goes non-finite. Anomaly mode
+  // stops there, before the loss exists (so before the step guard), and names an op in a module of the model.
+  const std::string d = tmpdir("anomaly");
+  for (const std::string split : {"", " --chunks 2 --stages 6,14"}) {
+    INFO(split);
+    Run r = run(std::string(kTiny) + " --epochs 1 --lr 1e30 --detect-anomaly --out " + d + split);
+    CHECK(r.status == 1);
+    CHECK(ep::test::step_losses(r.out).size() == 2);
+    CHECK(r.out.find("update skipped") == std::string::npos);
+    const size_t at = r.out.find("train_cv: [anomaly] ");
+    REQUIRE_MESSAGE(at != std::string::npos, r.out);
+    const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+    CHECK_MESSAGE(line.find("features.") != std::string::npos, line);
+    CHECK_MESSAGE(line.find("NaN/Inf") != std::string::npos, line);
+    // Pipeline stages run the model's units, and findings there say which.
+    if (!split.empty()) CHECK_MESSAGE(line.find("(unit ") != std::string::npos, line);
+  }
+  // A healthy run is unchanged by the checks, bit for bit.
+  Run plain = run(std::string(kTiny) + " --max-steps 3 --out " + d);
+  Run checked = run(std::string(kTiny) + " --max-steps 3 --detect-anomaly --out " + d);
+  REQUIRE_MESSAGE(checked.status == 0, checked.out);
+  CHECK(ep::test::step_losses(checked.out) == ep::test::step_losses(plain.out));
+  CHECK(ep::test::step_losses(plain.out).size() == 3);
+  fs::remove_all(d);
+}
+
+namespace {
+
+nlohmann::json summary_of(const std::string& dir) {
+  std::ifstream in(dir + "/summary.json");
+  return nlohmann::json::parse(in);
+}
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+// The micro-batch count of the last "retrying its N rows in K micro-batches" line, 0 without one.
+int64_t retried_chunks(const std::string& out) {
+  const size_t at = out.rfind(" micro-batches (1F1B)");
+  if (at == std::string::npos) return 0;
+  const size_t from = out.rfind(" in ", at);
+  return std::stoll(out.substr(from + 4, at - from - 4));
+}
+
+}  // namespace
+
+TEST_CASE("train_cv: a step past --memory-limit is retried in more micro-batches and then trains as if run that way") {
+  if (!have_trainer()) return;
+  const std::string d = tmpdir("oom");
+  const std::string args = std::string(kTiny) + " --max-steps 3";
+  // The tensor memory a step needs whole (k = 1) and in two micro-batches on 1F1B (k = 2); a limit between the two
+  // makes the first attempt fail and the retry fit.
+  Run whole = run(args + " --out " + d + "/whole");
+  Run halves = run(args + " --chunks 2 --stages 20 --pipeline-schedule 1f1b --out " + d + "/halves");
+  REQUIRE_MESSAGE(whole.status == 0, whole.out);
+  REQUIRE_MESSAGE(halves.status == 0, halves.out);
+  const int64_t p1 = summary_of(d + "/whole")["peak_tensor_bytes"]["cpu"];
+  const int64_t p2 = summary_of(d + "/halves")["peak_tensor_bytes"]["cpu"];
+  REQUIRE_MESSAGE(p1 > p2 + (8 << 20), p1, " ", p2);  // room for the loader's prefetched batches either way
+  const std::string limit = " --memory-limit " + std::to_string((p1 + p2) / 2);
+  Run limited = run(args + limit + " --out " + d + "/limited");
+  REQUIRE_MESSAGE(limited.status == 0, limited.out);
+  CHECK(limited.out.find("step 1: [storage] out of memory on cpu: ") != std::string::npos);
+  CHECK(retried_chunks(limited.out) == 2);
+  // Every step, the retried first one included, equals the run that had two micro-batches from the start: the failed
+  // attempt left nothing behind (gradients, BatchNorm running statistics, the dropout stream).
+  CHECK(step_losses(limited.out) == step_losses(halves.out));
+  CHECK(step_losses(limited.out).size() == 3);
+  // So do the weights, the momentum and the BatchNorm running statistics, which the losses alone would not show.
+  const ep::SafetensorsFile ck_limited = ep::read_safetensors(d + "/limited/checkpoint.safetensors");
+  const ep::SafetensorsFile ck_halves = ep::read_safetensors(d + "/halves/checkpoint.safetensors");
+  REQUIRE(ck_limited.tensors.size() == ck_halves.tensors.size());
+  for (const auto& [name, t] : ck_halves.tensors) {
+    INFO(name);
+    const ep::Tensor* other = ck_limited.find(name);
+    REQUIRE(other != nullptr);
+    CHECK(other->to_double_vector() == t.to_double_vector());
+  }
+  const nlohmann::json s = summary_of(d + "/limited");
+  CHECK(s["oom_retries"] == 1);
+  CHECK(s["peak_tensor_bytes"]["cpu"].get<int64_t>() <= (p1 + p2) / 2);
+
+  // Without retries the same limit ends the run with the error; a limit no micro-batch fits says what would help.
+  Run strict = run(args + limit + " --oom-retry false --out " + d + "/strict");
+  CHECK(strict.status == 1);
+  CHECK(strict.out.find("train_cv: [storage] out of memory on cpu: ") != std::string::npos);
+  Run tiny = run(args + " --memory-limit 2M --out " + d + "/tiny");
+  CHECK(tiny.status == 1);
+  CHECK_MESSAGE(tiny.out.find("does not fit even one row per micro-batch") != std::string::npos, tiny.out);
+  Run bad = run(args + " --memory-limit 12X --out " + d + "/bad");
+  CHECK(bad.status == 2);
+  CHECK(bad.out.find("train_cv: --memory-limit 12X: expected a size such as 512M or 2G") != std::string::npos);
+
+  // With --split and compression the retry runs the split as a 1F1B pipeline. Its losses and every line of
+  // compression.jsonl equal that pipeline's from the start: the statistics of the failed attempt were dropped.
+  const std::string split = args + " --split 1,1 --compress quant:bits=8";
+  Run plain = run(split + " --out " + d + "/plain");
+  REQUIRE_MESSAGE(plain.status == 0, plain.out);
+  const int64_t p_split = summary_of(d + "/plain")["peak_tensor_bytes"]["cpu"];
+  Run retried = run(split + " --memory-limit " + std::to_string(p_split * 3 / 4) + " --out " + d + "/retried");
+  REQUIRE_MESSAGE(retried.status == 0, retried.out);
+  const int64_t k = retried_chunks(retried.out);
+  REQUIRE(k >= 2);
+  Run piped = run(split + " --chunks " + std::to_string(k) + " --pipeline-schedule 1f1b --out " + d + "/piped");
+  REQUIRE_MESSAGE(piped.status == 0, piped.out);
+  CHECK(step_losses(retried.out) == step_losses(piped.out));
+  CHECK(file_text(d + "/retried/compression.jsonl") == file_text(d + "/piped/compression.jsonl"));
+  CHECK(jsonl_field(d + "/retried/compression.jsonl", "step").size() == size_t(3 * 4 * k));  // per micro-batch
   fs::remove_all(d);
 }

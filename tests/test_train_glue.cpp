@@ -178,3 +178,38 @@ TEST_CASE("train_glue: steps with a non-finite loss are skipped and leave weight
   fs::remove_all(a);
   fs::remove_all(b);
 }
+
+TEST_CASE("train_glue: --detect-anomaly names the RoBERTa op whose forward first overflows in step 2") {
+  if (!have_trainer()) return;
+  // The divergence of the case above: step 1 is finite, step 2's forward overflows. The run stops there.
+  const std::string d = tmpdir("anomaly");
+  AppRun r = run(std::string(kTiny) + " --epochs 1 --lr 1e30 --detect-anomaly --out " + d);
+  CHECK(r.status == 1);
+  CHECK(ep::test::step_losses(r.out).size() == 1);
+  const size_t at = r.out.find("train_glue: [anomaly] ");
+  REQUIRE_MESSAGE(at != std::string::npos, r.out);
+  const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+  CHECK_MESSAGE(line.find("roberta.") != std::string::npos, line);
+  fs::remove_all(d);
+}
+
+TEST_CASE("train_glue: a step past --memory-limit is retried in two micro-batches, drawing the same dropout masks") {
+  if (!have_trainer()) return;
+  const std::string d = tmpdir("oom");
+  const std::string args = std::string(kTiny) + " --max-steps 3";
+  AppRun whole = run(args + " --out " + d + "/whole");
+  AppRun halves = run(args + " --chunks 2 --stages 4 --pipeline-schedule 1f1b --out " + d + "/halves");
+  REQUIRE_MESSAGE(whole.status == 0, whole.out);
+  REQUIRE_MESSAGE(halves.status == 0, halves.out);
+  const int64_t p1 = read_json(d + "/whole/summary.json")["peak_tensor_bytes"]["cpu"];
+  const int64_t p2 = read_json(d + "/halves/summary.json")["peak_tensor_bytes"]["cpu"];
+  REQUIRE_MESSAGE(p1 > p2 + (2 << 20), p1, " ", p2);
+  AppRun limited = run(args + " --memory-limit " + std::to_string((p1 + p2) / 2) + " --out " + d + "/limited");
+  REQUIRE_MESSAGE(limited.status == 0, limited.out);
+  CHECK(limited.out.find("retrying its 32 rows in 2 micro-batches (1F1B)") != std::string::npos);
+  // The tiny config has dropout: equal losses need the failed attempt's draws rewound.
+  CHECK(ep::test::step_losses(limited.out) == ep::test::step_losses(halves.out));
+  CHECK(ep::test::step_losses(limited.out).size() == 3);
+  CHECK(read_json(d + "/limited/summary.json")["oom_retries"] == 1);
+  fs::remove_all(d);
+}

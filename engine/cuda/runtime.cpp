@@ -202,6 +202,10 @@ float Event::elapsed_ms(const Event& end) const {
 }
 
 // ---- Storage -------------------------------------------------------------------------------------------------------
+namespace {
+std::array<std::atomic<uint64_t>, 64> g_cuda_live{};  // bytes of live tensor storage per GPU, for the memory limit
+}
+
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cpu()) {
     data_ = host_alloc(nbytes);
@@ -210,13 +214,26 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   require_cuda(device, "storage");
   if (nbytes == 0) return;
   cuda::set_device(device.index);
+  std::atomic<uint64_t>& live = g_cuda_live.at(size_t(device.index));
+  const uint64_t limit = tensor_memory_limit(), in_use = live.load(std::memory_order_relaxed);
+  EP_CHECK(limit == 0 || in_use + nbytes <= limit, OutOfMemoryError, "[storage] out of memory on ", device.str(), ": ",
+           nbytes, " bytes requested with ", in_use, " in use, over the limit of ", limit, " bytes of tensors");
   stream_ = current_stream(device);
   cudaError_t e = cudaMallocAsync(&data_, nbytes, stream_);
+  if (e == cudaErrorMemoryAllocation) {
+    // Blocks freed on other streams return to the pool once those streams have passed their frees: wait, then retry.
+    cudaGetLastError();
+    CUDA_CHECK(cudaDeviceSynchronize());
+    e = cudaMallocAsync(&data_, nbytes, stream_);
+  }
   if (e != cudaSuccess) {
     cudaGetLastError();
+    EP_CHECK(e != cudaErrorMemoryAllocation, OutOfMemoryError, "[storage] out of memory on ", device.str(),
+             " allocating ", nbytes, " bytes (", in_use, " bytes of tensors in use)");
     EP_THROW(CudaError, "[storage] cudaMallocAsync of ", nbytes, " bytes on ", device.str(),
              " failed: ", cudaGetErrorString(e));
   }
+  live.fetch_add(nbytes, std::memory_order_relaxed);
 }
 
 Storage::~Storage() {
@@ -226,6 +243,7 @@ Storage::~Storage() {
   } else {
     cuda::set_device(device_.index);
     CUDA_CHECK_PRINT(cudaFreeAsync(data_, stream_));
+    g_cuda_live.at(size_t(device_.index)).fetch_sub(nbytes_, std::memory_order_relaxed);
   }
 }
 

@@ -1,6 +1,7 @@
 // reduce.cpp — sum and mean over any set of dims (or all), forward and backward. Max/min/argmax live in
 // reduce_minmax.cpp. Kernels: sum_dim_{cpu,cuda} over an [outer, r, inner] view, one dim at a time.
 #include <algorithm>
+#include <cmath>
 
 #include "engine/ops.h"
 #include "engine/op_registry.h"
@@ -83,6 +84,14 @@ static std::vector<int64_t> all_dims(const Tensor& a) {
 }
 
 Tensor sum(const Tensor& a) { return sum(a, all_dims(a), false); }
+
+// x * 0 is 0 for every finite x and NaN for NaN and ±Inf, so the sum is finite exactly when every element is: one
+// product and one reduction with the kernels every device already has.
+bool all_finite(const Tensor& a) {
+  if (!a.defined() || !is_floating(a.dtype()) || a.numel() == 0) return true;
+  NoGradGuard ng;
+  return std::isfinite(sum(mul(a, 0.0)).item());
+}
 
 Tensor mean(const Tensor& a, const std::vector<int64_t>& dims_in, bool keepdim) {
   check_floating("mean", a);

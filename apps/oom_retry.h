@@ -1,0 +1,119 @@
+// oom_retry.h — the trainers' recovery from a training step that runs out of memory (OutOfMemoryError: a device, or
+// --memory-limit): the step is undone and the same batch retried in twice the micro-batches on a 1F1B schedule (one
+// micro-batch's activations held at a time), until it fits or a micro-batch is down to one row.
+// Not for --distributed runs, whose processes would all have to retry at the same step: there the error ends the run.
+#pragma once
+#include <cstdint>
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "apps/checkpoint.h"
+#include "apps/cli.h"
+#include "engine/check.h"
+#include "apps/pipeline_cli.h"
+#include "compress/split.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "pipeline/pipeline.h"
+
+namespace ep::cli {
+
+class OomRetry {
+ public:
+  // state: the run's parameters and buffers (by name) and random generators, as a checkpoint holds them.
+  OomRetry(bool enabled, bool distributed, const ckpt::TrainState& state)
+      : enabled_(enabled && !distributed), distributed_(distributed), state_(state) {}
+
+  // Before each attempt at a step. What a failed attempt changes besides gradients is saved, so it can be undone
+  // exactly: the generators' offsets (dropout masks) always, the buffers (BatchNorm running statistics) until a step
+  // has fitted at the current micro-batch count: later steps have the same shapes, so they fit too.
+  void before_step() {
+    if (!enabled_) return;
+    offsets_.clear();
+    for (const auto& [name, g] : state_.generators) offsets_.push_back(g->offset);
+    if (!armed_) return;
+    NoGradGuard no_grad;
+    buffers_.clear();
+    for (const auto& [name, t] : state_.tensors)
+      if (!t->requires_grad()) buffers_.push_back(t->clone());
+  }
+  void step_fitted() { armed_ = false; }
+
+  // Once a step has been retried, every later step runs in the retry's micro-batch count, or in one per row for a
+  // shorter (last) batch. True when it rescheduled `pipe`: the caller then re-arms deferred BatchNorm for the count.
+  bool retry_chunks(pipeline::Pipeline* pipe, int64_t rows) {
+    if (chunks_ == 0 || !pipe) return false;
+    const int want = int(std::min(chunks_, rows));
+    if (pipe->options().chunks == want) return false;
+    pipe->reschedule(want, pipeline::ScheduleKind::one_f_one_b);
+    return true;
+  }
+
+  // One training step: runs `attempt` (its forward and backward) until it fits. After an OutOfMemoryError it drops the
+  // attempt's gradients and compression statistics, undoes what before_step() saved, reschedules `pipe` to more
+  // micro-batches, and calls rechunk(k): the trainer builds the pipeline when it had none and re-arms deferred
+  // BatchNorm. Then the statistics of the attempt that fitted are committed.
+  template <class Attempt, class Rechunk>
+  void fit_step(int64_t step, int64_t rows, PipelineSetup& pipe, Optimizer& opt, compress::CompressionLog& clog,
+                Attempt&& attempt, Rechunk&& rechunk) {
+    for (;;) {
+      before_step();
+      try {
+        attempt();
+        break;
+      } catch (const OutOfMemoryError& e) {
+        opt.zero_grad();
+        clog.discard_step();
+        const int64_t k = recover(e, step, rows, pipe.pipe ? pipe.pipe->options().chunks : 1);
+        if (pipe.pipe) pipe.pipe->reschedule(int(k), pipeline::ScheduleKind::one_f_one_b);
+        rechunk(k);
+      }
+    }
+    step_fitted();
+    clog.commit_step();
+  }
+
+  // After an attempt at step `step` of `rows` rows in `chunks` micro-batches threw `e`: undoes what before_step()
+  // saved and returns the micro-batch count to retry with. Rethrows when recovery is off or impossible, with a line
+  // saying what would help. The caller drops the gradients and compression statistics of the attempt.
+  int64_t recover(const OutOfMemoryError& e, int64_t step, int64_t rows, int64_t chunks) {
+    if (distributed_)
+      EP_THROW(OutOfMemoryError, e.what(), "; a --distributed run cannot retry a step in smaller micro-batches: "
+               "lower --batch-size or raise --chunks");
+    if (!enabled_) throw e;
+    if (chunks >= rows)
+      EP_THROW(OutOfMemoryError, e.what(), "; step ", step, " does not fit even one row per micro-batch: lower "
+               "--batch-size or --max-len, or raise --memory-limit");
+    for (size_t i = 0; i < offsets_.size(); ++i) state_.generators[i].second->offset = offsets_[i];
+    const bool restored = armed_;
+    if (restored) {
+      NoGradGuard no_grad;
+      size_t b = 0;
+      for (const auto& [name, t] : state_.tensors)
+        if (!t->requires_grad()) copy_(*t, buffers_[b++]);
+    }
+    const int64_t next = std::min(rows, chunks * 2);
+    std::fprintf(stderr, "step %lld: %s; retrying its %lld rows in %lld micro-batches (1F1B)%s\n", (long long)step,
+                 e.what(), (long long)rows, (long long)next,
+                 restored || buffers_.empty() ? "" : ", BatchNorm running statistics keep the failed attempt's update");
+    armed_ = true;
+    ++retries_;
+    chunks_ = next;
+    return next;
+  }
+  int64_t retries() const { return retries_; }
+
+ private:
+  bool enabled_, distributed_;
+  const ckpt::TrainState& state_;
+  bool armed_ = true;
+  std::vector<uint64_t> offsets_;
+  std::vector<Tensor> buffers_;
+  int64_t retries_ = 0;
+  int64_t chunks_ = 0;  // the micro-batches of the last retry; 0 before any
+};
+
+}  // namespace ep::cli
