@@ -3,18 +3,15 @@
 // micro-batch's activations held at a time), until it fits or a micro-batch is down to one row.
 // Not for --distributed runs, whose processes would all have to retry at the same step: there the error ends the run.
 #pragma once
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
-#include <string>
-#include <utility>
 #include <vector>
 
 #include "apps/checkpoint.h"
-#include "apps/cli.h"
-#include "engine/check.h"
 #include "apps/pipeline_cli.h"
 #include "compress/split.h"
+#include "engine/check.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "pipeline/pipeline.h"
@@ -26,21 +23,6 @@ class OomRetry {
   // state: the run's parameters and buffers (by name) and random generators, as a checkpoint holds them.
   OomRetry(bool enabled, bool distributed, const ckpt::TrainState& state)
       : enabled_(enabled && !distributed), distributed_(distributed), state_(state) {}
-
-  // Before each attempt at a step. What a failed attempt changes besides gradients is saved, so it can be undone
-  // exactly: the generators' offsets (dropout masks) always, the buffers (BatchNorm running statistics) until a step
-  // has fitted at the current micro-batch count: later steps have the same shapes, so they fit too.
-  void before_step() {
-    if (!enabled_) return;
-    offsets_.clear();
-    for (const auto& [name, g] : state_.generators) offsets_.push_back(g->offset);
-    if (!armed_) return;
-    NoGradGuard no_grad;
-    buffers_.clear();
-    for (const auto& [name, t] : state_.tensors)
-      if (!t->requires_grad()) buffers_.push_back(t->clone());
-  }
-  void step_fitted() { armed_ = false; }
 
   // Once a step has been retried, every later step runs in the retry's micro-batch count, or in one per row for a
   // shorter (last) batch. True when it rescheduled `pipe`: the caller then re-arms deferred BatchNorm for the count.
@@ -72,8 +54,25 @@ class OomRetry {
         rechunk(k);
       }
     }
-    step_fitted();
+    armed_ = false;
     clog.commit_step();
+  }
+
+  int64_t retries() const { return retries_; }
+
+ private:
+  // Before each attempt at a step. What a failed attempt changes besides gradients is saved, so it can be undone
+  // exactly: the generators' offsets (dropout masks) always, the buffers (BatchNorm running statistics) until a step
+  // has fitted at the current micro-batch count: later steps have the same shapes, so they fit too.
+  void before_step() {
+    if (!enabled_) return;
+    offsets_.clear();
+    for (const auto& [name, g] : state_.generators) offsets_.push_back(g->offset);
+    if (!armed_) return;
+    NoGradGuard no_grad;
+    buffers_.clear();
+    for (const auto& [name, t] : state_.tensors)
+      if (!t->requires_grad()) buffers_.push_back(t->clone());
   }
 
   // After an attempt at step `step` of `rows` rows in `chunks` micro-batches threw `e`: undoes what before_step()
@@ -104,9 +103,6 @@ class OomRetry {
     chunks_ = next;
     return next;
   }
-  int64_t retries() const { return retries_; }
-
- private:
   bool enabled_, distributed_;
   const ckpt::TrainState& state_;
   bool armed_ = true;
