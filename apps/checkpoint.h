@@ -26,6 +26,7 @@ struct TrainState {
 
 struct Cursor {
   int64_t epoch = 0, next_batch = 0;
+  int64_t micro_batches = 0;  // after an out-of-memory retry (apps/oom_retry.h): the steps' micro-batches; 0: none
 };
 
 inline void save(const std::string& path, const TrainState& s, Optimizer& opt, const Cursor& at,
@@ -42,6 +43,7 @@ inline void save(const std::string& path, const TrainState& s, Optimizer& opt, c
                                           {"next_batch", std::to_string(at.next_batch)},
                                           {"config", config.dump()}};
   for (auto& [name, g] : s.generators) meta["rng." + name] = std::to_string(g->offset);
+  if (at.micro_batches > 0) meta["micro_batches"] = std::to_string(at.micro_batches);
   write_safetensors(path, t, meta);
 }
 
@@ -94,7 +96,11 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, int64
   });
   opt.set_step_count(number("step"));
   for (auto& [name, g] : s.generators) g->offset = uint64_t(number("rng." + name));
-  const Cursor at{number("epoch"), number("next_batch")};
+  // A resumed run takes up the micro-batch count an out-of-memory retry had reached, rather than failing again.
+  const int64_t micro_batches = f.metadata.count("micro_batches") ? number("micro_batches") : 0;
+  const Cursor at{number("epoch"), number("next_batch"), micro_batches};
+  EP_CHECK(at.micro_batches <= 4096, IOError, path, ": metadata 'micro_batches' is ", at.micro_batches,
+           ", more than --chunks allows (4096)");
   EP_CHECK(at.next_batch <= steps_per_epoch, IOError, path, ": data cursor at batch ", at.next_batch, " of an epoch of ",
            steps_per_epoch, " batches (written with another --batch-size or data set?)");
   return at;

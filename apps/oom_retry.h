@@ -59,6 +59,16 @@ class OomRetry {
   }
 
   int64_t retries() const { return retries_; }
+  int64_t micro_batches() const { return chunks_; }  // for the checkpoint: 0 before any retry
+
+  // A run resumed from a checkpoint written after a retry continues in its micro-batches: rechunk(k) as after a retry.
+  template <class Rechunk> void resume_at(int64_t micro_batches, Rechunk&& rechunk) {
+    if (micro_batches <= 0 || !enabled_) return;
+    std::printf("resume: steps run in %lld micro-batches (1F1B), the count the run had reached before its checkpoint\n",
+                (long long)micro_batches);
+    chunks_ = micro_batches;
+    rechunk(micro_batches);
+  }
 
  private:
   // Before each attempt at a step. What a failed attempt changes besides gradients is saved, so it can be undone

@@ -294,6 +294,15 @@ int run(int argc, char** argv) {
   const int64_t max_steps = o.integer("max-steps");
   cli::StepGuard guard = cli::step_guard(o, state);
   cli::OomRetry oom(o.flag("oom-retry"), procs.transport != nullptr, state);
+  // To k micro-batches after a step ran out of memory: a run without --chunks becomes a pipeline.
+  auto rechunk = [&](int64_t k) {
+    if (!pipe.pipe) {
+      pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, true, clog, procs, k);
+      evaluate_through_pipeline();
+    }
+    if (pipe.deferred_bn) model.set_deferred_bn(k);
+  };
+  oom.resume_at(cur.micro_batches, rechunk);
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     train_loader.start_epoch(epoch, epoch == cur.epoch ? cur.next_batch : 0);
@@ -332,13 +341,7 @@ int run(int argc, char** argv) {
           logits = out;
         }
       };
-      oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, [&](int64_t k) {
-        if (!pipe.pipe) {
-          pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, true, clog, procs, k);
-          evaluate_through_pipeline();
-        }
-        if (pipe.deferred_bn) model.set_deferred_bn(k);
-      });
+      oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, rechunk);
       const bool update = guard.admit(l, 0.0, opt.step_count() + 1, state);
       if (update) opt.step();
       opt.zero_grad();
@@ -348,7 +351,7 @@ int run(int argc, char** argv) {
       if (update) meter.add(l, n, runlog::count_correct(logits, b->labels), n, ms);  // a skipped step's loss is NaN
       bar.update(++b_index, meter.line("img"));
       stop = update && ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
-                               {epoch, b_index}, o.resolved());
+                               {epoch, b_index, oom.micro_batches()}, o.resolved());
       if (stop) break;
     }
     if (stop) break;
@@ -363,7 +366,7 @@ int run(int argc, char** argv) {
     std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
                 meter.loss(), 100.0 * meter.accuracy(), r.loss,
                 100 * r.acc);
-    ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0}, o.resolved());
+    ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0, oom.micro_batches()}, o.resolved());
   }
   nlohmann::json summary{{"final_top1", last_acc},
                          {"best_top1", best},

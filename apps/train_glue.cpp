@@ -353,6 +353,13 @@ int run(int argc, char** argv) {
   const int64_t max_steps = o.integer("max-steps");
   cli::StepGuard guard = cli::step_guard(o, state);
   cli::OomRetry oom(o.flag("oom-retry"), procs.transport != nullptr, state);
+  // To k micro-batches after a step ran out of memory: a run without --chunks becomes a pipeline.
+  auto rechunk = [&](int64_t k) {
+    if (pipe.pipe) return;
+    pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, false, clog, procs, k);
+    evaluate_through_pipeline();
+  };
+  oom.resume_at(cur.micro_batches, rechunk);
   bool stop = false;
   for (int64_t epoch = cur.epoch; epoch < o.integer("epochs") && !stop; ++epoch) {
     const std::vector<int64_t> order = data::epoch_order(train_set.size(), uint64_t(o.integer("seed")), epoch, true);
@@ -392,11 +399,7 @@ int run(int argc, char** argv) {
           logits = out;
         }
       };
-      oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, [&](int64_t k) {
-        if (pipe.pipe) return;
-        pipe = cli::make_pipeline(o, model.units(o.flag("split-fine")), device, false, clog, procs, k);
-        evaluate_through_pipeline();
-      });
+      oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, rechunk);
       double grad_norm = 0;
       if (o.number("clip-norm") > 0) {
         // With one stage per process each holds its own parameters' grads: the processes add their per-parameter
@@ -417,7 +420,7 @@ int run(int argc, char** argv) {
         meter.add(l, n, task.regression ? 0 : runlog::count_correct(logits, b.labels), task.regression ? 0 : n, ms);
       bar.update(++b_index, meter.line("seq"));
       stop = update && ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
-                               {epoch, b_index}, o.resolved());
+                               {epoch, b_index, oom.micro_batches()}, o.resolved());
       if (stop) break;
     }
     if (stop) break;
@@ -434,7 +437,7 @@ int run(int argc, char** argv) {
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f | dev loss %.4f %s\n", (long long)(epoch + 1),
                 meter.loss(), last.loss, metrics_str(last).c_str());
-    ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0}, o.resolved());
+    ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0, oom.micro_batches()}, o.resolved());
   }
   nlohmann::json summary{{"task", task.name},
                          {"steps", opt.step_count()},

@@ -47,11 +47,16 @@ TEST_CASE("checkpoint: a round trip restores tensors, optimizer state, step, cur
   a.step();
   a.step();
   a.gen.offset = 12345;
-  ckpt::save(path, a.state, a.opt, {3, 4}, nlohmann::json{{"lr", 0.1}});
+  ckpt::save(path, a.state, a.opt, {3, 4, 8}, nlohmann::json{{"lr", 0.1}});
   Toy b;
   const ckpt::Cursor at = ckpt::load(path, b.state, b.opt, /*steps_per_epoch=*/10);
   CHECK(at.epoch == 3);
   CHECK(at.next_batch == 4);
+  CHECK(at.micro_batches == 8);  // an out-of-memory retry's count
+  CHECK(read_safetensors(path).metadata.at("micro_batches") == "8");
+  ckpt::save(path, a.state, a.opt, {3, 4}, nlohmann::json{{"lr", 0.1}});
+  CHECK(read_safetensors(path).metadata.count("micro_batches") == 0);  // none: written as before retries existed
+  CHECK(ckpt::load(path, b.state, b.opt, 10).micro_batches == 0);
   CHECK(b.opt.step_count() == 2);
   CHECK(b.gen.offset == 12345);
   CHECK(b.w.to_double_vector() == a.w.to_double_vector());
@@ -78,7 +83,7 @@ TEST_CASE("checkpoint: wrong state, bad numbers and a cursor past the epoch are 
   // Metadata rewritten by hand: each must be a whole non-negative decimal.
   SafetensorsFile f = read_safetensors(path);
   for (const char* bad : {"-1", "12abc", "", " 3", "99999999999999999999"}) {
-    for (const char* key : {"step", "epoch", "next_batch", "rng.dropout"}) {
+    for (const char* key : {"step", "epoch", "next_batch", "rng.dropout", "micro_batches"}) {
       auto meta = f.metadata;
       meta[key] = bad;
       write_safetensors(path, f.tensors, meta);
@@ -88,6 +93,12 @@ TEST_CASE("checkpoint: wrong state, bad numbers and a cursor past the epoch are 
       CHECK(test::contains(e, std::string("ck.safetensors: metadata '") + key + "' is not a non-negative integer"));
     }
   }
+
+  auto meta = f.metadata;
+  meta["micro_batches"] = "4097";
+  write_safetensors(path, f.tensors, meta);
+  Toy t0;
+  CHECK(test::contains(error(t0, 10), "ck.safetensors: metadata 'micro_batches' is 4097, more than --chunks allows"));
 
   // Optimizer state of another shape (a checkpoint of another model with the same parameter names).
   auto tensors = f.tensors;

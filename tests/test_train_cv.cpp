@@ -376,6 +376,20 @@ TEST_CASE("train_cv: a step past --memory-limit is retried in more micro-batches
   CHECK(s["oom_retries"] == 1);
   CHECK(s["peak_tensor_bytes"]["cpu"].get<int64_t>() <= (p1 + p2) / 2);
 
+  // The checkpoint keeps the micro-batch count: the resumed run starts there instead of failing again, and goes on
+  // as the run that was never stopped (8 steps, across an epoch's end and its evaluation).
+  Run straight = run(std::string(kTiny) + " --epochs 2" + limit + " --out " + d + "/straight");
+  Run resumed = run(std::string(kTiny) + " --epochs 2" + limit + " --resume " + d + "/limited/checkpoint.safetensors" +
+                    " --out " + d + "/limited");
+  REQUIRE_MESSAGE(straight.status == 0, straight.out);
+  REQUIRE_MESSAGE(resumed.status == 0, resumed.out);
+  CHECK(resumed.out.find("out of memory") == std::string::npos);
+  CHECK(resumed.out.find("resume: steps run in 2 micro-batches") != std::string::npos);
+  const auto all = step_losses(straight.out), rest = step_losses(resumed.out);
+  REQUIRE(all.size() == 16);
+  REQUIRE(rest.size() == 13);
+  for (const auto& [step, loss] : rest) CHECK(all.at(step) == loss);
+
   // Without retries the same limit ends the run with the error; a limit no micro-batch fits says what would help.
   Run strict = run(args + limit + " --oom-retry false --out " + d + "/strict");
   CHECK(strict.status == 1);
