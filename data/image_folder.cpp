@@ -38,6 +38,20 @@ inline void* stb_memcpy(void* dst, const void* src, size_t n) { return n ? std::
 }  // namespace ep::data
 #define STBI_ASSERT(x) ((x) ? (void)0 : ep::data::stb_check_failed(#x))
 #define memcpy ep::data::stb_memcpy
+// stb 2.27 keeps decoding a JPEG scan whose entropy-coded data end early (a marker where bits were due): its bit
+// count goes negative, and the next refill shifts by more than 31 bits (undefined; UBSan, found by libFuzzer). stb
+// 2.28 fixed it by reading zeros once the bits run out. The same here, without touching stb's text: its refill
+// function is renamed where it is defined, and every call to it goes through ep_stb_grow_checked (below), which
+// drops a negative count to zero first. The macros tell the definition (parameter `stbi__jpeg *j`) from the calls
+// (argument j or z) by the first token; another stb whose refill looks different fails to compile here.
+#define EP_STB_KIND_stbi__jpeg DEFINE,
+#define EP_STB_KIND_j CALL, j
+#define EP_STB_KIND_z CALL, z
+#define EP_STB_APPLY(kind, ...) EP_STB_##kind(__VA_ARGS__)
+#define EP_STB_EXPAND(...) EP_STB_APPLY(__VA_ARGS__)
+#define EP_STB_DEFINE(...) ep_stb_grow_checked(stbi__jpeg __VA_ARGS__); static void ep_stb_grow_raw(stbi__jpeg __VA_ARGS__)
+#define EP_STB_CALL(x) ep_stb_grow_checked(x)
+#define stbi__grow_buffer_unsafe(...) EP_STB_EXPAND(EP_STB_KIND_##__VA_ARGS__)
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -46,6 +60,14 @@ inline void* stb_memcpy(void* dst, const void* src, size_t n) { return n ? std::
 #endif
 #include <stb/stb_image.h>
 #undef memcpy
+#undef stbi__grow_buffer_unsafe
+static void ep_stb_grow_checked(stbi__jpeg* j) {
+  if (j->code_bits < 0) {  // bits were taken that the scan did not have: continue from zeros, as stb 2.28 does
+    j->code_bits = 0;
+    j->code_buffer = 0;
+  }
+  ep_stb_grow_raw(j);
+}
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
