@@ -49,7 +49,8 @@ inline void* stb_memcpy(void* dst, const void* src, size_t n) { return n ? std::
 #define EP_STB_KIND_z CALL, z
 #define EP_STB_APPLY(kind, ...) EP_STB_##kind(__VA_ARGS__)
 #define EP_STB_EXPAND(...) EP_STB_APPLY(__VA_ARGS__)
-#define EP_STB_DEFINE(...) ep_stb_grow_checked(stbi__jpeg __VA_ARGS__); static void ep_stb_grow_raw(stbi__jpeg __VA_ARGS__)
+#define EP_STB_DEFINE(...) \
+  ep_stb_grow_checked(stbi__jpeg __VA_ARGS__); static void ep_stb_grow_raw(stbi__jpeg __VA_ARGS__)
 #define EP_STB_CALL(x) ep_stb_grow_checked(x)
 #define stbi__grow_buffer_unsafe(...) EP_STB_EXPAND(EP_STB_KIND_##__VA_ARGS__)
 #if defined(__GNUC__)
