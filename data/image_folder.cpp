@@ -116,7 +116,7 @@ void decode_one(const std::string& path, const ImageFolderOptions& opt, uint8_t*
     EP_CHECK(in.gcount() == std::streamsize(size), IOError, path, ": unexpected end of file");
   }
   // Before stb sees any byte (stbi_info reads the tables in front of the frame header too).
-  const std::string hazard = jpeg_huffman_hazard(bytes.data(), bytes.size());
+  const std::string hazard = jpeg_table_hazard(bytes.data(), bytes.size());
   EP_CHECK(hazard.empty(), IOError, path, ": corrupt JPEG (", hazard, ")");
   const std::string png_hazard = png_chunk_hazard(bytes.data(), bytes.size());
   EP_CHECK(png_hazard.empty(), IOError, path, ": corrupt PNG (", png_hazard, ")");

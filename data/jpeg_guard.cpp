@@ -3,9 +3,11 @@
 // 0xFF that is neither stuffing (FF 00) nor a restart marker. Not a decoder.
 #include "data/jpeg_guard.h"
 
+#include <algorithm>
+
 namespace ep::data {
 
-std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
+std::string jpeg_table_hazard(const uint8_t* data, size_t size) {
   // SOI, after any number of 0xFF fill bytes (stb accepts FF FF D8 as well; found by libFuzzer). Else not a JPEG:
   // stb decides.
   size_t pos = 0;
@@ -17,6 +19,8 @@ std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
   bool after_scan = false;  // inside entropy-coded data, where FF 00 is a stuffed byte and FF D0..D7 a restart
   int frame = -1;            // the SOF marker's low nibble: 0, 1 sequential, 2 progressive
   bool dc_defined[4] = {}, ac_defined[4] = {};  // Huffman tables a DHT has defined so far
+  bool q_defined[4] = {};                       // quantization tables a DQT has defined so far
+  unsigned frame_ids[4] = {}, frame_tq[4] = {}, frame_n = 0;  // the frame's components: id and quantization table
   for (;;) {
     // The next marker. Where stb expects one at once and finds other bytes it either fails or (before the frame
     // header) skips them looking for 0xFF; scanning forward covers both.
@@ -52,7 +56,23 @@ std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
         remaining -= long(17 + codes);
       }
     }
-    if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) frame = int(marker & 0x0F);
+    if (marker == 0xDB) {  // DQT: tables of [precision << 4 | id][64 values of 1 or 2 bytes] while the length lasts
+      long remaining = long(length) - 2;
+      for (size_t t = pos + 2; remaining > 0 && t < size;) {
+        const unsigned precision = at(t) >> 4, id = at(t) & 15, bytes = 1 + 64 * (precision ? 2 : 1);
+        if (id <= 3) q_defined[id] = true;  // stb rejects an id above 3 itself
+        t += bytes;
+        remaining -= long(bytes);
+      }
+    }
+    if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) {  // SOF: [P][Y][X][n][n x (id, sampling, Tq)]
+      frame = int(marker & 0x0F);
+      frame_n = std::min(at(pos + 7), 4u);
+      for (unsigned k = 0; k < frame_n; ++k) {
+        frame_ids[k] = at(pos + 8 + 3 * k);
+        frame_tq[k] = at(pos + 10 + 3 * k);
+      }
+    }
     if (marker == 0xDA && frame >= 0) {  // SOS: [n][n x (component, DC table << 4 | AC table)][Ss][Se][Ah << 4 | Al]
       const unsigned n = at(pos + 2);
       const unsigned ss = at(pos + 3 + 2 * n), ah = at(pos + 5 + 2 * n) >> 4;
@@ -65,6 +85,11 @@ std::string jpeg_huffman_hazard(const uint8_t* data, size_t size) {
           return "scan uses DC Huffman table " + std::to_string(dc) + ", which no DHT defined";
         if (uses_ac && ac <= 3 && !ac_defined[ac])
           return "scan uses AC Huffman table " + std::to_string(ac) + ", which no DHT defined";
+        const unsigned id = at(pos + 3 + 2 * k);
+        for (unsigned c = 0; c < frame_n; ++c)
+          if (frame_ids[c] == id && frame_tq[c] <= 3 && !q_defined[frame_tq[c]])
+            return "scan's component " + std::to_string(id) + " uses quantization table " +
+                   std::to_string(frame_tq[c]) + ", which no DQT defined";
       }
     }
     pos += length;

@@ -795,7 +795,7 @@ TEST_CASE("data: png_chunk_hazard finds chunks longer than the file before stb_i
   CHECK(hazard(sig + ihdr + "\x00\x00") == "");  // a torn chunk header: stb rejects it without allocating
 }
 
-TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman tables where stb_image reads them") {
+TEST_CASE("data: jpeg_table_hazard finds oversized and undefined Huffman tables and undefined quantization tables") {
   // Hand-made marker streams (ITU T.81 B.2): SOI, then segments; a DHT table is [class<<4|id][16 counts][values].
   auto seg = [](uint8_t marker, const std::string& body) {
     const size_t len = body.size() + 2;
@@ -812,7 +812,7 @@ TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman table
     return t + std::string(size_t(n), '\x05');
   };
   auto hazard = [](const std::string& s) {
-    return jpeg_huffman_hazard(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    return jpeg_table_hazard(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   };
   const std::string soi = "\xFF\xD8", eoi = "\xFF\xD9";
   const std::string fine = table(0x00, {0, 1, 5, 1, 1, 1, 1, 1, 1});  // a luminance DC table: 12 codes
@@ -839,8 +839,10 @@ TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman table
 
   // A scan whose tables no DHT defined (stb would decode with uninitialized memory). SOF0 of one component; an SOS
   // of one component: [1][id 1, DC << 4 | AC][Ss 0][Se 63][Ah/Al 0].
-  const std::string sof0 = seg(0xC0, std::string("\x08\x00\x10\x00\x10\x01\x01\x11\x00", 9));
-  const std::string sof2 = seg(0xC2, std::string("\x08\x00\x10\x00\x10\x01\x01\x11\x00", 9));
+  // The frame's quantization table (a DQT of [precision << 4 | id][64 values]) comes first, as encoders write it.
+  const std::string frame = std::string("\x08\x00\x10\x00\x10\x01\x01\x11\x00", 9);  // component 1: table 0
+  const std::string dqt0 = seg(0xDB, std::string(1, '\x00') + std::string(64, '\x01'));
+  const std::string sof0 = dqt0 + seg(0xC0, frame), sof2 = dqt0 + seg(0xC2, frame);
   auto sos = [&](uint8_t tables, uint8_t ss, uint8_t se, uint8_t ahal) {
     return seg(0xDA, std::string{'\x01', '\x01', char(tables), char(ss), char(se), char(ahal)}) + "\x12\x34";
   };
@@ -860,10 +862,21 @@ TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman table
   CHECK(hazard(soi + sof2 + seg(0xC4, dc0) + sos(0x00, 1, 5, 0) + eoi) ==
         "scan uses AC Huffman table 0, which no DHT defined");
 
+  // A component whose quantization table no DQT defined (stb would dequantize with uninitialized memory).
+  const std::string no_dqt = "scan's component 1 uses quantization table 0, which no DQT defined";
+  CHECK(hazard(soi + seg(0xC0, frame) + seg(0xC4, dc0 + ac0) + sos(0x00, 0, 63, 0) + eoi) == no_dqt);
+  const std::string dqt1 = seg(0xDB, std::string(1, '\x01') + std::string(64, '\x01'));  // table 1 only
+  CHECK(hazard(soi + dqt1 + seg(0xC0, frame) + seg(0xC4, dc0 + ac0) + sos(0x00, 0, 63, 0) + eoi) == no_dqt);
+  // Table 1 (8-bit) then table 0 (16-bit values) in one DQT: both defined.
+  const std::string dqt10 = seg(0xDB, std::string(1, '\x01') + std::string(64, '\x01') + std::string(1, '\x10') +
+                                          std::string(128, '\x01'));
+  CHECK(hazard(soi + dqt10 + seg(0xC0, frame) + seg(0xC4, dc0 + ac0) + sos(0x00, 0, 63, 0) + eoi) == "");
+  CHECK(hazard(soi + seg(0xC2, frame) + seg(0xC4, dc0) + sos(0x00, 0, 0, 0x01) + eoi) == no_dqt);
+
   const std::string sample = kCifarDir + "/image-folder-sample/test/cat/0000.jpg";
   if (!have_file(sample)) return;
   std::vector<uint8_t> jpg = read_bytes(sample);
-  CHECK(jpeg_huffman_hazard(jpg.data(), jpg.size()) == "");
+  CHECK(jpeg_table_hazard(jpg.data(), jpg.size()) == "");
   // The real file with its first Huffman table's 16-bit-code count raised to 255: the loader refuses it, naming it.
   size_t dht = 0;
   for (size_t i = 2; i + 1 < jpg.size(); ++i)
@@ -873,7 +886,7 @@ TEST_CASE("data: jpeg_huffman_hazard finds oversized and undefined Huffman table
     }
   REQUIRE(dht > 0);
   jpg[dht + 4 + 1 + 15] = 255;
-  CHECK(contains(jpeg_huffman_hazard(jpg.data(), jpg.size()), "DHT table 0 declares"));
+  CHECK(contains(jpeg_table_hazard(jpg.data(), jpg.size()), "DHT table 0 declares"));
   TempDir tmp;
   fs::create_directories(tmp.path / "cat");
   write_bytes(tmp.path / "cat" / "0000.jpg", jpg);
