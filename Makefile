@@ -101,7 +101,9 @@ $(BUILD)/$(1): FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(2)' | cmp -s - $$@ || echo '$(2)' > $$@
 endef
-$(eval $(call flags_stamp,cxx-flags,$(CXX) $(CXXFLAGS)))
+# The flags of the one file built apart (stb_image's, below) are part of the stamp too, so a change rebuilds it.
+STB_CXXFLAGS := -fwrapv $(if $(SANITIZE),-fno-sanitize=signed-integer-overflow)
+$(eval $(call flags_stamp,cxx-flags,$(CXX) $(CXXFLAGS) $(STB_CXXFLAGS)))
 $(eval $(call flags_stamp,nvcc-flags,$(NVCC) $(NVCCFLAGS)))
 FORCE:
 
@@ -112,7 +114,7 @@ $(BUILD)/obj/%.o: %.cpp $(BUILD)/cxx-flags
 # that grew without bound times the quantizer (found by libFuzzer; stb 2.28 rejects such files). There, signed
 # overflow wraps (-fwrapv), so it is defined and yields only a garbage image of a corrupt file; the sanitizers are
 # told not to report what -fwrapv defines.
-$(BUILD)/obj/data/image_folder.o: CXXFLAGS += -fwrapv $(if $(SANITIZE),-fno-sanitize=signed-integer-overflow)
+$(BUILD)/obj/data/image_folder.o: CXXFLAGS += $(STB_CXXFLAGS)
 
 $(BUILD)/obj/%.cu.o: %.cu $(BUILD)/nvcc-flags
 	@mkdir -p $(dir $@)

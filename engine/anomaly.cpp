@@ -53,6 +53,11 @@ std::string shapes_of(const std::vector<Tensor>& inputs) {
   return s;
 }
 
+// Where a node's forward ran, as record() kept it in anomaly mode.
+std::string context_of(const Node& node) {
+  return node.anomaly_context.empty() ? "recorded before anomaly mode" : node.anomaly_context;
+}
+
 // Where a tensor that was already non-finite came from, for a forward finding.
 std::string origin_of(const Tensor& t) {
   const std::string name = name_of(t.impl_ptr().get());
@@ -123,14 +128,12 @@ void anomaly_check_gradient(const Node& node, size_t input, const Tensor& grad) 
     const std::string name = name_of(node.leaf[input].get());
     if (!name.empty()) what = "the gradient of " + name;
   }
-  EP_THROW(AnomalyError, "[anomaly] ", node.name, " backward (",
-           node.anomaly_context.empty() ? std::string("recorded before anomaly mode") : node.anomaly_context,
-           "): returned NaN/Inf in ", what, " from a finite incoming gradient");
+  EP_THROW(AnomalyError, "[anomaly] ", node.name, " backward (", context_of(node), "): returned NaN/Inf in ", what,
+           " from a finite incoming gradient");
 }
 
 void anomaly_check_summed_gradient(const Node& node, const Tensor& total) {
-  EP_CHECK(all_finite(total), AnomalyError, "[anomaly] ", node.name, " backward (",
-           node.anomaly_context.empty() ? std::string("recorded before anomaly mode") : node.anomaly_context,
+  EP_CHECK(all_finite(total), AnomalyError, "[anomaly] ", node.name, " backward (", context_of(node),
            "): the gradients its output's consumers sent sum to NaN/Inf, though each was finite");
 }
 
