@@ -161,6 +161,8 @@ TEST_CASE("reshape, flatten, casts and copies: gradcheck, parity, storage sharin
   test::gradcheck([](const std::vector<Tensor>& in) { return mul(in[0].clone(), 2.0); }, {x});
   test::gradcheck([](const std::vector<Tensor>& in) { return in[0].to(DType::f32).to(DType::f64); }, {x},
                   {1e-3, 1e-4, 1e-3});  // a round trip through f32 loses precision: eps 1e-3 keeps it visible
+  // Widening and back, so the float32 directional check sees the casts too (in float64 both are no-ops).
+  test::gradcheck([](const std::vector<Tensor>& in) { return mul(in[0].to(DType::f64), 3.0).to(in[0].dtype()); }, {x});
   // A device round trip records to_device nodes only when a second device exists.
   Device other = d.is_cuda() ? Device::cpu() : (test::have_cuda() ? Device::cuda() : Device::cpu());
   test::gradcheck([other](const std::vector<Tensor>& in) { return in[0].to(other).to(in[0].device()); }, {x});

@@ -122,7 +122,9 @@ TEST_CASE("matmul: gradcheck in float64, every transpose flag, 2-D and batched")
     }
   // Only one input needing a gradient.
   Tensor w = test::randn({4, 2}, 20, DType::f64, test::test_device());
-  test::gradcheck([&](const std::vector<Tensor>& in) { return matmul(in[0], w); }, {leaf({2, 3, 4}, 21)});
+  // (The constant follows the input's dtype: gradcheck also runs the function in float32.)
+  test::gradcheck([&](const std::vector<Tensor>& in) { return matmul(in[0], w.to(in[0].dtype())); },
+                  {leaf({2, 3, 4}, 21)});
 }
 
 TEST_CASE("matmul: CUDA matches CPU on awkward shapes") {
@@ -174,7 +176,7 @@ TEST_CASE("linear: gradcheck in float64, with and without bias, 1-D, 2-D and 3-D
   test::gradcheck(with_bias, {leaf({3, 1}, 43), leaf({1, 1}, 44), leaf({1}, 45)});
   // Frozen weight (only x and bias need gradients).
   Tensor frozen = test::randn({3, 5}, 46, DType::f64, test::test_device());
-  test::gradcheck([&](const std::vector<Tensor>& in) { return linear(in[0], frozen, in[1]); },
+  test::gradcheck([&](const std::vector<Tensor>& in) { return linear(in[0], frozen.to(in[0].dtype()), in[1]); },
                   {leaf({2, 5}, 47), leaf({3}, 48)});
 }
 

@@ -132,7 +132,69 @@ static double weighted_sum(const Tensor& out, const Tensor& w) {
   return s;
 }
 
+std::set<std::string>& directional_checked_ops() {
+  static std::set<std::string> s;
+  return s;
+}
+
+// reliability.md goal 2, JAX's check_vjp in float32: one random direction u per input and a unit-norm cotangent w.
+// The analytic side is (Jᵀw)·Δ from one float32 backward; the numeric side is w·(f(x+) − f(x−)), both over 2ε with
+// ε = 1e-4, where x± = fl32(x ± εu) and Δ = x+ − x− is the displacement actually taken (the rounding of x ± εu to
+// float32 would otherwise be part of the error). JAX's float32 tolerance, atol = rtol = 2e-3, on that scalar.
+static void directional_check_f32(const OpFn& fn, const std::vector<Tensor>& inputs64) {
+  constexpr double eps = 1e-4, tol = 2e-3;
+  auto as_f32 = [](const Tensor& t) {
+    if (!t.defined() || t.dtype() != DType::f64) return t;
+    Tensor c = t.detach().to(DType::f32);
+    if (t.requires_grad()) c.requires_grad_();
+    return c;
+  };
+  std::vector<Tensor> x, plus, minus;
+  for (const Tensor& t : inputs64) x.push_back(as_f32(t));
+  plus = minus = x;
+  std::vector<std::vector<double>> displacement(x.size());
+  for (size_t k = 0; k < x.size(); ++k) {
+    if (!x[k].defined() || !x[k].requires_grad()) continue;
+    std::vector<double> xv = x[k].to_double_vector(), u = randn(x[k].shape(), 4242 + k).to_double_vector();
+    std::vector<double> xp(xv.size()), xm(xv.size());  // float32 values, held as doubles
+    displacement[k].resize(xv.size());
+    for (size_t i = 0; i < xv.size(); ++i) {
+      xp[i] = double(float(xv[i] + eps * u[i]));
+      xm[i] = double(float(xv[i] - eps * u[i]));
+      displacement[k][i] = xp[i] - xm[i];
+    }
+    plus[k] = from_vector(xp, x[k].shape(), DType::f32, x[k].device());
+    minus[k] = from_vector(xm, x[k].shape(), DType::f32, x[k].device());
+  }
+  Tensor out = fn(x);
+  if (out.dtype() != DType::f32) return;  // an op whose output is not floating point (none is differentiable)
+  collect_ops(out, directional_checked_ops());
+  std::vector<double> wv = randn(out.shape(), 24680).to_double_vector();
+  double norm = 0;
+  for (double v : wv) norm += v * v;
+  norm = std::sqrt(norm);
+  for (double& v : wv) v = norm > 0 ? v / norm : 0;
+  Tensor w = from_vector(wv, out.shape(), DType::f32, out.device());
+  out.backward(w);
+  double analytic = 0;
+  for (size_t k = 0; k < x.size(); ++k) {
+    if (displacement[k].empty() || !x[k].grad().defined()) continue;
+    std::vector<double> g = x[k].grad().to_double_vector();
+    for (size_t i = 0; i < g.size(); ++i) analytic += g[i] * displacement[k][i];
+  }
+  analytic /= 2 * eps;
+  double numeric;
+  {
+    NoGradGuard ng;
+    numeric = (weighted_sum(fn(plus), w) - weighted_sum(fn(minus), w)) / (2 * eps);
+  }
+  INFO("float32 directional check: analytic " << analytic << ", numeric " << numeric << " (atol = rtol = " << tol
+                                              << ", output " << out.str() << ")");
+  CHECK(std::abs(analytic - numeric) <= tol + tol * std::abs(numeric));
+}
+
 void gradcheck(const OpFn& fn, std::vector<Tensor> inputs, GradcheckOptions opt) {
+  directional_check_f32(fn, inputs);
   for (auto& t : inputs)
     if (t.defined() && t.requires_grad()) {
       REQUIRE_MESSAGE(t.dtype() == DType::f64, "gradcheck needs float64 inputs");

@@ -57,7 +57,8 @@ struct GradcheckOptions {
   double eps = 1e-6, atol = 1e-5, rtol = 1e-3;
 };
 // Central differences in float64 on the inputs' device. Inputs with requires_grad set are checked. The scalar checked
-// is sum(out * w) for a fixed random w, so every output element's gradient matters.
+// is sum(out * w) for a fixed random w, so every output element's gradient matters. First, the same function runs in
+// float32 (float64 inputs cast) for a random-direction check at eps 1e-4, atol = rtol = 2e-3 (reliability.md goal 2).
 void gradcheck(const OpFn& fn, std::vector<Tensor> inputs, GradcheckOptions opt = {});
 
 // Runs fn on the CPU inputs (f32) and on CUDA copies; compares the outputs and, for inputs with requires_grad, the
@@ -65,6 +66,7 @@ void gradcheck(const OpFn& fn, std::vector<Tensor> inputs, GradcheckOptions opt 
 void check_parity(const OpFn& fn, const std::vector<Tensor>& cpu_inputs, double atol = 1e-3, double rtol = 1e-3);
 
 std::set<std::string>& gradchecked_ops();
+std::set<std::string>& directional_checked_ops();  // by gradcheck's float32 random-direction check (goal 2)
 std::set<std::string>& parity_checked_ops();
 
 // ---- files and errors, for the loaders' bad-input tests -------------------------------------------------------

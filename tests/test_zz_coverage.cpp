@@ -1,6 +1,6 @@
 // test_zz_coverage.cpp — runs last (doctest orders by file name): every registered differentiable op must have been
-// gradchecked (and parity-checked against the CPU when a GPU is present), and every recorded node name must be
-// registered. Skipped when a test filter ran only part of the suite.
+// gradchecked, in float64 and along a float32 direction (and parity-checked against the CPU when a GPU is present),
+// and every recorded node name must be registered. Skipped when a test filter ran only part of the suite.
 #include <doctest/doctest.h>
 
 #include "engine/op_registry.h"
@@ -18,6 +18,8 @@ TEST_CASE("registry coverage: every differentiable op has a float64 gradcheck an
     INFO("op " << op);
     if (op == "to_device" && !test::have_cuda()) continue;  // needs a second device to record a node at all
     CHECK_MESSAGE(test::gradchecked_ops().count(op) == 1, "no gradcheck case covers '" << op << "'");
+    CHECK_MESSAGE(test::directional_checked_ops().count(op) == 1,
+                  "no float32 directional check (part of gradcheck) covers '" << op << "'");
     if (test::have_cuda())
       CHECK_MESSAGE(test::parity_checked_ops().count(op) == 1, "no CPU-vs-CUDA parity case covers '" << op << "'");
   }

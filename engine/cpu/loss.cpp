@@ -42,7 +42,9 @@ void cross_entropy_forward_cpu(DType dt, DType it, const void* logits, const voi
         }
         const double ls = std::log(s);
         typed<T>(lse)[i] = T(m + ls);
-        lp[i] = T(ls + (1 - eps) * (m - double(xr[t])) + eps / double(k) * sd);
+        // A term whose weight is 0 is left out, not multiplied: a -inf logit (a masked class) makes its distance
+        // inf, and 0 * inf would turn PyTorch's finite loss into NaN.
+        lp[i] = T(ls + (eps != 1 ? (1 - eps) * (m - double(xr[t])) : 0.0) + (eps != 0 ? eps / double(k) * sd : 0.0));
       });
       double total = 0;
       int64_t kept = 0;

@@ -44,7 +44,8 @@ __global__ void ce_rows_kernel(const T* __restrict__ x, const I* __restrict__ ta
     if (g.tid == 0) {
       const T ls = m_log(s);
       lse[i] = m + ls;
-      loss_rows[i] = ls + (T(1) - eps) * (m - xr[t]) + eps / T(k) * sd;
+      // Zero-weight terms left out, not multiplied (0 * inf at a -inf logit), as the CPU twin.
+      loss_rows[i] = ls + (eps != T(1) ? (T(1) - eps) * (m - xr[t]) : T(0)) + (eps != T(0) ? eps / T(k) * sd : T(0));
     }
   }
 }

@@ -54,14 +54,17 @@ struct SqrtOp {
   template <class T> EP_HD T operator()(T x, T) const { return m_sqrt(x); }
   template <class T> EP_HD T grad(T, T y, T) const { return T(0.5) / y; }
 };
+// NaN goes through ReLU and ReLU6 as in PyTorch (a comparison with NaN is false, so NaN is never clamped), and their
+// gradients are written as PyTorch's threshold_backward / hardtanh_backward: 0 at and beyond the kinks, 1 elsewhere,
+// NaN inputs included.
 struct ReluOp {
-  template <class T> EP_HD T operator()(T x, T) const { return x > T(0) ? x : T(0); }
-  template <class T> EP_HD T grad(T x, T, T) const { return x > T(0) ? T(1) : T(0); }
+  template <class T> EP_HD T operator()(T x, T) const { return x < T(0) ? T(0) : x; }
+  template <class T> EP_HD T grad(T x, T, T) const { return x <= T(0) ? T(0) : T(1); }
 };
-struct Relu6Op {  // gradient 0 at and beyond both kinks, as PyTorch's hardtanh_backward
+struct Relu6Op {
   template <class T> EP_HD T operator()(T x, T) const { return x < T(0) ? T(0) : (x > T(6) ? T(6) : x); }
-  // `&`, not `&&`: no short-circuit branch, so the CPU loop compiles to compares and a blend (vectorized).
-  template <class T> EP_HD T grad(T x, T, T) const { return ((x > T(0)) & (x < T(6))) ? T(1) : T(0); }
+  // `|`, not `||`: no short-circuit branch, so the CPU loop compiles to compares and a blend (vectorized).
+  template <class T> EP_HD T grad(T x, T, T) const { return ((x <= T(0)) | (x >= T(6))) ? T(0) : T(1); }
 };
 struct GeluOp {  // exact: 0.5 x (1 + erf(x / sqrt 2))
   template <class T> EP_HD T operator()(T x, T) const { return T(0.5) * x * (T(1) + m_erf(x * T(0.70710678118654752440))); }
