@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "engine/random.h"
 #include "tests/test_util.h"
 
 using namespace ep;
@@ -430,5 +431,102 @@ TEST_CASE("edge cases: layer_norm and cross_entropy with infinities, as PyTorch"
     check_values(lossls.to_double_vector(), {kInf}, 0, 0);
     lossls.backward();
     check_values(ls.grad().to_double_vector(), {-0.1 / 3, p1 - 0.1 / 3 - 0.9, p2 - 0.1 / 3}, atol_of(dt), 1e-6);
+  }
+}
+
+// ---- the structured ops on an empty batch ---------------------------------------------------------------------------
+
+TEST_CASE("edge cases: every structured op takes an empty batch, as PyTorch: empty outputs, zero parameter gradients") {
+  // A micro-batch or a data shard can be empty. PyTorch 1.13 runs every op below on N = 0; parameter gradients are
+  // zero, batch norm leaves its running statistics alone (5 and 7 stay 5 and 7), and the mean cross entropy of no
+  // rows is NaN.
+  Device dev = test::test_device();
+  for (DType dt : {DType::f32, DType::f64}) {
+    INFO("dtype " << dtype_name(dt));
+    auto empty_leaf = [&](const Shape& s) { return zeros(s, dt, dev).requires_grad_(); };
+    auto param = [&](const Shape& s, double v) { return full(s, v, dt, dev).requires_grad_(); };
+    auto all_zero = [](const Tensor& g) {
+      REQUIRE(g.defined());
+      for (double v : g.to_double_vector())
+        if (v != 0) return false;
+      return true;
+    };
+    {
+      INFO("conv2d, dense and depthwise");
+      for (int64_t groups : {int64_t(1), int64_t(4)}) {
+        Tensor x = empty_leaf({0, 4, 8, 8}), w = param({4, 4 / groups, 3, 3}, 0.5), b = param({4}, 1);
+        Conv2dOptions o;
+        o.padding = {1, 1};
+        o.stride = {2, 2};
+        o.groups = groups;
+        Tensor y = conv2d(x, w, b, o);
+        CHECK(y.shape() == Shape{0, 4, 4, 4});
+        sum(y).backward();
+        CHECK(x.grad().shape() == Shape{0, 4, 8, 8});
+        CHECK(all_zero(w.grad()));
+        CHECK(all_zero(b.grad()));
+      }
+    }
+    {
+      INFO("batch_norm, training and eval");
+      for (bool training : {true, false}) {
+        Tensor x = empty_leaf({0, 3, 4, 4}), w = param({3}, 2), b = param({3}, 3);
+        Tensor rm = full({3}, 5, dt, dev), rv = full({3}, 7, dt, dev);
+        Tensor y = batch_norm(x, w, b, rm, rv, training);
+        CHECK(y.shape() == Shape{0, 3, 4, 4});
+        sum(y).backward();
+        CHECK(all_zero(w.grad()));
+        CHECK(all_zero(b.grad()));
+        CHECK(rm.to_double_vector() == std::vector<double>{5, 5, 5});
+        CHECK(rv.to_double_vector() == std::vector<double>{7, 7, 7});
+      }
+    }
+    {
+      INFO("layer_norm, linear");
+      Tensor x = empty_leaf({0, 5}), w = param({5}, 2), b = param({5}, 3);
+      sum(layer_norm(x, w, b)).backward();
+      CHECK(x.grad().shape() == Shape{0, 5});
+      CHECK(all_zero(w.grad()));
+      CHECK(all_zero(b.grad()));
+      Tensor x2 = empty_leaf({2, 0, 5}), lw = param({3, 5}, 0.5), lb = param({3}, 1);
+      Tensor y = linear(x2, lw, lb);
+      CHECK(y.shape() == Shape{2, 0, 3});
+      sum(y).backward();
+      CHECK(all_zero(lw.grad()));
+      CHECK(all_zero(lb.grad()));
+    }
+    {
+      INFO("pooling");
+      Tensor x = empty_leaf({0, 3, 4, 4});
+      Tensor y = add(add(sum(max_pool2d(x, {})), sum(avg_pool2d(x, {}))), sum(adaptive_avg_pool2d(x, 1, 1)));
+      CHECK(max_pool2d(x, {}).shape() == Shape{0, 3, 2, 2});
+      CHECK(adaptive_avg_pool2d(x, 1, 1).shape() == Shape{0, 3, 1, 1});
+      y.backward();
+      CHECK(x.grad().shape() == Shape{0, 3, 4, 4});
+    }
+    {
+      INFO("embedding, attention_softmax, dropout");
+      Tensor table = param({10, 4}, 1);
+      Tensor e = embedding(table, zeros({2, 0}, DType::i64, dev));
+      CHECK(e.shape() == Shape{2, 0, 4});
+      sum(e).backward();
+      CHECK(all_zero(table.grad()));
+      Generator gen(7);
+      Tensor scores = empty_leaf({0, 2, 3, 3});
+      Tensor p = attention_softmax(scores, ones({0, 3}, DType::i64, dev), 0.5, 0.1, true, gen);
+      CHECK(p.shape() == Shape{0, 2, 3, 3});
+      sum(p).backward();
+      CHECK(scores.grad().shape() == Shape{0, 2, 3, 3});
+      Tensor d = empty_leaf({0, 7});
+      CHECK(dropout(d, 0.5, true, gen).shape() == Shape{0, 7});
+    }
+    {
+      INFO("cross_entropy of no rows: NaN, and an empty gradient");
+      Tensor logits = empty_leaf({0, 5});
+      Tensor loss = cross_entropy(logits, zeros({0}, DType::i64, dev));
+      CHECK(std::isnan(loss.item()));
+      loss.backward();
+      CHECK(logits.grad().shape() == Shape{0, 5});
+    }
   }
 }
