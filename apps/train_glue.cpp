@@ -374,7 +374,7 @@ int run(int argc, char** argv) {
       clog->set_step(opt.step_count() + 1);
       Tensor logits;
       double l = 0;
-      oom.retry_chunks(pipe.pipe.get(), n);  // after an out-of-memory retry: its micro-batches (fewer if short)
+      oom.step_chunks(pipe.pipe.get(), n, o.integer("chunks"));  // --chunks or a retry's count; fewer if short
       auto attempt = [&] {
         if (pipe.pipe) {
           // Each micro-batch adds its share of the mini-batch mean, so the gradients are the full-batch ones.

@@ -134,6 +134,9 @@ struct Pipeline::Impl {
   struct StepState {
     bool training = true;
     const LossFn* loss = nullptr;
+    int chunks = 1;                                    // this step's micro-batches
+    std::vector<std::vector<Task>> fewer_orders;       // their schedule when fewer than options.chunks, else empty
+    const std::vector<std::vector<Task>>* orders = nullptr;  // options' schedule or fewer_orders
     std::vector<Tensor> inputs, masks;  // per micro-batch, on the caller's device
     std::vector<MicroBatch> mbs;
     std::vector<std::unique_ptr<Channel>> fwd, bwd;  // boundary b: stage b -> b+1, and b+1 -> b
@@ -317,7 +320,7 @@ struct Pipeline::Impl {
 
   void run_stage(int s, StepState& st) {
     StageRuntime& rt = stages[size_t(s)];
-    const int S = int(stages.size()), C = options.chunks;
+    const int S = int(stages.size()), C = st.chunks;
     const bool last = s == S - 1;
     const Device dev = rt.stage.device;
     std::optional<StreamGuard> guard;
@@ -344,7 +347,7 @@ struct Pipeline::Impl {
     try {
       if (rt.compute) guard.emplace(*rt.compute);
       if (!st.training) no_grad.emplace();
-      for (const Task& task : orders[size_t(s)]) {
+      for (const Task& task : (*st.orders)[size_t(s)]) {
         if (st.failed) break;
         if (!st.training && task.pass == Pass::backward) continue;
         const int i = task.micro;
@@ -470,13 +473,20 @@ struct Pipeline::Impl {
   // Runs one step (training or forward-only) on the workers; returns when every worker is idle again.
   std::unique_ptr<StepState> run(const Tensor& input, const nn::UnitContext& ctx, const LossFn* loss) {
     std::lock_guard<std::mutex> lock(step_mu);
-    const int C = options.chunks;
     EP_CHECK(input.defined(), ValueError, "[pipeline] undefined input");
+    const int64_t rows = input.dim() >= 1 ? input.size(0) : 0;
+    // Evaluation of a batch shorter than --chunks (an epoch's last): one micro-batch per row. Every process of a
+    // multi-process pipeline sees the same rows, so all shorten alike. Training keeps its count (deferred BatchNorm is
+    // armed for it): the trainer reschedules before such a step, and micro_batches() refuses a count above the rows.
+    const int C = loss == nullptr && rows >= 1 && rows < options.chunks ? int(rows) : options.chunks;
     auto st = std::make_unique<StepState>(stages.size(), size_t(C), *this);
+    st->chunks = C;
+    if (C != options.chunks) st->fewer_orders = stage_orders(options.schedule, int(stages.size()), C);
+    st->orders = C != options.chunks ? &st->fewer_orders : &orders;
     st->start = Clock::now();
     st->training = loss != nullptr;
     st->loss = loss;
-    st->mbs = micro_batches(input.dim() >= 1 ? input.size(0) : 0, C);
+    st->mbs = micro_batches(rows, C);
     st->inputs = scatter(input, C);
     if (ctx.key_mask.defined()) {
       EP_CHECK(ctx.key_mask.dim() >= 1 && ctx.key_mask.size(0) == input.size(0), ShapeError,
@@ -558,8 +568,8 @@ struct Pipeline::Impl {
         StageStats& theirs = st.stats[size_t(r)];
         theirs.busy_ms = std::bit_cast<double>(next());
         const uint64_t tasks = next();
-        EP_CHECK(tasks <= orders[size_t(r)].size(), Error, "[pipeline] stage ", r, " reports ", tasks,
-                 " tasks; its schedule has ", orders[size_t(r)].size());
+        EP_CHECK(tasks <= (*st.orders)[size_t(r)].size(), Error, "[pipeline] stage ", r, " reports ", tasks,
+                 " tasks; its schedule has ", (*st.orders)[size_t(r)].size());
         for (uint64_t k = 0; k < tasks; ++k) {
           TaskTiming t;
           t.task.stage = r;
@@ -651,10 +661,10 @@ Tensor Pipeline::forward(const Tensor& input, const nn::UnitContext& ctx, Pipeli
   return out;
 }
 
-void Pipeline::reschedule(int chunks, ScheduleKind schedule) {
+void Pipeline::reschedule(int chunks, ScheduleKind schedule, bool every_process) {
   std::lock_guard<std::mutex> g(impl_->step_mu);
   EP_CHECK(chunks >= 1, ValueError, "[pipeline] reschedule to ", chunks, " micro-batches: need at least one");
-  EP_CHECK(!impl_->transport, ValueError,
+  EP_CHECK(!impl_->transport || every_process, ValueError,
            "[pipeline] a multi-process pipeline cannot change its micro-batches mid-run");
   impl_->orders = stage_orders(schedule, int(impl_->stages.size()), chunks);
   impl_->options.chunks = chunks;

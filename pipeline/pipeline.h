@@ -132,12 +132,14 @@ class Pipeline {
   // They accumulate in the schedule's backward order per stage (gpipe: C-1 .. 0, 1f1b: 0 .. C-1). The first exception
   // of any stage, hook or loss function is rethrown here once every worker has stopped.
   StepResult train_step(const Tensor& input, const LossFn& loss, const nn::UnitContext& ctx = {});
-  // Forward only, without gradients (evaluation): the concatenated outputs.
+  // Forward only, without gradients (evaluation): the concatenated outputs. A batch with fewer rows than
+  // options.chunks runs as one micro-batch per row.
   Tensor forward(const Tensor& input, const nn::UnitContext& ctx = {}, PipelineStats* stats = nullptr);
 
   // Between steps: another micro-batch count and schedule from the next step on (the trainers' recovery from a step
-  // that ran out of memory). ValueError with a transport: every process would have to change at the same step.
-  void reschedule(int chunks, ScheduleKind schedule);
+  // that ran out of memory, and an epoch's short last batch). ValueError with a transport, unless every_process: the
+  // caller's count then comes from what every process sees alike (the batch's rows), so all change at the same step.
+  void reschedule(int chunks, ScheduleKind schedule, bool every_process = false);
 
   int stages() const;
   int local_stage() const;  // the stage this process runs with a transport, -1 without (all of them)

@@ -267,6 +267,19 @@ TEST_CASE("pipeline processes: mpirun train_cv / train_glue == the single-proces
   std::filesystem::remove_all(d);
 }
 
+TEST_CASE("pipeline processes: an epoch's last batch shorter than --chunks, in every process alike, as in one") {
+  if (!test::have_app("train_cv") || mpirun().empty()) return;
+  const std::string d = test::fresh_tmp_path("pipe_mpi_short");
+  // 256 rows in batches of 60 end with 16, fewer than --chunks 20; the 51 test rows too. Every rank sees the rows,
+  // so all of them reschedule at that step (a retry after running out of memory could not).
+  const std::string args = "--data synthetic --synthetic-size 256 --batch-size 60 --width 0.25 --epochs 1 --log-steps "
+                           "--split-fine --split 1,1 --chunks 20 ";
+  const auto one = single("train_cv", args + "--out " + d + "/single");
+  REQUIRE(one.size() == 5);
+  CHECK(distributed("train_cv", 3, args + "--out " + d + "/dist") == one);
+  std::filesystem::remove_all(d);
+}
+
 TEST_CASE("pipeline processes: resume from per-rank checkpoints continues the run exactly") {
   if (!test::have_app("train_cv") || mpirun().empty()) return;
   const std::string d = test::fresh_tmp_path("pipe_mpi_resume");

@@ -67,6 +67,48 @@ TEST_CASE("pipeline in train_cv: the same losses for 1, 3 and 3 uneven stages, u
   std::filesystem::remove_all(d);
 }
 
+TEST_CASE("pipeline in train_cv and train_glue: an epoch's last batch shorter than --chunks runs one row per micro-batch") {
+  if (!ep::test::have_app("train_cv") || !ep::test::have_app("train_glue")) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_short");
+  // 256 images in batches of 60: the fifth has 16 rows, fewer than --chunks 60 (one row per micro-batch, goal 5's
+  // chunks = batch); the 51 test images are one evaluation batch shorter than 60 too. Before, both stopped the run.
+  auto run_cv = [&](const std::string& args, const std::string& name) {
+    ep::test::AppRun r = ep::test::run_app(
+        "train_cv", "--data synthetic --synthetic-size 256 --batch-size 60 --width 0.25 --epochs 2 --log-steps "
+                    "--split-fine --chunks 60 " + args + " --out " + d + "/" + name);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    return ep::test::step_losses(r.out);
+  };
+  const auto one = run_cv("--stages 21", "one");
+  CHECK(one.size() == 10);  // two epochs of 5 steps: the full count is restored after the short batch
+  CHECK(run_cv("--stages 5,10,6", "three") == one);
+  const auto one_1f1b = run_cv("--stages 21 --pipeline-schedule 1f1b", "one_1f1b");  // kept after the short batch
+  CHECK(run_cv("--stages 5,10,6 --pipeline-schedule 1f1b", "three_1f1b") == one_1f1b);
+  // Deferred BatchNorm was re-armed for the short step: it committed once per step, 10 times, not 9 with the tenth
+  // step's statistics left pending.
+  ep::SafetensorsFile ck = ep::read_safetensors(d + "/one/checkpoint.safetensors");
+  const ep::Tensor* tracked = ck.find("model.features.1.conv.0.1.num_batches_tracked");
+  REQUIRE(tracked != nullptr);
+  CHECK(tracked->to_double_vector() == std::vector<double>{10});
+  // Both epochs were evaluated.
+  std::ifstream metrics(d + "/one/metrics.jsonl");
+  int evaluated = 0;
+  for (std::string line; std::getline(metrics, line);) evaluated += nlohmann::json::parse(line).contains("val_top1");
+  CHECK(evaluated == 2);
+  // RoBERTa: 250 sequences in batches of 32 end with 26, fewer than --chunks 32; the 62 dev sequences end with 30.
+  auto run_glue = [&](const std::string& stages, const std::string& name) {
+    ep::test::AppRun r = ep::test::run_app(
+        "train_glue", "--synthetic-size 250 --batch-size 32 --lr 1e-3 --epochs 1 --log-steps --chunks 32 --stages " +
+                          stages + " --out " + d + "/" + name);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    return ep::test::step_losses(r.out);
+  };
+  const auto glue_one = run_glue("4", "glue_one");
+  CHECK(glue_one.size() == 8);
+  CHECK(run_glue("1,2,1", "glue_three") == glue_one);
+  std::filesystem::remove_all(d);
+}
+
 TEST_CASE("pipeline in train_cv: a compressed pipeline equals the single-process compressed split, statistics too") {
   if (!ep::test::have_app("train_cv")) return;
   const std::string d = ep::test::fresh_tmp_path("pipe_compress");
