@@ -139,6 +139,11 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     return s;
   }
   if (chunks < 0 || chunks > 4096) o.fail("--chunks must be in [1, 4096]");
+  // More micro-batches than rows would run one row each on every step, not what was asked. (A shorter last batch of
+  // an epoch is another matter: the trainers run it one row per micro-batch.)
+  if (retry_chunks == 0 && chunks > o.integer("batch-size"))
+    o.fail("--chunks " + std::to_string(chunks) + " is more than the " + std::to_string(o.integer("batch-size")) +
+           " rows of --batch-size");
   if (o.str("bn") != "deferred" && o.str("bn") != "per-microbatch")
     o.fail("--bn: expected deferred or per-microbatch, got '" + o.str("bn") + "'");
   s.deferred_bn = o.str("bn") == "deferred";
