@@ -133,6 +133,7 @@ void DataLoader::produce(int64_t epoch, int64_t first_batch) {
     not_empty_.notify_one();
     return true;
   };
+  std::exception_ptr failure;
   try {
     const std::vector<int64_t> order = epoch_order(size_, opt_.seed, epoch, opt_.shuffle);
     const int64_t nb = batches_per_epoch();
@@ -150,8 +151,12 @@ void DataLoader::produce(int64_t epoch, int64_t first_batch) {
     }
     push(Item{});
   } catch (...) {
-    push(Item{std::nullopt, std::current_exception()});
+    failure = std::current_exception();
   }
+  // Handed over once the handler has ended, so this thread no longer holds the exception when the consumer rethrows
+  // it: its last reference, and so its destructor, are the consumer's. (Otherwise the two references are released in
+  // uninstrumented libstdc++, and ThreadSanitizer saw the destructor here race the consumer's what().)
+  if (failure) push(Item{std::nullopt, std::move(failure)});
 }
 
 std::optional<Batch> DataLoader::next() {

@@ -3,10 +3,11 @@
 // Deterministic for a given thread count: every output element is owned by one thread, and the weight gradient sums
 // per-thread partials in thread order.
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <vector>
+
+#include "engine/cpu/openmp.h"
 
 #include "engine/cpu/conv2d_taps.h"
 #include "engine/cpu/depthwise_conv2d.h"

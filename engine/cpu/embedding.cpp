@@ -4,8 +4,7 @@
 #include <cstring>
 #include <limits>
 
-#include <omp.h>
-
+#include "engine/cpu/openmp.h"
 #include "engine/ops/embedding_kernels.h"
 
 namespace ep {
