@@ -57,8 +57,9 @@ struct GradcheckOptions {
   double eps = 1e-6, atol = 1e-5, rtol = 1e-3;
 };
 // Central differences in float64 on the inputs' device. Inputs with requires_grad set are checked. The scalar checked
-// is sum(out * w) for a fixed random w, so every output element's gradient matters. First, the same function runs in
-// float32 (float64 inputs cast) for a random-direction check at eps 1e-4, atol = rtol = 2e-3 (reliability.md goal 2).
+// is sum(out * w) for a fixed random w, so every output element's gradient matters. First, on the CPU, the same
+// function runs in float32 (float64 inputs cast) for a random-direction check at eps 1e-4, atol = rtol = 2e-3
+// (reliability.md goal 2).
 void gradcheck(const OpFn& fn, std::vector<Tensor> inputs, GradcheckOptions opt = {});
 
 // Runs fn on the CPU inputs (f32) and on CUDA copies; compares the outputs and, for inputs with requires_grad, the
