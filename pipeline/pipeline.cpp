@@ -134,9 +134,9 @@ struct Pipeline::Impl {
   struct StepState {
     bool training = true;
     const LossFn* loss = nullptr;
-    int chunks = 1;                                    // this step's micro-batches
-    std::vector<std::vector<Task>> fewer_orders;       // their schedule when fewer than options.chunks, else empty
-    const std::vector<std::vector<Task>>* orders = nullptr;  // options' schedule or fewer_orders
+    int chunks = 1;  // this step's micro-batches: options.chunks, or fewer for a short evaluation batch
+    std::vector<std::vector<Task>> fewer_orders;             // the schedule of those fewer, else empty
+    const std::vector<std::vector<Task>>* orders = nullptr;  // the Impl's orders, or fewer_orders
     std::vector<Tensor> inputs, masks;  // per micro-batch, on the caller's device
     std::vector<MicroBatch> mbs;
     std::vector<std::unique_ptr<Channel>> fwd, bwd;  // boundary b: stage b -> b+1, and b+1 -> b
@@ -209,6 +209,19 @@ struct Pipeline::Impl {
     }
     EP_CHECK(hk.empty() || hk.size() == S - 1, ValueError, "[pipeline] ", hk.size(), " boundary hooks for ", S,
              " stages (give none, or one per boundary: ", S - 1, ")");
+    // A tensor that units of two stages compute with (tied weights) would get gradients from two worker threads at
+    // once. A model's units own disjoint modules (tested); this guards models put together otherwise.
+    std::map<const void*, std::pair<size_t, std::string>> owner;  // storage -> (stage, "unit (key)")
+    for (size_t s = 0; s < S; ++s)
+      for (const nn::Unit& u : st[s].units)
+        if (u.visit_owned)
+          u.visit_owned([&](const std::string& key, Tensor& t, bool) {
+            if (!t.defined() || t.numel() == 0) return;
+            auto [it, fresh] = owner.try_emplace(t.raw_data(), s, u.name + " (" + key + ")");
+            EP_CHECK(fresh || it->second.first == s, ValueError, "[pipeline] stages ", it->second.first, " and ", s,
+                     " compute with one tensor, ", it->second.second, " and ", u.name, " (", key,
+                     "): it would get gradients from two threads at once; keep a shared tensor in one stage");
+          });
     for (size_t s = 0; s < S; ++s) {
       EP_CHECK(!st[s].units.empty(), ValueError, "[pipeline] stage ", s, " has no units");
       StageRuntime rt;

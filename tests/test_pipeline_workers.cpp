@@ -477,6 +477,26 @@ TEST_CASE("pipeline workers: bad configurations are rejected before any thread r
     on_gpu[1].device = Device::cuda(7);
     CHECK_THROWS_AS(Pipeline(std::move(on_gpu), {1, ScheduleKind::gpipe}), DeviceError);
   }
+  // One tensor computed with by units of two stages (tied weights) is refused: two threads would add to its .grad.
+  {
+    Tensor w = test::leaf(ones({3, 3}));
+    auto tied = [&w](const char* name) {
+      nn::Unit u(name, [w](const Tensor& x) { return linear(x, w, Tensor()); });
+      u.visit_owned = [w](const nn::Unit::TensorVisitor& f) mutable { f("weight", w, false); };
+      return u;
+    };
+    std::vector<Stage> two(2);
+    two[0].units.push_back(tied("encoder"));
+    two[1].units.push_back(tied("decoder"));
+    CHECK_THROWS_WITH_AS(Pipeline(std::move(two), {1, ScheduleKind::gpipe}),
+                         "[pipeline] stages 0 and 1 compute with one tensor, encoder (weight) and decoder (weight): it "
+                         "would get gradients from two threads at once; keep a shared tensor in one stage",
+                         ValueError);
+    std::vector<Stage> one(1);  // within one stage it is fine
+    one[0].units.push_back(tied("encoder"));
+    one[0].units.push_back(tied("decoder"));
+    CHECK_NOTHROW(Pipeline(std::move(one), {1, ScheduleKind::gpipe}));
+  }
   Watchdog dog("pipeline bad input", 10);
   Pipeline pipe(cut(mlp.units(), {1, 1}), {4, ScheduleKind::gpipe});
   const LossFn loss = [](const Tensor& y, const MicroBatch&) { return sum(y); };
@@ -614,15 +634,17 @@ TEST_CASE("pipeline workers: stages overlap in time; busy time and bubble fracti
   Watchdog dog("pipeline overlap", 30);
   // Each unit sleeps t in forward and t in backward: serial work is 2*S*C*t, the pipeline's ideal 2*(C+S-1)*t.
   const auto t = std::chrono::milliseconds(6);
-  // A parameter gives stage 0 a backward too (the pipeline's input never requires grad).
-  const Tensor w = test::leaf(ones({1}));
-  auto sleepy = [t, w](const Tensor& x) {
-    std::this_thread::sleep_for(t);
-    return test_identity(mul(x, w), {"", t});
+  // A parameter per stage gives stage 0 a backward too (the pipeline's input never requires grad). One parameter for
+  // both would be a data race: two stage threads adding into its .grad (ThreadSanitizer found it, 1 run in 72).
+  auto sleepy = [t](const Tensor& w) {
+    return [t, w](const Tensor& x) {
+      std::this_thread::sleep_for(t);
+      return test_identity(mul(x, w), {"", t});
+    };
   };
   const int S = 2, C = 4;
   std::vector<Stage> stages(S);
-  for (auto& s : stages) s.units.push_back(nn::Unit("sleep", sleepy));
+  for (auto& s : stages) s.units.push_back(nn::Unit("sleep", sleepy(test::leaf(ones({1})))));
   Pipeline pipe(std::move(stages), {C, ScheduleKind::gpipe});
   const LossFn loss = [](const Tensor& y, const MicroBatch& mb) { return mul(sum(y), 1.0 / double(mb.batch_rows)); };
   StepResult r = pipe.train_step(ones({8, 2}), loss);

@@ -7,10 +7,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine/cpu/openmp.h"
-
 #include "engine/cpu/conv2d_taps.h"
 #include "engine/cpu/depthwise_conv2d.h"
+#include "engine/cpu/openmp.h"
 #include "engine/ops/conv2d_kernels.h"
 
 namespace ep {
