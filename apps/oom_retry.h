@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <optional>
 #include <vector>
 
 #include "apps/checkpoint.h"
@@ -25,18 +24,16 @@ class OomRetry {
   OomRetry(bool enabled, bool distributed, const ckpt::TrainState& state)
       : enabled_(enabled && !distributed), distributed_(distributed), state_(state) {}
 
-  // Before each training step: its micro-batches are the last retry's count (1F1B), else `configured` (--chunks, in
-  // its schedule), and never more than the step's rows: an epoch's short last batch runs one row per micro-batch.
-  // True when it rescheduled `pipe`: the caller then re-arms deferred BatchNorm for the count. Every process of a
-  // --distributed run sees the same rows, so they all reschedule at the same step.
-  bool step_chunks(pipeline::Pipeline* pipe, int64_t rows, int64_t configured) {
-    const int64_t target = chunks_ != 0 ? chunks_ : configured;
-    if (!pipe || target < 1 || rows < 1) return false;
-    if (!configured_schedule_) configured_schedule_ = pipe->options().schedule;  // before any reschedule of ours
-    const int want = int(std::min(target, rows));
-    if (pipe->options().chunks == want) return false;
-    pipe->reschedule(want, chunks_ != 0 ? pipeline::ScheduleKind::one_f_one_b : *configured_schedule_,
-                     /*every_process=*/true);
+  // Before each training step: its micro-batches are the last retry's count (1F1B), else the count and schedule the
+  // pipeline was built with, and never more than the step's rows: an epoch's short last batch runs one row per
+  // micro-batch. True when it rescheduled the pipe: the caller then re-arms deferred BatchNorm for the count. Every
+  // process of a --distributed run sees the same rows, so they all reschedule at the same step.
+  bool step_chunks(PipelineSetup& setup, int64_t rows) {
+    if (!setup.pipe || rows < 1) return false;
+    const int want = int(std::min<int64_t>(chunks_ != 0 ? chunks_ : setup.options.chunks, rows));
+    if (setup.pipe->options().chunks == want) return false;
+    setup.pipe->reschedule(want, chunks_ != 0 ? pipeline::ScheduleKind::one_f_one_b : setup.options.schedule,
+                           /*every_process=*/true);
     return true;
   }
 
@@ -126,7 +123,6 @@ class OomRetry {
   std::vector<Tensor> buffers_;
   int64_t retries_ = 0;
   int64_t chunks_ = 0;  // the micro-batches of the last retry; 0 before any
-  std::optional<pipeline::ScheduleKind> configured_schedule_;  // --schedule, kept across a short batch's reschedule
 };
 
 }  // namespace ep::cli

@@ -118,6 +118,7 @@ class PipelineLog {
 
 struct PipelineSetup {
   std::unique_ptr<pipeline::Pipeline> pipe;
+  pipeline::PipelineOptions options;  // as built: --chunks and its schedule (or a retry's); the pipe may reschedule
   pipeline::Partition partition;
   bool deferred_bn = true;
 };
@@ -249,6 +250,7 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
   std::printf("pipeline: %s, %lld micro-batches, %s%s%s\n", s.partition.describe(names).c_str(), (long long)chunks,
               schedule.c_str(), has_batch_norm ? (", BatchNorm " + o.str("bn")).c_str() : "",
               procs.transport ? ", one process per stage (MPI)" : "");
+  s.options = po;
   s.pipe = std::make_unique<pipeline::Pipeline>(std::move(stages), po, std::move(hooks), procs.transport);
   return s;
 }

@@ -317,8 +317,7 @@ int run(int argc, char** argv) {
       double l = 0;
       const int64_t n = b->labels.size(0);
       // --chunks, or an out-of-memory retry's count; fewer for a short last batch.
-      if (oom.step_chunks(pipe.pipe.get(), n, o.integer("chunks")) && pipe.deferred_bn)
-        model.set_deferred_bn(pipe.pipe->options().chunks);
+      if (oom.step_chunks(pipe, n) && pipe.deferred_bn) model.set_deferred_bn(pipe.pipe->options().chunks);
       auto attempt = [&] {
         if (pipe.pipe) {
           // Each micro-batch adds its share of the mini-batch mean (pipeline/microbatch.h), so gradients are the

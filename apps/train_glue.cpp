@@ -374,7 +374,7 @@ int run(int argc, char** argv) {
       clog->set_step(opt.step_count() + 1);
       Tensor logits;
       double l = 0;
-      oom.step_chunks(pipe.pipe.get(), n, o.integer("chunks"));  // --chunks or a retry's count; fewer if short
+      oom.step_chunks(pipe, n);  // --chunks or a retry's count; fewer for a short last batch
       auto attempt = [&] {
         if (pipe.pipe) {
           // Each micro-batch adds its share of the mini-batch mean, so the gradients are the full-batch ones.

@@ -134,9 +134,9 @@ struct Pipeline::Impl {
   struct StepState {
     bool training = true;
     const LossFn* loss = nullptr;
-    int chunks = 1;  // this step's micro-batches: options.chunks, or fewer for a short evaluation batch
-    std::vector<std::vector<Task>> fewer_orders;             // the schedule of those fewer, else empty
-    const std::vector<std::vector<Task>>* orders = nullptr;  // the Impl's orders, or fewer_orders
+    // This step's schedule: the Impl's orders, or fewer_orders for a short evaluation batch (mbs has its count).
+    std::vector<std::vector<Task>> fewer_orders;
+    const std::vector<std::vector<Task>>* orders = nullptr;
     std::vector<Tensor> inputs, masks;  // per micro-batch, on the caller's device
     std::vector<MicroBatch> mbs;
     std::vector<std::unique_ptr<Channel>> fwd, bwd;  // boundary b: stage b -> b+1, and b+1 -> b
@@ -333,7 +333,7 @@ struct Pipeline::Impl {
 
   void run_stage(int s, StepState& st) {
     StageRuntime& rt = stages[size_t(s)];
-    const int S = int(stages.size()), C = st.chunks;
+    const int S = int(stages.size()), C = int(st.mbs.size());
     const bool last = s == S - 1;
     const Device dev = rt.stage.device;
     std::optional<StreamGuard> guard;
@@ -493,7 +493,6 @@ struct Pipeline::Impl {
     // armed for it): the trainer reschedules before such a step, and micro_batches() refuses a count above the rows.
     const int C = loss == nullptr && rows >= 1 && rows < options.chunks ? int(rows) : options.chunks;
     auto st = std::make_unique<StepState>(stages.size(), size_t(C), *this);
-    st->chunks = C;
     if (C != options.chunks) st->fewer_orders = stage_orders(options.schedule, int(stages.size()), C);
     st->orders = C != options.chunks ? &st->fewer_orders : &orders;
     st->start = Clock::now();

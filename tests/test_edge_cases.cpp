@@ -7,8 +7,6 @@
 #include <cmath>
 #include <functional>
 #include <limits>
-#include <random>
-#include <sstream>
 
 #include "engine/random.h"
 #include "tests/test_util.h"
@@ -22,37 +20,17 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 const Shape kEdgeShapes[] = {{0}, {1, 0, 3}, {}, {20}, {812}, {1029, 917}};
 
-// Same-class check: NaN only against NaN, an infinity only against the same infinity, finite values within
-// atol + rtol·|want|. Reports the first mismatch.
+// test::allclose with NaN equal to NaN: an infinity only matches the same infinity, finite values within
+// atol + rtol·|want|.
 void check_values(const std::vector<double>& got, const std::vector<double>& want, double atol, double rtol) {
   REQUIRE(got.size() == want.size());
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double g = got[i], w = want[i];
-    bool ok;
-    if (std::isnan(w)) ok = std::isnan(g);
-    else if (std::isinf(w)) ok = g == w;
-    else ok = std::isfinite(g) && std::abs(g - w) <= atol + rtol * std::abs(w);
-    if (!ok && bad++ == 0) first = i;
-  }
-  INFO(bad << " of " << got.size() << " differ; first at " << first << ": got "
-            << (got.empty() ? 0.0 : got[first]) << ", want " << (want.empty() ? 0.0 : want[first]));
-  CHECK(bad == 0);
+  const Shape s{int64_t(got.size())};
+  CHECK_ALLCLOSE(from_vector(got, s, DType::f64), from_vector(want, s, DType::f64), atol, rtol, true);
 }
 
-// Values as the dtype stores them (so references start from the same inputs).
-std::vector<double> rounded(std::vector<double> v, DType dt) {
-  if (dt == DType::f32)
-    for (double& x : v) x = double(float(x));
-  return v;
-}
-
-std::vector<double> uniform(int64_t n, uint64_t seed, double lo, double hi) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = u(rng);
-  return v;
+// n uniform values as the dtype stores them, so the float64 references start from the same inputs.
+std::vector<double> uniform(int64_t n, uint64_t seed, double lo, double hi, DType dt) {
+  return test::rand_uniform({n}, seed, lo, hi, dt).to_double_vector();
 }
 
 // Tolerances of a float32 (or float64) result against a float64 reference of the same inputs.
@@ -133,7 +111,7 @@ TEST_CASE("edge cases: unary ops on every edge shape, f32 and f64, with NaN/±In
       for (const Shape& s : kEdgeShapes) {
         INFO(c.name << " " << dtype_name(dt) << " " << shape_str(s));
         const int64_t n = shape_numel(s);
-        std::vector<double> xv = rounded(uniform(n, 11 + uint64_t(n), c.lo, c.hi), dt);
+        std::vector<double> xv = uniform(n, 11 + uint64_t(n), c.lo, c.hi, dt);
         std::vector<double> want_y(xv.size()), want_dx(xv.size());
         for (size_t i = 0; i < xv.size(); ++i) {
           want_y[i] = c.f(xv[i]);
@@ -210,8 +188,8 @@ TEST_CASE("edge cases: broadcasting binary ops on edge shape pairs, f32 and f64,
       for (const auto& [sa, sb] : kEdgePairs) {
         INFO(c.name << " " << dtype_name(dt) << " " << shape_str(sa) << " with " << shape_str(sb));
         const int64_t na = shape_numel(sa), nb = shape_numel(sb);
-        std::vector<double> av = rounded(uniform(na, 21 + uint64_t(na), 0.5, 2), dt);
-        std::vector<double> bv = rounded(uniform(nb, 22 + uint64_t(nb), -2, -0.5), dt);
+        std::vector<double> av = uniform(na, 21 + uint64_t(na), 0.5, 2, dt);
+        std::vector<double> bv = uniform(nb, 22 + uint64_t(nb), -2, -0.5, dt);
         if (av.size() >= 20 && bv.size() >= 20)
           for (size_t k = 0; k < 8; ++k) {
             av[k] = kA[k];
@@ -223,9 +201,8 @@ TEST_CASE("edge cases: broadcasting binary ops on edge shape pairs, f32 and f64,
         const Shape so = broadcast_shapes("test", sa, sb);
         REQUIRE(y.shape() == so);
         const int64_t no = shape_numel(so);
-        std::vector<double> dy = uniform(no, 23, -1, 1), want(static_cast<size_t>(no)), want_da(size_t(na), 0.0),
+        std::vector<double> dy = uniform(no, 23, -1, 1, dt), want(static_cast<size_t>(no)), want_da(size_t(na), 0.0),
                             want_db(size_t(nb), 0.0);
-        dy = rounded(dy, dt);
         for (int64_t i = 0; i < no; ++i) {
           const int64_t ia = broadcast_source(i, so, sa), ib = broadcast_source(i, so, sb);
           const double x = av[size_t(ia)], z = bv[size_t(ib)];
@@ -281,7 +258,7 @@ TEST_CASE("edge cases: sum and mean over edge shapes; empty sums are 0, empty me
     // Large shapes against a float64 sum of the same inputs.
     for (const Shape& s : {Shape{20}, Shape{812}, Shape{1029, 917}}) {
       INFO(shape_str(s));
-      std::vector<double> v = rounded(uniform(shape_numel(s), 31, -1, 1), dt);
+      std::vector<double> v = uniform(shape_numel(s), 31, -1, 1, dt);
       Tensor x = from_vector(v, s, dt, dev);
       double total = 0;
       for (double t : v) total += t;
@@ -328,7 +305,7 @@ TEST_CASE("edge cases: max/min/argmax propagate NaN and refuse an empty reduced 
     CHECK(argmax(e, 2).shape() == Shape{1, 0});
     // (1029, 917) with NaN planted in some columns: those columns' maxima are NaN, at the first NaN's row.
     const int64_t R = 1029, C = 917;
-    std::vector<double> v = rounded(uniform(R * C, 41, -5, 5), dt);
+    std::vector<double> v = uniform(R * C, 41, -5, 5, dt);
     for (int64_t j = 0; j < C; j += 100) {
       v[size_t(((j * 7) % R) * C + j)] = kNaN;
       v[size_t(R - 1) * size_t(C) + size_t(j)] = kNaN;
@@ -382,7 +359,7 @@ TEST_CASE("edge cases: softmax and log_softmax with -inf (masked), +inf and NaN 
     for (const Shape& s : {Shape{812}, Shape{1029, 917}}) {
       INFO(shape_str(s));
       const int64_t cols = s.back(), rows = shape_numel(s) / cols;
-      std::vector<double> v = rounded(uniform(shape_numel(s), 51, -8, 8), dt);
+      std::vector<double> v = uniform(shape_numel(s), 51, -8, 8, dt);
       for (int64_t i = 0; i < rows; ++i) v[size_t(i * cols + (i * 13) % cols)] = -kInf;
       std::vector<double> want_p(v.size()), want_l(v.size());
       for (int64_t i = 0; i < rows; ++i) {
