@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "engine/cpu/openmp.h"
 #include "engine/ops/conv2d_kernels.h"
 #include "tests/test_util.h"
 
@@ -168,19 +169,43 @@ TEST_CASE("conv2d: depthwise and grouped results equal a dense conv with a block
   }
 }
 
-TEST_CASE("conv2d: CPU results are bit-identical across runs") {
-  Tensor x = test::leaf(test::randn({4, 6, 9, 9}, 20, DType::f32));
-  Tensor w = test::leaf(test::randn({8, 3, 3, 3}, 21, DType::f32));
-  Tensor dy = test::randn({4, 8, 5, 5}, 22, DType::f32);
-  auto run = [&] {
-    x.zero_grad();
-    w.zero_grad();
-    Tensor y = conv2d(x, w, Tensor(), conv_opt({2, 2}, {1, 1}, {1, 1}, 2));
-    y.backward(dy);
-    return std::vector<std::vector<float>>{y.to_vector<float>(), x.grad().to_vector<float>(),
-                                           w.grad().to_vector<float>()};
+TEST_CASE("conv2d: CPU results are bit-identical across runs and across thread counts") {
+  // The weight gradient sums fixed runs of samples in a fixed order, so 1, 2, 3, 4 or 7 threads give the same bits.
+  // Shapes with one run (a 2x2 plane: few flops per sample), a few, and the most (16 of uneven length, N = 37).
+  struct Case {
+    Shape x, w;
+    Conv2dOptions o;
   };
-  CHECK(run() == run());
+  const std::vector<Case> cases = {
+      {{4, 6, 9, 9}, {8, 3, 3, 3}, conv_opt({2, 2}, {1, 1}, {1, 1}, 2)},
+      {{37, 5, 8, 8}, {6, 5, 3, 3}, conv_opt({1, 1}, {1, 1})},
+      {{37, 8, 16, 16}, {4, 8, 1, 1}, conv_opt({1, 1}, {0, 0})},
+      {{37, 4, 3, 3}, {5, 4, 3, 3}, conv_opt({2, 2}, {1, 1})},
+      {{9, 3, 12, 11}, {7, 3, 3, 3}, conv_opt({2, 1}, {1, 1})},
+  };
+  const int threads_before = omp_get_max_threads();
+  for (const Case& c : cases) {
+    INFO("x " << c.x[0] << "x" << c.x[1] << "x" << c.x[2] << "x" << c.x[3] << ", w " << c.w[0] << "x" << c.w[2]);
+    Tensor x = test::leaf(test::randn(c.x, 20, DType::f32));
+    Tensor w = test::leaf(test::randn(c.w, 21, DType::f32));
+    const Shape ys = conv2d(x.detach(), w.detach(), Tensor(), c.o).shape();
+    Tensor dy = test::randn(ys, 22, DType::f32);
+    auto run = [&](int threads) {
+      omp_set_num_threads(threads);
+      x.zero_grad();
+      w.zero_grad();
+      Tensor y = conv2d(x, w, Tensor(), c.o);
+      y.backward(dy);
+      return std::vector<std::vector<float>>{y.to_vector<float>(), x.grad().to_vector<float>(),
+                                             w.grad().to_vector<float>()};
+    };
+    const auto one = run(1);
+    for (int threads : {1, 2, 3, 4, 7}) {
+      INFO(threads << " threads");
+      CHECK(run(threads) == one);
+    }
+  }
+  omp_set_num_threads(threads_before);
 }
 
 TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradients") {

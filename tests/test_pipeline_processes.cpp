@@ -2,7 +2,8 @@
 // compressed payloads, corrupt input rejected), and `mpirun -np S build/train_cv|train_glue ... --distributed mpi`
 // giving the single-process pipeline's losses bit for bit (plain, compressed with top-k masks crossing processes,
 // an emulated link, 1F1B, recomputation, resume from per-rank checkpoints), a failing rank ending the job at once and
-// a hung rank ending it after --peer-timeout. The MPI cases skip without an MPI build or mpirun.
+// a hung rank ending it after --peer-timeout, and kill -9 of any rank ending the others. The MPI cases skip without
+// an MPI build or mpirun.
 // Not the in-process executor (test_pipeline_workers.cpp) nor the trainers' single-process pipeline tests.
 #include <doctest/doctest.h>
 
@@ -176,33 +177,31 @@ std::map<std::tuple<int, int, std::string>, std::vector<nlohmann::json>> compres
   return rows;
 }
 
-// SIGSTOPs the processes of MPI rank `rank` whose command line mentions `marker` (read from /proc, so no procps is
-// needed); returns how many.
-int stop_rank(const std::string& marker, int rank) {
+// The processes of MPI rank `rank` (any rank for -1) whose command line mentions `marker`, read from /proc, so no
+// procps is needed.
+std::vector<pid_t> rank_processes(const std::string& marker, int rank) {
   auto read_all = [](const std::filesystem::path& f) {
     std::ifstream in(f, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   };
-  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-  int stopped = 0;
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + (rank < 0 ? std::string() : std::to_string(rank) + '\0');
+  std::vector<pid_t> pids;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     const std::string pid = entry.path().filename().string();
     if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
     if (read_all(entry.path() / "cmdline").find(marker) == std::string::npos) continue;
-    const std::string env = read_all(entry.path() / "environ");
-    for (size_t at = 0; at < env.size();) {  // NUL-separated VAR=value entries
-      const size_t end = env.find('\0', at);
-      if (env.compare(at, (end == std::string::npos ? env.size() : end) - at, want) == 0 &&
-          kill(pid_t(std::stol(pid)), SIGSTOP) == 0) {
-        ++stopped;
-        break;
-      }
-      if (end == std::string::npos) break;
-      at = end + 1;
-    }
+    const std::string env = '\0' + read_all(entry.path() / "environ") + '\0';  // NUL-separated VAR=value entries
+    if (env.find('\0' + want) != std::string::npos) pids.push_back(pid_t(std::stol(pid)));
   }
-  return stopped;
+  return pids;
+}
+
+// Sends `signal` to the processes of MPI rank `rank` running with `marker` in their command line; returns how many.
+int signal_rank(const std::string& marker, int rank, int signal) {
+  int sent = 0;
+  for (pid_t pid : rank_processes(marker, rank)) sent += kill(pid, signal) == 0;
+  return sent;
 }
 
 }  // namespace
@@ -323,7 +322,7 @@ TEST_CASE("pipeline processes: a failing rank ends the whole job at once; a hung
     for (int i = 0; i < 200 && !std::filesystem::exists(out + "/rank1/config.json"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    CHECK(stop_rank(out, 1) == 1);
+    CHECK(signal_rank(out, 1, SIGSTOP) == 1);
   });
   t0 = std::chrono::steady_clock::now();
   r = test::run_command(cmd);
@@ -333,6 +332,48 @@ TEST_CASE("pipeline processes: a failing rank ends the whole job at once; a hung
   CHECK(r.status != 124);
   CHECK(s < 60);
   CHECK(r.out.find("from rank 1 within 3 s") != std::string::npos);
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline processes: kill -9 of any rank of 2, 3 or 4 mid-run ends every survivor, non-zero, in time") {
+  if (!test::have_app("train_cv") || mpirun().empty()) return;
+  const std::string d = test::fresh_tmp_path("pipe_mpi_kill");
+  const double peer_timeout = 30;  // reliability.md goal 8's bar in tests
+  const std::string base = "--data synthetic --synthetic-size 2000 --batch-size 60 --width 0.25 --epochs 5 "
+                           "--split-fine --chunks 3 --peer-timeout 30 ";
+  for (const auto& [ranks, stages] : std::vector<std::pair<int, std::string>>{
+           {2, "--stages 10,11"}, {3, "--split 1,1"}, {4, "--stages 3,8,6,4"}}) {
+    for (int victim = 0; victim < ranks; ++victim) {
+      INFO(ranks, " ranks, rank ", victim, " killed");
+      const std::string out = d + "/np" + std::to_string(ranks) + "_kill" + std::to_string(victim);
+      std::chrono::steady_clock::time_point killed_at;
+      int killed = 0;
+      std::thread killer([&] {
+        // Every rank has started once its run folder exists; a second later they are inside training steps (the
+        // whole run would take many more seconds).
+        auto started = [&] {
+          for (int r = 0; r < ranks; ++r)
+            if (!std::filesystem::exists(out + (r == 0 ? "" : "/rank" + std::to_string(r)) + "/config.json"))
+              return false;
+          return true;
+        };
+        for (int i = 0; i < 1200 && !started(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        killed = signal_rank(out, victim, SIGKILL);
+        killed_at = std::chrono::steady_clock::now();
+      });
+      test::AppRun r = test::run_command("timeout 180 " + mpirun() + "-np " + std::to_string(ranks) + " " +
+                                         test::app_path("train_cv") + " " + base + stages + " --out " + out +
+                                         " --distributed mpi");
+      const auto ended = std::chrono::steady_clock::now();
+      killer.join();
+      REQUIRE_MESSAGE(killed == 1, r.out);  // the victim was found while the job ran
+      CHECK(r.status != 0);
+      CHECK(r.status != 124);  // not the outer timeout
+      CHECK(std::chrono::duration<double>(ended - killed_at).count() < peer_timeout);
+      CHECK(rank_processes(out, -1).empty());  // no survivor left running
+    }
+  }
   std::filesystem::remove_all(d);
 }
 

@@ -3,7 +3,10 @@
 // Not a model-loading test: name matching and dtype conversion belong to the models' tests.
 #include <doctest/doctest.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <nlohmann/json.hpp>
@@ -11,6 +14,8 @@
 #include <stdexcept>
 #include <stdlib.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -628,29 +633,22 @@ TEST_CASE("safetensors: killed at random points while rewriting a file, the file
   CHECK(dir.entries() == std::vector<std::string>{"ck.safetensors"});
 }
 
-TEST_CASE("safetensors: a write that fails (a file size limit for a full disk) reaches the caller, old file intact") {
-  // EFBIG from RLIMIT_FSIZE stands in for ENOSPC: the same failing write(2), without a full disk. In a child, so the
-  // limit stays there; SIGXFSZ is ignored so that write returns the error instead of killing the process.
-  TempDir dir;
-  const std::string path = dir.file("ck.safetensors");
-  write_safetensors(path, {{"w", from_vector({1, 2}, {2}, DType::f32)}});
-  const std::string before = get_file(path);
-  const std::vector<std::pair<std::string, Tensor>> big{{"w", zeros({65536})}};  // made before the fork
+namespace {
+
+// Runs `body` in a forked child, so that what it changes (a file size limit, its user, a mount) stays there, and
+// returns the text it returns. Made for writers: the tensors must exist before the fork, and the child runs no doctest.
+std::string in_child(const std::function<std::string()>& body) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    ::signal(SIGXFSZ, SIG_IGN);
-    const rlimit lim{64 * 1024, 64 * 1024};
-    ::setrlimit(RLIMIT_FSIZE, &lim);
-    std::string msg = "no error";
+    ::close(fds[0]);
+    std::string msg;
     try {
-      write_safetensors(path, big);  // 256 KiB
-    } catch (const IOError& e) {
-      msg = e.what();
+      msg = body();
     } catch (const std::exception& e) {
-      msg = std::string("other: ") + e.what();
+      msg = std::string("exception: ") + e.what();
     }
     (void)!::write(fds[1], msg.data(), msg.size());
     ::_exit(0);
@@ -662,8 +660,100 @@ TEST_CASE("safetensors: a write that fails (a file size limit for a full disk) r
   ::close(fds[0]);
   int status = 0;
   ::waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status));
+  return msg;
+}
+
+// The message of the IOError that writing `tensors` to `path` raises, or "no error".
+std::string write_error(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  try {
+    write_safetensors(path, tensors);
+  } catch (const IOError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: a write that fails (a file size limit for a full disk) reaches the caller, old file intact") {
+  // EFBIG from RLIMIT_FSIZE: the same failing write(2) as a full disk, on any file system and without privileges.
+  // SIGXFSZ is ignored so that write returns the error instead of killing the process.
+  TempDir dir;
+  const std::string path = dir.file("ck.safetensors");
+  write_safetensors(path, {{"w", from_vector({1, 2}, {2}, DType::f32)}});
+  const std::string before = get_file(path);
+  const std::vector<std::pair<std::string, Tensor>> big{{"w", zeros({65536})}};  // made before the fork
+  const std::string msg = in_child([&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit lim{64 * 1024, 64 * 1024};
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    return write_error(path, big);  // 256 KiB
+  });
   INFO(msg);
   CHECK(test::contains(msg, path + ": write failed: File too large"));
   CHECK(get_file(path) == before);
   CHECK(dir.entries() == std::vector<std::string>{"ck.safetensors"});
+}
+
+TEST_CASE("safetensors: a really full file system (ENOSPC) and a directory the writer may not write (EACCES)") {
+  // reliability.md goal 13's injections. ENOSPC: a 128 KiB tmpfs, mounted in the child's own mount namespace (so
+  // nothing outside sees it, and it goes with the child), holds the old file; the new one does not fit. It needs the
+  // privilege to mount (root in a container that grants it); the case says so and skips that part otherwise.
+  TempDir dir;
+  const std::vector<std::pair<std::string, Tensor>> small{{"w", from_vector({1, 2}, {2}, DType::f32)}};
+  const std::vector<std::pair<std::string, Tensor>> big{{"w", zeros({65536})}};  // 256 KiB
+  const std::string mnt = dir.file("small_fs");
+  fs::create_directory(mnt);
+  const std::string full = in_child([&]() -> std::string {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=128k") != 0)
+      return std::string("skip: ") + std::strerror(errno);
+    const std::string path = mnt + "/ck.safetensors";
+    write_safetensors(path, small);
+    const std::string before = get_file(path);
+    std::string report = write_error(path, big) + "\n";
+    report += get_file(path) == before && read_safetensors(path).checksum_verified ? "intact" : "changed";
+    for (const auto& e : fs::directory_iterator(mnt)) report += " " + e.path().filename().string();
+    return report;
+  });
+  if (full.rfind("skip: ", 0) == 0) {
+    MESSAGE("ENOSPC part skipped: cannot mount a tmpfs here (" << full.substr(6) << ")");
+  } else {
+    INFO(full);
+    CHECK(full == mnt + "/ck.safetensors: write failed: No space left on device\nintact ck.safetensors");
+  }
+
+  // EACCES: a directory without write permission for the writer. Root ignores permissions, so as root the child
+  // first becomes the unprivileged user nobody (65534); the directory is then not writable by it either way.
+  const std::string locked = dir.file("locked");
+  fs::create_directory(locked);
+  const std::string path = locked + "/ck.safetensors";
+  write_safetensors(path, small);
+  const std::string before = get_file(path);
+  fs::permissions(dir.path, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const fs::perms read_and_enter = fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                                   fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec;
+  fs::permissions(locked, read_and_enter);
+  const std::string denied = in_child([&]() -> std::string {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0))
+      return std::string("skip: ") + std::strerror(errno);
+    return write_error(path, big);
+  });
+  fs::permissions(locked, fs::perms::owner_all);
+  INFO(denied);
+  if (denied.rfind("skip: ", 0) == 0) {
+    MESSAGE("EACCES part skipped: running as root, and cannot become the user nobody (" << denied.substr(6) << ")");
+  } else {
+    CHECK(test::contains(denied, path + ": cannot create temp file " + path + ".tmp."));
+    CHECK(test::contains(denied, ": Permission denied"));
+  }
+  CHECK(get_file(path) == before);
+  CHECK(read_safetensors(path).checksum_verified);
+  const std::vector<std::string> left = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(locked)) names.push_back(e.path().filename().string());
+    return names;
+  }();
+  CHECK(left == std::vector<std::string>{"ck.safetensors"});
 }

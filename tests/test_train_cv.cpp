@@ -62,6 +62,35 @@ TEST_CASE("train_cv: a run resumed from its checkpoint continues bit for bit (CP
   fs::remove_all(b);
 }
 
+TEST_CASE("train_cv: 1, 2 and 3 CPU threads give the same losses and weights, bit for bit") {
+  if (!have_trainer()) return;
+  // Every CPU kernel's sums have an order fixed by the shapes alone (the convolution's weight gradient was the last
+  // one to depend on the thread count): a run resumed on a machine with other cores, or a pipeline stage in a process
+  // of its own, computes what the original would have.
+  const std::string d = tmpdir("threads");
+  std::map<int, std::string> losses;
+  std::vector<std::pair<std::string, std::vector<double>>> weights;
+  for (int threads : {1, 2, 3}) {
+    INFO(threads << " threads");
+    const std::string out = d + "/t" + std::to_string(threads);
+    Run r = ep::test::run_command("OMP_NUM_THREADS=" + std::to_string(threads) + " " +
+                                  ep::test::app_path("train_cv") + " " + kTiny + " --max-steps 6 --out " + out);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    std::vector<std::pair<std::string, std::vector<double>>> w;
+    for (const auto& [name, t] : ep::read_safetensors(out + "/checkpoint.safetensors").tensors)
+      w.emplace_back(name, t.to_double_vector());
+    if (threads == 1) {
+      losses = step_losses(r.out);
+      weights = w;
+      REQUIRE(losses.size() == 6);
+    } else {
+      CHECK(step_losses(r.out) == losses);
+      CHECK(w == weights);
+    }
+  }
+  fs::remove_all(d);
+}
+
 // The integer field `key` of every line of a JSON-lines file, in file order.
 static std::vector<int64_t> jsonl_field(const std::string& path, const char* key) {
   std::vector<int64_t> v;
@@ -223,6 +252,38 @@ TEST_CASE("train_cv: a checkpoint that cannot be written ends the run with one l
   CHECK(other == std::vector<std::string>{"train_cv: " + ck + ": write failed: File too large"});
   CHECK(slurp(ck) == before);
   r = run(std::string(kTiny) + " --max-steps 2 --resume " + ck + " --out " + d);  // and it still resumes
+  CHECK(r.status == 0);
+  fs::remove_all(d);
+}
+
+TEST_CASE("train_cv: a full disk (ENOSPC) ends the run with one line; the previous checkpoint stays and resumes") {
+  if (!have_trainer()) return;
+  // A real full file system: a 3 MiB tmpfs in a mount namespace of its own (unshare, so it vanishes with the shell)
+  // holds one 2 MiB checkpoint but not a second beside it, which is what the atomic rewrite needs. Root with the
+  // privilege to mount (this container; maybe not CI's): otherwise a notice and no check.
+  const std::string d = tmpdir("enospc");
+  const std::string mnt = d + "/fs";
+  fs::create_directories(mnt);
+  const std::string app = ep::test::app_path("train_cv") + " " + kTiny + " --out " + mnt;
+  Run r = ep::test::run_command(
+      "unshare --mount sh -c 'mount -t tmpfs -o size=3m tmpfs " + mnt + " 2>/dev/null || exit 77; " + app +
+      " --max-steps 1 >/dev/null 2>&1 || exit 78; cp " + mnt + "/checkpoint.safetensors " + d + "/first.safetensors; " +
+      app + " --max-steps 2 --resume " + mnt + "/checkpoint.safetensors; echo rc=$?; cmp -s " + mnt +
+      "/checkpoint.safetensors " + d + "/first.safetensors && echo intact; ls " + mnt + "' 2>&1");
+  if (r.status == 77 || r.status == 1 || r.status == 127) {  // 1: unshare refused; 127: no unshare
+    MESSAGE("full-disk case skipped: cannot mount a tmpfs in a mount namespace here: " << r.out);
+    fs::remove_all(d);
+    return;
+  }
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  std::vector<std::string> other;  // besides the --log-steps lines
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("step ", 0) != 0) other.push_back(line);
+  CHECK(other == std::vector<std::string>{
+                     "train_cv: " + mnt + "/checkpoint.safetensors: write failed: No space left on device", "rc=1",
+                     "intact", "checkpoint.safetensors", "config.json", "metrics.jsonl", "summary.json"});
+  r = run(std::string(kTiny) + " --max-steps 2 --resume " + d + "/first.safetensors --out " + d + "/resumed");
   CHECK(r.status == 0);
   fs::remove_all(d);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # device_check.sh — what a lent GPU session runs, from the repository root with build/device-bundle carried:
 # the suite with DEVICE=cuda (gradchecks on the GPU, parity against the CPU), build/bench ops, the model training
-# steps, the pipeline benchmark, and the PyTorch side-by-side. OPS=0, MODELS=0, PIPELINE=0, SANITIZE=0 skip parts. Full logs go under $OUT; failures and figures are printed last.
+# steps, the pipeline benchmark, the PyTorch side-by-side and compute-sanitizer. OPS=0, MODELS=0, PIPELINE=0,
+# SANITIZE=0 skip parts (SANITIZE=all runs all four sanitizer tools). Full logs go under $OUT.
 set -uo pipefail
 b=build/device-bundle
 [ -d "$b" ] || tar xzf build/device-bundle.tar.gz -C build  # carried as the tarball
@@ -51,9 +52,19 @@ if [ "${PIPELINE:-1}" = 1 ]; then
   timeout 60 $b/run bench loader --data $data > "$out/bench_loader.log" 2>&1; echo "== bench loader rc=$?"
   cat "$out/bench_loader.log"
 fi
-# Memory checking of every CUDA kernel the parity cases launch (slow: last, and bounded).
-if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
-  DEVICE=cpu timeout 240 compute-sanitizer --tool memcheck --target-processes all --print-limit 20 \
-    $b/run tests -tc="*CUDA*,*parity*,*cuda*" > "$out/memcheck.log" 2>&1
-  echo "== memcheck rc=$?"; grep -E "ERROR SUMMARY|test cases:|Invalid|========= " "$out/memcheck.log" | head -20
+# compute-sanitizer on every CUDA kernel the parity cases launch, and on the edge shapes (empty, scalar, 1029x917,
+# NaN/Inf) run on the GPU (reliability.md goal 10; slow: last, and bounded). SANITIZE=1 runs memcheck;
+# SANITIZE=all adds racecheck, initcheck and synccheck; SANITIZE=0 skips it.
+if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" != 0 ]; then
+  tools="memcheck"; [ "${SANITIZE:-1}" = all ] && tools="memcheck racecheck initcheck synccheck"
+  for tool in $tools; do
+    DEVICE=cpu timeout 240 compute-sanitizer --tool $tool --target-processes all --print-limit 20 \
+      $b/run tests -tc="*CUDA*,*parity*,*cuda*" > "$out/${tool}.log" 2>&1
+    echo "== $tool (parity cases) rc=$?"
+    grep -E "ERROR SUMMARY|test cases:|Invalid|========= " "$out/${tool}.log" | head -20
+    DEVICE=cuda timeout 120 compute-sanitizer --tool $tool --target-processes all --print-limit 20 \
+      $b/run tests -tc="edge cases*" > "$out/${tool}_edge.log" 2>&1
+    echo "== $tool (edge cases on the GPU) rc=$?"
+    grep -E "ERROR SUMMARY|test cases:|Invalid|========= " "$out/${tool}_edge.log" | head -20
+  done
 fi
