@@ -1,5 +1,5 @@
 // determinism.h — the switch behind the trainers' --deterministic: cuDNN restricted to deterministic algorithms and
-// TF32 off, so a GPU run repeats bit for bit. Not needed on the CPU, whose kernels repeat for a given thread count.
+// TF32 off, so a GPU run repeats bit for bit. Not needed on the CPU, whose kernels repeat with any thread count.
 #pragma once
 
 namespace ep {

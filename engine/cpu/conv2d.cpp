@@ -128,61 +128,52 @@ int64_t weight_grad_runs(const Conv2dGeom& g) {
   return std::clamp<int64_t>(g.N / min_samples, 1, std::min(g.N, kMaxRuns));
 }
 
-// dx[n, grp] = col2im(w[grp]^T @ dy[n, grp]), the samples spread over the threads.
+// dx[n, grp] = col2im(w[grp]^T @ dy[n, grp]); dw[grp] = sum over runs (sum over n in the run of
+// dy[n, grp] @ col(x[n, grp])^T). The runs spread over the threads; each sums into its thread's buffer, which is
+// added into dw under `ordered`, in run order. A sample's two products run back to back, while its dy is in cache.
 template <class T>
-void gemm_backward_data(const Conv2dGeom& g, const T* w, const T* dy, T* dx) {
-  const int64_t cg = g.cin_per_group(), kg = g.cout_per_group(), ckk = cg * g.kh * g.kw, ohw = g.OH * g.OW;
-  const bool direct = g.pointwise(), by_sample = per_sample_threads(g);
-#pragma omp parallel if (by_sample)
-  {
-    std::vector<T> col(direct ? 0 : size_t(ckk * ohw));
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* dyg = dy + (n * g.K + grp * kg) * ohw;
-        const T* wg = w + grp * kg * ckk;
-        T* dxg = dx + (n * g.C + grp * cg) * g.H * g.W;
-        if (direct) {
-          gemm(true, false, ckk, ohw, kg, T(1), wg, ckk, dyg, ohw, T(0), dxg, ohw);
-        } else {
-          gemm(true, false, ckk, ohw, kg, T(1), wg, ckk, dyg, ohw, T(0), col.data(), ohw);
-          std::fill(dxg, dxg + cg * g.H * g.W, T(0));
-          col2im(g, cg, col.data(), dxg, !by_sample);
-        }
-      }
-  }
-}
-
-// dw[grp] = sum over runs (sum over n in the run of dy[n, grp] @ col(x[n, grp])^T): each run in a thread's buffer,
-// then added into dw under `ordered`, in run order.
-template <class T>
-void gemm_backward_weight(const Conv2dGeom& g, const T* x, const T* dy, T* dw) {
+void gemm_backward(const Conv2dGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw) {
   const int64_t cg = g.cin_per_group(), kg = g.cout_per_group(), ckk = cg * g.kh * g.kw, ohw = g.OH * g.OW;
   const int64_t wsize = g.K * ckk, runs = g.N > 0 ? weight_grad_runs(g) : 0;
   const bool direct = g.pointwise(), by_sample = per_sample_threads(g);
   const int nthreads = by_sample ? int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(runs, 1))) : 1;
-  std::vector<T> dw_part(size_t(nthreads) * size_t(wsize));
-  std::fill(dw, dw + wsize, T(0));
+  std::vector<T> dw_part(dw ? size_t(nthreads) * size_t(wsize) : 0);
+  if (dw) std::fill(dw, dw + wsize, T(0));
 #pragma omp parallel num_threads(nthreads) if (by_sample)
   {
     std::vector<T> col(direct ? 0 : size_t(ckk * ohw));
-    T* part = dw_part.data() + size_t(omp_get_thread_num()) * size_t(wsize);
+    T* part = dw ? dw_part.data() + size_t(omp_get_thread_num()) * size_t(wsize) : nullptr;
 #pragma omp for ordered schedule(static, 1)
     for (int64_t run = 0; run < runs; ++run) {
       const int64_t first = run * g.N / runs, end = (run + 1) * g.N / runs;
       for (int64_t n = first; n < end; ++n)
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          const T* xg = x + (n * g.C + grp * cg) * g.H * g.W;
-          const T* cols = xg;
-          if (!direct) {
-            im2col(g, cg, xg, col.data(), !by_sample);
-            cols = col.data();
+          const T* dyg = dy + (n * g.K + grp * kg) * ohw;
+          if (dw) {
+            const T* xg = x + (n * g.C + grp * cg) * g.H * g.W;
+            const T* cols = xg;
+            if (!direct) {
+              im2col(g, cg, xg, col.data(), !by_sample);
+              cols = col.data();
+            }
+            gemm(false, true, kg, ckk, ohw, T(1), dyg, ohw, cols, ohw, T(n == first ? 0 : 1), part + grp * kg * ckk,
+                 ckk);
           }
-          gemm(false, true, kg, ckk, ohw, T(1), dy + (n * g.K + grp * kg) * ohw, ohw, cols, ohw, T(n == first ? 0 : 1),
-               part + grp * kg * ckk, ckk);
+          if (dx) {
+            const T* wg = w + grp * kg * ckk;
+            T* dxg = dx + (n * g.C + grp * cg) * g.H * g.W;
+            if (direct) {
+              gemm(true, false, ckk, ohw, kg, T(1), wg, ckk, dyg, ohw, T(0), dxg, ohw);
+            } else {
+              gemm(true, false, ckk, ohw, kg, T(1), wg, ckk, dyg, ohw, T(0), col.data(), ohw);
+              std::fill(dxg, dxg + cg * g.H * g.W, T(0));
+              col2im(g, cg, col.data(), dxg, !by_sample);
+            }
+          }
         }
 #pragma omp ordered
-      for (int64_t i = 0; i < wsize; ++i) dw[i] += part[i];
+      if (dw)
+        for (int64_t i = 0; i < wsize; ++i) dw[i] += part[i];
     }
   }
 }
@@ -228,8 +219,7 @@ void conv2d_backward_cpu(DType dt, const Conv2dGeom& g, const void* x, const voi
       if (dxp) depthwise_backward_input(g, wp, dyp, dxp);
       if (dwp) depthwise_backward_weight(g, xp, dyp, dwp);
     } else {
-      if (dxp) gemm_backward_data(g, wp, dyp, dxp);
-      if (dwp) gemm_backward_weight(g, xp, dyp, dwp);
+      gemm_backward(g, xp, wp, dyp, dxp, dwp);
     }
   });
 }

@@ -39,7 +39,7 @@ EP_CUDA_API void conv2d_backward_cuda(DType dt, const Conv2dGeom& g, int device,
     EP_CUDA_BODY("conv2d backward")
 
 // Restricts cuDNN to deterministic algorithms (bit-identical reruns). Starts as EP_DETERMINISTIC=1 in the
-// environment; the CPU kernels are deterministic for a given thread count either way.
+// environment; the CPU kernels give the same bits for any thread count either way.
 void set_conv_deterministic(bool on);
 bool conv_deterministic();
 
