@@ -31,15 +31,18 @@ namespace {
 
 const char* kSamples = "../shared/data/safetensors-samples";
 
+// The names in a directory, sorted.
+std::vector<std::string> entries_of(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // test::TempDir with the listing the atomic-write tests need.
 struct TempDir : ep::test::TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
+  std::vector<std::string> entries() const { return entries_of(path); }
 };
 
 std::string le64(uint64_t v) {
@@ -714,7 +717,7 @@ TEST_CASE("safetensors: a really full file system (ENOSPC) and a directory the w
     const std::string before = get_file(path);
     std::string report = write_error(path, big) + "\n";
     report += get_file(path) == before && read_safetensors(path).checksum_verified ? "intact" : "changed";
-    for (const auto& e : fs::directory_iterator(mnt)) report += " " + e.path().filename().string();
+    for (const std::string& name : entries_of(mnt)) report += " " + name;
     return report;
   });
   if (full.rfind("skip: ", 0) == 0) {
@@ -750,10 +753,5 @@ TEST_CASE("safetensors: a really full file system (ENOSPC) and a directory the w
   }
   CHECK(get_file(path) == before);
   CHECK(read_safetensors(path).checksum_verified);
-  const std::vector<std::string> left = [&] {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(locked)) names.push_back(e.path().filename().string());
-    return names;
-  }();
-  CHECK(left == std::vector<std::string>{"ck.safetensors"});
+  CHECK(entries_of(locked) == std::vector<std::string>{"ck.safetensors"});
 }

@@ -135,8 +135,10 @@ template <class T>
 void gemm_backward(const Conv2dGeom& g, const T* x, const T* w, const T* dy, T* dx, T* dw) {
   const int64_t cg = g.cin_per_group(), kg = g.cout_per_group(), ckk = cg * g.kh * g.kw, ohw = g.OH * g.OW;
   const int64_t wsize = g.K * ckk, runs = g.N > 0 ? weight_grad_runs(g) : 0;
-  const bool direct = g.pointwise(), by_sample = per_sample_threads(g);
-  const int nthreads = by_sample ? int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(runs, 1))) : 1;
+  const bool direct = g.pointwise();
+  const int nthreads =
+      per_sample_threads(g) ? int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(runs, 1))) : 1;
+  const bool by_sample = nthreads > 1;  // else im2col/col2im use the threads
   std::vector<T> dw_part(dw ? size_t(nthreads) * size_t(wsize) : 0);
   if (dw) std::fill(dw, dw + wsize, T(0));
 #pragma omp parallel num_threads(nthreads) if (by_sample)
