@@ -68,6 +68,10 @@ struct SortquantOptions {
   int64_t sample = 65536;
   uint64_t seed = 0;
 };
+// Sampled mode's K-1 thresholds: T_i is the sample's order statistic at ceil((i+1) m / K) - 1 (m = sample size;
+// all 0 when m = 0). Found by selection around the wanted positions, O(m log K), not a full sort.
+std::vector<double> sample_thresholds(std::vector<double> sample, int64_t K);
+
 class SortquantCompressor final : public Compressor {
  public:
   explicit SortquantCompressor(SortquantOptions o) : opt_(o), gen_(o.seed) {}

@@ -85,16 +85,15 @@ void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& buck
     for (int64_t j = bucket_start(n, K, b); j < bucket_start(n, K, b + 1); ++j) bucket[idx[size_t(j)]] = uint16_t(b);
 }
 
-// Sampled: K-1 thresholds at the sample quantiles; x goes to the first bucket i with x <= T_i (the last otherwise).
-std::vector<double> thresholds_of_sample(std::vector<double> s, int64_t K) {
-  std::sort(s.begin(), s.end());
-  std::vector<double> t(size_t(K - 1));
-  const int64_t m = int64_t(s.size());
-  for (int64_t i = 0; i + 1 < K; ++i) {
-    const int64_t pos = std::max<int64_t>(0, ((i + 1) * m + K - 1) / K - 1);  // ceil((i+1) m / K) - 1
-    t[size_t(i)] = m == 0 ? 0.0 : s[size_t(pos)];
-  }
-  return t;
+// Puts the order statistics at pos[0..count) (ascending, distinct, all in [lo, hi)) where a full sort of s would,
+// selecting the middle one first so each half is searched on its own.
+void select_positions(std::vector<double>& s, const int64_t* pos, size_t count, int64_t lo, int64_t hi) {
+  if (count == 0 || hi - lo <= 1) return;
+  const size_t mid = count / 2;
+  const int64_t p = pos[mid];
+  std::nth_element(s.begin() + lo, s.begin() + p, s.begin() + hi);
+  select_positions(s, pos, mid, lo, p);
+  select_positions(s, pos + mid + 1, count - mid - 1, p + 1, hi);
 }
 
 template <class T>
@@ -107,10 +106,26 @@ std::vector<double> sampled_thresholds(const T* x, int64_t n, int64_t K, int64_t
     s.resize(size_t(sample));
     for (int64_t j = 0; j < sample; ++j) s[size_t(j)] = double(x[sample_index(seed, offset, uint64_t(j), uint64_t(n))]);
   }
-  return thresholds_of_sample(std::move(s), K);
+  return sample_thresholds(std::move(s), K);
 }
 
 }  // namespace
+
+// Sampled: K-1 thresholds at the sample quantiles; x goes to the first bucket i with x <= T_i (the last otherwise).
+// Selecting only those positions instead of sorting the sample: on the H200's host the sort of 65,536 doubles made
+// sampled mode slower than exact at 12.6 MB (1.8 against 11.4 GB/s).
+std::vector<double> sample_thresholds(std::vector<double> s, int64_t K) {
+  const int64_t m = int64_t(s.size());
+  std::vector<double> t(size_t(std::max<int64_t>(0, K - 1)), 0.0);
+  if (m == 0) return t;
+  std::vector<int64_t> pos(t.size());
+  for (int64_t i = 0; i + 1 < K; ++i) pos[size_t(i)] = std::max<int64_t>(0, ((i + 1) * m + K - 1) / K - 1);
+  std::vector<int64_t> distinct = pos;  // non-decreasing already; repeats when m < K
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  select_positions(s, distinct.data(), distinct.size(), 0, m);
+  for (size_t i = 0; i < pos.size(); ++i) t[i] = s[size_t(pos[i])];
+  return t;
+}
 
 // The GPU twin of the sampled mode (f32, more elements than the sample, at most kMaxDeviceBuckets buckets): the
 // sample is gathered on the GPU and sorted on the host, so the thresholds, the bucket extremes (exact min/max), the
@@ -126,7 +141,7 @@ Payload SortquantCompressor::encode_cuda(const Tensor& x, cudaStream_t stream) {
   Tensor sample = empty({m}, DType::f32, dev);
   gather_sample_cuda(xd.data<float>(), n, m, gen_.seed, offset, sample.data<float>(), current_stream(dev));
   const std::vector<float> sv = sample.to_vector<float>();
-  const std::vector<double> t = thresholds_of_sample(std::vector<double>(sv.begin(), sv.end()), K);
+  const std::vector<double> t = sample_thresholds(std::vector<double>(sv.begin(), sv.end()), K);
   Tensor td = from_data<double>(t.empty() ? std::vector<double>{0.0} : t, {std::max<int64_t>(1, K - 1)}, dev);
   Tensor lo_key = from_data<int32_t>(std::vector<int32_t>(size_t(K), INT32_MAX), {K}, dev);
   Tensor hi_key = from_data<int32_t>(std::vector<int32_t>(size_t(K), INT32_MIN), {K}, dev);

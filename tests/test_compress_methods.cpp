@@ -190,6 +190,28 @@ TEST_CASE("compress sortquant sampled: thresholds from a sample give ordered, ne
   }
 }
 
+TEST_CASE("compress sortquant sampled: the thresholds are the sorted sample's values at ceil((i+1) m / K) - 1") {
+  std::mt19937_64 rng(11);
+  for (int64_t m : {0, 1, 2, 3, 7, 100, 1000, 65536}) {
+    for (int64_t K : {1, 2, 4, 16, 256, 1024}) {
+      for (bool ties : {false, true}) {
+        std::vector<double> s(static_cast<size_t>(m));
+        std::normal_distribution<double> normal;
+        for (double& v : s) v = ties ? double(rng() % 5) : normal(rng);
+        std::vector<double> sorted = s;
+        std::sort(sorted.begin(), sorted.end());
+        std::vector<double> expect(size_t(K - 1), 0.0);
+        for (int64_t i = 0; i + 1 < K && m > 0; ++i) {
+          const int64_t q = ((i + 1) * m + K - 1) / K;  // ceil, computed apart from the library's formula
+          expect[size_t(i)] = sorted[size_t(std::max<int64_t>(q, 1) - 1)];
+        }
+        INFO("m " << m << " K " << K << " ties " << ties);
+        CHECK(sample_thresholds(s, K) == expect);
+      }
+    }
+  }
+}
+
 TEST_CASE("compress sortquant: fewer elements than buckets, constants and ties decode exactly") {
   Tensor tiny = from_vector({3.5, -1.25, 7}, {3});  // 8 buckets, 3 elements: one element per bucket, step 0
   CHECK(values(round_trip("sortquant:bits=2,split=3", tiny)) == values(tiny));
