@@ -36,11 +36,6 @@ using namespace ep;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
 using bench::median_ms;
 
 Tensor rand_tensor(const Shape& s, Device d, uint64_t seed) {
@@ -148,6 +143,14 @@ void bench_bandwidth(Device d) {
   row("softmax [4096,k]", median_ms(d, [&] { c = softmax(m); }), 2 * bytes1);
 }
 
+// GPU work to queue ahead of a timed host burst: a product of two [8192, 8192] f32 matrices, ~20 ms on an H200.
+std::function<void()> busy_gpu(const Tensor& big) {
+  return [big] {
+    NoGradGuard ng;
+    matmul(big, big);
+  };
+}
+
 // Host time to issue one small op. On a GPU the device must not be the bottleneck, so each timed burst is issued
 // behind a large matrix product: the launches queue up while the GPU is busy and only host work is measured.
 void bench_overhead(Device d) {
@@ -157,19 +160,10 @@ void bench_overhead(Device d) {
   Tensor big = d.is_cuda() ? rand_tensor({big_n, big_n}, d, 10) : Tensor();
   const int burst = 300;
   auto host_us = [&](const std::function<void()>& op) {
-    std::vector<double> t;
-    for (int rep = 0; rep < 7; ++rep) {
-      Tensor busy;
-      if (d.is_cuda()) {
-        NoGradGuard ng;
-        busy = matmul(big, big);  // ~20 ms of GPU work ahead of the burst
-      }
-      auto s = std::chrono::steady_clock::now();
+    const auto issue_burst = [&] {
       for (int i = 0; i < burst; ++i) op();
-      t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - s).count() / burst);
-      synchronize(d);
-    }
-    return median(t);
+    };
+    return 1000.0 * bench::host_issue_median_ms(d, issue_burst, busy_gpu(big)) / burst;
   };
   double plain = host_us([&] {
     NoGradGuard ng;
@@ -187,6 +181,7 @@ void bench_overhead(Device d) {
 }
 
 Tensor test_labels(int64_t n, Device d, int64_t classes = 10);
+void print_host_issue(Device d, const std::function<void()>& step, const Tensor& big);
 
 // `bench model mobilenetv2`: training images/s of the CIFAR MobileNetV2 (width 1.0, 32x32, 10 classes): one step =
 // forward, cross entropy, backward, SGD (momentum 0.9, nesterov, weight decay 5e-4); random data already on the
@@ -195,7 +190,9 @@ Tensor test_labels(int64_t n, Device d, int64_t classes = 10);
 void bench_model_mobilenetv2(Device d) {
   std::printf("\n[model] MobileNetV2-cifar width 1.0, f32, SGD training step%s\n",
               d.is_cuda() ? ", TF32 off" : " (CPU: batch 32, median of 10 steps)");
-  for (int64_t batch : d.is_cuda() ? std::vector<int64_t>{128, 256} : std::vector<int64_t>{32}) {
+  // On a GPU, batch 32 too: a pipeline's micro-batch of 128 in 4, where host work may set the pace.
+  Tensor big = d.is_cuda() ? rand_tensor({8192, 8192}, d, 10) : Tensor();
+  for (int64_t batch : d.is_cuda() ? std::vector<int64_t>{32, 128, 256} : std::vector<int64_t>{32}) {
     nn::MobileNetV2Options mo;
     mo.num_classes = 10;
     mo.variant = nn::MobileNetV2Variant::cifar;
@@ -217,8 +214,20 @@ void bench_model_mobilenetv2(Device d) {
     };
     // CPU: 10 steps after 3, as apps/bench/torch_model.py --cpu (on a shared VM a median of 3 did not settle).
     double ms = median_ms(d, step, d.is_cuda() ? 30 : 10, d.is_cuda() ? 5 : 3);
-    std::printf("  batch %-4ld %9.2f ms/step %9.0f images/s\n", long(batch), ms, 1000.0 * double(batch) / ms);
+    std::printf("  batch %-4ld %9.2f ms/step %9.0f images/s", long(batch), ms, 1000.0 * double(batch) / ms);
+    print_host_issue(d, step, big);
   }
+}
+
+// On a GPU: the host's own time to issue one step (queued behind a busy GPU), next to the device's. When it is near
+// the step time, launches and host work, not kernels, set the pace. Ends the line either way.
+void print_host_issue(Device d, const std::function<void()>& step, const Tensor& big) {
+  if (d.is_cuda()) {
+    const double busy_ms = median_ms(d, busy_gpu(big), 3, 1);
+    std::printf("  host issue %7.2f ms/step (queued behind %.1f ms of GPU work)",
+                bench::host_issue_median_ms(d, step, busy_gpu(big), 5), busy_ms);
+  }
+  std::printf("\n");
 }
 
 Tensor test_labels(int64_t n, Device d, int64_t classes) {
@@ -252,6 +261,7 @@ void bench_model_roberta(Device d) {
     opt.step();
     opt.zero_grad();
   };
+  Tensor big = d.is_cuda() ? rand_tensor({8192, 8192}, d, 10) : Tensor();
   // fp32 GEMMs, then (on a GPU) bf16-autocast GEMMs with the same fp32 master weights.
   for (GemmPrecision p : d.is_cuda() ? std::vector<GemmPrecision>{GemmPrecision::f32, GemmPrecision::bf16}
                                      : std::vector<GemmPrecision>{GemmPrecision::f32}) {
@@ -259,8 +269,9 @@ void bench_model_roberta(Device d) {
     // CPU: 5 steps after 2. The first two still first-touch the gradients and AdamW's moments (2 of 3 GiB); a
     // median of 2 after 1 read 5.3-6.0 s where the steady step takes 3.7 s.
     double ms = median_ms(d, step, d.is_cuda() ? 20 : 5, d.is_cuda() ? 3 : 2);
-    std::printf("  batch %-4ld gemm %-4s %9.2f ms/step %9.1f sequences/s  peak memory %.2f GiB\n", long(batch),
+    std::printf("  batch %-4ld gemm %-4s %9.2f ms/step %9.1f sequences/s  peak memory %.2f GiB", long(batch),
                 gemm_precision_name(p), ms, 1000.0 * double(batch) / ms, double(peak_memory_bytes(d)) / double(1ull << 30));
+    print_host_issue(d, step, big);
   }
 }
 

@@ -54,4 +54,20 @@ inline double wall_median_ms(Device d, const std::function<void()>& fn, int reps
   return median_of(t);
 }
 
+// Median host milliseconds to issue fn, each run queued behind `busy` (GPU work, e.g. a large matrix product): the
+// launches return at once, so only host work is timed. fn must not synchronize, and must not outrun the device's
+// launch queue; either would add the wait for `busy` (compare with busy's own time). On the CPU: plain wall time.
+inline double host_issue_median_ms(Device d, const std::function<void()>& fn, const std::function<void()>& busy,
+                                   int reps = 7) {
+  std::vector<double> t;
+  for (int rep = 0; rep < reps; ++rep) {
+    if (d.is_cuda()) busy();
+    const auto s = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+    synchronize(d);
+  }
+  return median_of(t);
+}
+
 }  // namespace ep::bench

@@ -68,7 +68,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: MobileNetV2-cifar training step ====")
-    for batch in (128, 256):
+    for batch in (32, 128, 256):  # 32: a pipeline micro-batch (128 in 4), where host work may set the pace
         bench(batch, False)
     if "--no-compile" not in sys.argv:
         for batch in (128, 256):
