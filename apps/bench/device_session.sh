@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # device_session.sh — one call that fits a 15-minute lent GPU: the GPU benchmarks first on a quiet GPU (ours, then the
-# PyTorch twin, each bounded), then the CUDA-touching test files as 4 parallel shards beside issue 3's 30-epoch
+# PyTorch twin, each bounded), then the CUDA-touching test files as 2 parallel shards beside issue 3's 30-epoch
 # CIFAR-10 run (cifar_run.sh; RESUME=1 in a next call continues it), then memcheck on the parity cases.
 # Not device_check.sh (the unhurried full version). Carry build/device-bundle.tar.gz and carry/ (the CIFAR tarball).
 set -uo pipefail
@@ -37,7 +37,7 @@ end=${CALL_SECONDS:-585}  # everything below ends by this second of the call
 # Issue 3's CIFAR-10 run in the background (a correctness run, not a timing: the suite shares the GPU with it).
 ( LIMIT=$(left $((end - 15))) OUT=/tmp/cifar_run bash apps/bench/cifar_run.sh > /tmp/cifar_run.txt 2>&1 ) &
 cifar=$!
-# The test files that touch CUDA, as 4 parallel shards (apps/bench/cuda_shards.sh), beside the CIFAR run.
+# The test files that touch CUDA, as 2 parallel shards (apps/bench/cuda_shards.sh), beside the CIFAR run.
 source apps/bench/cuda_shards.sh
 cuda_shards "$b" "$out" "$(left $((end - 60)))"
 if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
