@@ -263,6 +263,11 @@ Tensor decode_payload(const Payload& p, Device device) {
   p.check_consistent("decode");
   if (Tensor on_device; decode_on_device(p, device, on_device)) return on_device;
   if (Tensor on_device; decode_sparse_lowrank_on_device(p, device, on_device)) return on_device;
+  if (p.method == Method::none && device.is_cuda()) {  // the raw bytes straight to the device, no host tensor
+    Tensor out = empty(p.shape, p.dtype, device);
+    if (!p.codes.empty()) copy_bytes(out.raw_data(), device, p.codes.data(), Device::cpu(), p.codes.size());
+    return out;
+  }
   Tensor out = empty(p.shape, p.dtype, Device::cpu());
   if (p.method == Method::none) {
     decode_none(p, out.raw_data());
