@@ -3,6 +3,7 @@
 // Not the methods' numerical laws (test_compress_methods.cpp) nor the autograd op (test_compress_layer.cpp).
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -227,6 +228,25 @@ TEST_CASE("compress payload: decode rejects what parse cannot see (bad top-k ind
   Payload extra = bm;
   for (auto& b : extra.codes) b = 0xff;  // marks 100 elements (and the padding) for 50 values
   CHECK_THROWS_AS(decode_payload(extra), CompressError);
+  // The check the GPU decoder runs before scattering (popcount over 8-byte words, then the tail of 5 bytes) agrees.
+  CHECK_NOTHROW(check_topk_positions(t));
+  CHECK_NOTHROW(check_topk_positions(bm));
+  CHECK_THROWS_AS(check_topk_positions(swapped), CompressError);
+  CHECK(error_of<CompressError>([&] { check_topk_positions(extra); }).find("bits set past 100") != std::string::npos);
+  for (size_t byte : {size_t(2), size_t(11)}) {  // one in the 8-byte word, one in the tail
+    Payload one_less = bm, one_more = bm;
+    const int bit = std::countr_zero(unsigned(bm.codes[byte]));   // a marked element in that byte
+    const int clear = std::countr_one(unsigned(bm.codes[byte]));  // an unmarked one
+    REQUIRE(bit < 8);
+    REQUIRE(clear < 8);
+    one_less.codes[byte] = uint8_t(one_less.codes[byte] & ~(1u << bit));
+    one_more.codes[byte] = uint8_t(one_more.codes[byte] | (1u << clear));
+    CHECK(error_of<CompressError>([&] { check_topk_positions(one_less); }).find("marks 49 elements") !=
+          std::string::npos);
+    CHECK(error_of<CompressError>([&] { check_topk_positions(one_more); }).find("marks 51 elements") !=
+          std::string::npos);
+    CHECK_THROWS_AS(decode_payload(one_less), CompressError);
+  }
   Payload f = parse_compressor("fp8")->encode(sample_tensor({10}, 3));
   f.codes[3] = 0x7f;  // e4m3 NaN
   CHECK(error_of<CompressError>([&] { decode_payload(f); }).find("not a finite e4m3") != std::string::npos);
