@@ -1,5 +1,5 @@
 // compress.cu — CUDA twins of the per-tensor quant, fp8 and sampled sortquant encoders and their decoders, plus the
-// reductions they start from. Not the table math: the host finishes the reduction and computes (min, step) or the
+// reductions they start from and the statistics sums of compute_stats. Not the table math: the host finishes the reduction and computes (min, step) or the
 // scale exactly as the CPU path, so both devices quantize against the same f32 table and emit the same codes.
 #include <cuda_runtime.h>
 
@@ -10,6 +10,7 @@
 #include "compress/compress_kernels.h"
 #include "compress/fp8.h"
 #include "compress/quant_math.h"
+#include "compress/stats_math.h"
 #include "engine/check.h"
 #include "engine/cuda/launch.cuh"
 #include "engine/philox.h"
@@ -48,6 +49,24 @@ __global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, fl
     out[3 * blockIdx.x + 1] = s_hi[0];
     out[3 * blockIdx.x + 2] = s_abs[0];
   }
+}
+
+// Statistics sums: each thread walks a grid-strided range in index order, then the block merges its threads' sums
+// in a fixed tree (not atomics), so a rerun gives the same partials.
+template <class A, class B>
+__global__ void stats_partial_kernel(const A* __restrict__ x, const B* __restrict__ y, int64_t n,
+                                     StatsSums* __restrict__ out) {
+  __shared__ StatsSums s[kBlock];
+  StatsSums t = stats_zero();
+  for (int64_t i = int64_t(blockIdx.x) * kBlock + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock)
+    stats_add(t, double(x[i]), double(y[i]));
+  s[threadIdx.x] = t;
+  __syncthreads();
+  for (int w = kBlock / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) stats_merge(s[threadIdx.x], s[threadIdx.x + w]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = s[0];
 }
 
 // Min-max quantization codes with one range, packed group by group (encode_groups, bitpack.h).
@@ -192,6 +211,18 @@ void sortquant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int
 void minmax_partial_cuda(const float* x, int64_t n, float* out, int* nonfinite, cudaStream_t st) {
   minmax_partial_kernel<<<kReduceBlocks, kBlock, 0, st>>>(x, n, out, nonfinite);
   CUDA_CHECK_LAUNCH();
+}
+
+void stats_partial_cuda(const void* x, bool x_f64, const void* x_hat, bool x_hat_f64, int64_t n, StatsSums* out,
+                        cudaStream_t st) {
+  auto launch = [&](auto* a, auto* b) {
+    stats_partial_kernel<<<kReduceBlocks, kBlock, 0, st>>>(a, b, n, out);
+    CUDA_CHECK_LAUNCH();
+  };
+  if (x_f64 && x_hat_f64) launch(static_cast<const double*>(x), static_cast<const double*>(x_hat));
+  else if (x_f64) launch(static_cast<const double*>(x), static_cast<const float*>(x_hat));
+  else if (x_hat_f64) launch(static_cast<const float*>(x), static_cast<const double*>(x_hat));
+  else launch(static_cast<const float*>(x), static_cast<const float*>(x_hat));
 }
 
 void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step, bool stochastic, uint64_t seed,

@@ -21,6 +21,12 @@ constexpr int kReduceBlocks = 256;
 EP_CUDA_API void minmax_partial_cuda(const float* x, int64_t n, float* out, int* nonfinite, cudaStream_t st)
     EP_CUDA_BODY("compress minmax")
 
+struct StatsSums;  // compress/stats_math.h
+// Per-block partial statistics sums of x against x_hat (each f32, or f64 when its flag is set) over n elements:
+// out[b] = the sums block b saw, kReduceBlocks of them, each block's in a fixed order (compute_stats merges them).
+EP_CUDA_API void stats_partial_cuda(const void* x, bool x_f64, const void* x_hat, bool x_hat_f64, int64_t n,
+                                    StatsSums* out, cudaStream_t st) EP_CUDA_BODY("compress stats")
+
 // codes (packed_bytes(n, bits) bytes) = quant levels of x for one (mn, st) pair; stochastic draws
 // philox_uniform(seed, offset, i) for element i as the CPU does.
 EP_CUDA_API void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step, bool stochastic,

@@ -1,42 +1,76 @@
 // stats.cpp — compute_stats and its JSON form (see stats.h for every definition, including the x = 0 cases).
-// Not parallel: a deterministic serial f64 pass, so logged numbers do not depend on the thread count.
+// Not parallel on the CPU: a serial f64 pass, so logged numbers do not depend on the thread count; on a GPU, fixed
+// per-block partials merged in order.
 #include "compress/stats.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <vector>
 
+#include "compress/compress_kernels.h"
+#include "compress/stats_math.h"
 #include "engine/dispatch.h"
 
 namespace ep::compress {
+
+namespace {
+
+// The serial f64 pass over both tensors on the host (any float dtype each; no widened copies).
+StatsSums host_sums(const Tensor& x, const Tensor& x_hat) {
+  const Tensor a = x.is_cuda() ? x.cpu() : x, b = x_hat.is_cuda() ? x_hat.cpu() : x_hat;
+  StatsSums s = stats_zero();
+  dispatch_float(a.dtype(), "compress stats", [&](auto ta) {
+    using A = EP_TYPE(ta);
+    dispatch_float(b.dtype(), "compress stats", [&](auto tb) {
+      using B = EP_TYPE(tb);
+      const A* pa = a.data<A>();
+      const B* pb = b.data<B>();
+      const int64_t n = a.numel();
+      for (int64_t i = 0; i < n; ++i) stats_add(s, double(pa[i]), double(pb[i]));
+    });
+  });
+  return s;
+}
+
+// On one GPU: fixed per-block partials (stats_partial_cuda) merged here in block order, so a rerun gives the same
+// numbers. They differ from the CPU's serial pass only in the rounding of the sums' order.
+StatsSums device_sums(const Tensor& x, const Tensor& x_hat) {
+  const Device dev = x.device();
+  Tensor partial = empty({int64_t(kReduceBlocks * sizeof(StatsSums))}, DType::u8, dev);
+  stats_partial_cuda(x.raw_data(), x.dtype() == DType::f64, x_hat.raw_data(), x_hat.dtype() == DType::f64, x.numel(),
+                     reinterpret_cast<StatsSums*>(partial.raw_data()), current_stream(dev));
+  const std::vector<uint8_t> bytes = partial.to_vector<uint8_t>();
+  StatsSums s = stats_zero();
+  for (int b = 0; b < kReduceBlocks; ++b) {
+    StatsSums part;
+    std::memcpy(&part, bytes.data() + size_t(b) * sizeof(StatsSums), sizeof(StatsSums));
+    stats_merge(s, part);
+  }
+  return s;
+}
+
+}  // namespace
 
 CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
   EP_CHECK(x.defined() && x_hat.defined(), ValueError, "[compress stats] undefined tensor");
   EP_CHECK(x.shape() == x_hat.shape(), ShapeError, "[compress stats] shapes differ: ", shape_str(x.shape()), " vs ",
            shape_str(x_hat.shape()));
-  const std::vector<double> a = x.to_double_vector(), b = x_hat.to_double_vector();
+  const bool on_gpu = x.is_cuda() && x_hat.device() == x.device() && x.numel() > 0;
+  const StatsSums sums = on_gpu ? device_sums(x, x_hat) : host_sums(x, x_hat);
   CompressionStats s;
-  s.elements = int64_t(a.size());
+  s.elements = x.numel();
   s.payload_bytes = payload_bytes;
-  double err2 = 0, xx = 0, yy = 0, xy = 0, rel = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = a[i] - b[i];
-    err2 += d * d;
-    xx += a[i] * a[i];
-    yy += b[i] * b[i];
-    xy += a[i] * b[i];
-    s.max_abs = std::max(s.max_abs, std::fabs(d));
-    if (a[i] != 0) {
-      rel += std::fabs(std::fabs(a[i]) - std::fabs(b[i])) / std::fabs(a[i]);
-      ++s.rel_err_count;
-    }
-  }
+  s.max_abs = sums.max_abs;
+  s.rel_err_count = sums.rel_count;
+  const double err2 = sums.err2, xx = sums.xx, yy = sums.yy, xy = sums.xy;
   const double inf = std::numeric_limits<double>::infinity();
   if (s.elements > 0) {
     s.mse = err2 / double(s.elements);
     s.ratio_fp32 = double(payload_bytes) / (4.0 * double(s.elements));
   }
-  s.rel_err = s.rel_err_count > 0 ? rel / double(s.rel_err_count) : 0.0;
+  s.rel_err = s.rel_err_count > 0 ? sums.rel / double(s.rel_err_count) : 0.0;
   s.rel_l2 = xx > 0 ? std::sqrt(err2 / xx) : (err2 > 0 ? inf : 0.0);
   s.snr_db = err2 > 0 ? (xx > 0 ? 10.0 * std::log10(xx / err2) : -inf) : inf;
   if (xx > 0 && yy > 0) s.cosine = xy / (std::sqrt(xx) * std::sqrt(yy));

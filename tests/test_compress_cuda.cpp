@@ -224,6 +224,30 @@ TEST_CASE("compress cuda kmeans: integer data gives the CPU's exact table; rando
   CHECK(std::fabs(mse_g - mse_c) <= 1e-4 * mse_c);
 }
 
+TEST_CASE("compress cuda stats: the GPU's sums give the CPU's statistics, and a rerun the same bits") {
+  if (!test::have_cuda()) return;
+  const Device gpu = Device::cuda();
+  // 200,003 elements: more than one grid stride (256 blocks x 256 threads); zeros in x (left out of rel_err).
+  for (DType dt_x : {DType::f32, DType::f64}) {
+    for (DType dt_y : {DType::f32, DType::f64}) {
+      Tensor x = relu(test::randn({200003}, 31, dt_x)), y = test::randn({200003}, 32, dt_y, Device::cpu(), 0.1);
+      y = add(y.to(dt_x), x).to(dt_y);
+      INFO(dtype_name(dt_x) << " against " << dtype_name(dt_y));
+      const CompressionStats c = compute_stats(x, y, 77), g = compute_stats(x.to(gpu), y.to(gpu), 77);
+      CHECK(g.elements == c.elements);
+      CHECK(g.rel_err_count == c.rel_err_count);
+      CHECK(g.max_abs == c.max_abs);  // a max: exact in any order
+      for (auto [gv, cv] : {std::pair{g.mse, c.mse}, {g.rel_l2, c.rel_l2}, {g.rel_err, c.rel_err},
+                            {g.snr_db, c.snr_db}, {g.cosine, c.cosine}})
+        CHECK(std::fabs(gv - cv) <= 1e-12 * std::fabs(cv));
+      const CompressionStats again = compute_stats(x.to(gpu), y.to(gpu), 77);
+      CHECK(again.mse == g.mse);
+      CHECK(again.rel_err == g.rel_err);
+      CHECK(again.cosine == g.cosine);
+    }
+  }
+}
+
 TEST_CASE("compress cuda lowrank: GPU factors reconstruct like the CPU's; rank-r input comes back exactly") {
   if (!test::have_cuda()) return;
   const Device gpu = Device::cuda();

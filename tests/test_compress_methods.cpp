@@ -493,6 +493,11 @@ TEST_CASE("compress stats: hand-computed values and the zero cases") {
   CHECK(compute_stats(z, from_vector({0, 1, 0}, {3}), 1).cosine == 0);
   CHECK(std::isinf(compute_stats(z, from_vector({0, 1, 0}, {3}), 1).rel_l2));
   CHECK_THROWS_AS(compute_stats(x, z, 1), ShapeError);
+  // Mixed widths: an f64 input against an f32 reconstruction (a CompressionLayer's x and a decoded payload may differ).
+  const CompressionStats m = compute_stats(x, from_vector({1, -1.5, 0.5, 4}, {4}, DType::f32), 8);
+  CHECK(m.mse == 0.5 / 4);  // diff = (0, -0.5, -0.5, 0), all exact in binary
+  CHECK(m.max_abs == 0.5);
+  CHECK(m.rel_err == doctest::Approx(0.25 / 3));
 }
 
 TEST_CASE("compress stats: the run summary averages calls and totals the bytes") {
