@@ -1,6 +1,7 @@
 // compress.cu — CUDA twins of the per-tensor quant, fp8 and sampled sortquant encoders and their decoders, plus the
-// reductions they start from and the statistics sums of compute_stats. Not the table math: the host finishes the reduction and computes (min, step) or the
-// scale exactly as the CPU path, so both devices quantize against the same f32 table and emit the same codes.
+// reductions they start from and the statistics sums of compute_stats. Not the table math: the host finishes the
+// reduction and computes (min, step) or the scale exactly as the CPU path, so both devices quantize against the same
+// f32 table and emit the same codes.
 #include <cuda_runtime.h>
 
 #include <cmath>
