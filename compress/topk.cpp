@@ -13,6 +13,7 @@
 #include "compress/method_util.h"
 #include "compress/methods.h"
 #include "engine/dispatch.h"
+#include "engine/storage.h"
 
 namespace ep::compress {
 
@@ -61,6 +62,35 @@ Payload payload_at(const T* x, const Shape& shape, DType dtype, const std::vecto
   return p;
 }
 
+// The payload of x at the k ascending positions kept_p (a device array) on the GPU: the values gathered, the positions
+// packed as a bitmap or as indices, whichever is smaller (payload_at's rule and bytes), then copied back.
+Payload payload_at_cuda(const Tensor& x, const uint32_t* kept_p, uint64_t k) {
+  const Device dev = x.device();
+  const cudaStream_t st = current_stream(dev);
+  const int64_t n = x.numel();
+  const int ib = bits_for_count(uint64_t(n));
+  Payload p;
+  p.method = Method::topk;
+  p.dtype = x.dtype();
+  p.shape = x.shape();
+  const bool bitmap = !(packed_bytes(k, ib) < (uint64_t(n) + 7) / 8);
+  p.params = {uint32_t(k), bitmap ? 1u : 0u};
+  Tensor values = empty({std::max<int64_t>(1, int64_t(k))}, DType::f32, dev);
+  gather_values_cuda(x.raw_data(), x.dtype() == DType::f64, kept_p, int64_t(k), values.data<float>(), st);
+  const uint64_t code_bytes = bitmap ? (uint64_t(n) + 7) / 8 : packed_bytes(k, ib);
+  Tensor codes = empty({std::max<int64_t>(1, int64_t(code_bytes))}, DType::u8, dev);
+  if (bitmap) bitmap_of_sorted_cuda(kept_p, int64_t(k), n, codes.data<uint8_t>(), st);
+  else pack_u32_cuda(kept_p, int64_t(k), ib, codes.data<uint8_t>(), st);
+  std::vector<float> v = values.to_vector<float>();
+  v.resize(size_t(k));
+  p.table = std::move(v);
+  std::vector<uint8_t> c = codes.to_vector<uint8_t>();
+  c.resize(size_t(code_bytes));
+  p.codes = std::move(c);
+  p.check_consistent("topk");
+  return p;
+}
+
 // The GPU twin: a stable descending radix sort of the magnitudes' bit patterns with the indices as values puts equal
 // magnitudes in index order, so its first k are exactly the CPU's set; those indices are sorted ascending, the values
 // gathered and the positions packed on the GPU. Copies back: the k values, the positions (the layer's mask) and the
@@ -88,28 +118,10 @@ Payload encode_topk_cuda(const Tensor& x, uint64_t k, std::vector<uint32_t>& kep
                   true, st);
   // The first k positions of the magnitude order, ascending (indices need only their low ib bits sorted).
   sort_keys_cuda(temp.raw_data(), &key_bytes, order_p, kept_p, int64_t(k), false, ib, st);
-  Payload p;
-  p.method = Method::topk;
-  p.dtype = x.dtype();
-  p.shape = x.shape();
-  const bool bitmap = !(packed_bytes(k, ib) < (uint64_t(n) + 7) / 8);
-  p.params = {uint32_t(k), bitmap ? 1u : 0u};
-  Tensor values = empty({std::max<int64_t>(1, int64_t(k))}, DType::f32, dev);
-  gather_values_cuda(x.raw_data(), wide, kept_p, int64_t(k), values.data<float>(), st);
-  const uint64_t code_bytes = bitmap ? (uint64_t(n) + 7) / 8 : packed_bytes(k, ib);
-  Tensor codes = empty({std::max<int64_t>(1, int64_t(code_bytes))}, DType::u8, dev);
-  if (bitmap) bitmap_of_sorted_cuda(kept_p, int64_t(k), n, codes.data<uint8_t>(), st);
-  else pack_u32_cuda(kept_p, int64_t(k), ib, codes.data<uint8_t>(), st);
-  std::vector<float> v = values.to_vector<float>();
-  v.resize(size_t(k));
-  p.table = std::move(v);
-  std::vector<uint8_t> c = codes.to_vector<uint8_t>();
-  c.resize(size_t(code_bytes));
-  p.codes = std::move(c);
+  Payload p = payload_at_cuda(x, kept_p, k);
   const std::vector<int32_t> kept_i = kept_d.to_vector<int32_t>();
   kept.assign(size_t(k), 0);
   for (size_t j = 0; j < size_t(k); ++j) kept[j] = uint32_t(kept_i[j]);
-  p.check_consistent("topk");
   return p;
 }
 
@@ -145,11 +157,20 @@ Payload TopkCompressor::encode(const Tensor& x, cudaStream_t stream) {
 }
 
 Payload TopkCompressor::encode_at(const Tensor& x, const std::vector<uint32_t>& indices) {
-  Tensor h = host_input(x, "topk");
-  const uint64_t n = uint64_t(h.numel());
+  EP_CHECK(x.defined(), ValueError, "[topk] undefined input tensor");
+  const uint64_t n = uint64_t(x.numel());
   for (size_t j = 0; j < indices.size(); ++j)
     EP_CHECK(indices[j] < n && (j == 0 || indices[j] > indices[j - 1]), ValueError,
              "[topk] mask positions must be ascending and below ", n, " (position ", j, " is ", indices[j], ")");
+  if (gpu_path(x, true)) {  // the backward of a layer on the GPU: the gradient stays there, only k positions go over
+    const Tensor xd = x.detach();
+    check_finite_on_device(xd, "topk");
+    Tensor kept_d = empty({std::max<int64_t>(1, int64_t(indices.size()))}, DType::i32, xd.device());
+    if (!indices.empty())
+      copy_bytes(kept_d.raw_data(), xd.device(), indices.data(), Device::cpu(), indices.size() * sizeof(uint32_t));
+    return payload_at_cuda(xd, reinterpret_cast<const uint32_t*>(kept_d.raw_data()), indices.size());
+  }
+  Tensor h = host_input(x, "topk");
   return dispatch_float(h.dtype(), "topk", [&](auto tag) {
     using T = EP_TYPE(tag);
     return payload_at(h.data<T>(), h.shape(), h.dtype(), indices);

@@ -224,6 +224,26 @@ TEST_CASE("compress cuda kmeans: integer data gives the CPU's exact table; rando
   CHECK(std::fabs(mse_g - mse_c) <= 1e-4 * mse_c);
 }
 
+TEST_CASE("compress cuda topk encode_at: a gradient's payload at the forward's positions equals the CPU's") {
+  if (!test::have_cuda()) return;
+  const Device gpu = Device::cuda();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const Tensor& x : parity_inputs(dt)) {
+      for (double ratio : {0.01, 0.1, 0.5, 1.0}) {  // index form and bitmap form
+        INFO(x.str() << " ratio " << ratio);
+        auto c = parse_compressor("topk:ratio=" + std::to_string(ratio));
+        c->encode(x);
+        const std::vector<uint32_t> kept = static_cast<TopkCompressor&>(*c).last_indices();
+        Tensor g = test::randn(x.shape(), 41, dt);  // another tensor, as the backward's gradient is
+        check_same_payload(TopkCompressor::encode_at(g, kept), TopkCompressor::encode_at(g.to(gpu), kept));
+      }
+    }
+  }
+  Tensor x = test::randn({64}, 42, DType::f32);
+  CHECK_THROWS_AS(TopkCompressor::encode_at(x.to(gpu), {3, 2}), ValueError);  // not ascending
+  CHECK_THROWS_AS(TopkCompressor::encode_at(x.to(gpu), {64}), ValueError);    // out of range
+}
+
 TEST_CASE("compress cuda stats: the GPU's sums give the CPU's statistics, and a rerun the same bits") {
   if (!test::have_cuda()) return;
   const Device gpu = Device::cuda();
