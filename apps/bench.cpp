@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,13 +58,12 @@ void bench_gemm(Device d) {
     double direct = 0;
     if (d.is_cuda()) {
 #ifdef EP_CUDA
-      auto& ctx = cuda::context(d.index);
+      const cublasHandle_t h = cuda::thread_handles(d.index).cublas;
       float alpha = 1, beta = 0;
       direct = median_ms(d, [&] {
-        std::lock_guard<std::mutex> g(ctx.lock);
-        cublasSetStream(ctx.cublas, current_stream(d));
-        cublasSetMathMode(ctx.cublas, CUBLAS_DEFAULT_MATH);
-        cublasSgemm(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &alpha, b.data<float>(), int(n),
+        cublasSetStream(h, current_stream(d));
+        cublasSetMathMode(h, CUBLAS_DEFAULT_MATH);
+        cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &alpha, b.data<float>(), int(n),
                     a.data<float>(), int(n), &beta, c.data<float>(), int(n));
       });
 #endif
@@ -276,7 +276,8 @@ void bench_model_roberta(Device d) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: bench ops|compress|pipeline [--scheduler-only]|loader [--quick] [--data auto|synthetic|PATH]|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
+  std::fprintf(stderr, "usage: bench ops|compress|pipeline [--scheduler-only | --parts 2,3,4]|loader [--quick] "
+                       "[--data auto|synthetic|PATH]|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
   return 2;
 }
 
@@ -303,9 +304,25 @@ int main(int argc, char** argv) {
     first = 3;
   }
   std::string which = "all";
+  std::set<int> parts{1, 2, 3, 4};  // bench pipeline's parts (1: the scheduler alone, on the CPU pass)
   for (int i = first; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) which = argv[++i];
-    else {
+    if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+      which = argv[++i];
+    } else if (mode == "pipeline" && std::strcmp(argv[i], "--parts") == 0 && i + 1 < argc) {
+      parts.clear();
+      const std::string list = argv[++i];  // "2" or "2,3": single digits 1-4 between commas
+      for (size_t k = 0; k < list.size(); k += 2) {
+        if (list[k] < '1' || list[k] > '4' || (k + 1 < list.size() && list[k + 1] != ',') || k + 1 == list.size() - 1) {
+          std::fprintf(stderr, "bench: --parts %s: expected a comma-separated list of 1, 2, 3, 4\n", list.c_str());
+          return 1;
+        }
+        parts.insert(list[k] - '0');
+      }
+      if (parts.empty()) {
+        std::fprintf(stderr, "bench: --parts: expected a comma-separated list of 1, 2, 3, 4\n");
+        return 1;
+      }
+    } else {
       std::fprintf(stderr, "bench: unknown argument '%s'\n", argv[i]);
       return usage();
     }
@@ -321,8 +338,8 @@ int main(int argc, char** argv) {
     for (Device d : devices) {
       std::printf("==== device %s ====\n", d.str().c_str());
       if (mode == "pipeline") {
-        if (d.is_cpu()) bench_pipeline_scheduler();  // part (1) runs once, on host threads
-        bench_pipeline_detail::bench_pipeline_models(d);
+        if (d.is_cpu() && parts.count(1)) bench_pipeline_scheduler();  // part (1) runs once, on host threads
+        bench_pipeline_detail::bench_pipeline_models(d, parts);
         continue;
       }
       if (mode == "compress") {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -156,8 +157,21 @@ inline void bench_naive_vs_to_device(Device d) {
 }
 
 inline void bench_compressed_link(Device d, const std::string& link);
+inline void bench_pipelined_vs_plain(Device d);
 
-inline void bench_pipeline_models(Device d) {
+inline void bench_pipeline_models(Device d, const std::set<int>& parts) {
+  const bool gpu = d.is_cuda();
+  if (parts.count(2)) bench_pipelined_vs_plain(d);
+  if (parts.count(3)) bench_naive_vs_to_device(d);
+  // Part 4 at 100 Mbit/s; on the CPU also at 10 Mbit/s, where the link rather than the CPU's compute sets the step
+  // time, as 100 Mbit/s does against a GPU's compute.
+  std::vector<std::string> links{"100Mbit,20ms"};
+  if (!gpu) links.push_back("10Mbit,20ms");
+  if (parts.count(4))
+    for (const std::string& link : links) bench_compressed_link(d, link);
+}
+
+inline void bench_pipelined_vs_plain(Device d) {
   const bool gpu = d.is_cuda();
   std::printf("\n[pipeline, part 2] pipelined vs unpipelined training step on %s (one device: stages share it, so\n"
               "  this measures the pipeline's overhead, not a speed-up)%s\n",
@@ -194,14 +208,6 @@ inline void bench_pipeline_models(Device d) {
                        gpu ? std::vector<int>{4, 8} : std::vector<int>{4},
                        [&] { cross_entropy(m.forward(x, mask), y).backward(); }, gpu ? 10 : 2);
   }
-
-  bench_naive_vs_to_device(d);
-
-  // Part 4 at 100 Mbit/s; on the CPU also at 10 Mbit/s, where the link rather than the CPU's compute sets the step
-  // time, as 100 Mbit/s does against a GPU's compute.
-  std::vector<std::string> links{"100Mbit,20ms"};
-  if (!gpu) links.push_back("10Mbit,20ms");
-  for (const std::string& link : links) bench_compressed_link(d, link);
 }
 
 // Part (4): the seeds' split over an emulated link with each compressor at both boundaries.

@@ -343,12 +343,16 @@ int run(int argc, char** argv) {
       };
       oom.fit_step(opt.step_count() + 1, n, pipe, opt, *clog, attempt, rechunk);
       const bool update = guard.admit(l, 0.0, opt.step_count() + 1, state);
+      // Counted before the update is queued: its read-back then finds the GPU idle anyway (loss.item() waited), and
+      // the optimizer's kernels run while this thread fetches the next batch and queues its forward. Counted after,
+      // it waited for the optimizer, leaving the GPU idle through the next step's start.
+      const int64_t correct = update ? runlog::count_correct(logits, b->labels) : 0;
       if (update) opt.step();
       opt.zero_grad();
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       batch_ms_sum += ms;
       ++batches_timed;
-      if (update) meter.add(l, n, runlog::count_correct(logits, b->labels), n, ms);  // a skipped step's loss is NaN
+      if (update) meter.add(l, n, correct, n, ms);  // a skipped step's loss is NaN
       bar.update(++b_index, meter.line("img"));
       stop = update && ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
                                {epoch, b_index, oom.micro_batches()}, o.resolved());

@@ -410,6 +410,9 @@ int run(int argc, char** argv) {
         clip_grads_to_norm(params, o.number("clip-norm"), grad_norm);
       }
       const bool update = guard.admit(l, grad_norm, opt.step_count() + 1, state);
+      // Counted before the update is queued, so the optimizer's kernels overlap the next batch's preparation (see
+      // train_cv.cpp).
+      const int64_t correct = update && !task.regression ? runlog::count_correct(logits, b.labels) : 0;
       if (update) opt.step();
       opt.zero_grad();
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -417,7 +420,7 @@ int run(int argc, char** argv) {
       ++batches_timed;
       tokens_timed += b.tokens;
       if (update)  // a skipped step's loss is not finite: it stays out of the epoch's mean
-        meter.add(l, n, task.regression ? 0 : runlog::count_correct(logits, b.labels), task.regression ? 0 : n, ms);
+        meter.add(l, n, correct, task.regression ? 0 : n, ms);
       bar.update(++b_index, meter.line("seq"));
       stop = update && ckpt::finish_step(o.flag("log-steps"), max_steps, l, out + "/checkpoint.safetensors", state, opt,
                                {epoch, b_index, oom.micro_batches()}, o.resolved());

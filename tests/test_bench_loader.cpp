@@ -100,3 +100,14 @@ TEST_CASE("bench loader: `bench loader --quick` prints its table and exits 0; ba
   CHECK(missing.status == 1);
   CHECK(test::contains(missing.out, "--data /nonexistent/cifar: no such file or directory"));
 }
+
+TEST_CASE("bench pipeline: --parts takes a list of 1-4 and rejects anything else with one line") {
+  if (!test::have_app("bench")) return;
+  for (const char* bad : {"5", "2,", ",2", "23", "", "2,,3", "a"}) {
+    INFO("--parts '" << bad << "'");
+    const test::AppRun r = test::run_app("bench", std::string("pipeline --device cpu --parts '") + bad + "'");
+    CHECK(r.status == 1);
+    CHECK(test::contains(r.out, "bench: --parts"));
+    CHECK(test::contains(r.out, "expected a comma-separated list of 1, 2, 3, 4"));
+  }
+}

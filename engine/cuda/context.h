@@ -1,6 +1,6 @@
-// context.h — the lazily created per-device CUDA context: default stream, cuBLAS/cuBLASLt and cuDNN handles and
-// per-stream workspaces. Only CUDA translation units include this file.
-// Not thread-safe handle sharing magic: callers that use a handle take `lock` (handles are bound to a stream per call).
+// context.h — the lazily created per-device CUDA context (default stream, per-stream workspaces and their locks) and
+// the per-thread cuBLAS/cuDNN handles. Only CUDA translation units include this file.
+// Not a handle shared between threads: each thread has its own, bound to the caller's stream on every call.
 #pragma once
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -16,25 +16,40 @@
 
 namespace ep::cuda {
 
-// Owns its handles: created in the constructor, destroyed in the destructor (RAII).
+// The per-device state every thread shares: the default stream and the per-stream workspaces. The cuBLAS and cuDNN
+// handles are per thread (thread_handles below). Created once, never destroyed (see runtime.cpp).
 struct DeviceContext {
   explicit DeviceContext(int device);
-  ~DeviceContext();
   int device;
   cudaStream_t stream = nullptr;  // the device's default (non-blocking) stream
-  cublasHandle_t cublas = nullptr;
-  cublasLtHandle_t cublaslt = nullptr;
-  cudnnHandle_t cudnn = nullptr;
-  std::mutex lock;                // guards the handles and the workspaces
-  // The workspace of stream `s`, grown to at least `bytes`; call with `lock` held. One per stream: kernels queued
-  // on two streams may run at the same time, so they must never share scratch memory. `slot` keeps buffers apart
-  // that one stream needs at the same time (the bf16 GEMM's operand copies and cuBLAS's own workspace).
+  // The lock of stream `s`: held while a workspace of `s` is fetched and the calls that use it are queued. Threads on
+  // different streams never wait for each other; threads sharing a stream take turns, so one cannot grow (and free)
+  // a workspace another has fetched but not yet used.
+  std::mutex& stream_lock(cudaStream_t s);
+  // The workspace of stream `s`, grown to at least `bytes`; call with stream_lock(s) held. One per stream: kernels
+  // queued on two streams may run at the same time, so they must never share scratch memory. `slot` keeps buffers
+  // apart that one stream needs at the same time (the bf16 GEMM's operand copies and cuBLAS's own workspace).
   void* ensure_workspace(size_t bytes, cudaStream_t s, int slot = 0);
 
  private:
   struct Workspace { void* ptr = nullptr; size_t bytes = 0; };
-  std::map<std::pair<cudaStream_t, int>, Workspace> workspaces_;
+  struct StreamState {
+    std::mutex lock;
+    std::map<int, Workspace> slots;  // guarded by `lock`
+  };
+  StreamState& state(cudaStream_t s);
+  std::mutex states_lock_;  // guards the map, not the states (their addresses never change)
+  std::map<cudaStream_t, std::unique_ptr<StreamState>> states_;
 };
+
+// The calling thread's cuBLAS and cuDNN handles on `device`, taken from the device's pool on first use and given back
+// when the thread ends (PyTorch's DeviceThreadHandlePool). Pipeline stages issue work from several threads at once;
+// one shared handle would make them take turns for every GEMM and convolution. Bind the stream on every call.
+struct Handles {
+  cublasHandle_t cublas = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+};
+Handles thread_handles(int device);
 
 // The context of `device`, created on first use of that device only.
 DeviceContext& context(int device);

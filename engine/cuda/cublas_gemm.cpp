@@ -84,8 +84,8 @@ void gemm_strided_batched_cuda(DType dt, bool ta, bool tb, int64_t M, int64_t N,
   int dev = stream_device(st);
   cuda::set_device(dev);
   cuda::DeviceContext& ctx = cuda::context(dev);
-  std::lock_guard<std::mutex> guard(ctx.lock);
-  cublasHandle_t h = ctx.cublas;
+  std::lock_guard<std::mutex> guard(ctx.stream_lock(st));  // this stream's workspaces, until the GEMM is queued
+  cublasHandle_t h = cuda::thread_handles(dev).cublas;
   CUBLAS_CHECK(cublasSetStream(h, st));
   // A workspace of this stream's own (cublasSetStream has just reset it to cuBLAS's shared pool). cuBLAS's results
   // are bitwise reproducible only when streams running at the same time, as pipeline stages on one GPU do, do not

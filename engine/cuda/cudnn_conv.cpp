@@ -85,7 +85,7 @@ struct ConvDescriptor : ConvDescBase {
   void set_math(cudnnMathType_t m) { CUDNN_CHECK(cudnnSetConvolutionMathType(get(), m)); }
 };
 
-// The descriptors of one convolution (and its bias), built once per shape: creating and filling five cuDNN
+// The descriptors of one convolution (and its bias), built once per shape and thread: creating and filling five cuDNN
 // descriptors on every call costs host time that small MobileNetV2 layers would otherwise see as GPU idle time.
 struct ConvDescs {
   ConvDescs(DType dt, const Conv2dGeom& g)
@@ -128,7 +128,6 @@ const char* pass_name(Pass p) {
 // Each pass's choice is made on first use (inference never picks backward algorithms).
 std::mutex g_cache_lock;
 std::map<std::pair<ConvKey, Pass>, AlgoChoice> g_cache;
-std::map<ConvKey, std::unique_ptr<ConvDescs>> g_descs;  // guarded by g_cache_lock
 
 // EP_CUDNN_VERBOSE=1 prints each algorithm choice once per shape (to see what the heuristics gave).
 bool verbose() {
@@ -158,11 +157,11 @@ ConvKey make_key(DType dt, const Conv2dGeom& g, int device) {
   return k;
 }
 
-// The cached descriptors of `k`. They are used (and their math type set) only under the device context's lock, and
-// the key holds the device, so two threads never touch one set at once.
+// The calling thread's descriptors for `k`, built on its first call with that shape. Per thread because a pass sets
+// the convolution descriptor's math type before it runs, and threads on different streams convolve at the same time.
 ConvDescs& descs_for(DType dt, const Conv2dGeom& g, const ConvKey& k) {
-  std::lock_guard<std::mutex> lk(g_cache_lock);
-  auto& slot = g_descs[k];
+  thread_local std::map<ConvKey, std::unique_ptr<ConvDescs>> mine;
+  auto& slot = mine[k];
   if (!slot) slot = std::make_unique<ConvDescs>(dt, g);
   return *slot;
 }
@@ -306,9 +305,10 @@ float time_launch(cudaStream_t st, Launch&& launch) {
 // Runs one pass: launch(choice, workspace) returns the cuDNN status of the convolution call. The cached choice runs
 // directly; on a miss the candidates are tried in order and the first that runs (or, benchmarking, the fastest) is cached (PyTorch's AlgoIterator:
 // a heuristic's algorithm can still refuse a shape with NOT_SUPPORTED, and cuDNN reports that synchronously, before
-// anything is written). Call with ctx.lock held and the handle bound to `st`.
+// anything is written). Call with ctx.stream_lock(st) held and `handle` bound to `st`.
 template <class Launch>
-void run_pass(Pass pass, cuda::DeviceContext& ctx, cudaStream_t st, ConvDescs& d, const ConvKey& k, Launch&& launch) {
+void run_pass(Pass pass, cuda::DeviceContext& ctx, cudnnHandle_t handle, cudaStream_t st, ConvDescs& d,
+              const ConvKey& k, Launch&& launch) {
   const auto cache_key = std::make_pair(k, pass);
   {
     std::unique_lock<std::mutex> g(g_cache_lock);
@@ -331,9 +331,9 @@ void run_pass(Pass pass, cuda::DeviceContext& ctx, cudaStream_t st, ConvDescs& d
   AlgoChoice best{};
   float best_ms = -1;
   bool best_ran_last = false;
-  for (AlgoChoice a : heuristic_candidates(pass, ctx.cudnn, d, k)) {
+  for (AlgoChoice a : heuristic_candidates(pass, handle, d, k)) {
     d.conv.set_math(a.math);
-    last = workspace_size(pass, ctx.cudnn, d, a.algo, &a.workspace);
+    last = workspace_size(pass, handle, d, a.algo, &a.workspace);
     if (last != CUDNN_STATUS_SUCCESS) continue;
     if (a.heuristic && a.workspace > (bench ? kMaxBenchmarkWorkspace : kMaxWorkspace)) continue;
     void* ws = a.workspace ? ctx.ensure_workspace(a.workspace, st) : nullptr;
@@ -354,17 +354,26 @@ void run_pass(Pass pass, cuda::DeviceContext& ctx, cudaStream_t st, ConvDescs& d
   if (best_ms < 0)
     EP_THROW(CudaError, "[conv2d] no cuDNN ", pass_name(pass), " algorithm ran for ", key_str(k), ": ",
              cudnnGetErrorString(last));
+  // The first choice cached wins: another thread (another stream) may have measured the same shape meanwhile and
+  // kept a different algorithm, which every later call will use, so this call's output must come from it too.
+  bool kept_here = true;
+  {
+    std::lock_guard<std::mutex> g(g_cache_lock);
+    auto [it, inserted] = g_cache.emplace(cache_key, best);
+    if (!inserted) {
+      kept_here = it->second.algo == best.algo && it->second.math == best.math;
+      best = it->second;
+    }
+  }
   d.conv.set_math(best.math);
-  if (bench && !best_ran_last) {  // the output must come from the algorithm every later call will use
+  if (bench && (!best_ran_last || !kept_here)) {  // the output must come from the algorithm later calls will use
     void* ws = best.workspace ? ctx.ensure_workspace(best.workspace, st) : nullptr;
     CUDNN_CHECK(launch(best, ws));
   }
-  if (verbose())
+  if (verbose() && kept_here)
     std::fprintf(stderr, "[conv2d] cuDNN %s for %s: algo %d, math %d, workspace %zu bytes%s%s\n", pass_name(pass),
                  key_str(k).c_str(), best.algo, int(best.math), best.workspace, best.heuristic ? "" : " (fallback)",
                  bench ? " (fastest measured)" : "");
-  std::lock_guard<std::mutex> g(g_cache_lock);
-  g_cache[cache_key] = best;
 }
 
 // cuDNN's alpha/beta are double for double data and float otherwise.
@@ -386,13 +395,14 @@ void conv2d_forward_cuda(DType dt, const Conv2dGeom& g, int device, const void* 
   const ConvKey key = make_key(dt, g, device);
   ConvDescs& d = descs_for(dt, g, key);
   const Scale s(dt);
-  std::lock_guard<std::mutex> lk(ctx.lock);  // the handle and the workspace
-  CUDNN_CHECK(cudnnSetStream(ctx.cudnn, st));
-  run_pass(Pass::fwd, ctx, st, d, key, [&](const AlgoChoice& a, void* ws) {
-    return cudnnConvolutionForward(ctx.cudnn, s.one(), d.x.get(), x, d.w.get(), w, d.conv.get(),
+  const cudnnHandle_t h = cuda::thread_handles(device).cudnn;
+  std::lock_guard<std::mutex> lk(ctx.stream_lock(st));  // this stream's workspace, until the passes are queued
+  CUDNN_CHECK(cudnnSetStream(h, st));
+  run_pass(Pass::fwd, ctx, h, st, d, key, [&](const AlgoChoice& a, void* ws) {
+    return cudnnConvolutionForward(h, s.one(), d.x.get(), x, d.w.get(), w, d.conv.get(),
                                    cudnnConvolutionFwdAlgo_t(a.algo), ws, a.workspace, s.zero(), d.y.get(), y);
   });
-  if (b) CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, s.one(), d.bias.get(), b, s.one(), d.y.get(), y));
+  if (b) CUDNN_CHECK(cudnnAddTensor(h, s.one(), d.bias.get(), b, s.one(), d.y.get(), y));
 }
 
 void conv2d_backward_cuda(DType dt, const Conv2dGeom& g, int device, const void* x, const void* w, const void* dy,
@@ -402,18 +412,19 @@ void conv2d_backward_cuda(DType dt, const Conv2dGeom& g, int device, const void*
   const ConvKey key = make_key(dt, g, device);
   ConvDescs& d = descs_for(dt, g, key);
   const Scale s(dt);
-  std::lock_guard<std::mutex> lk(ctx.lock);
-  CUDNN_CHECK(cudnnSetStream(ctx.cudnn, st));
-  if (db) CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx.cudnn, s.one(), d.y.get(), dy, s.zero(), d.bias.get(), db));
+  const cudnnHandle_t h = cuda::thread_handles(device).cudnn;
+  std::lock_guard<std::mutex> lk(ctx.stream_lock(st));
+  CUDNN_CHECK(cudnnSetStream(h, st));
+  if (db) CUDNN_CHECK(cudnnConvolutionBackwardBias(h, s.one(), d.y.get(), dy, s.zero(), d.bias.get(), db));
   if (dx)
-    run_pass(Pass::bwd_data, ctx, st, d, key, [&](const AlgoChoice& a, void* ws) {
-      return cudnnConvolutionBackwardData(ctx.cudnn, s.one(), d.w.get(), w, d.y.get(), dy, d.conv.get(),
+    run_pass(Pass::bwd_data, ctx, h, st, d, key, [&](const AlgoChoice& a, void* ws) {
+      return cudnnConvolutionBackwardData(h, s.one(), d.w.get(), w, d.y.get(), dy, d.conv.get(),
                                           cudnnConvolutionBwdDataAlgo_t(a.algo), ws, a.workspace, s.zero(), d.x.get(),
                                           dx);
     });
   if (dw)
-    run_pass(Pass::bwd_filter, ctx, st, d, key, [&](const AlgoChoice& a, void* ws) {
-      return cudnnConvolutionBackwardFilter(ctx.cudnn, s.one(), d.x.get(), x, d.y.get(), dy, d.conv.get(),
+    run_pass(Pass::bwd_filter, ctx, h, st, d, key, [&](const AlgoChoice& a, void* ws) {
+      return cudnnConvolutionBackwardFilter(h, s.one(), d.x.get(), x, d.y.get(), dy, d.conv.get(),
                                             cudnnConvolutionBwdFilterAlgo_t(a.algo), ws, a.workspace, s.zero(),
                                             d.w.get(), dw);
     });

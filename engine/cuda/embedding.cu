@@ -16,14 +16,15 @@ namespace {
 
 template <class U, class I>
 __global__ void embedding_forward_kernel(const U* __restrict__ w, const I* __restrict__ ix, U* __restrict__ out,
-                                         int64_t n, int64_t dim) {
+                                         int64_t n, int64_t dim, int64_t rows) {
   EP_GRID_STRIDE(i, n * dim) {
-    const int64_t t = i / dim, j = i - t * dim;
-    out[i] = w[int64_t(ix[t]) * dim + j];
+    const int64_t t = i / dim, j = i - t * dim, r = int64_t(ix[t]);
+    out[i] = r >= 0 && r < rows ? w[r * dim + j] : U(0);  // bad input: the deferred range check will report it
   }
 }
 
-// keys[t] = indices[t] as an unsigned radix key (the host checked 0 <= index < rows), tokens[t] = t.
+// keys[t] = indices[t] as an unsigned radix key, tokens[t] = t. An index outside [0, rows) (the deferred range check
+// reports it) may sort among valid keys by its low bits; the runs kernel skips it, so nothing is written out of bounds.
 template <class I, class K>
 __global__ void embedding_sort_input_kernel(const I* __restrict__ ix, int64_t n, K* __restrict__ keys,
                                             uint32_t* __restrict__ tokens) {
@@ -41,11 +42,11 @@ __global__ void embedding_sort_input_kernel(const I* __restrict__ ix, int64_t n,
 template <class T, class K>
 __global__ void embedding_backward_runs_kernel(const T* __restrict__ g, const K* __restrict__ keys,
                                                const uint32_t* __restrict__ tokens, T* __restrict__ dw, int64_t n,
-                                               int64_t dim, int64_t padding_idx) {
+                                               int64_t dim, int64_t rows, int64_t padding_idx) {
   EP_GRID_STRIDE(i, n * dim) {
     const int64_t p = i / dim, j = i - p * dim;
     const K r = keys[p];
-    if ((p > 0 && keys[p - 1] == r) || int64_t(r) == padding_idx) continue;
+    if ((p > 0 && keys[p - 1] == r) || int64_t(r) == padding_idx || uint64_t(r) >= uint64_t(rows)) continue;
     int64_t lo = p + 1, hi = n;  // first q > p with keys[q] != r (keys are sorted)
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
@@ -111,21 +112,22 @@ void backward_sorted(const T* g, const I* ix, T* dw, int64_t n, int64_t dim, int
   CUDA_CHECK_LAUNCH();
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, keys_in, keys, tokens_in, tokens, items, 0,
                                              end_bit, st));
-  embedding_backward_runs_kernel<<<grid_for(n * dim), kBlock, 0, st>>>(g, keys, tokens, dw, n, dim, padding_idx);
+  embedding_backward_runs_kernel<<<grid_for(n * dim), kBlock, 0, st>>>(g, keys, tokens, dw, n, dim, rows,
+                                                                        padding_idx);
   CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, const void* indices, void* out,
-                            int64_t n, int64_t dim, cudaStream_t st) {
+                            int64_t n, int64_t dim, int64_t rows, cudaStream_t st) {
   if (n * dim == 0) return;
   dispatch_index(index_dt, "embedding", [&](auto itag_) {
     using I = EP_TYPE(itag_);
     auto launch = [&](auto utag_) {
       using U = EP_TYPE(utag_);
       embedding_forward_kernel<<<grid_for(n * dim), kBlock, 0, st>>>(
-          static_cast<const U*>(weight), static_cast<const I*>(indices), static_cast<U*>(out), n, dim);
+          static_cast<const U*>(weight), static_cast<const I*>(indices), static_cast<U*>(out), n, dim, rows);
     };
     switch (elem) {
       case 1: launch(type_tag<uint8_t>{}); break;

@@ -8,10 +8,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "engine/check.h"
 #include "engine/cuda/context.h"
 #include "engine/device.h"
+#include "engine/device_check.h"
 #include "engine/storage.h"
 
 namespace ep {
@@ -54,9 +56,6 @@ void set_device(int device) {
 DeviceContext::DeviceContext(int dev) : device(dev) {
   set_device(dev);
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  CUBLAS_CHECK(cublasCreate(&cublas));
-  CUBLAS_CHECK(cublasLtCreate(&cublaslt));
-  CUDNN_CHECK(cudnnCreate(&cudnn));
   // Stream-ordered pool that keeps freed memory (PyTorch-like caching without our own allocator).
   cudaMemPool_t pool;
   CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
@@ -64,18 +63,17 @@ DeviceContext::DeviceContext(int dev) : device(dev) {
   CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
 }
 
-DeviceContext::~DeviceContext() {
-  // Process exit: the driver may already be shutting down, so only print failures.
-  for (auto& [key, w] : workspaces_)
-    if (w.ptr) CUDA_CHECK_PRINT(cudaFreeAsync(w.ptr, key.first));
-  if (cudnn) cudnnDestroy(cudnn);
-  if (cublaslt) cublasLtDestroy(cublaslt);
-  if (cublas) cublasDestroy(cublas);
-  if (stream) CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
+DeviceContext::StreamState& DeviceContext::state(cudaStream_t s) {
+  std::lock_guard<std::mutex> g(states_lock_);
+  auto& slot = states_[s];
+  if (!slot) slot = std::make_unique<StreamState>();
+  return *slot;
 }
 
+std::mutex& DeviceContext::stream_lock(cudaStream_t s) { return state(s).lock; }
+
 void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s, int slot) {
-  Workspace& w = workspaces_[{s, slot}];
+  Workspace& w = state(s).slots[slot];
   if (bytes <= w.bytes) return w.ptr;
   // Stream-ordered: work already queued on `s` finishes with the old buffer before the pool reuses it.
   if (w.ptr) CUDA_CHECK(cudaFreeAsync(w.ptr, s));
@@ -83,6 +81,55 @@ void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s, int slot) {
   CUDA_CHECK(cudaMallocAsync(&w.ptr, bytes, s));
   w.bytes = bytes;
   return w.ptr;
+}
+
+namespace {
+// Handles given back by threads that ended, per device; never destroyed (a thread may end during exit).
+struct HandlePool {
+  std::mutex lock;
+  std::vector<Handles> free;
+};
+HandlePool& handle_pool(int device) {
+  static auto& pools = *new std::array<HandlePool, 64>;
+  return pools.at(size_t(device));
+}
+// The calling thread's handles per device; its destructor (at thread exit) returns them to the pools.
+struct ThreadHandles {
+  std::array<Handles, 64> per_device{};
+  ~ThreadHandles() {
+    for (size_t d = 0; d < per_device.size(); ++d)
+      if (per_device[d].cudnn) {
+        HandlePool& pool = handle_pool(int(d));
+        std::lock_guard<std::mutex> g(pool.lock);
+        pool.free.push_back(per_device[d]);
+      }
+  }
+};
+}  // namespace
+
+Handles thread_handles(int device) {
+  thread_local ThreadHandles mine;
+  Handles& h = mine.per_device.at(size_t(device));
+  if (h.cudnn) return h;
+  {
+    HandlePool& pool = handle_pool(device);
+    std::lock_guard<std::mutex> g(pool.lock);
+    if (!pool.free.empty()) {
+      h = pool.free.back();
+      pool.free.pop_back();
+      return h;
+    }
+  }
+  set_device(device);
+  Handles fresh;
+  CUBLAS_CHECK(cublasCreate(&fresh.cublas));
+  const cudnnStatus_t s = cudnnCreate(&fresh.cudnn);
+  if (s != CUDNN_STATUS_SUCCESS) {
+    cublasDestroy(fresh.cublas);
+    CUDNN_CHECK(s);
+  }
+  h = fresh;
+  return h;
 }
 
 DeviceContext& context(int device) {
@@ -149,6 +196,7 @@ void synchronize(Device d) {
   if (d.is_cpu()) return;
   cuda::set_device(d.index);
   CUDA_CHECK(cudaStreamSynchronize(current_stream(d)));
+  judge_device_checks();
 }
 
 StreamGuard::StreamGuard(const Stream& s) : StreamGuard(s.device(), s.handle()) {}
@@ -173,7 +221,9 @@ Stream::~Stream() {
   if (handle_) CUDA_CHECK_PRINT(cudaStreamDestroy(handle_));
 }
 void Stream::synchronize() const {
-  if (handle_) CUDA_CHECK(cudaStreamSynchronize(handle_));
+  if (!handle_) return;
+  CUDA_CHECK(cudaStreamSynchronize(handle_));
+  judge_device_checks();
 }
 
 Event::Event(Device d) : device_(d) {
@@ -192,7 +242,9 @@ void Event::wait_on(cudaStream_t s) const {
   if (handle_) CUDA_CHECK(cudaStreamWaitEvent(s, handle_, 0));
 }
 void Event::synchronize() const {
-  if (handle_) CUDA_CHECK(cudaEventSynchronize(handle_));
+  if (!handle_) return;
+  CUDA_CHECK(cudaEventSynchronize(handle_));
+  judge_device_checks();
 }
 float Event::elapsed_ms(const Event& end) const {
   EP_CHECK(handle_ && end.handle_, DeviceError, "[event] elapsed_ms needs two CUDA events");
@@ -263,8 +315,15 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
     return;
   }
   CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, s));
-  // Host memory is pageable: wait so the caller may read or free it on return.
-  if (dst_dev.is_cpu() || src_dev.is_cpu()) CUDA_CHECK(cudaStreamSynchronize(s));
+  // To the host: wait, so the bytes are there on return. From the host: no wait. Host memory here is pageable, and
+  // for pageable memory the driver has staged the source (or finished the copy) when cudaMemcpyAsync returns, so the
+  // caller may free or reuse it at once (CUDA runtime API, "API synchronization behavior"); the copy stays ordered
+  // on `s` before the work that reads it. Waiting here made every host-to-device copy (a batch's labels, token ids,
+  // a micro-batch's input) stall the thread until its stream had drained.
+  if (dst_dev.is_cpu()) {
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    judge_device_checks();
+  }
 }
 
 void fill_bytes_zero(void* dst, Device dev, size_t nbytes) {

@@ -1,8 +1,10 @@
 // embedding.cpp — embedding lookup (row gather) with its scatter-add backward; rows equal to padding_idx get no
-// gradient. Indices are range-checked on the host before any kernel runs (on CUDA only their min/max travel).
+// gradient. Indices are range-checked: on the CPU before any kernel runs, on CUDA by their min/max, judged at the
+// next synchronization point (engine/device_check.h).
 // Not nn.Embedding: no max_norm, no sparse gradients, no negative padding_idx wrap-around (-1 means none).
 #include <string>
 
+#include "engine/device_check.h"
 #include "engine/ops.h"
 #include "engine/op_registry.h"
 #include "engine/ops/embedding_kernels.h"
@@ -21,25 +23,28 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
   EP_CHECK(padding_idx >= -1 && padding_idx < rows, ValueError, "[embedding] padding_idx ", padding_idx,
            " out of range [0,", rows, ") (-1 for none)");
   if (n > 0) {
-    int64_t lo, hi;
+    auto judge = [rows](const int64_t* lohi) {
+      EP_CHECK(lohi[1] < rows, ValueError, "[embedding] index ", lohi[1], " out of range [0,", rows, ")");
+      EP_CHECK(lohi[0] >= 0, ValueError, "[embedding] index ", lohi[0], " out of range [0,", rows, ")");
+    };
     if (indices.is_cuda()) {
+      // Judged at the next synchronization point, so the lookup never waits for the GPU (the kernels stay in bounds
+      // meanwhile; engine/device_check.h).
       Tensor mm = empty({2}, DType::i64, indices.device());
       index_minmax_cuda(indices.dtype(), indices.raw_data(), n, mm.data<int64_t>(), current_stream(indices.device()));
-      std::vector<int64_t> h = mm.to_vector<int64_t>();  // waits for the stream
-      lo = h[0];
-      hi = h[1];
+      check_on_device(mm, judge);
     } else {
-      index_minmax_cpu(indices.dtype(), indices.raw_data(), n, &lo, &hi);
+      int64_t lohi[2];
+      index_minmax_cpu(indices.dtype(), indices.raw_data(), n, &lohi[0], &lohi[1]);
+      judge(lohi);
     }
-    EP_CHECK(hi < rows, ValueError, "[embedding] index ", hi, " out of range [0,", rows, ")");
-    EP_CHECK(lo >= 0, ValueError, "[embedding] index ", lo, " out of range [0,", rows, ")");
   }
   Shape os = indices.shape();
   os.push_back(dim);
   Tensor out = empty(os, weight.dtype(), weight.device());
   const size_t elem = dtype_size(weight.dtype());
   if (weight.is_cuda())
-    embedding_forward_cuda(elem, indices.dtype(), weight.raw_data(), indices.raw_data(), out.raw_data(), n, dim,
+    embedding_forward_cuda(elem, indices.dtype(), weight.raw_data(), indices.raw_data(), out.raw_data(), n, dim, rows,
                            current_stream(weight.device()));
   else
     embedding_forward_cpu(elem, indices.dtype(), weight.raw_data(), indices.raw_data(), out.raw_data(), n, dim);

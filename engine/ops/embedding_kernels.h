@@ -1,5 +1,6 @@
 // embedding_kernels.h — row gather (forward), scatter-add (backward) and the index min/max used to range-check
-// indices before any kernel runs. CPU and CUDA. Not autograd (engine/ops/embedding.cpp).
+// indices (before any kernel on the CPU; judged later on CUDA, see engine/device_check.h). CPU and CUDA. Not autograd
+// (engine/ops/embedding.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,8 +21,11 @@ void embedding_backward_cpu(DType dt, DType index_dt, const void* dout, const vo
 // The smallest and largest of n > 0 indices.
 void index_minmax_cpu(DType index_dt, const void* indices, int64_t n, int64_t* lo, int64_t* hi);
 
+// The CUDA kernels run before the range check is judged, so they stay in bounds on bad input: the forward writes
+// zeros for an index outside [0, rows), the backward adds nothing for it.
 EP_CUDA_API void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, const void* indices,
-                                        void* out, int64_t n, int64_t dim, cudaStream_t st) EP_CUDA_BODY("embedding")
+                                        void* out, int64_t n, int64_t dim, int64_t rows, cudaStream_t st)
+    EP_CUDA_BODY("embedding")
 // Everything (scratch included, from the stream-ordered pool) is ordered on `st`; n is limited to INT_MAX (CUB).
 EP_CUDA_API void embedding_backward_cuda(DType dt, DType index_dt, const void* dout, const void* indices,
                                          void* dweight, int64_t n, int64_t dim, int64_t rows, int64_t padding_idx,

@@ -4,6 +4,7 @@
 // engine/cpu/loss.cpp, engine/cuda/loss.cu.
 #include <cmath>
 
+#include "engine/device_check.h"
 #include "engine/ops.h"
 #include "engine/op_registry.h"
 #include "engine/ops/loss_kernels.h"
@@ -49,11 +50,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_s
     cross_entropy_forward_cpu(dt, targets.dtype(), logits.raw_data(), targets.raw_data(), n, k, label_smoothing,
                               ignore_index, loss_rows.raw_data(), lse.raw_data(), out.raw_data(), count.raw_data(),
                               bad_p);
-  // On CUDA this reads 8 bytes back and so waits for the stream: the price of a catchable error instead of PyTorch's
-  // device-side assert, once per loss evaluation.
-  const int64_t bad_row = bad.to_vector<int64_t>()[0];
-  EP_CHECK(bad_row < 0, ValueError, "[cross_entropy] target ", target_at(targets, bad_row), " out of range [0,", k,
-           ") at row ", bad_row);
+  // The kernels skip a target outside [0, k) and report its row. On the CPU the verdict is immediate; on CUDA it is
+  // judged at the next synchronization point (the trainers' loss.item(), a pipeline stage's end of step), so the loss
+  // never stalls the host, yet bad labels still raise this catchable error rather than PyTorch's device-side assert.
+  check_on_device(bad, [targets, k](const int64_t* bad_row) {
+    EP_CHECK(bad_row[0] < 0, ValueError, "[cross_entropy] target ", target_at(targets, bad_row[0]),
+             " out of range [0,", k, ") at row ", bad_row[0]);
+  });
 
   record(out, "cross_entropy", {logits, targets},
          [xs = saved(logits), ts = saved(targets), lse, count, n, k, label_smoothing, ignore_index](
