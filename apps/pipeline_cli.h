@@ -212,7 +212,9 @@ inline PipelineSetup make_pipeline(const Options& o, std::vector<nn::Unit> units
     else {
       auto ch = std::make_shared<pipeline::CompressorHook>(compress::parse_compressor(fw), compress::parse_compressor(bw));
       // The error statistics of every compressed message, per micro-batch, to compression.jsonl.
-      if (log) ch->set_stats_sink([log, b](compress::Direction d, const compress::CompressionStats& st) { log->record(b, d, st); });
+      if (log)
+        ch->set_stats_sink(
+            [log, b](compress::Direction d, const compress::PendingStats& st) { log->record(b, d, st); });
       hook = ch;
     }
     if (link) hook = std::make_shared<pipeline::LinkHook>(hook, *link);

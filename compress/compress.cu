@@ -1,7 +1,7 @@
 // compress.cu — CUDA twins of the per-tensor quant, fp8 and sampled sortquant encoders and their decoders, plus the
-// reductions they start from and the statistics sums of compute_stats. Not the table math: the host finishes the
-// reduction and computes (min, step) or the scale exactly as the CPU path, so both devices quantize against the same
-// f32 table and emit the same codes.
+// reductions they start from and the statistics sums of compute_stats. Not new table math: per-tensor quant finishes
+// its reduction on the GPU and fp8 and sortquant on the host, each with the CPU path's rule (quant_math.h, fp8.h), so
+// both devices quantize against the same f32 table and emit the same codes.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -70,10 +70,33 @@ __global__ void stats_partial_kernel(const A* __restrict__ x, const B* __restric
   if (threadIdx.x == 0) out[blockIdx.x] = s[0];
 }
 
+// The per-tensor (min, step): one block merges the partial extremes (exact, so in any order) and applies the CPU's
+// rule (quant_math.h); min_step_entry has no product to contract into an FMA.
+__global__ void quant_table_kernel(const float* __restrict__ partial, int bits, float* __restrict__ table) {
+  __shared__ float s_lo[kBlock], s_hi[kBlock];
+  float lo = INFINITY, hi = -INFINITY;
+  for (int b = threadIdx.x; b < kReduceBlocks; b += kBlock) {
+    lo = fminf(lo, partial[3 * b]);
+    hi = fmaxf(hi, partial[3 * b + 1]);
+  }
+  s_lo[threadIdx.x] = lo;
+  s_hi[threadIdx.x] = hi;
+  __syncthreads();
+  for (int w = kBlock / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) {
+      s_lo[threadIdx.x] = fminf(s_lo[threadIdx.x], s_lo[threadIdx.x + w]);
+      s_hi[threadIdx.x] = fmaxf(s_hi[threadIdx.x], s_hi[threadIdx.x + w]);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) min_step_entry(double(s_lo[0]), double(s_hi[0]), (1u << bits) - 1, &table[0], &table[1]);
+}
+
 // Min-max quantization codes with one range, packed group by group (encode_groups, bitpack.h).
-__global__ void quant_encode_kernel(const float* __restrict__ x, int64_t n, int bits, double mn, double step,
+__global__ void quant_encode_kernel(const float* __restrict__ x, int64_t n, int bits, const float* __restrict__ table,
                                     bool stochastic, uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
   const uint32_t levels = (1u << bits) - 1;
+  const double mn = double(table[0]), step = double(table[1]);
   encode_groups(n, bits, codes, [&](int64_t i) {
     const double u = stochastic ? double(philox_uniform(seed, offset, uint64_t(i))) : -1.0;
     return quant_level(double(x[i]), mn, step, levels, u);
@@ -81,7 +104,8 @@ __global__ void quant_encode_kernel(const float* __restrict__ x, int64_t n, int 
 }
 
 __global__ void quant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t nbytes, int64_t n, int bits,
-                                    double mn, double step, float* __restrict__ out) {
+                                    const float* __restrict__ table, float* __restrict__ out) {
+  const double mn = double(table[0]), step = double(table[1]);
   // Explicit round-to-nearest multiply and add: nvcc would otherwise fuse them into an FMA, whose single rounding
   // can differ from the CPU's two in the last bit.
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -226,18 +250,22 @@ void stats_partial_cuda(const void* x, bool x_f64, const void* x_hat, bool x_hat
   else launch(static_cast<const float*>(x), static_cast<const float*>(x_hat));
 }
 
-void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step, bool stochastic, uint64_t seed,
-                       uint64_t offset, uint8_t* codes, cudaStream_t st) {
-  if (n == 0) return;
-  quant_encode_kernel<<<grid_for((n + 7) / 8), kBlock, 0, st>>>(x, n, bits, double(mn), double(step), stochastic,
-                                                                    seed, offset, codes);
+void quant_table_cuda(const float* partial, int bits, float* table, cudaStream_t st) {
+  quant_table_kernel<<<1, kBlock, 0, st>>>(partial, bits, table);
   CUDA_CHECK_LAUNCH();
 }
 
-void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, float mn, float step, float* out,
+void quant_encode_cuda(const float* x, int64_t n, int bits, const float* table, bool stochastic, uint64_t seed,
+                       uint64_t offset, uint8_t* codes, cudaStream_t st) {
+  if (n == 0) return;
+  quant_encode_kernel<<<grid_for((n + 7) / 8), kBlock, 0, st>>>(x, n, bits, table, stochastic, seed, offset, codes);
+  CUDA_CHECK_LAUNCH();
+}
+
+void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, const float* table, float* out,
                        cudaStream_t st) {
   if (n == 0) return;
-  quant_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, nbytes, n, bits, double(mn), double(step), out);
+  quant_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, nbytes, n, bits, table, out);
   CUDA_CHECK_LAUNCH();
 }
 

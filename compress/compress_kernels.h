@@ -3,7 +3,7 @@
 // orthonormalization), computing codes bit-identical to the CPU encoders through the shared EP_HD math (bitpack.h,
 // quant_math.h, fp8.h) wherever the method is free of float reductions.
 // Not the host logic: compress/quant.cpp and compress/fp8.cpp decide when to use them; a CPU-only build gets
-// throwing stubs. Payloads stay host-resident: the launchers take device buffers, the callers copy codes across.
+// throwing stubs. The launchers take device buffers; the callers leave codes there (compress/payload.h) or copy them.
 #pragma once
 #include <cstdint>
 
@@ -27,12 +27,15 @@ struct StatsSums;  // compress/stats_math.h
 EP_CUDA_API void stats_partial_cuda(const void* x, bool x_f64, const void* x_hat, bool x_hat_f64, int64_t n,
                                     StatsSums* out, cudaStream_t st) EP_CUDA_BODY("compress stats")
 
-// codes (packed_bytes(n, bits) bytes) = quant levels of x for one (mn, st) pair; stochastic draws
-// philox_uniform(seed, offset, i) for element i as the CPU does.
-EP_CUDA_API void quant_encode_cuda(const float* x, int64_t n, int bits, float mn, float step, bool stochastic,
+// table (2 floats, device memory) = min_step_entry of the exact extremes in minmax_partial_cuda's `partial` for
+// 2^bits - 1 levels: the CPU's table, computed where the codes are, so the encoder never waits for the GPU.
+EP_CUDA_API void quant_table_cuda(const float* partial, int bits, float* table, cudaStream_t st) EP_CUDA_BODY("quant")
+// codes (packed_bytes(n, bits) bytes) = quant levels of x for the (mn, step) pair in `table` (device memory);
+// stochastic draws philox_uniform(seed, offset, i) for element i as the CPU does.
+EP_CUDA_API void quant_encode_cuda(const float* x, int64_t n, int bits, const float* table, bool stochastic,
                                    uint64_t seed, uint64_t offset, uint8_t* codes, cudaStream_t st)
     EP_CUDA_BODY("quant")
-EP_CUDA_API void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, float mn, float step,
+EP_CUDA_API void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, const float* table,
                                    float* out, cudaStream_t st) EP_CUDA_BODY("quant")
 
 // codes[i] = fp8_encode_f32(x[i] / scale, ...), rbits = philox_block(seed, offset, i).v[0] when stochastic.

@@ -15,9 +15,10 @@ namespace ep::compress {
 enum class Direction { forward, backward };
 inline const char* direction_name(Direction d) { return d == Direction::forward ? "forward" : "backward"; }
 
-// Called after every compression with that call's statistics (stats cost one host pass over x and x̂, so they are
-// computed only while a sink is set).
-using StatsSink = std::function<void(Direction, const CompressionStats&)>;
+// Called after every compression with that call's statistics (computed only while a sink is set). On a GPU their sums
+// are still being computed: PendingStats::get() waits for them, so a sink that only stores them (CompressionLog until
+// the step ends) lets the compression run without waiting for the device.
+using StatsSink = std::function<void(Direction, const PendingStats&)>;
 
 class CompressionLayer {
  public:

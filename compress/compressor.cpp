@@ -11,6 +11,7 @@
 #include "compress/methods.h"
 #include "compress/bitpack.h"
 #include "engine/autograd.h"
+#include "engine/device_check.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
 
@@ -158,14 +159,23 @@ bool gpu_path(const Tensor& x, bool allow_f64) {
          x.numel() > 0 && x.numel() < (int64_t(1) << 31);
 }
 
+void check_finite_later(const Tensor& flag, const Tensor& x, const char* method) {
+  check_on_device(flag, [x, method](const int64_t* set) {
+    if (set[0] != 0) host_input(x, method);  // throws, naming the first bad element (the error path reads x back)
+  });
+}
+
 void check_finite_on_device(const Tensor& x, const char* method) {
+  Tensor flag = zeros({1}, DType::i64, x.device());  // the kernels set its low int: 1 on little-endian hosts
+  int* set = static_cast<int*>(flag.raw_data());
+  const cudaStream_t st = current_stream(x.device());
   if (x.dtype() == DType::f32) {
-    device_range(x, method);
-    return;
+    Tensor partial = empty({3 * kReduceBlocks}, DType::f32, x.device());
+    minmax_partial_cuda(x.data<float>(), x.numel(), partial.data<float>(), set, st);
+  } else {
+    nonfinite_f64_cuda(x.data<double>(), x.numel(), set, st);
   }
-  Tensor flag = zeros({1}, DType::i32, x.device());
-  nonfinite_f64_cuda(x.data<double>(), x.numel(), flag.data<int32_t>(), current_stream(x.device()));
-  if (flag.item() != 0) host_input(x, method);  // throws, naming the first bad element
+  check_finite_later(flag, x, method);
 }
 
 Tensor device_scratch(size_t bytes, Device device) {
@@ -174,7 +184,16 @@ Tensor device_scratch(size_t bytes, Device device) {
 
 namespace {
 
-// The GPU decoders (quant, fp8, sortquant, kmeans; f32): codes go to the device once and are expanded there.
+// A payload section on `device`: the encoder's own tensor, read in place, or a copy of the host bytes.
+Tensor codes_on(const Payload& p, Device device) {
+  return p.codes_tensor.defined() ? p.codes_tensor : from_data<uint8_t>(p.codes, {int64_t(p.codes.size())}, device);
+}
+Tensor table_on(const Payload& p, Device device) {
+  return p.table_tensor.defined() ? p.table_tensor : from_data<float>(p.table, {int64_t(p.table.size())}, device);
+}
+
+// The GPU decoders (quant, fp8, sortquant, kmeans; f32): codes go to the device once (unless they are there already)
+// and are expanded there.
 bool decode_on_device(const Payload& p, Device device, Tensor& out) {
   if (!device.is_cuda() || p.dtype != DType::f32 || p.numel() == 0) return false;
   const bool quant = p.method == Method::quant && p.params[1] == 0;
@@ -182,26 +201,27 @@ bool decode_on_device(const Payload& p, Device device, Tensor& out) {
   if (!quant && !quant_channel && p.method != Method::fp8 && p.method != Method::sortquant &&
       p.method != Method::kmeans)
     return false;
-  if (p.method == Method::fp8) check_fp8_codes(p);
-  Tensor codes = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())}, device);
+  if (p.method == Method::fp8 && !p.codes_tensor.defined()) check_fp8_codes(p);  // an encoder's own codes are valid
+  Tensor codes = codes_on(p, device);
+  const uint64_t nbytes = p.code_bytes();
   out = empty(p.shape, DType::f32, device);
   if (quant_channel || p.method == Method::kmeans) {
-    Tensor table = from_data<float>(p.table, {int64_t(p.table.size())}, device);
+    Tensor table = table_on(p, device);
     if (p.method == Method::kmeans) {
-      kmeans_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), table.data<float>(),
+      kmeans_decode_cuda(codes.data<uint8_t>(), nbytes, p.numel(), int(p.params[0]), table.data<float>(),
                          out.data<float>(), current_stream(device));
     } else {
       int64_t inner = 1;  // channel of element i: (i / inner) % channels, as quant.cpp's channel_view
       for (size_t d = size_t(p.params[2]) + 1; d < p.shape.size(); ++d) inner *= p.shape[d];
-      quant_channel_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int64_t(p.params[1]), inner,
+      quant_channel_decode_cuda(codes.data<uint8_t>(), nbytes, p.numel(), int64_t(p.params[1]), inner,
                                 table.data<float>(), int(p.params[0]), out.data<float>(), current_stream(device));
     }
   } else if (p.method == Method::sortquant) {
-    Tensor table = from_data<float>(p.table, {int64_t(p.table.size())}, device);
-    sortquant_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), int(p.params[1]),
+    Tensor table = table_on(p, device);
+    sortquant_decode_cuda(codes.data<uint8_t>(), nbytes, p.numel(), int(p.params[0]), int(p.params[1]),
                           table.data<float>(), out.data<float>(), current_stream(device));
   } else if (quant)
-    quant_decode_cuda(codes.data<uint8_t>(), p.codes.size(), p.numel(), int(p.params[0]), p.table[0], p.table[1],
+    quant_decode_cuda(codes.data<uint8_t>(), nbytes, p.numel(), int(p.params[0]), table_on(p, device).data<float>(),
                       out.data<float>(), current_stream(device));
   else
     fp8_decode_cuda(codes.data<uint8_t>(), p.numel(), p.params[0] == 1, p.table[0], out.data<float>(),
@@ -215,17 +235,17 @@ bool decode_sparse_lowrank_on_device(const Payload& p, Device device, Tensor& ou
   if (!device.is_cuda() || p.dtype != DType::f32 || p.numel() == 0 || p.numel() >= (int64_t(1) << 31)) return false;
   const cudaStream_t st = current_stream(device);
   if (p.method == Method::topk) {
-    check_topk_positions(p);
+    if (!p.codes_tensor.defined()) check_topk_positions(p);  // an encoder's own positions are valid
     const int64_t n = p.numel(), k = p.params[0];
     out = zeros(p.shape, DType::f32, device);
     if (k == 0) return true;
-    Tensor codes = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())}, device);
-    Tensor values = from_data<float>(p.table, {k}, device);
+    Tensor codes = codes_on(p, device);
+    Tensor values = table_on(p, device);
     if (p.params[1] == 0) {
-      topk_scatter_indices_cuda(codes.data<uint8_t>(), p.codes.size(), k, bits_for_count(uint64_t(n)),
+      topk_scatter_indices_cuda(codes.data<uint8_t>(), p.code_bytes(), k, bits_for_count(uint64_t(n)),
                                 values.data<float>(), out.data<float>(), st);
     } else {
-      const int64_t nbytes = int64_t(p.codes.size());
+      const int64_t nbytes = int64_t(p.code_bytes());
       Tensor counts = empty({nbytes}, DType::i32, device), offsets = empty({nbytes}, DType::i32, device);
       size_t temp_bytes = 0;
       topk_scatter_bitmap_cuda(nullptr, &temp_bytes, codes.data<uint8_t>(), nbytes, values.data<float>(),
@@ -259,15 +279,37 @@ bool decode_sparse_lowrank_on_device(const Payload& p, Device device, Tensor& ou
 
 }  // namespace
 
+namespace {
+
+// Whether a payload's tensor-held sections can be decoded where they are: all on `device`, and read there by the
+// method's GPU decoder (fp8's scale and lowrank's factors are read on the host).
+bool decodable_in_place(const Payload& p, Device device) {
+  for (const Tensor* t : {&p.table_tensor, &p.codes_tensor})
+    if (t->defined() && t->device() != device) return false;
+  if (!device.is_cuda()) return false;
+  if (p.method == Method::none) return true;  // a device-to-device copy of the raw bytes, any dtype
+  if (p.dtype != DType::f32 || p.numel() == 0 || p.numel() >= (int64_t(1) << 31)) return false;
+  const bool table_read_on_host = p.method == Method::fp8 || p.method == Method::lowrank;
+  return !(p.table_tensor.defined() && table_read_on_host) && p.method != Method::lowrank;
+}
+
+}  // namespace
+
 Tensor decode_payload(const Payload& p, Device device) {
   p.check_consistent("decode");
+  // Sections held on a device are decoded there in place; anywhere else (the host, another GPU) from a host copy.
+  if (p.has_tensors() && !decodable_in_place(p, device)) return decode_payload(p.host_copy(), device);
   if (Tensor on_device; decode_on_device(p, device, on_device)) return on_device;
   if (Tensor on_device; decode_sparse_lowrank_on_device(p, device, on_device)) return on_device;
   if (p.method == Method::none && device.is_cuda()) {  // the raw bytes straight to the device, no host tensor
     Tensor out = empty(p.shape, p.dtype, device);
-    if (!p.codes.empty()) copy_bytes(out.raw_data(), device, p.codes.data(), Device::cpu(), p.codes.size());
+    if (p.codes_tensor.defined())
+      copy_bytes(out.raw_data(), device, p.codes_tensor.raw_data(), device, p.code_bytes());
+    else if (!p.codes.empty())
+      copy_bytes(out.raw_data(), device, p.codes.data(), Device::cpu(), p.codes.size());
     return out;
   }
+  if (p.has_tensors()) return decode_payload(p.host_copy(), device);  // no decoder here reads them in place
   Tensor out = empty(p.shape, p.dtype, Device::cpu());
   if (p.method == Method::none) {
     decode_none(p, out.raw_data());

@@ -22,7 +22,9 @@ class Compressor {
   // x: f32 or f64, any shape (empty included), any device (a CUDA tensor is encoded by GPU kernels where the method
   // has them, see compress/compress_kernels.h, else staged through the host). Non-finite values raise ValueError. Not const: stochastic rounding advances the compressor's
   // generator and lowrank keeps its warm start across calls. `stream`: the stream to order the work on (nullptr: the
-  // current stream of x's device).
+  // current stream of x's device). A GPU encoder may leave the payload's table and codes on the GPU (Payload's
+  // table_tensor / codes_tensor): like any tensor made there, they are ordered on that stream, so a decode, to_host()
+  // or serialize() on another stream waits for it first (a Stream's synchronize(), or an event).
   virtual Payload encode(const Tensor& x, cudaStream_t stream = nullptr) = 0;
   // decode_payload(p) placed on `device`. Every method's decode needs only the payload.
   Tensor decode(const Payload& p, Device device = Device::cpu(), cudaStream_t stream = nullptr) const;
@@ -69,8 +71,12 @@ DeviceRange device_range(const Tensor& x, const char* method);
 // The GPU encoders' entry test: a defined CUDA tensor of f32 (or f64 when allow_f64) with 1 .. 2^31-1 elements (CUB's
 // item count); anything else takes the host path.
 bool gpu_path(const Tensor& x, bool allow_f64);
-// Throws host_input's ValueError when a CUDA tensor (f32 or f64) holds a NaN or infinity; the scan runs on the GPU.
+// host_input's ValueError when a CUDA tensor (f32 or f64) holds a NaN or infinity: the scan runs on the GPU and is
+// judged at the next synchronization point (engine/device_check.h), so the encoder does not wait for it. The GPU
+// encoders stay in bounds on such input; their payload is garbage that the error then discards.
 void check_finite_on_device(const Tensor& x, const char* method);
+// The same verdict for a flag (i64 [1] on x's device, non-zero: a non-finite element) a kernel has already set.
+void check_finite_later(const Tensor& flag, const Tensor& x, const char* method);
 // An uninitialized byte buffer on `device` (at least one byte): CUB's temporary storage and similar scratch.
 Tensor device_scratch(size_t bytes, Device device);
 // The stream a CUDA-path encode/decode runs on: `stream` when given, else the current stream of `device`.

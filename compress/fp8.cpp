@@ -61,7 +61,7 @@ Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
     p.dtype = DType::f32;
     p.shape = xd.shape();
     p.table = {scale};
-    p.codes = codes.to_vector<uint8_t>();
+    p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
     p.check_consistent("fp8");
     return p;
   }

@@ -145,9 +145,32 @@ PayloadLayout payload_layout(Method m, const std::vector<uint32_t>& p, DType dty
 uint64_t Payload::header_bytes() const {
   return 4 + 4 + 4 * uint64_t(shape.size()) + 1 + 4 * uint64_t(params.size()) + 4 + 8;
 }
-uint64_t Payload::bytes() const { return header_bytes() + 4 * uint64_t(table.size()) + uint64_t(codes.size()); }
+uint64_t Payload::bytes() const { return header_bytes() + 4 * table_len() + code_bytes(); }
+
+void Payload::to_host() {
+  if (table_tensor.defined()) {
+    table = table_tensor.to_vector<float>();
+    table_tensor = Tensor();
+  }
+  if (codes_tensor.defined()) {
+    codes = codes_tensor.to_vector<uint8_t>();
+    codes_tensor = Tensor();
+  }
+}
+
+Payload Payload::host_copy() const {
+  Payload h = *this;  // tensors are shared, not copied
+  h.to_host();
+  return h;
+}
 
 void Payload::check_consistent(const char* what) const {
+  EP_CHECK(!table_tensor.defined() || (table_tensor.dtype() == DType::f32 && table_tensor.dim() == 1 && table.empty()),
+           CompressError, "[", what, "] a payload's table tensor must be 1-D f32 and its table vector empty, got ",
+           table_tensor.str(), " and ", table.size(), " entries");
+  EP_CHECK(!codes_tensor.defined() || (codes_tensor.dtype() == DType::u8 && codes_tensor.dim() == 1 && codes.empty()),
+           CompressError, "[", what, "] a payload's code tensor must be 1-D u8 and its code vector empty, got ",
+           codes_tensor.str(), " and ", codes.size(), " bytes");
   EP_CHECK(shape.size() <= size_t(kMaxPayloadDims), CompressError, "[", what, "] payload rank ", shape.size(),
            " exceeds ", kMaxPayloadDims);
   for (int64_t d : shape)
@@ -155,10 +178,10 @@ void Payload::check_consistent(const char* what) const {
              " does not fit the u32 header field");
   EP_CHECK(params.size() <= 255, CompressError, "[", what, "] too many parameters");
   const PayloadLayout L = payload_layout(method, params, dtype, shape, what);
-  EP_CHECK(table.size() == L.table_len, CompressError, "[", what, "] ", method_name(method), " table has ",
-           table.size(), " entries, the format needs ", L.table_len);
-  EP_CHECK(codes.size() == L.code_bytes, CompressError, "[", what, "] ", method_name(method), " code stream has ",
-           codes.size(), " bytes, the format needs ", L.code_bytes);
+  EP_CHECK(table_len() == L.table_len, CompressError, "[", what, "] ", method_name(method), " table has ",
+           table_len(), " entries, the format needs ", L.table_len);
+  EP_CHECK(code_bytes() == L.code_bytes, CompressError, "[", what, "] ", method_name(method), " code stream has ",
+           code_bytes(), " bytes, the format needs ", L.code_bytes);
 }
 
 namespace {
@@ -200,6 +223,7 @@ struct Reader {
 }  // namespace
 
 std::vector<uint8_t> Payload::serialize() const {
+  if (has_tensors()) return host_copy().serialize();
   check_consistent("payload");
   std::vector<uint8_t> b;
   b.reserve(size_t(bytes()));

@@ -59,8 +59,21 @@ struct Payload {
   std::vector<uint32_t> params;  // method parameters needed to decode (see the table above)
   std::vector<float> table;      // f32 side information
   std::vector<uint8_t> codes;    // packed codes (or raw bytes for `none`)
+  // The same sections held as tensors on the encoder's device instead: a GPU encoder leaves its table (f32,
+  // table_len elements) and/or its code stream (u8, code_bytes elements) where its kernels wrote them, so a decode on
+  // that device reads them in place and nothing crosses to the host unless a wire needs the bytes. When one is
+  // defined, the matching vector above is empty. Only encoders make them, so decoders trust them (parse() never
+  // does: a parsed payload is host memory). The bytes, the format and serialize()'s output are the same either way.
+  Tensor table_tensor, codes_tensor;
 
   int64_t numel() const { return shape_numel(shape); }
+  bool has_tensors() const { return table_tensor.defined() || codes_tensor.defined(); }
+  uint64_t table_len() const { return table_tensor.defined() ? uint64_t(table_tensor.numel()) : table.size(); }
+  uint64_t code_bytes() const { return codes_tensor.defined() ? uint64_t(codes_tensor.numel()) : codes.size(); }
+  // Moves the tensor-held sections into `table` / `codes` (copies to the host, waiting for the device).
+  void to_host();
+  // A copy whose sections are all host vectors (this payload itself when it has none on a device).
+  Payload host_copy() const;
   // Exactly what serialize() returns and a wire carries: header + table + codes.
   uint64_t bytes() const;
   uint64_t header_bytes() const;
@@ -74,7 +87,8 @@ struct Payload {
   static Payload parse(const std::vector<uint8_t>& buf, uint64_t max_elements = kDefaultMaxElements) {
     return parse(buf.data(), buf.size(), max_elements);
   }
-  // Throws CompressError when table/codes disagree with payload_layout() (encoders call it on what they made).
+  // Throws CompressError when table/codes disagree with payload_layout() (encoders call it on what they made), or a
+  // section held as a tensor has the wrong dtype or is set beside its non-empty vector.
   void check_consistent(const char* what) const;
 };
 

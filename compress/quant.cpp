@@ -86,23 +86,30 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
     // The GPU twin: the same (min, step) computed from the same exact extremes, the same rounding, the same codes.
     std::optional<StreamGuard> guard;
     if (stream) guard.emplace(x.device(), stream);
+    // Nothing waits for the GPU: the extremes, the table, the codes and the non-finite verdict are all computed
+    // there; the payload keeps its table and codes there (payload.h) and the verdict is judged at the next
+    // synchronization point. Two passes over x, the least a range that depends on every element allows.
     const Tensor xd = x.detach();
-    const DeviceRange r = device_range(xd, "quant");
+    const Device dev = xd.device();
+    const cudaStream_t st = current_stream(dev);
     const int64_t n = xd.numel();
-    const uint32_t levels = (1u << opt_.bits) - 1;
-    float mn, st;
-    min_step_entry(double(r.lo), double(r.hi), levels, &mn, &st);
+    Tensor partial = empty({3 * kReduceBlocks}, DType::f32, dev);
+    Tensor nonfinite = zeros({1}, DType::i64, dev);  // the kernel sets its low int
+    minmax_partial_cuda(xd.data<float>(), n, partial.data<float>(), static_cast<int*>(nonfinite.raw_data()), st);
+    check_finite_later(nonfinite, xd, "quant");
+    Tensor table = empty({2}, DType::f32, dev);
+    quant_table_cuda(partial.data<float>(), opt_.bits, table.data<float>(), st);
     const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;
-    Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, xd.device());
-    quant_encode_cuda(xd.data<float>(), n, opt_.bits, mn, st, opt_.stochastic, gen_.seed, offset,
-                      codes.data<uint8_t>(), current_stream(xd.device()));
+    Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, dev);
+    quant_encode_cuda(xd.data<float>(), n, opt_.bits, table.data<float>(), opt_.stochastic, gen_.seed, offset,
+                      codes.data<uint8_t>(), st);
     Payload p;
     p.method = Method::quant;
     p.dtype = DType::f32;
     p.shape = xd.shape();
     p.params = {uint32_t(opt_.bits), 0u, 0u};
-    p.table = {mn, st};
-    p.codes = codes.to_vector<uint8_t>();
+    p.table_tensor = table;
+    p.codes_tensor = codes;
     p.check_consistent("quant");
     return p;
   }
@@ -139,7 +146,7 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
     Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, dev);
     quant_channel_encode_cuda(xd.data<float>(), n, channels, cv.inner, table.data<float>(), opt_.bits,
                               opt_.stochastic, gen_.seed, offset, codes.data<uint8_t>(), current_stream(dev));
-    p.codes = codes.to_vector<uint8_t>();
+    p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
     p.check_consistent("quant");
     return p;
   }

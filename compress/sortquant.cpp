@@ -165,7 +165,7 @@ Payload SortquantCompressor::encode_cuda(const Tensor& x, cudaStream_t stream) {
   Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split))}, DType::u8, dev);
   sortquant_encode_cuda(xd.data<float>(), n, td.data<double>(), table.data<float>(), opt_.bits, opt_.split,
                         codes.data<uint8_t>(), current_stream(dev));
-  p.codes = codes.to_vector<uint8_t>();
+  p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
   p.check_consistent("sortquant");
   return p;
 }
@@ -212,7 +212,7 @@ Payload SortquantCompressor::encode_exact_cuda(const Tensor& x, cudaStream_t str
   Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split))}, DType::u8, dev);
   sortquant_encode_buckets_cuda(xd.raw_data(), wide, n, reinterpret_cast<const uint16_t*>(bucket.raw_data()),
                                 table.data<float>(), opt_.bits, opt_.split, codes.data<uint8_t>(), st);
-  p.codes = codes.to_vector<uint8_t>();
+  p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
   p.check_consistent("sortquant");
   return p;
 }

@@ -79,7 +79,7 @@ void CompressionLog::start(int64_t resumed_step) {
   if (!path_.empty()) out_.open(path_, "step", resumed_step);
 }
 
-void CompressionLog::record(int boundary, Direction d, const CompressionStats& s) {
+void CompressionLog::record(int boundary, Direction d, const PendingStats& s) {
   std::lock_guard<std::mutex> g(mu_);
   if (recording_) pending_.push_back({boundary, d, s});
 }
@@ -95,16 +95,18 @@ void CompressionLog::discard_step() {
 }
 
 void CompressionLog::commit_locked() {
-  for (const Pending& p : pending_) {
-    summary_[{p.boundary, int(p.direction)}].add(p.stats);
+  const std::vector<Pending> step = std::move(pending_);  // cleared even if finishing GPU sums throws
+  pending_.clear();
+  for (const Pending& p : step) {
+    const CompressionStats stats = p.stats.get();
+    summary_[{p.boundary, int(p.direction)}].add(stats);
     if (path_.empty()) continue;
-    nlohmann::json row = to_json(p.stats);
+    nlohmann::json row = to_json(stats);
     row["step"] = step_;
     row["boundary"] = p.boundary + 1;
     row["direction"] = direction_name(p.direction);
     out_.write(row);
   }
-  pending_.clear();
 }
 
 bool CompressionLog::empty() const {
@@ -128,7 +130,7 @@ SplitModel::SplitModel(std::vector<nn::Unit> units, int64_t front, int64_t back,
            ", M=", back, " does not leave the cloud a unit of ", units_.size());
   for (int b = 0; b < boundaries(); ++b) {
     layers_.emplace_back(specs.forward[b], specs.backward[b]);
-    if (log) layers_.back().set_stats_sink([log, b](Direction d, const CompressionStats& s) { log->record(b, d, s); });
+    if (log) layers_.back().set_stats_sink([log, b](Direction d, const PendingStats& s) { log->record(b, d, s); });
   }
 }
 

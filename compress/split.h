@@ -55,7 +55,9 @@ class CompressionLog {
     commit_locked();
     recording_ = on;
   }
-  void record(int boundary, Direction d, const CompressionStats& s);  // thread-safe (pipeline stages call it)
+  // Thread-safe (pipeline stages call it). Statistics still on a GPU are finished when the step is committed.
+  void record(int boundary, Direction d, const PendingStats& s);
+  void record(int boundary, Direction d, const CompressionStats& s) { record(boundary, d, PendingStats(s)); }
   void commit_step();
   void discard_step();
   bool empty() const;
@@ -65,7 +67,7 @@ class CompressionLog {
   struct Pending {
     int boundary;
     Direction direction;
-    CompressionStats stats;
+    PendingStats stats;
   };
   void commit_locked();
   mutable std::mutex mu_;

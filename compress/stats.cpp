@@ -11,6 +11,7 @@
 
 #include "compress/compress_kernels.h"
 #include "compress/stats_math.h"
+#include "engine/device.h"
 #include "engine/dispatch.h"
 
 namespace ep::compress {
@@ -34,13 +35,17 @@ StatsSums host_sums(const Tensor& x, const Tensor& x_hat) {
   return s;
 }
 
-// On one GPU: fixed per-block partials (stats_partial_cuda) merged here in block order, so a rerun gives the same
-// numbers. They differ from the CPU's serial pass only in the rounding of the sums' order.
-StatsSums device_sums(const Tensor& x, const Tensor& x_hat) {
+// On one GPU: fixed per-block partials (stats_partial_cuda), queued; merge_partials() adds them up in block order, so
+// a rerun gives the same numbers. They differ from the CPU's serial pass only in the rounding of the sums' order.
+Tensor device_partials(const Tensor& x, const Tensor& x_hat) {
   const Device dev = x.device();
   Tensor partial = empty({int64_t(kReduceBlocks * sizeof(StatsSums))}, DType::u8, dev);
   stats_partial_cuda(x.raw_data(), x.dtype() == DType::f64, x_hat.raw_data(), x_hat.dtype() == DType::f64, x.numel(),
                      reinterpret_cast<StatsSums*>(partial.raw_data()), current_stream(dev));
+  return partial;
+}
+
+StatsSums merge_partials(const Tensor& partial) {
   const std::vector<uint8_t> bytes = partial.to_vector<uint8_t>();
   StatsSums s = stats_zero();
   for (int b = 0; b < kReduceBlocks; ++b) {
@@ -51,16 +56,16 @@ StatsSums device_sums(const Tensor& x, const Tensor& x_hat) {
   return s;
 }
 
-}  // namespace
-
-CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
+void check_pair(const Tensor& x, const Tensor& x_hat) {
   EP_CHECK(x.defined() && x_hat.defined(), ValueError, "[compress stats] undefined tensor");
   EP_CHECK(x.shape() == x_hat.shape(), ShapeError, "[compress stats] shapes differ: ", shape_str(x.shape()), " vs ",
            shape_str(x_hat.shape()));
-  const bool on_gpu = x.is_cuda() && x_hat.device() == x.device() && x.numel() > 0;
-  const StatsSums sums = on_gpu ? device_sums(x, x_hat) : host_sums(x, x_hat);
+}
+
+// The statistics from their sums (stats.h has every definition, including the x = 0 cases).
+CompressionStats finish(const StatsSums& sums, int64_t elements, uint64_t payload_bytes) {
   CompressionStats s;
-  s.elements = x.numel();
+  s.elements = elements;
   s.payload_bytes = payload_bytes;
   s.max_abs = sums.max_abs;
   s.rel_err_count = sums.rel_count;
@@ -76,6 +81,39 @@ CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t pa
   if (xx > 0 && yy > 0) s.cosine = xy / (std::sqrt(xx) * std::sqrt(yy));
   else s.cosine = (xx == 0 && yy == 0) ? 1.0 : 0.0;
   return s;
+}
+
+bool sums_on_gpu(const Tensor& x, const Tensor& x_hat) {
+  return x.is_cuda() && x_hat.device() == x.device() && x.numel() > 0;
+}
+
+}  // namespace
+
+CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
+  check_pair(x, x_hat);
+  const StatsSums sums = sums_on_gpu(x, x_hat) ? merge_partials(device_partials(x, x_hat)) : host_sums(x, x_hat);
+  return finish(sums, x.numel(), payload_bytes);
+}
+
+PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
+  check_pair(x, x_hat);
+  if (!sums_on_gpu(x, x_hat)) return PendingStats(compute_stats(x, x_hat, payload_bytes));
+  PendingStats p;
+  p.ready_.elements = x.numel();
+  p.ready_.payload_bytes = payload_bytes;
+  p.partial_ = device_partials(x, x_hat);
+  auto done = std::make_shared<Event>(x.device());
+  done->record(current_stream(x.device()));
+  p.done_ = std::move(done);
+  return p;
+}
+
+CompressionStats PendingStats::get() const {
+  if (!partial_.defined()) return ready_;
+  // The sums were queued on the encoding thread's stream; this may be another thread (a pipeline stage's sink, read
+  // by the trainer): wait for them by their event, then copy them back.
+  static_cast<const Event*>(done_.get())->synchronize();
+  return finish(merge_partials(partial_), ready_.elements, ready_.payload_bytes);
 }
 
 nlohmann::json to_json(const CompressionStats& s) {

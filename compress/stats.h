@@ -2,6 +2,7 @@
 // Not a logger: the trainer decides where the numbers go (compression.jsonl); this file only computes them.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -24,8 +25,26 @@ struct CompressionStats {
   double ratio_fp32 = 0;     // payload_bytes / (4 * elements); 0 for an empty tensor
 };
 
-// x and x_hat: same shape, f32 or f64 (any device; copied to the host). Sums run in f64.
+// x and x_hat: same shape, f32 or f64 (any device; on one GPU the sums run there, else on the host). Sums run in f64.
 CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes);
+
+// Statistics whose sums may still be on a GPU. compute_stats_later() queues the GPU's sums and returns at once, so a
+// compression call never waits for the device to measure itself; get() (at the end of a step, when a log commits)
+// waits for them, copies the per-block partials back and merges them in order. Held on the host, the sums are done.
+class PendingStats {
+ public:
+  PendingStats() = default;
+  explicit PendingStats(const CompressionStats& ready) : ready_(ready) {}
+  CompressionStats get() const;
+  bool on_device() const { return partial_.defined(); }
+
+ private:
+  friend PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes);
+  CompressionStats ready_{};           // the statistics, or (on a GPU) the fields known at once
+  Tensor partial_;                     // the GPU's per-block sums, not yet merged
+  std::shared_ptr<const void> done_;   // the Event recorded after them (engine/device.h), kept alive with them
+};
+PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes);
 
 // Running summary of many calls (one boundary and direction over a run): means of the per-call errors, the worst
 // max_abs, the smallest SNR and cosine, and total payload bytes against total fp32 bytes.

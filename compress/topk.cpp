@@ -63,7 +63,8 @@ Payload payload_at(const T* x, const Shape& shape, DType dtype, const std::vecto
 }
 
 // The payload of x at the k ascending positions kept_p (a device array) on the GPU: the values gathered, the positions
-// packed as a bitmap or as indices, whichever is smaller (payload_at's rule and bytes), then copied back.
+// packed as a bitmap or as indices, whichever is smaller (payload_at's rule and bytes); both stay on the GPU as the
+// payload's table and code tensors (payload.h).
 Payload payload_at_cuda(const Tensor& x, const uint32_t* kept_p, uint64_t k) {
   const Device dev = x.device();
   const cudaStream_t st = current_stream(dev);
@@ -75,18 +76,18 @@ Payload payload_at_cuda(const Tensor& x, const uint32_t* kept_p, uint64_t k) {
   p.shape = x.shape();
   const bool bitmap = !(packed_bytes(k, ib) < (uint64_t(n) + 7) / 8);
   p.params = {uint32_t(k), bitmap ? 1u : 0u};
-  Tensor values = empty({std::max<int64_t>(1, int64_t(k))}, DType::f32, dev);
+  if (k == 0) {  // nothing kept: an empty table and code stream (index mode, 0 bytes)
+    p.check_consistent("topk");
+    return p;
+  }
+  Tensor values = empty({int64_t(k)}, DType::f32, dev);
   gather_values_cuda(x.raw_data(), x.dtype() == DType::f64, kept_p, int64_t(k), values.data<float>(), st);
-  const uint64_t code_bytes = bitmap ? (uint64_t(n) + 7) / 8 : packed_bytes(k, ib);
-  Tensor codes = empty({std::max<int64_t>(1, int64_t(code_bytes))}, DType::u8, dev);
+  const uint64_t code_bytes = bitmap ? (uint64_t(n) + 7) / 8 : packed_bytes(k, ib);  // >= 1: k >= 1
+  Tensor codes = empty({int64_t(code_bytes)}, DType::u8, dev);
   if (bitmap) bitmap_of_sorted_cuda(kept_p, int64_t(k), n, codes.data<uint8_t>(), st);
   else pack_u32_cuda(kept_p, int64_t(k), ib, codes.data<uint8_t>(), st);
-  std::vector<float> v = values.to_vector<float>();
-  v.resize(size_t(k));
-  p.table = std::move(v);
-  std::vector<uint8_t> c = codes.to_vector<uint8_t>();
-  c.resize(size_t(code_bytes));
-  p.codes = std::move(c);
+  p.table_tensor = values;
+  p.codes_tensor = codes;
   p.check_consistent("topk");
   return p;
 }
@@ -203,6 +204,7 @@ void check_bitmap(const Payload& p) {
 // Validates while it extracts: a bitmap must mark exactly k positions below n, packed indices must ascend below n.
 std::vector<uint32_t> TopkCompressor::positions(const Payload& p) {
   EP_CHECK(p.method == Method::topk, CompressError, "[topk] positions of a ", method_name(p.method), " payload");
+  if (p.has_tensors()) return positions(p.host_copy());
   const uint64_t n = uint64_t(p.numel()), k = p.params[0];
   std::vector<uint32_t> out;
   out.reserve(size_t(k));

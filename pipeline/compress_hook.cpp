@@ -39,8 +39,12 @@ Message CompressorHook::encode(const Tensor& x, Pass direction, int micro) {
     NoGradGuard ng;
     const Tensor x_hat = compress::decode_payload(*payload, x.device());
     sink_(direction == Pass::forward ? compress::Direction::forward : compress::Direction::backward,
-          compress::compute_stats(x.detach(), x_hat, bytes));
+          compress::compute_stats_later(x.detach(), x_hat, bytes));
   }
+  // A GPU encoder leaves its sections on the GPU (compress/payload.h), ordered on this stage's stream. The pipeline
+  // orders only Message::tensor between the sender's and the receiver's streams, so the payload crosses as host bytes,
+  // as a wire would carry them.
+  payload->to_host();
   return {Tensor(), std::move(payload), bytes};
 }
 

@@ -49,7 +49,8 @@ std::vector<Tensor> parity_inputs(DType dt) {
   return xs;
 }
 
-void check_same_payload(const Payload& pc, const Payload& pg) {
+void check_same_payload(const Payload& pc, const Payload& gpu_payload) {
+  const Payload pg = gpu_payload.host_copy();  // a GPU encoder's sections may still be on the GPU
   CHECK(pg.method == pc.method);
   CHECK(pg.dtype == pc.dtype);
   CHECK(pg.shape == pc.shape);
@@ -264,6 +265,17 @@ TEST_CASE("compress cuda stats: the GPU's sums give the CPU's statistics, and a 
       CHECK(again.mse == g.mse);
       CHECK(again.rel_err == g.rel_err);
       CHECK(again.cosine == g.cosine);
+      // Deferred: queued on the GPU, finished by get() (from another stream too), the same bits.
+      const PendingStats later = compute_stats_later(x.to(gpu), y.to(gpu), 77);
+      CHECK(later.on_device());
+      Stream other(gpu);
+      StreamGuard guard(other);
+      const CompressionStats done = later.get();
+      CHECK(done.mse == g.mse);
+      CHECK(done.rel_err == g.rel_err);
+      CHECK(done.cosine == g.cosine);
+      CHECK(done.max_abs == g.max_abs);
+      CHECK(done.payload_bytes == 77);
     }
   }
 }
@@ -326,6 +338,7 @@ TEST_CASE("compress cuda: empty tensors, constants, NaN and streams on the new G
       std::string what;
       try {
         parse_compressor(spec)->encode(bad);
+        synchronize(gpu);  // the non-finite verdict is judged here at the latest (engine/device_check.h)
       } catch (const ValueError& e) {
         what = e.what();
       }
@@ -334,8 +347,10 @@ TEST_CASE("compress cuda: empty tensors, constants, NaN and streams on the new G
     const Tensor xd = test::randn({9, 10}, 41, DType::f32).to(gpu);
     synchronize(gpu);  // the copy ran on the current stream; the encode below runs on another
     Stream s(gpu);
-    const Payload on_stream = parse_compressor(spec)->encode(xd, s.handle());
-    const Payload plain = parse_compressor(spec)->encode(xd);
+    Payload on_stream = parse_compressor(spec)->encode(xd, s.handle());
+    s.synchronize();  // sections left on the GPU are ordered on `s`, like any tensor made there
+    on_stream.to_host();
+    const Payload plain = parse_compressor(spec)->encode(xd).host_copy();
     CHECK(on_stream.codes == plain.codes);
     CHECK(same_table_bits(on_stream.table, plain.table));
   }

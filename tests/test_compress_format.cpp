@@ -149,6 +149,56 @@ TEST_CASE("compress payload: serialization round-trips for every method, f32 and
     }
 }
 
+TEST_CASE("compress payload: sections held as tensors give the same bytes, wire and values as host vectors") {
+  // A GPU encoder leaves them on the GPU; CPU tensors exercise the same bookkeeping here.
+  const char* specs[] = {"none", "quant:bits=5", "quant:bits=3,per=channel", "sortquant:bits=4,split=3",
+                         "topk:ratio=0.1", "topk:ratio=0.7", "kmeans:bits=3", "lowrank:rank=2", "fp8"};
+  for (const char* spec : specs) {
+    INFO(spec);
+    auto c = parse_compressor(spec);
+    const Payload p = c->encode(test::randn({4, 6, 5}, 12, DType::f32));
+    Payload held = p;
+    held.table_tensor = from_data<float>(p.table, {int64_t(p.table.size())});
+    held.codes_tensor = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())});
+    held.table.clear();
+    held.codes.clear();
+    CHECK(held.has_tensors());
+    CHECK(held.table_len() == p.table.size());
+    CHECK(held.code_bytes() == p.codes.size());
+    CHECK_NOTHROW(held.check_consistent("test"));
+    CHECK(held.bytes() == p.bytes());
+    CHECK(held.serialize() == p.serialize());
+    CHECK_ALLCLOSE(decode_payload(held), decode_payload(p), 0.0, 0.0);
+    if (p.method == Method::topk) CHECK(TopkCompressor::positions(held) == TopkCompressor::positions(p));
+    const Payload copy = held.host_copy();
+    CHECK(held.has_tensors());  // a copy, the original untouched
+    CHECK(!copy.has_tensors());
+    CHECK(copy.table == p.table);
+    CHECK(copy.codes == p.codes);
+    held.to_host();
+    CHECK(!held.has_tensors());
+    CHECK(held.codes == p.codes);
+  }
+  // Malformed: a section both in a tensor and in its vector, a tensor of the wrong dtype, rank or length.
+  const Payload p = parse_compressor("quant:bits=4")->encode(test::randn({10}, 13, DType::f32));
+  Payload both = p;
+  both.codes_tensor = from_data<uint8_t>(p.codes, {int64_t(p.codes.size())});
+  CHECK_THROWS_WITH_AS(both.check_consistent("t"), doctest::Contains("code vector empty"), CompressError);
+  Payload wrong_dtype = p;
+  wrong_dtype.table.clear();
+  wrong_dtype.table_tensor = from_vector({0, 1}, {2}, DType::f64);
+  CHECK_THROWS_WITH_AS(wrong_dtype.check_consistent("t"), doctest::Contains("1-D f32"), CompressError);
+  Payload short_codes = p;
+  short_codes.codes.clear();
+  short_codes.codes_tensor = zeros({int64_t(p.codes.size()) - 1}, DType::u8);
+  CHECK_THROWS_WITH_AS(short_codes.check_consistent("t"), doctest::Contains("the format needs"), CompressError);
+  Payload two_d = p;
+  two_d.codes.clear();
+  two_d.codes_tensor = zeros({1, int64_t(p.codes.size())}, DType::u8);
+  CHECK_THROWS_AS(two_d.check_consistent("t"), CompressError);
+  CHECK_THROWS_AS(decode_payload(two_d), CompressError);
+}
+
 TEST_CASE("compress payload: truncated and corrupt buffers raise CompressError with a one-line reason") {
   Payload p = parse_compressor("quant:bits=4")->encode(sample_tensor({2, 3}, 1));
   const std::vector<uint8_t> wire = p.serialize();

@@ -8,6 +8,7 @@
 
 #include "compress/compression_layer.h"
 #include "compress/methods.h"
+#include "engine/device_check.h"
 #include "tests/test_util.h"
 
 using namespace ep;
@@ -105,7 +106,7 @@ TEST_CASE("compress layer: float64 gradcheck with none (the identity) and CPU-vs
 TEST_CASE("compress layer: the stats sink sees both directions with the payload's real size") {
   CompressionLayer layer("quant:bits=4");
   std::vector<std::pair<Direction, CompressionStats>> seen;
-  layer.set_stats_sink([&](Direction d, const CompressionStats& s) { seen.emplace_back(d, s); });
+  layer.set_stats_sink([&](Direction d, const PendingStats& s) { seen.emplace_back(d, s.get()); });
   Tensor x = test::randn({6, 10}, 3, DType::f32);
   Tensor w = test::randn({6, 10}, 4, DType::f32);
   layer_grad(layer, x, w);
@@ -120,7 +121,7 @@ TEST_CASE("compress layer: the stats sink sees both directions with the payload'
   CHECK(seen[1].second.mse > 0);
   CompressionLayer exact("none");
   std::vector<CompressionStats> none_seen;
-  exact.set_stats_sink([&](Direction, const CompressionStats& s) { none_seen.push_back(s); });
+  exact.set_stats_sink([&](Direction, const PendingStats& s) { none_seen.push_back(s.get()); });
   exact(x);
   REQUIRE(none_seen.size() == 1);
   CHECK(none_seen[0].mse == 0);
@@ -148,12 +149,19 @@ TEST_CASE("compress cuda parity: quant, fp8 and sampled sortquant GPU codes equa
     INFO(spec);
     auto on_cpu = parse_compressor(spec), on_gpu = parse_compressor(spec);
     for (int call = 0; call < 2; ++call) {  // the second call checks that the generators advance alike
-      const Payload pc = on_cpu->encode(x), pg = on_gpu->encode(xd);
+      const Payload pc = on_cpu->encode(x), on_device = on_gpu->encode(xd);
+      CHECK(on_device.codes_tensor.defined());  // left on the GPU: the decode below reads it in place
+      const Payload pg = on_device.host_copy();
       CHECK(pg.table == pc.table);
       CHECK(pg.codes == pc.codes);
-      Tensor dc = decode_payload(pc), dg = decode_payload(pc, gpu);
+      CHECK(on_device.bytes() == pc.bytes());
+      CHECK(on_device.serialize() == pc.serialize());
+      Tensor dc = decode_payload(pc), dg = decode_payload(pc, gpu), dg_in_place = decode_payload(on_device, gpu);
       REQUIRE(dg.is_cuda());
+      REQUIRE(dg_in_place.is_cuda());
       CHECK_ALLCLOSE(dg.cpu(), dc, 0.0, 0.0);
+      CHECK_ALLCLOSE(dg_in_place.cpu(), dc, 0.0, 0.0);
+      CHECK_ALLCLOSE(decode_payload(on_device), dc, 0.0, 0.0);  // on the host: from a host copy
     }
   }
   Tensor constant = full({100}, 2.5, DType::f32, gpu);
@@ -166,10 +174,12 @@ TEST_CASE("compress cuda parity: quant, fp8 and sampled sortquant GPU codes equa
   Tensor bad = from_vector({1, 2, std::nan(""), 4}, {4}, DType::f32, gpu);
   std::string what;
   try {
-    parse_compressor("quant")->encode(bad);
+    parse_compressor("quant")->encode(bad);  // nothing waits for the GPU here: the verdict comes at the next sync
+    synchronize(gpu);
   } catch (const ValueError& e) {
     what = e.what();
   }
   CHECK(what.find("flat index 2") != std::string::npos);
+  CHECK(pending_device_checks() == 0);
   CHECK_THROWS_AS(parse_compressor("fp8")->encode(bad), ValueError);
 }

@@ -498,6 +498,13 @@ TEST_CASE("compress stats: hand-computed values and the zero cases") {
   CHECK(m.mse == 0.5 / 4);  // diff = (0, -0.5, -0.5, 0), all exact in binary
   CHECK(m.max_abs == 0.5);
   CHECK(m.rel_err == doctest::Approx(0.25 / 3));
+  // Deferred statistics: on the CPU they are done at once, with the same numbers.
+  const PendingStats later = compute_stats_later(x, y, 10);
+  CHECK(!later.on_device());
+  CHECK(later.get().mse == s.mse);
+  CHECK(later.get().cosine == s.cosine);
+  CHECK(later.get().payload_bytes == 10);
+  CHECK_THROWS_AS(compute_stats_later(x, z, 1), ShapeError);
 }
 
 TEST_CASE("compress stats: the run summary averages calls and totals the bytes") {

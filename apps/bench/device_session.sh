@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # device_session.sh — one call that fits a 15-minute lent GPU: the GPU benchmarks first on a quiet GPU (ours, then the
 # PyTorch twin, each bounded), then the CUDA-touching test files as 2 parallel shards beside issue 3's 30-epoch
-# CIFAR-10 run (cifar_run.sh; RESUME=1 in a next call continues it), then memcheck on the parity cases.
+# CIFAR-10 run (cifar_run.sh; RESUME=1 in a next call continues it; CIFAR=0 leaves it out), then memcheck on the
+# parity cases. PIPELINE_PARTS (default 2,3,4) picks bench pipeline's parts; COMPILE=1 adds the torch.compile steps.
 # Not device_check.sh (the unhurried full version). Carry build/device-bundle.tar.gz and carry/ (the CIFAR tarball).
 set -uo pipefail
 start=$(date +%s)
@@ -28,15 +29,25 @@ if [ "${BENCH:-1}" = 1 ]; then
     echo "== torch_model.py"; (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_model.py --no-compile)
     echo "== bench compress"; bounded 50 $bench_until $b/run bench compress --device cuda; echo "rc=$?"
     echo "== torch_compress.py"; (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_compress.py)
-    echo "== bench pipeline"; bounded 100 $bench_until $b/run bench pipeline --device cuda; echo "rc=$?"
+    echo "== bench pipeline"
+    bounded 100 $bench_until $b/run bench pipeline --device cuda --parts "${PIPELINE_PARTS:-2,3,4}"; echo "rc=$?"
+    if [ "${COMPILE:-0}" = 1 ]; then  # last: torch.compile took over 110 s to compile MobileNetV2 once
+      echo "== torch_model.py --compile-only"
+      (cd $b && PYTHONUNBUFFERED=1 bounded 150 $bench_until python3 torch_model.py --compile-only)
+      echo "== torch_roberta.py --compile-only"
+      (cd $b && PYTHONUNBUFFERED=1 bounded 150 $bench_until python3 torch_roberta.py --compile-only)
+    fi
   } > "$out/bench.log" 2>&1
   grep -vE "^\s*$" "$out/bench.log" | cut -c1-160 | head -150
 fi
 echo "== benchmarks done at $(( $(date +%s) - start )) s"
 end=${CALL_SECONDS:-585}  # everything below ends by this second of the call
 # Issue 3's CIFAR-10 run in the background (a correctness run, not a timing: the suite shares the GPU with it).
-( LIMIT=$(left $((end - 15))) OUT=/tmp/cifar_run bash apps/bench/cifar_run.sh > /tmp/cifar_run.txt 2>&1 ) &
-cifar=$!
+cifar=
+if [ "${CIFAR:-1}" = 1 ]; then
+  ( LIMIT=$(left $((end - 15))) OUT=/tmp/cifar_run bash apps/bench/cifar_run.sh > /tmp/cifar_run.txt 2>&1 ) &
+  cifar=$!
+fi
 # The test files that touch CUDA, as 2 parallel shards (apps/bench/cuda_shards.sh), beside the CIFAR run.
 source apps/bench/cuda_shards.sh
 shard_secs=$(left $((end - 60)))
@@ -48,7 +59,9 @@ if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
   echo "== memcheck (parity cases) rc=$? at $(( $(date +%s) - start )) s"
   grep -E "ERROR SUMMARY|test cases:|Invalid|========= " "$out/memcheck.log" | head -20
 fi
-wait $cifar
-cat /tmp/cifar_run.txt
-cp /tmp/cifar_run/train.log "$out/cifar_train.log" 2>/dev/null
+if [ -n "$cifar" ]; then
+  wait $cifar
+  cat /tmp/cifar_run.txt
+  cp /tmp/cifar_run/train.log "$out/cifar_train.log" 2>/dev/null
+fi
 echo "== done at $(( $(date +%s) - start )) s"

@@ -3,7 +3,8 @@
 built with kuangliu's strides and a stride-1 stem, width 1.0, 10 classes), the same SGD step on random on-device data,
 timed the same way (CUDA events, median of 30 after 5 warm-up steps), in eager mode and under torch.compile.
 
-Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile]. f32, TF32 off, NCHW.
+Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile | --compile-only].
+f32, TF32 off, NCHW.
 --cpu: the CPU step instead (batch 32, one thread per core, median of 10 wall-clock steps after 3, eager only), to
 compare with build/bench model mobilenetv2 --device cpu on the same machine (Debian's python3-torch 1.13 will do).
 Not a test: it prints images/s to compare with build/bench model mobilenetv2 on the same GPU (or CPU).
@@ -68,8 +69,9 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: MobileNetV2-cifar training step ====")
-    for batch in (32, 128, 256):  # 32: a pipeline micro-batch (128 in 4), where host work may set the pace
-        bench(batch, False)
+    if "--compile-only" not in sys.argv:  # the eager figures may come from an earlier call on the same GPU
+        for batch in (32, 128, 256):  # 32: a pipeline micro-batch (128 in 4), where host work may set the pace
+            bench(batch, False)
     if "--no-compile" not in sys.argv:
         for batch in (128, 256):
             bench(batch, True)
