@@ -145,7 +145,8 @@ __global__ void gather_sample_kernel(const float* __restrict__ x, int64_t n, int
 }
 
 __global__ void bucket_minmax_kernel(const float* __restrict__ x, int64_t n, const double* __restrict__ thresholds,
-                                     int K, int32_t* __restrict__ lo_key, int32_t* __restrict__ hi_key) {
+                                     int K, int32_t* __restrict__ lo_key, int32_t* __restrict__ hi_key,
+                                     int* __restrict__ nonfinite) {
   __shared__ double s_t[kMaxDeviceBuckets];
   __shared__ int32_t s_lo[kMaxDeviceBuckets], s_hi[kMaxDeviceBuckets];
   for (int b = threadIdx.x; b < K; b += blockDim.x) {
@@ -154,19 +155,35 @@ __global__ void bucket_minmax_kernel(const float* __restrict__ x, int64_t n, con
     s_hi[b] = INT32_MIN;
   }
   __syncthreads();
+  bool bad = false;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float v = x[i];
+    bad |= !isfinite(v);  // in bounds either way: a NaN lands in some bucket; the deferred check reports it
     const int b = bucket_of(v, s_t, K);
     const int32_t k = float_order_key(v);
     atomicMin(&s_lo[b], k);
     atomicMax(&s_hi[b], k);
   }
+  if (bad) atomicExch(nonfinite, 1);
   __syncthreads();
   for (int b = threadIdx.x; b < K; b += blockDim.x)
     if (s_lo[b] <= s_hi[b]) {  // min and max are exact, so the merge order cannot change the result
       atomicMin(&lo_key[b], s_lo[b]);
       atomicMax(&hi_key[b], s_hi[b]);
     }
+}
+
+// The sampled mode's table: bucket b's (min, step) from its exact extremes by the CPU's rule; an empty bucket (no
+// element seen) gets lo > hi, so min_step_entry writes (0, 0), as sortquant.cpp does on the host.
+__global__ void bucket_table_kernel(const int32_t* __restrict__ lo_key, const int32_t* __restrict__ hi_key, int K,
+                                    int bits, float* __restrict__ table) {
+  const uint32_t levels = (1u << bits) - 1;
+  for (int b = threadIdx.x; b < K; b += blockDim.x) {
+    const bool seen = lo_key[b] <= hi_key[b];
+    const double lo = seen ? double(float_from_order_key(lo_key[b])) : 1.0;
+    const double hi = seen ? double(float_from_order_key(hi_key[b])) : 0.0;
+    min_step_entry(lo, hi, levels, &table[2 * b], &table[2 * b + 1]);
+  }
 }
 
 __global__ void sortquant_encode_kernel(const float* __restrict__ x, int64_t n, const double* __restrict__ thresholds,
@@ -209,12 +226,17 @@ void gather_sample_cuda(const float* x, int64_t n, int64_t m, uint64_t seed, uin
   CUDA_CHECK_LAUNCH();
 }
 
+void bucket_table_cuda(const int32_t* lo_key, const int32_t* hi_key, int K, int bits, float* table, cudaStream_t st) {
+  bucket_table_kernel<<<1, kBlock, 0, st>>>(lo_key, hi_key, K, bits, table);
+  CUDA_CHECK_LAUNCH();
+}
+
 void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int K, int32_t* lo_key, int32_t* hi_key,
-                        cudaStream_t st) {
+                        int* nonfinite, cudaStream_t st) {
   EP_CHECK(K >= 1 && K <= kMaxDeviceBuckets, ValueError, "[sortquant] the GPU path takes 1..", kMaxDeviceBuckets,
            " buckets, got ", K);
   if (n == 0) return;
-  bucket_minmax_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key);
+  bucket_minmax_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
   CUDA_CHECK_LAUNCH();
 }
 

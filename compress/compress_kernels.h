@@ -58,9 +58,17 @@ EP_HD float float_from_order_key(int32_t k) { return bits_float(uint32_t(k >= 0 
 EP_CUDA_API void gather_sample_cuda(const float* x, int64_t n, int64_t m, uint64_t seed, uint64_t offset, float* out,
                                     cudaStream_t st) EP_CUDA_BODY("sortquant")
 // Element x goes to bucket #{i : thresholds[i] < x} (K - 1 sorted thresholds, K <= kMaxDeviceBuckets); lo_key[b] /
-// hi_key[b] (pre-filled with INT32_MAX / INT32_MIN) receive the order keys of bucket b's min and max.
+// hi_key[b] (pre-filled with INT32_MAX / INT32_MIN) receive the order keys of bucket b's min and max; *nonfinite
+// (an int, pre-zeroed) is set to 1 when an element is NaN or infinite.
 EP_CUDA_API void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int K, int32_t* lo_key,
-                                    int32_t* hi_key, cudaStream_t st) EP_CUDA_BODY("sortquant")
+                                    int32_t* hi_key, int* nonfinite, cudaStream_t st) EP_CUDA_BODY("sortquant")
+// table[2b], table[2b+1] = min_step_entry of bucket b's extremes (lo_key/hi_key above; an empty bucket: (0, 0)).
+EP_CUDA_API void bucket_table_cuda(const int32_t* lo_key, const int32_t* hi_key, int K, int bits, float* table,
+                                   cudaStream_t st) EP_CUDA_BODY("sortquant")
+// thresholds[i] = the value at position max(0, ((i + 1) * m + K - 1) / K - 1) of m sorted value keys (u32,
+// value_keys_cuda order), i < K - 1: sample_thresholds() of the host, from a sample sorted on the GPU.
+EP_CUDA_API void sample_thresholds_cuda(const void* sorted_keys, int64_t m, int K, double* thresholds,
+                                        cudaStream_t st) EP_CUDA_BODY("sortquant")
 // codes = bucket << bits | level against table (min, step) per bucket, packed at bits + split.
 EP_CUDA_API void sortquant_encode_cuda(const float* x, int64_t n, const double* thresholds, const float* table,
                                        int bits, int split, uint8_t* codes, cudaStream_t st) EP_CUDA_BODY("sortquant")

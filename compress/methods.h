@@ -102,8 +102,10 @@ class TopkCompressor final : public Compressor {
   Payload encode(const Tensor& x, cudaStream_t stream = nullptr) override;
   std::unique_ptr<Compressor> fresh() const override { return std::make_unique<TopkCompressor>(opt_); }
   const TopkOptions& options() const { return opt_; }
-  // The positions (ascending flat indices) the last encode() kept: the mask the layer reuses for the gradient.
-  const std::vector<uint32_t>& last_indices() const { return last_indices_; }
+  // The positions (ascending flat indices) the last encode() kept: the mask the layer reuses for the gradient. A GPU
+  // encode leaves them on the GPU; the first call after it copies them over (waiting for the GPU), so an encode whose
+  // mask nobody asks for never waits.
+  const std::vector<uint32_t>& last_indices() const;
   // A topk payload of x restricted to `indices` (ascending, < numel): the seeds' g * mask with the forward's mask.
   static Payload encode_at(const Tensor& x, const std::vector<uint32_t>& indices);
   // The positions a topk payload keeps (ascending), checked like decode checks them.
@@ -111,7 +113,8 @@ class TopkCompressor final : public Compressor {
 
  private:
   TopkOptions opt_;
-  std::vector<uint32_t> last_indices_;
+  mutable std::vector<uint32_t> last_indices_;
+  mutable Tensor last_indices_device_;  // a GPU encode's positions (i32 holding u32), until last_indices() asks
 };
 
 // 1-D Lloyd k-means with 2^b centroids initialized at the quantiles (i + 0.5) / 2^b of the data. The data are sorted

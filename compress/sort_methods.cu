@@ -111,6 +111,16 @@ __global__ void keys_to_values_kernel(const K* __restrict__ keys, int64_t n, dou
   EP_GRID_STRIDE(i, n) out[i] = value_of_key(keys[i]);
 }
 
+// The sampled sortquant's thresholds from the sorted sample: the same positions as sample_thresholds() on the host.
+__global__ void sample_thresholds_kernel(const uint32_t* __restrict__ keys, int64_t m, int K,
+                                         double* __restrict__ thresholds) {
+  EP_GRID_STRIDE(i, int64_t(K - 1)) {
+    int64_t pos = ((i + 1) * m + K - 1) / K - 1;
+    if (pos < 0) pos = 0;
+    thresholds[i] = value_of_key(keys[pos]);
+  }
+}
+
 __global__ void kmeans_init_kernel(const double* __restrict__ sorted, int64_t n, int K, float* __restrict__ c) {
   EP_GRID_STRIDE(j, int64_t(K)) {
     const double pos = (double(j) + 0.5) / double(K) * double(n);  // the CPU's expression, operation by operation
@@ -320,6 +330,13 @@ void prefix_sum_cuda(void* temp, size_t* temp_bytes, const double* in, double* p
   check_items(n, "kmeans");
   if (temp != nullptr) CUDA_CHECK(cudaMemsetAsync(prefix, 0, sizeof(double), st));
   CUDA_CHECK(cub::DeviceScan::InclusiveSum(temp, *temp_bytes, in, prefix + 1, int(n), st));
+}
+
+void sample_thresholds_cuda(const void* sorted_keys, int64_t m, int K, double* thresholds, cudaStream_t st) {
+  if (K < 2 || m == 0) return;
+  sample_thresholds_kernel<<<grid_for(K - 1), kBlock, 0, st>>>(static_cast<const uint32_t*>(sorted_keys), m, K,
+                                                               thresholds);
+  CUDA_CHECK_LAUNCH();
 }
 
 void kmeans_init_cuda(const double* sorted, int64_t n, int K, float* c, cudaStream_t st) {

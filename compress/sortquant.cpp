@@ -127,45 +127,47 @@ std::vector<double> sample_thresholds(std::vector<double> s, int64_t K) {
   return t;
 }
 
-// The GPU twin of the sampled mode (f32, more elements than the sample, at most kMaxDeviceBuckets buckets): the
-// sample is gathered on the GPU and sorted on the host, so the thresholds, the bucket extremes (exact min/max), the
-// table and the codes all equal the CPU path's.
+// The GPU twin of the sampled mode (f32, more elements than the sample, at most kMaxDeviceBuckets buckets), all on the
+// GPU so nothing waits for it: the sample is gathered and radix-sorted there, the thresholds picked at
+// sample_thresholds()'s positions, the buckets' exact extremes found in one pass over x (which also flags non-finite
+// input, judged at the next synchronization point), the table built by the CPU's rule and the codes packed in a
+// second pass. Thresholds, table and codes all equal the CPU path's; the payload keeps table and codes on the GPU.
 Payload SortquantCompressor::encode_cuda(const Tensor& x, cudaStream_t stream) {
   std::optional<StreamGuard> guard;
   if (stream) guard.emplace(x.device(), stream);
   const Tensor xd = x.detach();
   const Device dev = xd.device();
+  const cudaStream_t st = current_stream(dev);
   const int64_t n = xd.numel(), K = int64_t(1) << opt_.split, m = opt_.sample;
-  device_range(xd, "sortquant");  // the non-finite check (throws like host_input)
   const uint64_t offset = gen_.advance(uint64_t(std::min(n, m)));
   Tensor sample = empty({m}, DType::f32, dev);
-  gather_sample_cuda(xd.data<float>(), n, m, gen_.seed, offset, sample.data<float>(), current_stream(dev));
-  const std::vector<float> sv = sample.to_vector<float>();
-  const std::vector<double> t = sample_thresholds(std::vector<double>(sv.begin(), sv.end()), K);
-  Tensor td = from_data<double>(t.empty() ? std::vector<double>{0.0} : t, {std::max<int64_t>(1, K - 1)}, dev);
-  Tensor lo_key = from_data<int32_t>(std::vector<int32_t>(size_t(K), INT32_MAX), {K}, dev);
-  Tensor hi_key = from_data<int32_t>(std::vector<int32_t>(size_t(K), INT32_MIN), {K}, dev);
+  gather_sample_cuda(xd.data<float>(), n, m, gen_.seed, offset, sample.data<float>(), st);
+  Tensor keys = empty({m}, DType::i32, dev), sorted = empty({m}, DType::i32, dev);  // u32 keys in i32 tensors
+  value_keys_cuda(sample.raw_data(), false, m, keys.raw_data(), nullptr, st);
+  size_t temp_bytes = 0;
+  sort_keys_cuda(nullptr, &temp_bytes, keys.raw_data(), sorted.raw_data(), m, false, 32, st);
+  Tensor temp = device_scratch(temp_bytes, dev);
+  sort_keys_cuda(temp.raw_data(), &temp_bytes, keys.raw_data(), sorted.raw_data(), m, false, 32, st);
+  Tensor td = empty({std::max<int64_t>(1, K - 1)}, DType::f64, dev);
+  sample_thresholds_cuda(sorted.raw_data(), m, int(K), td.data<double>(), st);
+  Tensor lo_key = full({K}, double(INT32_MAX), DType::i32, dev);
+  Tensor hi_key = full({K}, double(INT32_MIN), DType::i32, dev);
+  Tensor nonfinite = zeros({1}, DType::i64, dev);  // the kernel sets its low int
   bucket_minmax_cuda(xd.data<float>(), n, td.data<double>(), int(K), lo_key.data<int32_t>(), hi_key.data<int32_t>(),
-                     current_stream(dev));
-  const std::vector<int32_t> lk = lo_key.to_vector<int32_t>(), hk = hi_key.to_vector<int32_t>();
+                     static_cast<int*>(nonfinite.raw_data()), st);
+  check_finite_later(nonfinite, xd, "sortquant");
+  Tensor table = empty({2 * K}, DType::f32, dev);
+  bucket_table_cuda(lo_key.data<int32_t>(), hi_key.data<int32_t>(), int(K), opt_.bits, table.data<float>(), st);
+  Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split))}, DType::u8, dev);
+  sortquant_encode_cuda(xd.data<float>(), n, td.data<double>(), table.data<float>(), opt_.bits, opt_.split,
+                        codes.data<uint8_t>(), st);
   Payload p;
   p.method = Method::sortquant;
   p.dtype = DType::f32;
   p.shape = xd.shape();
   p.params = {uint32_t(opt_.bits), uint32_t(opt_.split)};
-  p.table.assign(size_t(2 * K), 0.0f);
-  const uint32_t levels = (1u << opt_.bits) - 1;
-  for (int64_t b = 0; b < K; ++b) {
-    const bool seen = lk[size_t(b)] <= hk[size_t(b)];
-    const double lo = seen ? double(float_from_order_key(lk[size_t(b)])) : 1.0;  // lo > hi: an empty bucket
-    const double hi = seen ? double(float_from_order_key(hk[size_t(b)])) : 0.0;
-    min_step_entry(lo, hi, levels, &p.table[size_t(2 * b)], &p.table[size_t(2 * b + 1)]);
-  }
-  Tensor table = from_data<float>(p.table, {2 * K}, dev);
-  Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits + opt_.split))}, DType::u8, dev);
-  sortquant_encode_cuda(xd.data<float>(), n, td.data<double>(), table.data<float>(), opt_.bits, opt_.split,
-                        codes.data<uint8_t>(), current_stream(dev));
-  p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
+  p.table_tensor = table;  // left on the GPU with the codes: a decode there reads them in place (payload.h)
+  p.codes_tensor = codes;
   p.check_consistent("sortquant");
   return p;
 }

@@ -94,9 +94,9 @@ Payload payload_at_cuda(const Tensor& x, const uint32_t* kept_p, uint64_t k) {
 
 // The GPU twin: a stable descending radix sort of the magnitudes' bit patterns with the indices as values puts equal
 // magnitudes in index order, so its first k are exactly the CPU's set; those indices are sorted ascending, the values
-// gathered and the positions packed on the GPU. Copies back: the k values, the positions (the layer's mask) and the
-// packed position codes.
-Payload encode_topk_cuda(const Tensor& x, uint64_t k, std::vector<uint32_t>& kept) {
+// gathered and the positions packed on the GPU. Nothing is copied back: the payload keeps its sections on the GPU and
+// `kept` receives the k positions there (the layer's mask, copied only when asked for).
+Payload encode_topk_cuda(const Tensor& x, uint64_t k, Tensor& kept) {
   const Device dev = x.device();
   const cudaStream_t st = current_stream(dev);
   const bool wide = x.dtype() == DType::f64;
@@ -120,21 +120,30 @@ Payload encode_topk_cuda(const Tensor& x, uint64_t k, std::vector<uint32_t>& kep
   // The first k positions of the magnitude order, ascending (indices need only their low ib bits sorted).
   sort_keys_cuda(temp.raw_data(), &key_bytes, order_p, kept_p, int64_t(k), false, ib, st);
   Payload p = payload_at_cuda(x, kept_p, k);
-  const std::vector<int32_t> kept_i = kept_d.to_vector<int32_t>();
-  kept.assign(size_t(k), 0);
-  for (size_t j = 0; j < size_t(k); ++j) kept[j] = uint32_t(kept_i[j]);
+  kept = k > 0 ? kept_d : Tensor();
   return p;
 }
 
 }  // namespace
+
+const std::vector<uint32_t>& TopkCompressor::last_indices() const {
+  if (last_indices_device_.defined()) {
+    const std::vector<int32_t> kept = last_indices_device_.to_vector<int32_t>();
+    last_indices_.assign(kept.begin(), kept.end());  // the u32 positions, bit for bit
+    last_indices_device_ = Tensor();
+  }
+  return last_indices_;
+}
 
 Payload TopkCompressor::encode(const Tensor& x, cudaStream_t stream) {
   if (gpu_path(x, true)) {
     std::optional<StreamGuard> guard;
     if (stream) guard.emplace(x.device(), stream);
     const Tensor xd = x.detach();
-    return encode_topk_cuda(xd, kept_count(opt_.ratio, uint64_t(xd.numel())), last_indices_);
+    last_indices_.clear();
+    return encode_topk_cuda(xd, kept_count(opt_.ratio, uint64_t(xd.numel())), last_indices_device_);
   }
+  last_indices_device_ = Tensor();
   Tensor h = host_input(x, "topk");
   EP_CHECK(uint64_t(h.numel()) <= 0xffffffffull, ShapeError, "[topk] supports at most 2^32 elements, got ",
            h.numel());
