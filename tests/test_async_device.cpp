@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/determinism.h"
 #include "engine/device_check.h"
 #include "pipeline/microbatch.h"
 #include "pipeline/pipeline.h"
@@ -120,7 +121,12 @@ TEST_CASE("CUDA: threads on their own streams issue GEMMs and convolutions at on
     }
     return out;
   };
-  // The shapes' algorithms are chosen (and cached) once here, so every thread below runs the same ones.
+  // Deterministic algorithms only (a cuDNN weight gradient may otherwise add with atomics); they are chosen and
+  // cached once here, so every thread below runs the same ones.
+  struct Deterministic {
+    Deterministic() { set_deterministic(true); }
+    ~Deterministic() { set_deterministic(false); }
+  } deterministic_here;
   const auto want = work(1);
   constexpr int kThreads = 4;
   std::vector<std::vector<std::vector<float>>> got(kThreads);
