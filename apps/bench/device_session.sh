@@ -27,7 +27,7 @@ if [ "${BENCH:-1}" = 1 ]; then
     echo "== torch_roberta.py"
     (cd $b && PYTHONUNBUFFERED=1 bounded 70 $bench_until python3 torch_roberta.py --no-compile)
     echo "== torch_model.py"; (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_model.py --no-compile)
-    echo "== bench compress"; bounded 50 $bench_until $b/run bench compress --device cuda; echo "rc=$?"
+    echo "== bench compress"; bounded 80 $bench_until $b/run bench compress --device cuda; echo "rc=$?"
     echo "== torch_compress.py"; (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_compress.py)
     echo "== bench pipeline"
     bounded 100 $bench_until $b/run bench pipeline --device cuda --parts "${PIPELINE_PARTS:-2,3,4}"; echo "rc=$?"
