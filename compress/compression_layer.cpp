@@ -42,12 +42,21 @@ Tensor CompressionLayer::forward(const Tensor& x) {
   State& st = *state_;
   const Payload p = st.fwd->encode(x.detach());
   Tensor y = round_trip(x, p, Direction::forward, st.sink);
-  std::vector<uint32_t> mask;  // the forward's kept positions, for this call's backward only (micro-batches differ)
-  if (st.reuse_mask && needs_record({&x})) mask = static_cast<const TopkCompressor&>(*st.fwd).last_indices();
+  // The forward's kept positions, for this call's backward only (micro-batches differ): left on the GPU when the
+  // encode ran there (the backward's payload is gathered there too), else on the host.
+  std::vector<uint32_t> mask;
+  Tensor mask_on_device;
+  if (st.reuse_mask && needs_record({&x})) {
+    const auto& topk = static_cast<const TopkCompressor&>(*st.fwd);
+    mask_on_device = topk.last_positions_on_device();
+    if (!mask_on_device.defined()) mask = topk.last_indices();
+  }
   record(y, "compression_layer", {x},
-         [state = state_, mask = std::move(mask)](const Tensor& dy, const NeedsGrad&) {
+         [state = state_, mask = std::move(mask), mask_on_device](const Tensor& dy, const NeedsGrad&) {
            State& s = *state;
-           const Payload gp = s.reuse_mask ? TopkCompressor::encode_at(dy, mask) : s.bwd->encode(dy);
+           const Payload gp = !s.reuse_mask             ? s.bwd->encode(dy)
+                              : mask_on_device.defined() ? TopkCompressor::encode_at(dy, mask_on_device)
+                                                         : TopkCompressor::encode_at(dy, mask);
            return std::vector<Tensor>{round_trip(dy, gp, Direction::backward, s.sink)};
          });
   return y;

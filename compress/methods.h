@@ -106,15 +106,20 @@ class TopkCompressor final : public Compressor {
   // encode leaves them on the GPU; the first call after it copies them over (waiting for the GPU), so an encode whose
   // mask nobody asks for never waits.
   const std::vector<uint32_t>& last_indices() const;
+  // The same positions where a GPU encode left them (i32 [k] on its GPU); undefined after a CPU encode or when k = 0.
+  const Tensor& last_positions_on_device() const { return last_indices_device_; }
   // A topk payload of x restricted to `indices` (ascending, < numel): the seeds' g * mask with the forward's mask.
   static Payload encode_at(const Tensor& x, const std::vector<uint32_t>& indices);
+  // The same with the positions on x's GPU as last_positions_on_device() gives them (a GPU encode's own, so not
+  // checked again); elsewhere they are copied to the host and checked.
+  static Payload encode_at(const Tensor& x, const Tensor& positions);
   // The positions a topk payload keeps (ascending), checked like decode checks them.
   static std::vector<uint32_t> positions(const Payload& p);
 
  private:
   TopkOptions opt_;
   mutable std::vector<uint32_t> last_indices_;
-  mutable Tensor last_indices_device_;  // a GPU encode's positions (i32 holding u32), until last_indices() asks
+  Tensor last_indices_device_;  // a GPU encode's positions (i32 holding u32); copied by last_indices() when asked
 };
 
 // 1-D Lloyd k-means with 2^b centroids initialized at the quantiles (i + 0.5) / 2^b of the data. The data are sorted

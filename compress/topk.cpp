@@ -127,10 +127,9 @@ Payload encode_topk_cuda(const Tensor& x, uint64_t k, Tensor& kept) {
 }  // namespace
 
 const std::vector<uint32_t>& TopkCompressor::last_indices() const {
-  if (last_indices_device_.defined()) {
+  if (last_indices_device_.defined() && last_indices_.empty()) {
     const std::vector<int32_t> kept = last_indices_device_.to_vector<int32_t>();
     last_indices_.assign(kept.begin(), kept.end());  // the u32 positions, bit for bit
-    last_indices_device_ = Tensor();
   }
   return last_indices_;
 }
@@ -172,19 +171,31 @@ Payload TopkCompressor::encode_at(const Tensor& x, const std::vector<uint32_t>& 
   for (size_t j = 0; j < indices.size(); ++j)
     EP_CHECK(indices[j] < n && (j == 0 || indices[j] > indices[j - 1]), ValueError,
              "[topk] mask positions must be ascending and below ", n, " (position ", j, " is ", indices[j], ")");
-  if (gpu_path(x, true)) {  // the backward of a layer on the GPU: the gradient stays there, only k positions go over
-    const Tensor xd = x.detach();
-    check_finite_on_device(xd, "topk");
-    Tensor kept_d = empty({std::max<int64_t>(1, int64_t(indices.size()))}, DType::i32, xd.device());
+  if (gpu_path(x, true)) {  // a layer's backward on the GPU: only the k positions go over
+    Tensor kept_d = empty({int64_t(indices.size())}, DType::i32, x.device());
     if (!indices.empty())
-      copy_bytes(kept_d.raw_data(), xd.device(), indices.data(), Device::cpu(), indices.size() * sizeof(uint32_t));
-    return payload_at_cuda(xd, reinterpret_cast<const uint32_t*>(kept_d.raw_data()), indices.size());
+      copy_bytes(kept_d.raw_data(), x.device(), indices.data(), Device::cpu(), indices.size() * sizeof(uint32_t));
+    return encode_at(x, kept_d);
   }
   Tensor h = host_input(x, "topk");
   return dispatch_float(h.dtype(), "topk", [&](auto tag) {
     using T = EP_TYPE(tag);
     return payload_at(h.data<T>(), h.shape(), h.dtype(), indices);
   });
+}
+
+Payload TopkCompressor::encode_at(const Tensor& x, const Tensor& positions) {
+  EP_CHECK(x.defined() && positions.defined() && positions.dtype() == DType::i32 && positions.dim() == 1, ValueError,
+           "[topk] encode_at expects an input and i32 positions");
+  if (!gpu_path(x, true) || positions.device() != x.device()) {
+    const std::vector<int32_t> p = positions.to_vector<int32_t>();
+    return encode_at(x, std::vector<uint32_t>(p.begin(), p.end()));  // checked there
+  }
+  EP_CHECK(positions.numel() <= x.numel(), ValueError, "[topk] ", positions.numel(), " mask positions for ",
+           x.numel(), " elements");
+  const Tensor xd = x.detach();
+  check_finite_on_device(xd, "topk");
+  return payload_at_cuda(xd, reinterpret_cast<const uint32_t*>(positions.raw_data()), uint64_t(positions.numel()));
 }
 
 namespace {

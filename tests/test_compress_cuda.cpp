@@ -237,6 +237,14 @@ TEST_CASE("compress cuda topk encode_at: a gradient's payload at the forward's p
         const std::vector<uint32_t> kept = static_cast<TopkCompressor&>(*c).last_indices();
         Tensor g = test::randn(x.shape(), 41, dt);  // another tensor, as the backward's gradient is
         check_same_payload(TopkCompressor::encode_at(g, kept), TopkCompressor::encode_at(g.to(gpu), kept));
+        // The positions a GPU encode left on the GPU (what a CompressionLayer's backward uses) give the same payload.
+        auto on_gpu = parse_compressor("topk:ratio=" + std::to_string(ratio));
+        on_gpu->encode(x.to(gpu));
+        const Tensor& mask = static_cast<TopkCompressor&>(*on_gpu).last_positions_on_device();
+        REQUIRE(mask.defined());
+        CHECK(mask.is_cuda());
+        check_same_payload(TopkCompressor::encode_at(g, kept), TopkCompressor::encode_at(g.to(gpu), mask));
+        CHECK(static_cast<TopkCompressor&>(*on_gpu).last_indices() == kept);
       }
     }
   }

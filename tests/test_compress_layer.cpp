@@ -74,6 +74,11 @@ TEST_CASE("compress layer: separate backward method, and top-k reusing the forwa
   CompressionLayer reuse("topk:ratio=0.3");
   CHECK(reuse.reuses_forward_mask());
   CHECK(layer_grad(reuse, x, w).to_vector<float>() == std::vector<float>{0, 20, 0, 40, 0, 0, 70, 0, 0, 0});
+  // The positions as a tensor (what a GPU encode leaves on its GPU; on the host they are copied and checked).
+  const Payload by_vector = TopkCompressor::encode_at(w, {1, 3, 6});
+  CHECK(TopkCompressor::encode_at(w, from_data<int32_t>({1, 3, 6}, {3})).serialize() == by_vector.serialize());
+  CHECK_THROWS_AS(TopkCompressor::encode_at(w, from_data<int32_t>({3, 1}, {2})), ValueError);  // not ascending
+  CHECK_THROWS_AS(TopkCompressor::encode_at(w, from_vector({1, 3}, {2})), ValueError);         // not i32
   // mask=own selects on the gradient: the three largest of w
   CompressionLayer own("topk:ratio=0.3", "topk:ratio=0.3,mask=own");
   CHECK(layer_grad(own, x, w).to_vector<float>() == std::vector<float>{0, 0, 0, 0, 0, 0, 0, 80, 90, 100});
