@@ -1,7 +1,7 @@
 // compress.cu — CUDA twins of the per-tensor quant, fp8 and sampled sortquant encoders and their decoders, plus the
-// reductions they start from and the statistics sums of compute_stats. Not new table math: per-tensor quant finishes
-// its reduction on the GPU and fp8 and sortquant on the host, each with the CPU path's rule (quant_math.h, fp8.h), so
-// both devices quantize against the same f32 table and emit the same codes.
+// reductions they start from and the statistics sums of compute_stats. Not new table math: quant's table, fp8's scale
+// and sampled sortquant's table are computed on the GPU by the CPU path's rules (quant_math.h, fp8.h), so both
+// devices quantize against the same f32 table and emit the same codes.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -112,18 +112,34 @@ __global__ void quant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t 
     out[i] = float(__dadd_rn(mn, __dmul_rn(double(unpack_code(codes, nbytes, uint64_t(i), bits)), step)));
 }
 
-__global__ void fp8_encode_kernel(const float* __restrict__ x, int64_t n, bool e5m2, float scale, bool stochastic,
-                                  uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
+// The fp8 scale from the partial max |x| (exact, so merged in any order) by the CPU's rule (fp8.h).
+__global__ void fp8_scale_kernel(const float* __restrict__ partial, double fmax, float* __restrict__ scale) {
+  __shared__ float s_abs[kBlock];
+  float amax = 0.0f;
+  for (int b = threadIdx.x; b < kReduceBlocks; b += kBlock) amax = fmaxf(amax, partial[3 * b + 2]);
+  s_abs[threadIdx.x] = amax;
+  __syncthreads();
+  for (int w = kBlock / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) s_abs[threadIdx.x] = fmaxf(s_abs[threadIdx.x], s_abs[threadIdx.x + w]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) scale[0] = fp8_power_of_two_scale(double(s_abs[0]), fmax);
+}
+
+__global__ void fp8_encode_kernel(const float* __restrict__ x, int64_t n, bool e5m2, const float* __restrict__ scale,
+                                  bool stochastic, uint64_t seed, uint64_t offset, uint8_t* __restrict__ codes) {
+  const float s = scale[0];
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const uint32_t rbits = stochastic ? philox_block(seed, offset, uint64_t(i)).v[0] : 0u;
-    codes[i] = fp8_encode_f32(x[i] / scale, e5m2, stochastic, rbits);
+    codes[i] = fp8_encode_f32(x[i] / s, e5m2, stochastic, rbits);
   }
 }
 
-__global__ void fp8_decode_kernel(const uint8_t* __restrict__ codes, int64_t n, bool e5m2, double scale,
-                                  float* __restrict__ out) {
+__global__ void fp8_decode_kernel(const uint8_t* __restrict__ codes, int64_t n, bool e5m2,
+                                  const float* __restrict__ scale, float* __restrict__ out) {
+  const double s = double(scale[0]);
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = float(fp8_decode(codes[i], e5m2) * scale);
+    out[i] = float(fp8_decode(codes[i], e5m2) * s);
 }
 
 // Bucket of x: the number of thresholds below it (std::lower_bound's index on the CPU).
@@ -291,16 +307,21 @@ void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bit
   CUDA_CHECK_LAUNCH();
 }
 
-void fp8_encode_cuda(const float* x, int64_t n, bool e5m2, float scale, bool stochastic, uint64_t seed,
+void fp8_scale_cuda(const float* partial, bool e5m2, float* scale, cudaStream_t st) {
+  fp8_scale_kernel<<<1, kBlock, 0, st>>>(partial, fp8_format(e5m2).max, scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+void fp8_encode_cuda(const float* x, int64_t n, bool e5m2, const float* scale, bool stochastic, uint64_t seed,
                      uint64_t offset, uint8_t* codes, cudaStream_t st) {
   if (n == 0) return;
   fp8_encode_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, e5m2, scale, stochastic, seed, offset, codes);
   CUDA_CHECK_LAUNCH();
 }
 
-void fp8_decode_cuda(const uint8_t* codes, int64_t n, bool e5m2, float scale, float* out, cudaStream_t st) {
+void fp8_decode_cuda(const uint8_t* codes, int64_t n, bool e5m2, const float* scale, float* out, cudaStream_t st) {
   if (n == 0) return;
-  fp8_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, n, e5m2, double(scale), out);
+  fp8_decode_kernel<<<grid_for(n), kBlock, 0, st>>>(codes, n, e5m2, scale, out);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -38,10 +38,14 @@ EP_CUDA_API void quant_encode_cuda(const float* x, int64_t n, int bits, const fl
 EP_CUDA_API void quant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, const float* table,
                                    float* out, cudaStream_t st) EP_CUDA_BODY("quant")
 
-// codes[i] = fp8_encode_f32(x[i] / scale, ...), rbits = philox_block(seed, offset, i).v[0] when stochastic.
-EP_CUDA_API void fp8_encode_cuda(const float* x, int64_t n, bool e5m2, float scale, bool stochastic, uint64_t seed,
-                                 uint64_t offset, uint8_t* codes, cudaStream_t st) EP_CUDA_BODY("fp8")
-EP_CUDA_API void fp8_decode_cuda(const uint8_t* codes, int64_t n, bool e5m2, float scale, float* out,
+// scale (1 float, device memory) = fp8_power_of_two_scale of the max |x| in minmax_partial_cuda's `partial`: the
+// CPU's scale, computed where the codes are, so the encoder never waits for the GPU.
+EP_CUDA_API void fp8_scale_cuda(const float* partial, bool e5m2, float* scale, cudaStream_t st) EP_CUDA_BODY("fp8")
+// codes[i] = fp8_encode_f32(x[i] / scale[0], ...), rbits = philox_block(seed, offset, i).v[0] when stochastic;
+// `scale` is device memory, as in decode.
+EP_CUDA_API void fp8_encode_cuda(const float* x, int64_t n, bool e5m2, const float* scale, bool stochastic,
+                                 uint64_t seed, uint64_t offset, uint8_t* codes, cudaStream_t st) EP_CUDA_BODY("fp8")
+EP_CUDA_API void fp8_decode_cuda(const uint8_t* codes, int64_t n, bool e5m2, const float* scale, float* out,
                                  cudaStream_t st) EP_CUDA_BODY("fp8")
 
 // ---- sortquant, sampled mode (the exact mode sorts on the host) -------------------------------------------------
@@ -76,23 +80,26 @@ EP_CUDA_API void sortquant_encode_cuda(const float* x, int64_t n, const double* 
 EP_CUDA_API void sortquant_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, int split,
                                        const float* table, float* out, cudaStream_t st) EP_CUDA_BODY("sortquant")
 
-// ---- radix-sort based methods (sort_methods.cu): topk, exact sortquant, kmeans --------------------------------------
+// ---- radix selection and sorting (sort_methods.cu): topk, exact sortquant, kmeans ----------------------------------
 // `x` is f32 or f64 (`f64`), n < 2^31 (CUB's item count). Keys are u32 for f32 input and u64 for f64 ("wide").
 // The CUB calls follow CUB's two-phase idiom: temp == nullptr only stores the bytes needed in *temp_bytes.
 
 // Any element non-finite -> *flag = 1 (f64 inputs; f32 inputs use minmax_partial_cuda).
 EP_CUDA_API void nonfinite_f64_cuda(const double* x, int64_t n, int* flag, cudaStream_t st) EP_CUDA_BODY("compress")
-// keys[i] = the bits of |x[i]| (the order of magnitudes; -0 and +0 alike), iota[i] = i.
-EP_CUDA_API void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st)
-    EP_CUDA_BODY("topk")
 // keys[i] = an unsigned key ordering like the value, with -0 keyed as +0 (the CPU's < sees them equal); iota[i] = i
 // when iota is not null.
 EP_CUDA_API void value_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st)
     EP_CUDA_BODY("sortquant")
-// Stable radix sort of (keys, values) pairs, ascending or descending; ties keep their input (index) order.
+// Top-k by radix selection (sort_keys.h): kept[0..k) = the ascending positions of the k largest |x|, equal magnitudes
+// taken lowest index first, which is the CPU encoder's set. 1 <= k <= n; the two-phase temp idiom. Four passes over x
+// (eight for f64) find the k-th largest magnitude on the GPU, two more place the kept positions; nothing is sorted
+// and nothing comes back to the host.
+EP_CUDA_API void topk_select_cuda(void* temp, size_t* temp_bytes, const void* x, bool f64, int64_t n, int64_t k,
+                                  uint32_t* kept, cudaStream_t st) EP_CUDA_BODY("topk")
+// Stable ascending radix sort of (keys, values) pairs; ties keep their input (index) order.
 EP_CUDA_API void sort_pairs_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out,
                                  const uint32_t* values_in, uint32_t* values_out, int64_t n, bool wide,
-                                 bool descending, cudaStream_t st) EP_CUDA_BODY("compress sort")
+                                 cudaStream_t st) EP_CUDA_BODY("compress sort")
 // Ascending radix sort of keys only (wide: u64, else u32) over the low `end_bit` bits.
 EP_CUDA_API void sort_keys_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out, int64_t n,
                                 bool wide, int end_bit, cudaStream_t st) EP_CUDA_BODY("compress sort")

@@ -224,8 +224,8 @@ bool decode_on_device(const Payload& p, Device device, Tensor& out) {
     quant_decode_cuda(codes.data<uint8_t>(), nbytes, p.numel(), int(p.params[0]), table_on(p, device).data<float>(),
                       out.data<float>(), current_stream(device));
   else
-    fp8_decode_cuda(codes.data<uint8_t>(), p.numel(), p.params[0] == 1, p.table[0], out.data<float>(),
-                    current_stream(device));
+    fp8_decode_cuda(codes.data<uint8_t>(), p.numel(), p.params[0] == 1, table_on(p, device).data<float>(),
+                    out.data<float>(), current_stream(device));
   return true;
 }
 
@@ -282,15 +282,14 @@ bool decode_sparse_lowrank_on_device(const Payload& p, Device device, Tensor& ou
 namespace {
 
 // Whether a payload's tensor-held sections can be decoded where they are: all on `device`, and read there by the
-// method's GPU decoder (fp8's scale and lowrank's factors are read on the host).
+// method's GPU decoder (lowrank's factors are read on the host).
 bool decodable_in_place(const Payload& p, Device device) {
   for (const Tensor* t : {&p.table_tensor, &p.codes_tensor})
     if (t->defined() && t->device() != device) return false;
   if (!device.is_cuda()) return false;
   if (p.method == Method::none) return true;  // a device-to-device copy of the raw bytes, any dtype
   if (p.dtype != DType::f32 || p.numel() == 0 || p.numel() >= (int64_t(1) << 31)) return false;
-  const bool table_read_on_host = p.method == Method::fp8 || p.method == Method::lowrank;
-  return !(p.table_tensor.defined() && table_read_on_host) && p.method != Method::lowrank;
+  return p.method != Method::lowrank;
 }
 
 }  // namespace

@@ -27,20 +27,6 @@ std::string Fp8Compressor::spec() const {
          ",round=" + (opt_.stochastic ? "stochastic" : "nearest") + ",seed=" + std::to_string(opt_.seed);
 }
 
-namespace {
-
-// The smallest power of two with amax / scale <= max: scaling is then exact in both directions, so the only error
-// is the fp8 rounding itself (at most one binade of range is given up against amax / max). 1 for amax = 0.
-float power_of_two_scale(double amax, double fmax) {
-  if (!(amax > 0)) return 1.0f;
-  int e;
-  std::frexp(amax / fmax, &e);  // amax / max = m * 2^e with m in [0.5, 1)
-  const double s2 = std::ldexp(1.0, (amax / fmax) == std::ldexp(0.5, e) ? e - 1 : e);
-  return float(std::clamp(s2, double(std::numeric_limits<float>::min()), 0x1p127));
-}
-
-}  // namespace
-
 Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
   Payload p;
   p.method = Method::fp8;
@@ -51,17 +37,25 @@ Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
   if (x.defined() && x.is_cuda() && x.dtype() == DType::f32 && x.numel() > 0) {  // the GPU twin, same codes
     std::optional<StreamGuard> guard;
     if (stream) guard.emplace(x.device(), stream);
+    // Nothing waits for the GPU: amax, the scale, the codes and the non-finite verdict are computed there, and the
+    // payload keeps its scale and codes there (payload.h); the verdict is judged at the next synchronization point.
     const Tensor xd = x.detach();
-    const float scale = power_of_two_scale(double(device_range(xd, "fp8").amax), f.max);
+    const Device dev = xd.device();
+    const cudaStream_t st = current_stream(dev);
     const int64_t n = xd.numel();
+    Tensor partial = empty({3 * kReduceBlocks}, DType::f32, dev);
+    Tensor nonfinite = zeros({1}, DType::i64, dev);  // the kernel sets its low int
+    minmax_partial_cuda(xd.data<float>(), n, partial.data<float>(), static_cast<int*>(nonfinite.raw_data()), st);
+    check_finite_later(nonfinite, xd, "fp8");
+    Tensor scale = empty({1}, DType::f32, dev);
+    fp8_scale_cuda(partial.data<float>(), e5m2, scale.data<float>(), st);
     const uint64_t offset = sr ? gen_.advance(uint64_t(n)) : 0;
-    Tensor codes = empty({n}, DType::u8, xd.device());
-    fp8_encode_cuda(xd.data<float>(), n, e5m2, scale, sr, seed, offset, codes.data<uint8_t>(),
-                    current_stream(xd.device()));
+    Tensor codes = empty({n}, DType::u8, dev);
+    fp8_encode_cuda(xd.data<float>(), n, e5m2, scale.data<float>(), sr, seed, offset, codes.data<uint8_t>(), st);
     p.dtype = DType::f32;
     p.shape = xd.shape();
-    p.table = {scale};
-    p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
+    p.table_tensor = scale;
+    p.codes_tensor = codes;  // a decode on this GPU reads both in place
     p.check_consistent("fp8");
     return p;
   }
@@ -76,7 +70,7 @@ Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
     const T* xs = h.data<T>();
     double amax = 0;
     for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(xs[i])));
-    const float scale = power_of_two_scale(amax, f.max);
+    const float scale = fp8_power_of_two_scale(amax, f.max);
     p.table = {scale};
     const double s = scale;
 #pragma omp parallel for if (n > (1 << 16))

@@ -19,6 +19,19 @@ struct Fp8Format {
 };
 EP_HD Fp8Format fp8_format(bool e5m2) { return e5m2 ? Fp8Format{2, 15, 57344.0} : Fp8Format{3, 7, 448.0}; }
 
+// The per-tensor scale: the smallest power of two with amax / scale <= max, so scaling is exact in both directions
+// and the only error is the fp8 rounding itself (at most one binade of range is given up against amax / max); 1 for
+// amax = 0. Shared by the CPU encoder and the GPU kernel that computes it from the device's amax.
+EP_HD float fp8_power_of_two_scale(double amax, double fmax) {
+  if (!(amax > 0)) return 1.0f;
+  int e;
+  ::frexp(amax / fmax, &e);  // amax / max = m * 2^e with m in [0.5, 1)
+  double s2 = ::ldexp(1.0, (amax / fmax) == ::ldexp(0.5, e) ? e - 1 : e);
+  if (s2 < 0x1p-126) s2 = 0x1p-126;  // f32's smallest normal and largest power of two bound the sent f32
+  if (s2 > 0x1p127) s2 = 0x1p127;
+  return float(s2);
+}
+
 // True for the codes that are not finite numbers (never produced by fp8_encode).
 EP_HD bool fp8_is_special(uint8_t code, bool e5m2) {
   return e5m2 ? ((code >> 2) & 0x1f) == 0x1f : (code & 0x7f) == 0x7f;

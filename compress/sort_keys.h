@@ -1,5 +1,6 @@
-// sort_keys.h — the integer keys the GPU encoders radix-sort by (value order with -0 as +0, magnitude order) and the
-// equal-count bucket arithmetic of exact sortquant, as EP_HD functions the host tests can check. Not a sort.
+// sort_keys.h — the integer keys the GPU encoders radix-sort or radix-select by (value order with -0 as +0, magnitude
+// order), top-k's radix-selection steps and the equal-count bucket arithmetic of exact sortquant, as EP_HD functions
+// the host tests can check. Not a sort or a selection: the kernels in sort_methods.cu drive these.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -41,6 +42,30 @@ EP_HD double value_of_key(uint64_t k) {
 // |v| as its bit pattern without the sign: non-negative floats order like their bits, and -0 becomes +0.
 EP_HD uint32_t magnitude_key(float v) { return float_bits(v) & 0x7fffffffu; }
 EP_HD uint64_t magnitude_key(double v) { return double_bits(v) & 0x7fffffffffffffffull; }
+
+// Top-k by radix selection finds the k-th largest magnitude key 8 bits a pass, from the top. A pass histograms the
+// next digit of the keys whose higher digits equal the ones chosen so far; radix_pick_digit then returns the digit
+// whose bin holds the `remaining`-th largest of them (1 <= remaining <= the bins' sum) and makes `remaining` its rank
+// inside that bin. After the last pass the chosen digits are the threshold key t and `remaining` is how many keys
+// equal to t are kept: the lowest-indexed ones, as the CPU's (larger, then lower index) order keeps them.
+constexpr int kRadixBits = 8, kRadixBins = 1 << kRadixBits;
+EP_HD int radix_pick_digit(const uint32_t* hist, uint64_t* remaining) {
+  uint64_t above = 0;
+  for (int d = kRadixBins - 1; d > 0; --d) {
+    if (above + hist[d] >= *remaining) {
+      *remaining -= above;
+      return d;
+    }
+    above += hist[d];
+  }
+  *remaining -= above;
+  return 0;
+}
+// The slot among the k ascending kept positions of an element kept by the selection, from the counts of elements
+// before it (in index order) with a key above t and with a key equal to t; take_eq is the final `remaining`.
+EP_HD uint64_t topk_slot(uint64_t above_before, uint64_t equal_before, uint64_t take_eq) {
+  return above_before + (equal_before < take_eq ? equal_before : take_eq);
+}
 
 // Bucket b of exact sortquant holds sorted positions [bucket_start(b), bucket_start(b+1)): torch.tensor_split's
 // equal counts, the first n mod K buckets one larger.

@@ -1,8 +1,11 @@
-// sort_methods.cu — the GPU halves of the sort-based encoders: top-k selection, exact sortquant buckets and kmeans on
-// CUB's stable radix sort, plus the packing kernels. Not the host logic (topk.cpp, sortquant.cpp, kmeans.cpp decide
-// sizes and tables); every code rule comes from the EP_HD helpers the CPU encoders use.
+// sort_methods.cu — the GPU halves of the sort-based encoders: top-k by radix selection, exact sortquant buckets and
+// kmeans on CUB's stable radix sort, plus the packing kernels. Not the host logic (topk.cpp, sortquant.cpp, kmeans.cpp
+// decide sizes and tables); every code rule comes from the EP_HD helpers the CPU encoders use.
 #include <cuda_runtime.h>
 
+#include <cub/block/block_load.cuh>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -26,19 +29,147 @@ __global__ void nonfinite_f64_kernel(const double* __restrict__ x, int64_t n, in
   if (bad) atomicExch(flag, 1);
 }
 
-// The radix-sort keys of x (by magnitude or by value, sort_keys.h) and, when `iota` is given, the indices 0..n-1.
-struct MagnitudeKey {
-  template <class T> __device__ auto operator()(T v) const { return magnitude_key(v); }
-};
-struct ValueKey {
-  template <class T> __device__ auto operator()(T v) const { return value_key(v); }
-};
-template <class Key, class T, class K>
-__global__ void keys_kernel(const T* __restrict__ x, int64_t n, K* __restrict__ keys, uint32_t* __restrict__ iota) {
+// The radix-sort keys of x by value (sort_keys.h) and, when `iota` is given, the indices 0..n-1.
+template <class T, class K>
+__global__ void value_keys_kernel(const T* __restrict__ x, int64_t n, K* __restrict__ keys,
+                                  uint32_t* __restrict__ iota) {
   EP_GRID_STRIDE(i, n) {
-    keys[i] = Key()(x[i]);
+    keys[i] = value_key(x[i]);
     if (iota) iota[i] = uint32_t(i);
   }
+}
+
+// ---- top-k by radix selection (sort_keys.h has the steps' arithmetic) ----
+// Where the selection stands, in device memory: the digits chosen so far (prefix, under mask) and the rank still
+// sought among the keys that match them. The host never reads it.
+struct SelectState {
+  uint64_t prefix, mask, remaining;
+};
+
+__global__ void select_init_kernel(SelectState* __restrict__ state, uint32_t* __restrict__ hist, int bins,
+                                   uint64_t k) {
+  for (int b = threadIdx.x; b < bins; b += blockDim.x) hist[b] = 0;
+  if (threadIdx.x == 0) *state = SelectState{0, 0, k};
+}
+
+// One pass's histogram of the digit at `shift` over the keys matching the chosen prefix. Every lane of a warp runs
+// the same number of iterations (the loop steps by whole blocks), so __match_any_sync can group the lanes holding one
+// digit and let one of them add the group's count: magnitudes crowd into a few exponent digits, and one shared atomic
+// per lane would serialize on them.
+template <class T, class K>
+__global__ void radix_histogram_kernel(const T* __restrict__ x, int64_t n, const SelectState* __restrict__ state,
+                                       int shift, uint32_t* __restrict__ hist) {
+  __shared__ uint32_t s_hist[kRadixBins];
+  for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) s_hist[b] = 0;
+  __syncthreads();
+  const K prefix = K(state->prefix), mask = K(state->mask);
+  for (int64_t base = int64_t(blockIdx.x) * blockDim.x; base < n; base += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = base + threadIdx.x;
+    int digit = kRadixBins;  // not counted
+    if (i < n) {
+      const K key = magnitude_key(x[i]);
+      if ((key & mask) == prefix) digit = int((key >> shift) & K(kRadixBins - 1));
+    }
+    const unsigned peers = __match_any_sync(0xffffffffu, digit);
+    if (digit < kRadixBins && int(threadIdx.x & 31) == __ffs(peers) - 1)
+      atomicAdd(&s_hist[digit], uint32_t(__popc(peers)));
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x)
+    if (s_hist[b] != 0) atomicAdd(&hist[b], s_hist[b]);
+}
+
+__global__ void radix_pick_kernel(const uint32_t* __restrict__ hist, int shift, SelectState* __restrict__ state) {
+  uint64_t remaining = state->remaining;
+  const int digit = radix_pick_digit(hist, &remaining);
+  state->prefix |= uint64_t(digit) << shift;
+  state->mask |= uint64_t(kRadixBins - 1) << shift;
+  state->remaining = remaining;
+}
+
+// The selection's last two steps work on tiles of kSelectTile elements. Counts are packed as
+// (keys above t) << 32 | (keys equal to t): neither total reaches 2^31 (n < 2^31), so sums never carry across.
+constexpr int kSelectItems = 8, kSelectTile = kBlock * kSelectItems;
+constexpr uint64_t kAboveOne = uint64_t(1) << 32;
+
+template <class T, class K>
+__global__ void select_count_kernel(const T* __restrict__ x, int64_t n, const SelectState* __restrict__ state,
+                                    uint64_t* __restrict__ tile_counts) {
+  using Reduce = cub::BlockReduce<uint64_t, kBlock>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const K t = K(state->prefix);
+  const int64_t base = int64_t(blockIdx.x) * kSelectTile;
+  uint64_t mine = 0;
+  for (int j = 0; j < kSelectItems; ++j) {  // striped, so reads coalesce; a count does not depend on the order
+    const int64_t i = base + int64_t(j) * kBlock + threadIdx.x;
+    if (i < n) {
+      const K key = magnitude_key(x[i]);
+      mine += key > t ? kAboveOne : (key == t ? 1u : 0u);
+    }
+  }
+  const uint64_t sum = Reduce(tmp).Sum(mine);
+  if (threadIdx.x == 0) tile_counts[blockIdx.x] = sum;
+}
+
+// Each thread takes kSelectItems consecutive elements (loaded through shared memory so reads still coalesce); a block
+// scan of their packed counts plus the tile's offset gives every element its counts before it in index order, and
+// topk_slot its place among the ascending kept positions.
+template <class T, class K>
+__global__ void select_write_kernel(const T* __restrict__ x, int64_t n, const SelectState* __restrict__ state,
+                                    const uint64_t* __restrict__ tile_offsets, uint32_t* __restrict__ kept) {
+  using Load = cub::BlockLoad<T, kBlock, kSelectItems, cub::BLOCK_LOAD_TRANSPOSE>;
+  using Scan = cub::BlockScan<uint64_t, kBlock>;
+  __shared__ typename Load::TempStorage load_tmp;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  const K t = K(state->prefix);
+  const uint64_t take_eq = state->remaining;
+  const int64_t base = int64_t(blockIdx.x) * kSelectTile;
+  const int valid = int(n - base < kSelectTile ? n - base : kSelectTile);
+  T v[kSelectItems];
+  Load(load_tmp).Load(x + base, v, valid, T(0));
+  K keys[kSelectItems];
+  uint64_t mine = 0;
+  for (int j = 0; j < kSelectItems; ++j) {
+    keys[j] = magnitude_key(v[j]);
+    if (int(threadIdx.x) * kSelectItems + j < valid) mine += keys[j] > t ? kAboveOne : (keys[j] == t ? 1u : 0u);
+  }
+  uint64_t before;
+  Scan(scan_tmp).ExclusiveSum(mine, before);
+  before += tile_offsets[blockIdx.x];
+  uint64_t above = before >> 32, equal = before & 0xffffffffu;
+  for (int j = 0; j < kSelectItems; ++j) {
+    const int local = int(threadIdx.x) * kSelectItems + j;
+    if (local >= valid) break;
+    if (keys[j] > t) {
+      kept[topk_slot(above, equal, take_eq)] = uint32_t(base + local);
+      ++above;
+    } else if (keys[j] == t) {
+      if (equal < take_eq) kept[topk_slot(above, equal, take_eq)] = uint32_t(base + local);
+      ++equal;
+    }
+  }
+}
+
+template <class T, class K>
+void launch_topk_select(const T* x, int64_t n, int64_t k, SelectState* state, uint32_t* hist, uint64_t* tile_counts,
+                        uint64_t* tile_offsets, void* scan_temp, size_t scan_bytes, uint32_t* kept, cudaStream_t st) {
+  constexpr int passes = int(sizeof(K)) * 8 / kRadixBits;
+  const int64_t tiles = (n + kSelectTile - 1) / kSelectTile;
+  const unsigned hist_blocks = grid_for(n) < 1024u ? grid_for(n) : 1024u;  // then at most 256 global atomics each
+  select_init_kernel<<<1, kBlock, 0, st>>>(state, hist, passes * kRadixBins, uint64_t(k));
+  CUDA_CHECK_LAUNCH();
+  for (int p = 0; p < passes; ++p) {
+    const int shift = (passes - 1 - p) * kRadixBits;
+    radix_histogram_kernel<T, K><<<hist_blocks, kBlock, 0, st>>>(x, n, state, shift, hist + p * kRadixBins);
+    CUDA_CHECK_LAUNCH();
+    radix_pick_kernel<<<1, 1, 0, st>>>(hist + p * kRadixBins, shift, state);
+    CUDA_CHECK_LAUNCH();
+  }
+  select_count_kernel<T, K><<<unsigned(tiles), kBlock, 0, st>>>(x, n, state, tile_counts);
+  CUDA_CHECK_LAUNCH();
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scan_temp, scan_bytes, tile_counts, tile_offsets, int(tiles), st));
+  select_write_kernel<T, K><<<unsigned(tiles), kBlock, 0, st>>>(x, n, state, tile_offsets, kept);
+  CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
@@ -206,8 +337,8 @@ __global__ void topk_scatter_bitmap_kernel(const uint8_t* __restrict__ bitmap, i
 }
 
 void check_items(int64_t n, const char* what) {
-  EP_CHECK(n >= 0 && n < (int64_t(1) << 31), ValueError, "[", what, "] the GPU sort takes fewer than 2^31 elements, got ",
-           n);
+  EP_CHECK(n >= 0 && n < (int64_t(1) << 31), ValueError, "[", what,
+           "] the GPU sort and selection take fewer than 2^31 elements, got ", n);
 }
 
 }  // namespace
@@ -218,46 +349,63 @@ void nonfinite_f64_cuda(const double* x, int64_t n, int* flag, cudaStream_t st) 
   CUDA_CHECK_LAUNCH();
 }
 
-namespace {
-template <class Key> void launch_keys(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
+void value_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
   if (n == 0) return;
   if (f64)
-    keys_kernel<Key><<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n, static_cast<uint64_t*>(keys),
-                                                     iota);
+    value_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const double*>(x), n, static_cast<uint64_t*>(keys),
+                                                      iota);
   else
-    keys_kernel<Key><<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n, static_cast<uint32_t*>(keys),
-                                                     iota);
+    value_keys_kernel<<<grid_for(n), kBlock, 0, st>>>(static_cast<const float*>(x), n, static_cast<uint32_t*>(keys),
+                                                      iota);
   CUDA_CHECK_LAUNCH();
 }
-}  // namespace
 
-void magnitude_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
-  launch_keys<MagnitudeKey>(x, f64, n, keys, iota, st);
-}
-
-void value_keys_cuda(const void* x, bool f64, int64_t n, void* keys, uint32_t* iota, cudaStream_t st) {
-  launch_keys<ValueKey>(x, f64, n, keys, iota, st);
+void topk_select_cuda(void* temp, size_t* temp_bytes, const void* x, bool f64, int64_t n, int64_t k, uint32_t* kept,
+                      cudaStream_t st) {
+  check_items(n, "topk");
+  EP_CHECK(k >= 1 && k <= n, ValueError, "[topk] the GPU selection keeps 1..", n, " elements, got ", k);
+  const int64_t tiles = (n + kSelectTile - 1) / kSelectTile;
+  size_t scan_bytes = 0;
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, static_cast<uint64_t*>(nullptr),
+                                           static_cast<uint64_t*>(nullptr), int(tiles), st));
+  // temp holds, each 256-byte aligned: the state, one histogram per pass (8 for u64 keys), the tile counts, their
+  // offsets and the scan's own temporary storage.
+  auto aligned = [](size_t b) { return (b + 255) / 256 * 256; };
+  const size_t state_bytes = aligned(sizeof(SelectState)), hist_bytes = aligned(8 * kRadixBins * sizeof(uint32_t));
+  const size_t tile_bytes = aligned(size_t(tiles) * sizeof(uint64_t));
+  const size_t total = state_bytes + hist_bytes + 2 * tile_bytes + scan_bytes;
+  if (temp == nullptr) {
+    *temp_bytes = total;
+    return;
+  }
+  EP_CHECK(*temp_bytes >= total, ValueError, "[topk] selection scratch of ", *temp_bytes, " bytes, ", total,
+           " needed");
+  auto* base = static_cast<char*>(temp);
+  auto* state = reinterpret_cast<SelectState*>(base);
+  auto* hist = reinterpret_cast<uint32_t*>(base + state_bytes);
+  auto* tile_counts = reinterpret_cast<uint64_t*>(base + state_bytes + hist_bytes);
+  auto* tile_offsets = reinterpret_cast<uint64_t*>(base + state_bytes + hist_bytes + tile_bytes);
+  void* scan_temp = base + state_bytes + hist_bytes + 2 * tile_bytes;
+  if (f64)
+    launch_topk_select<double, uint64_t>(static_cast<const double*>(x), n, k, state, hist, tile_counts, tile_offsets,
+                                         scan_temp, scan_bytes, kept, st);
+  else
+    launch_topk_select<float, uint32_t>(static_cast<const float*>(x), n, k, state, hist, tile_counts, tile_offsets,
+                                        scan_temp, scan_bytes, kept, st);
 }
 
 void sort_pairs_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out, const uint32_t* values_in,
-                     uint32_t* values_out, int64_t n, bool wide, bool descending, cudaStream_t st) {
+                     uint32_t* values_out, int64_t n, bool wide, cudaStream_t st) {
   check_items(n, "compress sort");
   const int items = int(n);
-  if (wide) {
-    const auto* ki = static_cast<const uint64_t*>(keys_in);
-    auto* ko = static_cast<uint64_t*>(keys_out);
-    CUDA_CHECK(descending ? cub::DeviceRadixSort::SortPairsDescending(temp, *temp_bytes, ki, ko, values_in,
-                                                                      values_out, items, 0, 64, st)
-                          : cub::DeviceRadixSort::SortPairs(temp, *temp_bytes, ki, ko, values_in, values_out, items,
-                                                            0, 64, st));
-  } else {
-    const auto* ki = static_cast<const uint32_t*>(keys_in);
-    auto* ko = static_cast<uint32_t*>(keys_out);
-    CUDA_CHECK(descending ? cub::DeviceRadixSort::SortPairsDescending(temp, *temp_bytes, ki, ko, values_in,
-                                                                      values_out, items, 0, 32, st)
-                          : cub::DeviceRadixSort::SortPairs(temp, *temp_bytes, ki, ko, values_in, values_out, items,
-                                                            0, 32, st));
-  }
+  if (wide)
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, *temp_bytes, static_cast<const uint64_t*>(keys_in),
+                                               static_cast<uint64_t*>(keys_out), values_in, values_out, items, 0, 64,
+                                               st));
+  else
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, *temp_bytes, static_cast<const uint32_t*>(keys_in),
+                                               static_cast<uint32_t*>(keys_out), values_in, values_out, items, 0, 32,
+                                               st));
 }
 
 void sort_keys_cuda(void* temp, size_t* temp_bytes, const void* keys_in, void* keys_out, int64_t n, bool wide,

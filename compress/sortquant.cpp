@@ -191,10 +191,10 @@ Payload SortquantCompressor::encode_exact_cuda(const Tensor& x, cudaStream_t str
   auto* order_p = reinterpret_cast<uint32_t*>(order.raw_data());
   value_keys_cuda(xd.raw_data(), wide, n, keys.raw_data(), iota_p, st);
   size_t temp_bytes = 0;
-  sort_pairs_cuda(nullptr, &temp_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide, false, st);
+  sort_pairs_cuda(nullptr, &temp_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide, st);
   Tensor temp = device_scratch(temp_bytes, dev);
   sort_pairs_cuda(temp.raw_data(), &temp_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide,
-                  false, st);
+                  st);
   Tensor bucket = empty({n}, DType::i16, dev);  // u16 bucket ids in an i16 tensor
   Tensor lo_hi = empty({2 * K}, DType::f64, dev);
   exact_buckets_cuda(sorted_keys.raw_data(), order_p, wide, n, int(K), reinterpret_cast<uint16_t*>(bucket.raw_data()),

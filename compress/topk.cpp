@@ -92,35 +92,28 @@ Payload payload_at_cuda(const Tensor& x, const uint32_t* kept_p, uint64_t k) {
   return p;
 }
 
-// The GPU twin: a stable descending radix sort of the magnitudes' bit patterns with the indices as values puts equal
-// magnitudes in index order, so its first k are exactly the CPU's set; those indices are sorted ascending, the values
-// gathered and the positions packed on the GPU. Nothing is copied back: the payload keeps its sections on the GPU and
-// `kept` receives the k positions there (the layer's mask, copied only when asked for).
+// The GPU twin: a radix selection of the k-th largest magnitude puts the kept positions, ascending, straight into
+// `kept` (topk_select_cuda): the CPU's set, ties to the lower index included. The values are gathered and the positions
+// packed on the GPU. Nothing is copied back: the payload keeps its sections on the GPU and `kept` receives the k
+// positions there (the layer's mask, copied only when asked for).
 Payload encode_topk_cuda(const Tensor& x, uint64_t k, Tensor& kept) {
   const Device dev = x.device();
   const cudaStream_t st = current_stream(dev);
-  const bool wide = x.dtype() == DType::f64;
   const int64_t n = x.numel();
   check_finite_on_device(x, "topk");
-  const DType key_type = wide ? DType::i64 : DType::i32;  // unsigned keys stored in same-width tensors
-  Tensor keys = empty({n}, key_type, dev), sorted_keys = empty({n}, key_type, dev);
-  Tensor iota = empty({n}, DType::i32, dev), order = empty({n}, DType::i32, dev);
-  auto* iota_p = reinterpret_cast<uint32_t*>(iota.raw_data());
-  auto* order_p = reinterpret_cast<uint32_t*>(order.raw_data());
-  magnitude_keys_cuda(x.raw_data(), wide, n, keys.raw_data(), iota_p, st);
-  size_t pair_bytes = 0, key_bytes = 0;
-  sort_pairs_cuda(nullptr, &pair_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide, true, st);
-  const int ib = bits_for_count(uint64_t(n));
-  Tensor kept_d = empty({std::max<int64_t>(1, int64_t(k))}, DType::i32, dev);
+  if (k == 0) {
+    kept = Tensor();
+    return payload_at_cuda(x, nullptr, 0);
+  }
+  Tensor kept_d = empty({int64_t(k)}, DType::i32, dev);
   auto* kept_p = reinterpret_cast<uint32_t*>(kept_d.raw_data());
-  sort_keys_cuda(nullptr, &key_bytes, order_p, kept_p, int64_t(k), false, ib, st);
-  Tensor temp = device_scratch(std::max(pair_bytes, key_bytes), dev);
-  sort_pairs_cuda(temp.raw_data(), &pair_bytes, keys.raw_data(), sorted_keys.raw_data(), iota_p, order_p, n, wide,
-                  true, st);
-  // The first k positions of the magnitude order, ascending (indices need only their low ib bits sorted).
-  sort_keys_cuda(temp.raw_data(), &key_bytes, order_p, kept_p, int64_t(k), false, ib, st);
+  const bool f64 = x.dtype() == DType::f64;
+  size_t temp_bytes = 0;
+  topk_select_cuda(nullptr, &temp_bytes, x.raw_data(), f64, n, int64_t(k), kept_p, st);
+  Tensor temp = device_scratch(temp_bytes, dev);
+  topk_select_cuda(temp.raw_data(), &temp_bytes, x.raw_data(), f64, n, int64_t(k), kept_p, st);
   Payload p = payload_at_cuda(x, kept_p, k);
-  kept = k > 0 ? kept_d : Tensor();
+  kept = kept_d;
   return p;
 }
 

@@ -189,6 +189,17 @@ TEST_CASE("compress cuda parity: every deterministic method's GPU codes equal th
     INFO(spec);
     check_same_payload(parse_compressor(spec)->encode(big), parse_compressor(spec)->encode(big.to(gpu)));
   }
+  // top-k ties across the GPU selection's tiles (2,048 elements): 7 distinct values over 15,000 elements
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor ties = test::randint({3, 50, 100}, 12, -3, 4, DType::i64).to(dt);
+    for (const char* spec : {"topk:ratio=0.1", "topk:ratio=0.37", "topk:ratio=0.9"}) {
+      INFO(spec << " on " << ties.str());
+      auto on_cpu = parse_compressor(spec), on_gpu = parse_compressor(spec);
+      check_same_payload(on_cpu->encode(ties), on_gpu->encode(ties.to(gpu)));
+      CHECK(static_cast<TopkCompressor&>(*on_gpu).last_indices() ==
+            static_cast<TopkCompressor&>(*on_cpu).last_indices());
+    }
+  }
 }
 
 TEST_CASE("compress cuda kmeans: integer data gives the CPU's exact table; random data agrees to rounding") {
@@ -365,20 +376,37 @@ TEST_CASE("compress cuda: empty tensors, constants, NaN and streams on the new G
 }
 
 // ---- the GPU algorithms emulated on the host ----------------------------------------------------------------------
-// The kernels cannot run here without a GPU, but their algorithm can: a stable sort over the same integer keys
-// (std::stable_sort standing in for CUB's stable radix sort), the same bucket arithmetic and table rule. These cases
-// pin down that the algorithm reproduces the CPU encoders' codes, ties and signed zeros included.
+// The kernels cannot run here without a GPU, but their algorithm can: top-k's radix selection through the same EP_HD
+// steps (sort_keys.h), counted serially where the GPU counts per tile and scans; exact sortquant's stable sort over
+// the same integer keys (std::stable_sort standing in for CUB's stable radix sort), the same bucket arithmetic and
+// table rule. These cases pin down that the algorithms reproduce the CPU encoders' codes, ties and signed zeros
+// included.
 
 namespace {
 
 template <class T> std::vector<uint32_t> emulated_topk(const std::vector<T>& x, uint64_t k) {
-  std::vector<uint32_t> order(x.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return magnitude_key(x[a]) > magnitude_key(x[b]); });
-  order.resize(size_t(k));
-  std::sort(order.begin(), order.end());
-  return order;
+  using K = decltype(magnitude_key(T()));
+  constexpr int passes = int(sizeof(K)) * 8 / kRadixBits;
+  uint64_t prefix = 0, mask = 0, remaining = k;
+  for (int p = 0; p < passes; ++p) {
+    const int shift = (passes - 1 - p) * kRadixBits;
+    uint32_t hist[kRadixBins] = {};
+    for (T v : x)
+      if ((magnitude_key(v) & K(mask)) == K(prefix)) ++hist[(magnitude_key(v) >> shift) & K(kRadixBins - 1)];
+    const int digit = radix_pick_digit(hist, &remaining);
+    prefix |= uint64_t(digit) << shift;
+    mask |= uint64_t(kRadixBins - 1) << shift;
+  }
+  const K t = K(prefix);
+  std::vector<uint32_t> kept(size_t(k), UINT32_MAX);
+  uint64_t above = 0, equal = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const K key = magnitude_key(x[i]);
+    if (key > t) kept.at(size_t(topk_slot(above++, equal, remaining))) = uint32_t(i);
+    else if (key == t && equal < remaining) kept.at(size_t(topk_slot(above, equal++, remaining))) = uint32_t(i);
+    else if (key == t) ++equal;
+  }
+  return kept;
 }
 
 template <class T> Payload emulated_exact_sortquant(const std::vector<T>& x, const Shape& shape, int bits, int split) {
@@ -412,7 +440,7 @@ template <class T> Payload emulated_exact_sortquant(const std::vector<T>& x, con
 
 }  // namespace
 
-TEST_CASE("compress cuda algorithm: stable key sorts reproduce the CPU's top-k set and exact sortquant codes") {
+TEST_CASE("compress cuda algorithm: radix selection gives the CPU's top-k set; stable key sorts its sortquant codes") {
   for (DType dt : {DType::f32, DType::f64}) {
     for (const Tensor& x : parity_inputs(dt)) {
       INFO(x.str());
