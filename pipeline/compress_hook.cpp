@@ -13,12 +13,21 @@ CompressorHook::CompressorHook(std::unique_ptr<compress::Compressor> forward,
                 dynamic_cast<const compress::TopkCompressor*>(compressor_[int(Pass::forward)].get()) != nullptr;
 }
 
+void CompressorHook::connect(Device before, Device after, bool same_process) {
+  receiver_[int(Pass::forward)] = after;
+  receiver_[int(Pass::backward)] = before;
+  same_process_ = same_process;
+}
+
 Message CompressorHook::encode(const Tensor& x, Pass direction, int micro) {
   compress::Compressor* c = compressor_[int(direction)].get();
   if (!c) return IdentityHook().encode(x, direction, micro);
+  // Sections a GPU encoder leaves on x's GPU may stay there when the receiver computes on that GPU in this process.
+  const bool stay = same_process_ && x.is_cuda() && receiver_[int(direction)] == x.device();
+  std::vector<Tensor> sections;
   std::shared_ptr<compress::Payload> payload;
   if (reuse_mask_ && direction == Pass::backward) {
-    std::vector<uint32_t> mask;
+    Mask mask;
     {
       std::lock_guard<std::mutex> g(mu_);
       auto it = masks_.find(micro);
@@ -26,12 +35,27 @@ Message CompressorHook::encode(const Tensor& x, Pass direction, int micro) {
       mask = std::move(it->second);
       masks_.erase(it);
     }
-    payload = std::make_shared<compress::Payload>(compress::TopkCompressor::encode_at(x.detach(), mask));
+    if (mask.on_device.defined()) {
+      // Left on this GPU by the forward's encoder on another stream: this stream has waited for that one (the
+      // forward's message), and the message keeps the positions alive until both stages' step ends.
+      EP_CHECK(mask.on_device.device() == x.device(), DeviceError, "[pipeline] top-k mask of micro-batch ", micro,
+               " is on ", mask.on_device.device().str(), ", its gradient on ", x.device().str());
+      payload = std::make_shared<compress::Payload>(compress::TopkCompressor::encode_at(x.detach(), mask.on_device));
+      sections.push_back(mask.on_device);
+    } else {
+      payload = std::make_shared<compress::Payload>(compress::TopkCompressor::encode_at(x.detach(), mask.on_host));
+    }
   } else {
     payload = std::make_shared<compress::Payload>(c->encode(x.detach()));
     if (reuse_mask_) {
+      const auto& topk = static_cast<const compress::TopkCompressor&>(*c);
+      Mask mask;
+      // The gradient's encoder is this message's receiver: on the same GPU it reads the positions where they are;
+      // anywhere else they go to the host here (a wait for this stream).
+      if (stay && topk.last_positions_on_device().defined()) mask.on_device = topk.last_positions_on_device();
+      else mask.on_host = topk.last_indices();
       std::lock_guard<std::mutex> g(mu_);
-      masks_[micro] = static_cast<const compress::TopkCompressor&>(*c).last_indices();
+      masks_[micro] = std::move(mask);
     }
   }
   const uint64_t bytes = payload->bytes();
@@ -41,11 +65,16 @@ Message CompressorHook::encode(const Tensor& x, Pass direction, int micro) {
     sink_(direction == Pass::forward ? compress::Direction::forward : compress::Direction::backward,
           compress::compute_stats_later(x.detach(), x_hat, bytes));
   }
-  // A GPU encoder leaves its sections on the GPU (compress/payload.h), ordered on this stage's stream. The pipeline
-  // orders only Message::tensor between the sender's and the receiver's streams, so the payload crosses as host bytes,
-  // as a wire would carry them.
-  payload->to_host();
-  return {Tensor(), std::move(payload), bytes};
+  if (stay) {
+    for (const Tensor* t : {&payload->table_tensor, &payload->codes_tensor})
+      if (t->defined()) sections.push_back(*t);
+  } else {
+    payload->to_host();  // for another device or process: the bytes a wire would carry (waits for this stream)
+    sections.clear();
+  }
+  Message msg{Tensor(), std::move(payload), bytes};
+  msg.device_sections = std::move(sections);
+  return msg;
 }
 
 Tensor CompressorHook::decode(Message msg, Pass direction, Device device, int micro) {
@@ -57,7 +86,7 @@ Tensor CompressorHook::decode(Message msg, Pass direction, Device device, int mi
     // In another process than the forward's encoder, this is where the gradient's mask comes from: the positions the
     // payload carries. In the same process the encoder has stored the same positions already.
     std::lock_guard<std::mutex> g(mu_);
-    if (!masks_.count(micro)) masks_[micro] = compress::TopkCompressor::positions(payload);
+    if (!masks_.count(micro)) masks_[micro].on_host = compress::TopkCompressor::positions(payload);
   }
   return c->decode(payload, device);
 }

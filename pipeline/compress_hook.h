@@ -3,7 +3,9 @@
 // device. The bytes counted are the payload's real serialized size.
 // With a statistics sink, the sender also decodes its own payload to measure the error (x and x̂ in one place), as
 // CompressionLayer does in one process. Top-k gradients reuse the forward's positions of the same micro-batch, as
-// CompressionLayer does. Not a link emulator (link.h); the payload is host memory.
+// CompressionLayer does. A GPU encoder's payload stays on its GPU when the receiver is on the same GPU in this
+// process (the pipeline orders it between the two streams), else it crosses as host memory. Not a link emulator
+// (link.h).
 #pragma once
 #include <memory>
 
@@ -23,6 +25,7 @@ class CompressorHook : public BoundaryHook {
   // Either may be null: that direction then passes the tensor itself (bytes = its size), as `none` would without the
   // payload header.
   CompressorHook(std::unique_ptr<compress::Compressor> forward, std::unique_ptr<compress::Compressor> backward);
+  void connect(Device before, Device after, bool same_process) override;
   // Forward encodes run on the sending stage's thread, backward encodes on the receiving stage's: each compressor is
   // used by one thread only, so its state (stochastic-rounding generator, low-rank warm start) needs no lock.
   Message encode(const Tensor& x, Pass direction, int micro) override;
@@ -35,9 +38,17 @@ class CompressorHook : public BoundaryHook {
 
  private:
   std::unique_ptr<compress::Compressor> compressor_[2];  // indexed by Pass
+  // The forward's kept positions of one micro-batch: on the GPU (a GPU encode whose receiver shares its GPU) or on
+  // the host.
+  struct Mask {
+    Tensor on_device;
+    std::vector<uint32_t> on_host;
+  };
+  Device receiver_[2] = {Device::cpu(), Device::cpu()};  // indexed by Pass
+  bool same_process_ = false;
   bool reuse_mask_ = false;  // top-k both ways with mask=reuse: gradients at the forward's positions
   std::mutex mu_;            // the forward (sender) and backward (receiver) threads share the masks
-  std::map<int, std::vector<uint32_t>> masks_;  // micro-batch -> the forward's kept positions
+  std::map<int, Mask> masks_;  // micro-batch -> the forward's kept positions
   compress::StatsSink sink_;
 };
 

@@ -32,6 +32,9 @@ LinkSpec parse_link(const std::string& spec);
 class LinkHook : public BoundaryHook {
  public:
   LinkHook(std::shared_ptr<BoundaryHook> inner, LinkSpec link);
+  void connect(Device before, Device after, bool same_process) override {
+    inner_->connect(before, after, same_process);
+  }
   Message encode(const Tensor& x, Pass direction, int micro) override;
   Tensor decode(Message msg, Pass direction, Device device, int micro) override;
   // Between processes on one machine: the arrival time travels after the inner hook's bytes (steady_clock is

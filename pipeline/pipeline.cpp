@@ -233,8 +233,10 @@ struct Pipeline::Impl {
       }
       stages.push_back(std::move(rt));
     }
-    for (size_t b = 0; b + 1 < S; ++b)
+    for (size_t b = 0; b + 1 < S; ++b) {
       hooks.push_back(hk.empty() || !hk[b] ? std::make_shared<IdentityHook>() : hk[b]);
+      hooks.back()->connect(stages[b].stage.device, stages[b + 1].stage.device, local < 0);
+    }
     orders = stage_orders(opt.schedule, int(S), opt.chunks);
     for (size_t s = 0; s < S; ++s) jobs.push_back(std::make_unique<BlockingQueue<std::function<void()>>>(1));
     try {
@@ -266,7 +268,19 @@ struct Pipeline::Impl {
     p.msg = hooks[size_t(boundary)]->encode(x, dir, micro);
     (dir == Pass::forward ? st.fwd_bytes : st.bwd_bytes)[size_t(boundary)] += p.msg.bytes;
     Tensor& t = p.msg.tensor;
-    if (!t.defined()) return p;  // a host payload: complete when encode returned
+    if (!t.defined()) {
+      // A payload: complete when encode returned, or (sections left on this GPU for a receiver on it) once the
+      // sender's compute stream gets past this point.
+      if (!p.msg.device_sections.empty() && local < 0) {
+        const Device src = p.msg.device_sections.front().device();
+        EP_CHECK(src == to.stage.device, DeviceError, "[pipeline] boundary ", boundary, " left its payload on ",
+                 src.str(), " for a stage on ", to.stage.device.str());
+        p.arrived = std::make_shared<Event>(src);
+        p.arrived->record(current_stream(src));
+        keep_alive.insert(keep_alive.end(), p.msg.device_sections.begin(), p.msg.device_sections.end());
+      }
+      return p;
+    }
     if (local >= 0) return p;    // the other stage is in another process: the channel sends the bytes
     const Device src = t.device(), dst = to.stage.device;
     if (src.is_cuda()) keep_alive.push_back(t);  // read by another stream after this task: keep until the step ends
@@ -317,12 +331,13 @@ struct Pipeline::Impl {
   }
 
   // Receiver side, part 2 (after the compute stream was made to wait for the packet's arrival event): decode.
-  // CUDA: the received tensor was allocated on another stream (the copy stream, or the sender's compute stream) and is
-  // read on this stage's compute stream, so it stays referenced until this stage's final synchronize; dropping it
+  // CUDA: the received tensor (or payload section) was allocated on another stream (the copy stream, or the sender's
+  // compute stream) and is read on this stage's compute stream, so it stays referenced until this stage's final synchronize; dropping it
   // earlier would let that other stream's pool hand the memory out while kernels here still read it.
   // TODO: a record_stream-style release would free boundary tensors right after their backward under 1F1B.
   Tensor decode(StageRuntime& rt, Packet&& p, int boundary, Pass dir, std::vector<Tensor>& keep_alive) {
     if (p.msg.tensor.defined() && p.msg.tensor.is_cuda()) keep_alive.push_back(p.msg.tensor);
+    keep_alive.insert(keep_alive.end(), p.msg.device_sections.begin(), p.msg.device_sections.end());
     Tensor x = hooks[size_t(boundary)]->decode(std::move(p.msg), dir, rt.stage.device, p.micro);
     EP_CHECK(x.defined(), Error, "[pipeline] boundary ", boundary, " decoded an undefined tensor");
     EP_CHECK(x.device() == rt.stage.device, DeviceError, "[pipeline] boundary ", boundary, " decoded a tensor on ",

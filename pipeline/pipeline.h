@@ -36,8 +36,12 @@ struct Stage {
 // What crosses one boundary for one micro-batch in one direction.
 struct Message {
   Tensor tensor;                        // moved to the receiver's device by the pipeline (may be undefined)
-  std::shared_ptr<const void> payload;  // host-side data only the hook understands (e.g. a compress::Payload)
+  std::shared_ptr<const void> payload;  // data only the hook understands (e.g. a compress::Payload)
   uint64_t bytes = 0;                   // what crossed the boundary, for the statistics
+  // GPU memory `payload` refers to, written on the sender's compute stream. A hook leaves sections there only for a
+  // receiver on the same GPU in the same process (see BoundaryHook::connect); the pipeline then makes the receiver's
+  // compute stream wait for the sender's before decode, and both stages hold the sections until their step ends.
+  std::vector<Tensor> device_sections = {};
 };
 
 // The boundary between stage b and stage b+1. encode runs on the sender's thread (stage b for Pass::forward, b+1 for
@@ -48,6 +52,10 @@ struct Message {
 class BoundaryHook {
  public:
   virtual ~BoundaryHook() = default;
+  // Called once by each pipeline the hook joins, before any step: the devices of the stages before and after the
+  // boundary, and whether both run in this process. A hook may keep payload sections on a GPU (Message::
+  // device_sections) only when the receiver is on that GPU here; anything else must cross as host data or a tensor.
+  virtual void connect(Device before, Device after, bool same_process) {}
   virtual Message encode(const Tensor& x, Pass direction, int micro) = 0;
   virtual Tensor decode(Message msg, Pass direction, Device device, int micro) = 0;
   // Between processes (pipeline/transport.h) the message travels as bytes: to_wire on the sender after encode,

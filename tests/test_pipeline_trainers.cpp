@@ -38,6 +38,17 @@ void check_close(const std::map<int, std::string>& a, const std::map<int, std::s
   }
 }
 
+// compression.jsonl as (step, boundary, direction) -> the row: the stages log from their own threads, in any order.
+std::map<std::tuple<int, int, std::string>, nlohmann::json> compression_rows(const std::string& dir) {
+  std::map<std::tuple<int, int, std::string>, nlohmann::json> rows;
+  std::ifstream in(dir + "/compression.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    rows[{j["step"].get<int>(), j["boundary"].get<int>(), j["direction"].get<std::string>()}] = j;
+  }
+  return rows;
+}
+
 std::map<int, std::string> losses(const std::string& args, const std::string& out) {
   ep::test::AppRun r = ep::test::run_app("train_cv", kRun + args + " --out " + out);
   REQUIRE_MESSAGE(r.status == 0, r.out);
@@ -112,16 +123,6 @@ TEST_CASE("pipeline in train_cv and train_glue: a last batch shorter than --chun
 TEST_CASE("pipeline in train_cv: a compressed pipeline equals the single-process compressed split, statistics too") {
   if (!ep::test::have_app("train_cv")) return;
   const std::string d = ep::test::fresh_tmp_path("pipe_compress");
-  // compression.jsonl as (step, boundary, direction) -> the row: the stages log from their own threads, in any order.
-  auto stats = [](const std::string& dir) {
-    std::map<std::tuple<int, int, std::string>, nlohmann::json> rows;
-    std::ifstream in(dir + "/compression.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      auto j = nlohmann::json::parse(line);
-      rows[{j["step"].get<int>(), j["boundary"].get<int>(), j["direction"].get<std::string>()}] = j;
-    }
-    return rows;
-  };
   const auto plain = losses("--split 1,1", d + "/plain");
   for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "fp8", "topk:ratio=0.5"}) {
     INFO(std::string(spec));
@@ -129,12 +130,35 @@ TEST_CASE("pipeline in train_cv: a compressed pipeline equals the single-process
     auto single = losses(c, d + "/single");
     CHECK(losses(c + "--chunks 1", d + "/pipe") == single);
     CHECK(single != plain);  // the compression changes the run
-    auto a = stats(d + "/single"), b = stats(d + "/pipe");
+    auto a = compression_rows(d + "/single"), b = compression_rows(d + "/pipe");
     CHECK(a.size() == 12);  // 3 steps x 2 boundaries x 2 directions
     CHECK(a == b);          // the same codes give the same errors and bytes
     std::filesystem::remove_all(d + "/single");
     std::filesystem::remove_all(d + "/pipe");
   }
+  std::filesystem::remove_all(d);
+}
+
+TEST_CASE("pipeline on the GPU, compressed: payloads left on the GPU between stages give the single-process split") {
+  if (!ep::test::have_app("train_cv") || !ep::test::have_cuda()) return;
+  const std::string d = ep::test::fresh_tmp_path("pipe_gpu_compress");
+  // Every stage on one GPU: each boundary's payload (and top-k's mask for the gradient) stays there, ordered between
+  // the stages' streams by an event (Message::device_sections).
+  for (const char* spec : {"quant:bits=8", "sortquant:bits=6,split=2", "topk:ratio=0.5"}) {
+    INFO(std::string(spec));
+    const std::string c = std::string("--device cuda --deterministic --split 1,1 --compress ") + spec + " ";
+    const auto single = losses(c, d + "/single");
+    CHECK(losses(c + "--chunks 1", d + "/pipe") == single);
+    CHECK(compression_rows(d + "/single") == compression_rows(d + "/pipe"));
+    // Four micro-batches in flight: the same bits twice, and close to the CPU's run (each micro-batch is compressed
+    // alone, so these differ from `single` by about 1%; cuDNN's rounding differs from the CPU's far less).
+    const auto four = losses(c + "--chunks 4", d + "/four");
+    CHECK(losses(c + "--chunks 4", d + "/again") == four);
+    check_close(four, losses(std::string("--split 1,1 --chunks 4 --compress ") + spec, d + "/cpu"), 1e-3);
+  }
+  // Edge stages on the CPU, the cloud stage on the GPU: the payloads and the top-k mask cross as host data.
+  const std::string c = "--split 1,1 --compress topk:ratio=0.5 --chunks 2 ";
+  check_close(losses(c + "--edge-device cpu --cloud-device cuda:0", d + "/mixed"), losses(c, d + "/cpu"), 1e-3);
   std::filesystem::remove_all(d);
 }
 

@@ -412,7 +412,44 @@ class PayloadHook : public BoundaryHook {
   }
 };
 
+// Hands the tensor over as a payload whose data stays where encode made it (Message::device_sections), as a GPU
+// compressor's does for a receiver on its GPU, and records what connect() told it.
+class SectionsHook : public BoundaryHook {
+ public:
+  void connect(Device before, Device after, bool same_process) override {
+    connected.push_back({before.str(), after.str(), same_process ? "here" : "remote"});
+  }
+  Message encode(const Tensor& x, Pass, int) override {
+    auto kept = std::make_shared<Tensor>(mul(x, 1.0));  // a fresh tensor, written on the sender's stream
+    Message msg{Tensor(), kept, uint64_t(x.nbytes())};
+    msg.device_sections = {*kept};
+    return msg;
+  }
+  Tensor decode(Message msg, Pass, Device device, int) override {
+    CHECK(msg.device_sections.size() == 1);
+    return std::static_pointer_cast<const Tensor>(msg.payload)->to(device);
+  }
+  std::vector<std::vector<std::string>> connected;
+};
+
 }  // namespace
+
+TEST_CASE("pipeline workers: a payload left where its sender wrote it (device_sections); connect() names both sides") {
+  Watchdog dog("pipeline sections", 30);
+  const Tensor X = test::randn({6, 4}, 33, DType::f32), T = test::randn({6, 2}, 34, DType::f32);
+  Mlp mlp({4, 5, 3, 2}, 301);
+  Pipeline plain(cut(mlp.units(), {1, 1, 1}), {3, ScheduleKind::gpipe});
+  const StepResult ref = plain.train_step(X, sse_loss(T));
+  const auto ref_grads = mlp.grads();
+  mlp.zero_grad();
+  auto a = std::make_shared<SectionsHook>(), b = std::make_shared<SectionsHook>();
+  Pipeline pipe(cut(mlp.units(), {1, 1, 1}), {3, ScheduleKind::gpipe}, {a, b});
+  CHECK(a->connected == std::vector<std::vector<std::string>>{{"cpu", "cpu", "here"}});
+  CHECK(b->connected == a->connected);
+  const StepResult r = pipe.train_step(X, sse_loss(T));
+  CHECK(r.loss == ref.loss);
+  CHECK(mlp.grads() == ref_grads);
+}
 
 TEST_CASE("pipeline workers: boundary hooks (encode on the sender, decode on the receiver) and bytes per boundary") {
   Watchdog dog("pipeline hooks", 30);
