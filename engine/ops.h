@@ -77,6 +77,14 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // place (unbiased variance, PyTorch's momentum convention); eval uses the running statistics.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                   Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// Deferred BatchNorm's bookkeeping (no autograd), one launch each. merge: folds a group of n values per channel, with
+// batch mean mean_b and unbiased variance var_b [C] (f32 or f64), into the f64 [C] accumulators mean and m2 (the
+// centred sum of squares) over `count` values before it, in place (Chan et al.; count 0 starts them). commit:
+// running = (1 - momentum) * running + momentum * stat in place, with stat = mean and m2 / (count - 1).
+void batch_norm_merge_stats_(Tensor& mean, Tensor& m2, int64_t count, const Tensor& mean_b, const Tensor& var_b,
+                             int64_t n);
+void batch_norm_commit_stats_(Tensor& running_mean, Tensor& running_var, const Tensor& mean, const Tensor& m2,
+                              int64_t count, double momentum);
 
 // ---- linear algebra (engine/ops/matmul.cpp) -------------------------------------------------------------------
 // a [M,K] (or [K,M] with trans_a), b [K,N] (or [N,K] with trans_b) -> [M,N]. 3-D inputs are batched: [B,M,K] with

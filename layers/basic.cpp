@@ -55,27 +55,16 @@ Tensor BatchNorm2d::forward_deferred(const Tensor& x) {
   Tensor y = batch_norm(x, weight, bias, mean_c, var_c, true, /*momentum=*/1.0, eps);
   NoGradGuard ng;
   if (n > 0) {
-    Tensor m2_c = mul(var_c, double(n - 1));  // the centred sum of squares (n >= 2: batch_norm checks it)
-    if (deferred_count_ == 0) {
-      deferred_mean_ = mean_c;
-      deferred_m2_ = m2_c;
-    } else {
-      // Chan et al.: combining (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b).
-      const double na = double(deferred_count_), nb = double(n), nt = na + nb;
-      Tensor delta = sub(mean_c, deferred_mean_);
-      deferred_mean_ = add(deferred_mean_, mul(delta, nb / nt));
-      deferred_m2_ = add(add(deferred_m2_, m2_c), mul(mul(delta, delta), na * nb / nt));
+    if (deferred_count_ == 0) {  // f64 accumulators: the merged statistics lose nothing to f32 rounding
+      deferred_mean_ = empty({channels}, DType::f64, x.device());
+      deferred_m2_ = empty({channels}, DType::f64, x.device());
     }
+    batch_norm_merge_stats_(deferred_mean_, deferred_m2_, deferred_count_, mean_c, var_c, n);  // one launch
     deferred_count_ += n;
   }
   if (++deferred_seen_ < deferred_chunks) return y;
   if (deferred_count_ > 0) {
-    // PyTorch's convention: running = (1 - momentum) * running + momentum * statistic, the variance unbiased.
-    Tensor var = mul(deferred_m2_, 1.0 / double(std::max<int64_t>(1, deferred_count_ - 1)));
-    mul_(running_mean, 1.0 - momentum);
-    add_(running_mean, deferred_mean_, momentum);
-    mul_(running_var, 1.0 - momentum);
-    add_(running_var, var, momentum);
+    batch_norm_commit_stats_(running_mean, running_var, deferred_mean_, deferred_m2_, deferred_count_, momentum);
     if (num_batches_tracked.is_cuda()) num_batches_tracked = num_batches_tracked.cpu();
     *num_batches_tracked.data<int64_t>() += 1;
   }

@@ -1,6 +1,7 @@
 // test_batch_norm.cpp — batch_norm in training and eval mode: a hand-worked [2,2,1,2] example (normalization and the
 // running-stat update), float64 gradchecks, CPU-vs-CUDA parity on awkward shapes, the empty batch, and typed errors.
-// Not the micro-batch-aware (deferred) batch norm of the pipeline.
+// Also the deferred bookkeeping ops (merge_stats_, commit_stats_) against two-pass statistics. Not the
+// micro-batch-aware BatchNorm2d layer of the pipeline (test_layers.cpp).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -200,4 +201,111 @@ TEST_CASE("batch_norm: bad inputs name the op and the shapes") {
     CHECK_THROWS_WITH_AS(batch_norm(x, gw, none, rm, rv, true),
                          "[batch_norm] tensors on different devices: cpu and cuda:0", DeviceError);
   }
+}
+
+// ---- the deferred BatchNorm's bookkeeping ops ----------------------------------------------------------------------
+
+namespace {
+
+// Per channel, the mean and centred sum of squares of values[c] by two passes in double (the reference).
+void two_pass(const std::vector<std::vector<double>>& values, std::vector<double>& mean, std::vector<double>& m2) {
+  for (size_t c = 0; c < values.size(); ++c) {
+    double s = 0, q = 0;
+    for (double v : values[c]) s += v;
+    mean[c] = s / double(values[c].size());
+    for (double v : values[c]) q += (v - mean[c]) * (v - mean[c]);
+    m2[c] = q;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("batch_norm_merge_stats_ / commit_stats_: groups merged equal the whole set's two-pass statistics") {
+  const int64_t C = 5;
+  const std::vector<int64_t> group_sizes = {7, 2, 31, 3, 12};  // uneven micro-batches
+  for (DType dt : {DType::f32, DType::f64}) {
+    INFO(dtype_name(dt));
+    std::vector<Device> devices = {Device::cpu()};
+    if (test::have_cuda()) devices.push_back(Device::cuda());
+    for (Device dev : devices) {
+      INFO(dev.str());
+      std::vector<std::vector<double>> all(C);
+      Tensor mean = zeros({C}, DType::f64, dev), m2 = zeros({C}, DType::f64, dev);
+      int64_t count = 0;
+      uint64_t seed = 40;
+      for (int64_t n : group_sizes) {
+        // A group's batch mean and unbiased variance, from its values (rounded to dt as batch_norm's outputs are).
+        const std::vector<double> g = test::randn({C, n}, seed++, DType::f64).to_double_vector();
+        std::vector<double> gm(C), gv(C);
+        for (int64_t c = 0; c < C; ++c) {
+          std::vector<double> vals(g.begin() + c * n, g.begin() + (c + 1) * n);
+          for (double& v : vals) v = v * 3.0 + double(c);  // channels at different offsets and scales
+          double s = 0, q = 0;
+          for (double v : vals) s += v;
+          gm[size_t(c)] = s / double(n);
+          for (double v : vals) q += (v - gm[size_t(c)]) * (v - gm[size_t(c)]);
+          gv[size_t(c)] = q / double(n - 1);
+          if (dt == DType::f32) {  // the whole set then holds what the f32 statistics describe: compare loosely
+            gm[size_t(c)] = double(float(gm[size_t(c)]));
+            gv[size_t(c)] = double(float(gv[size_t(c)]));
+          }
+          all[size_t(c)].insert(all[size_t(c)].end(), vals.begin(), vals.end());
+        }
+        batch_norm_merge_stats_(mean, m2, count, from_vector(gm, {C}, dt, dev), from_vector(gv, {C}, dt, dev), n);
+        count += n;
+      }
+      std::vector<double> ref_mean(C), ref_m2(C);
+      two_pass(all, ref_mean, ref_m2);
+      const double tol = dt == DType::f64 ? 1e-12 : 1e-6;
+      CHECK_MESSAGE(test::allclose(mean.cpu(), from_vector(ref_mean, {C}, DType::f64), tol, tol), "mean");
+      CHECK_MESSAGE(test::allclose(m2.cpu(), from_vector(ref_m2, {C}, DType::f64), tol, tol), "m2");
+
+      // commit: PyTorch's momentum rule with the unbiased variance, from running values 0.5 and 2 (hand formula)
+      Tensor rm = full({C}, 0.5, dt, dev), rv = full({C}, 2.0, dt, dev);
+      batch_norm_commit_stats_(rm, rv, mean, m2, count, 0.1);
+      const std::vector<double> got_m = rm.to_double_vector(), got_v = rv.to_double_vector();
+      const std::vector<double> mm = mean.to_double_vector(), qq = m2.to_double_vector();
+      for (int64_t c = 0; c < C; ++c) {
+        CHECK(got_m[size_t(c)] == doctest::Approx(0.9 * 0.5 + 0.1 * mm[size_t(c)]).epsilon(1e-7));
+        CHECK(got_v[size_t(c)] == doctest::Approx(0.9 * 2.0 + 0.1 * qq[size_t(c)] / double(count - 1)).epsilon(1e-7));
+      }
+    }
+  }
+}
+
+TEST_CASE("batch_norm_merge_stats_ / commit_stats_: CUDA equals the CPU bit for bit") {
+  if (!test::have_cuda()) return;
+  const Device gpu = Device::cuda();
+  for (DType dt : {DType::f32, DType::f64}) {
+    const int64_t C = 300;  // more channels than one block's threads
+    Tensor mean = zeros({C}, DType::f64), m2 = zeros({C}, DType::f64);
+    Tensor mean_d = mean.to(gpu), m2_d = m2.to(gpu);
+    int64_t count = 0;
+    for (int64_t n : {9, 4, 17}) {
+      Tensor mb = test::randn({C}, uint64_t(50 + n), dt), vb = test::rand_uniform({C}, uint64_t(60 + n), 0, 4, dt);
+      batch_norm_merge_stats_(mean, m2, count, mb, vb, n);
+      batch_norm_merge_stats_(mean_d, m2_d, count, mb.to(gpu), vb.to(gpu), n);
+      count += n;
+    }
+    CHECK(mean_d.cpu().to_double_vector() == mean.to_double_vector());
+    CHECK(m2_d.cpu().to_double_vector() == m2.to_double_vector());
+    Tensor rm = test::randn({C}, 70, dt), rv = test::rand_uniform({C}, 71, 0, 2, dt);
+    Tensor rm_d = rm.to(gpu), rv_d = rv.to(gpu);
+    batch_norm_commit_stats_(rm, rv, mean, m2, count, 0.3);
+    batch_norm_commit_stats_(rm_d, rv_d, mean_d, m2_d, count, 0.3);
+    CHECK(rm_d.cpu().to_double_vector() == rm.to_double_vector());
+    CHECK(rv_d.cpu().to_double_vector() == rv.to_double_vector());
+  }
+}
+
+TEST_CASE("batch_norm_merge_stats_ / commit_stats_: bad inputs are typed errors naming the op") {
+  Tensor mean = zeros({3}, DType::f64), m2 = zeros({3}, DType::f64), a = zeros({3}), b = zeros({3});
+  Tensor f32_mean = zeros({3}), short_b = zeros({2});
+  CHECK_THROWS_WITH_AS(batch_norm_merge_stats_(f32_mean, m2, 0, a, b, 4),
+                       doctest::Contains("[batch_norm_merge_stats_]"), DTypeError);
+  CHECK_THROWS_AS(batch_norm_merge_stats_(mean, m2, 0, a, short_b, 4), ShapeError);
+  CHECK_THROWS_AS(batch_norm_merge_stats_(mean, m2, -1, a, b, 4), ValueError);
+  CHECK_THROWS_AS(batch_norm_merge_stats_(mean, m2, 0, a, b, 0), ValueError);
+  CHECK_THROWS_AS(batch_norm_commit_stats_(a, b, mean, m2, 0, 0.1), ValueError);
+  CHECK_THROWS_AS(batch_norm_commit_stats_(a, b, mean, short_b, 3, 0.1), ShapeError);
 }

@@ -113,6 +113,24 @@ void batch_norm_invstd_cpu(DType dt, const void* running_var, double eps, void* 
   });
 }
 
+void batch_norm_merge_stats_cpu(DType dt, double na, double nb, const void* mean_b, const void* var_b, double* mean,
+                                double* m2, int64_t C) {
+  dispatch_float(dt, "batch_norm_merge_stats_", [&](auto tag_) {
+    using T = EP_TYPE(tag_);
+    for (int64_t c = 0; c < C; ++c)
+      bn_merge_channel(na, nb, double(typed<T>(mean_b)[c]), double(typed<T>(var_b)[c]), mean[c], m2[c]);
+  });
+}
+
+void batch_norm_commit_stats_cpu(DType dt, double count, double momentum, const double* mean, const double* m2,
+                                 void* running_mean, void* running_var, int64_t C) {
+  dispatch_float(dt, "batch_norm_commit_stats_", [&](auto tag_) {
+    using T = EP_TYPE(tag_);
+    for (int64_t c = 0; c < C; ++c)
+      bn_commit_channel(count, momentum, mean[c], m2[c], typed<T>(running_mean)[c], typed<T>(running_var)[c]);
+  });
+}
+
 void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const void* invstd, const void* weight,
                             const void* bias, void* y, int64_t N, int64_t C, int64_t S) {
   dispatch_float(dt, "batch_norm", [&](auto tag_) {

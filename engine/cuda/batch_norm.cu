@@ -89,6 +89,21 @@ __global__ void bn_invstd_kernel(const T* __restrict__ running_var, double eps, 
     invstd[c] = T(1.0 / sqrt(double(running_var[c]) + eps));
 }
 
+template <class T>
+__global__ void bn_merge_stats_kernel(double na, double nb, const T* __restrict__ mean_b, const T* __restrict__ var_b,
+                                      double* __restrict__ mean, double* __restrict__ m2, int64_t C) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x)
+    bn_merge_channel(na, nb, double(mean_b[c]), double(var_b[c]), mean[c], m2[c]);
+}
+
+template <class T>
+__global__ void bn_commit_stats_kernel(double count, double momentum, const double* __restrict__ mean,
+                                       const double* __restrict__ m2, T* __restrict__ running_mean,
+                                       T* __restrict__ running_var, int64_t C) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x)
+    bn_commit_channel(count, momentum, mean[c], m2[c], running_mean[c], running_var[c]);
+}
+
 // I: the index type, uint32_t when the tensor has fewer than 2^32 elements (cheaper division), else int64_t.
 template <class T, class I>
 __global__ void bn_forward_kernel(const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ invstd,
@@ -204,6 +219,28 @@ void batch_norm_invstd_cuda(DType dt, const void* running_var, double eps, void*
     using T = EP_TYPE(tag_);
     bn_invstd_kernel<<<grid_for(C), kBlock, 0, st>>>(static_cast<const T*>(running_var), eps, static_cast<T*>(invstd),
                                                      C);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void batch_norm_merge_stats_cuda(DType dt, double na, double nb, const void* mean_b, const void* var_b, double* mean,
+                                 double* m2, int64_t C, cudaStream_t st) {
+  if (C == 0) return;
+  dispatch_float(dt, "batch_norm_merge_stats_", [&](auto tag_) {
+    using T = EP_TYPE(tag_);
+    bn_merge_stats_kernel<<<grid_for(C), kBlock, 0, st>>>(na, nb, static_cast<const T*>(mean_b),
+                                                          static_cast<const T*>(var_b), mean, m2, C);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void batch_norm_commit_stats_cuda(DType dt, double count, double momentum, const double* mean, const double* m2,
+                                  void* running_mean, void* running_var, int64_t C, cudaStream_t st) {
+  if (C == 0) return;
+  dispatch_float(dt, "batch_norm_commit_stats_", [&](auto tag_) {
+    using T = EP_TYPE(tag_);
+    bn_commit_stats_kernel<<<grid_for(C), kBlock, 0, st>>>(count, momentum, mean, m2, static_cast<T*>(running_mean),
+                                                           static_cast<T*>(running_var), C);
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -1,7 +1,8 @@
 // batch_norm.cpp — batch normalization over [N, C, *] with PyTorch's semantics (biased variance to normalize, unbiased
 // variance and `momentum` for the running statistics), forward and explicit backward kernels in both modes.
-// Not micro-batch aware: the pipeline's deferred running-stat commit (DESIGN.md, torchgpipe DeferredBatchNorm) is a
-// layer on top; here running_mean/var are updated in place, outside autograd, on every training call.
+// Also the deferred running-stat bookkeeping's two kernels (merge a micro-batch's statistics, commit them), which the
+// pipeline's deferred BatchNorm layer (layers/basic.cpp, torchgpipe's DeferredBatchNorm) drives; batch_norm itself is
+// not micro-batch aware: running_mean/var are updated in place, outside autograd, on every training call.
 // N = batch, C = channels, S = product of the spatial dims (1 for [N, C]).
 #include "engine/ops.h"
 #include "engine/op_registry.h"
@@ -119,6 +120,53 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
            return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
          });
   return y;
+}
+
+namespace {
+
+void check_stats(const char* op, const Tensor& mean, const Tensor& m2, const Tensor& a, const Tensor& b) {
+  for (const Tensor* t : {&mean, &m2, &a, &b})
+    EP_CHECK(t->defined() && t->dim() == 1 && t->numel() == mean.numel(), ShapeError, "[", op,
+             "] expects four [C] tensors of one length");
+  EP_CHECK(mean.dtype() == DType::f64 && m2.dtype() == DType::f64, DTypeError, "[", op,
+           "] accumulates in f64 tensors, got ", dtype_name(mean.dtype()), " and ", dtype_name(m2.dtype()));
+  check_floating(op, a);
+  check_same_dtype(op, a, b);
+  for (const Tensor* t : {&m2, &a, &b}) check_same_device(op, mean, *t);
+}
+
+}  // namespace
+
+void batch_norm_merge_stats_(Tensor& mean, Tensor& m2, int64_t count, const Tensor& mean_b, const Tensor& var_b,
+                             int64_t n) {
+  check_stats("batch_norm_merge_stats_", mean, m2, mean_b, var_b);
+  EP_CHECK(count >= 0 && n >= 1, ValueError, "[batch_norm_merge_stats_] counts must be >= 0 and >= 1, got ", count,
+           " and ", n);
+  NoGradGuard ng;
+  const Device dev = mean.device();
+  auto* mp = mean.data<double>();
+  auto* m2p = m2.data<double>();
+  if (dev.is_cuda())
+    batch_norm_merge_stats_cuda(mean_b.dtype(), double(count), double(n), mean_b.raw_data(), var_b.raw_data(), mp,
+                                m2p, mean.numel(), current_stream(dev));
+  else
+    batch_norm_merge_stats_cpu(mean_b.dtype(), double(count), double(n), mean_b.raw_data(), var_b.raw_data(), mp,
+                               m2p, mean.numel());
+}
+
+void batch_norm_commit_stats_(Tensor& running_mean, Tensor& running_var, const Tensor& mean, const Tensor& m2,
+                              int64_t count, double momentum) {
+  check_stats("batch_norm_commit_stats_", mean, m2, running_mean, running_var);
+  EP_CHECK(count >= 1, ValueError, "[batch_norm_commit_stats_] needs at least one value, got ", count);
+  NoGradGuard ng;
+  const Device dev = mean.device();
+  if (dev.is_cuda())
+    batch_norm_commit_stats_cuda(running_mean.dtype(), double(count), momentum, mean.data<double>(),
+                                 m2.data<double>(), running_mean.raw_data(), running_var.raw_data(), mean.numel(),
+                                 current_stream(dev));
+  else
+    batch_norm_commit_stats_cpu(running_mean.dtype(), double(count), momentum, mean.data<double>(),
+                                m2.data<double>(), running_mean.raw_data(), running_var.raw_data(), mean.numel());
 }
 
 }  // namespace ep

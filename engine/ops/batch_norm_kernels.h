@@ -7,6 +7,7 @@
 
 #include "engine/device.h"
 #include "engine/dispatch.h"
+#include "engine/dtype.h"  // EP_HD
 
 namespace ep {
 
@@ -38,6 +39,44 @@ void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, cons
                                    const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
                                    int64_t C, int64_t S);
 
+// ---- deferred (micro-batched) statistics: one channel's arithmetic, shared by both backends -------------------------
+// Products rounded before the add on both backends (nvcc would contract them into FMAs on the GPU only), so the CPU
+// and CUDA accumulators agree bit for bit.
+EP_HD double bn_mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+// Chan et al.'s merge of a group of nb values (batch mean mean_b, unbiased variance var_b) into the accumulators
+// (mean, m2 = centred sum of squares) over na values before it; na == 0 starts them.
+EP_HD void bn_merge_channel(double na, double nb, double mean_b, double var_b, double& mean, double& m2) {
+  const double m2_b = bn_mul_rn(var_b, nb - 1.0);
+  if (na == 0.0) {
+    mean = mean_b;
+    m2 = m2_b;
+    return;
+  }
+  const double nt = na + nb, delta = mean_b - mean;
+  mean = mean + bn_mul_rn(delta, nb / nt);
+  m2 = (m2 + m2_b) + bn_mul_rn(bn_mul_rn(delta, delta), na * nb / nt);
+}
+// PyTorch's running update from the accumulators over `count` values: running = (1 - momentum) * running + momentum *
+// stat, the variance unbiased (m2 / (count - 1)).
+template <class T>
+EP_HD void bn_commit_channel(double count, double momentum, double mean, double m2, T& running_mean, T& running_var) {
+  const double var = m2 / (count > 1.0 ? count - 1.0 : 1.0);
+  running_mean = T(bn_mul_rn(1.0 - momentum, double(running_mean)) + bn_mul_rn(momentum, mean));
+  running_var = T(bn_mul_rn(1.0 - momentum, double(running_var)) + bn_mul_rn(momentum, var));
+}
+// Per channel c < C: bn_merge_channel into mean[c], m2[c] (f64) from mean_b[c], var_b[c] (dt).
+void batch_norm_merge_stats_cpu(DType dt, double na, double nb, const void* mean_b, const void* var_b, double* mean,
+                                double* m2, int64_t C);
+// Per channel c < C: bn_commit_channel into running_mean[c], running_var[c] (dt).
+void batch_norm_commit_stats_cpu(DType dt, double count, double momentum, const double* mean, const double* m2,
+                                 void* running_mean, void* running_var, int64_t C);
+
 // CUDA twins: one block per channel for the reductions, grid-stride loops for the element-wise passes.
 EP_CUDA_API void batch_norm_stats_cuda(DType dt, const void* x, int64_t N, int64_t C, int64_t S, double eps,
                                        void* mean, void* invstd, void* running_mean, void* running_var,
@@ -47,6 +86,12 @@ EP_CUDA_API void batch_norm_invstd_cuda(DType dt, const void* running_var, doubl
 EP_CUDA_API void batch_norm_forward_cuda(DType dt, const void* x, const void* mean, const void* invstd,
                                          const void* weight, const void* bias, void* y, int64_t N, int64_t C,
                                          int64_t S, cudaStream_t st) EP_CUDA_BODY("batch_norm")
+EP_CUDA_API void batch_norm_merge_stats_cuda(DType dt, double na, double nb, const void* mean_b, const void* var_b,
+                                             double* mean, double* m2, int64_t C, cudaStream_t st)
+    EP_CUDA_BODY("batch_norm_merge_stats_")
+EP_CUDA_API void batch_norm_commit_stats_cuda(DType dt, double count, double momentum, const double* mean,
+                                              const double* m2, void* running_mean, void* running_var, int64_t C,
+                                              cudaStream_t st) EP_CUDA_BODY("batch_norm_commit_stats_")
 EP_CUDA_API void batch_norm_backward_reduce_cuda(DType dt, const void* x, const void* dy, const void* mean,
                                                  const void* invstd, void* sum_dy, void* sum_dy_xhat, int64_t N,
                                                  int64_t C, int64_t S, cudaStream_t st)
