@@ -267,10 +267,11 @@ TEST_CASE("compress cuda topk encode_at: a gradient's payload at the forward's p
 TEST_CASE("compress cuda stats: the GPU's sums give the CPU's statistics, and a rerun the same bits") {
   if (!test::have_cuda()) return;
   const Device gpu = Device::cuda();
-  // 200,003 elements: more than one grid stride (256 blocks x 256 threads); zeros in x (left out of rel_err).
+  // 600,003 elements: more than two grid strides (kReduceBlocks = 1024 blocks x 256 threads); zeros in x (left out
+  // of rel_err).
   for (DType dt_x : {DType::f32, DType::f64}) {
     for (DType dt_y : {DType::f32, DType::f64}) {
-      Tensor x = relu(test::randn({200003}, 31, dt_x)), y = test::randn({200003}, 32, dt_y, Device::cpu(), 0.1);
+      Tensor x = relu(test::randn({600003}, 31, dt_x)), y = test::randn({600003}, 32, dt_y, Device::cpu(), 0.1);
       y = add(y.to(dt_x), x).to(dt_y);
       INFO(dtype_name(dt_x) << " against " << dtype_name(dt_y));
       const CompressionStats c = compute_stats(x, y, 77), g = compute_stats(x.to(gpu), y.to(gpu), 77);
