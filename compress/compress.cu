@@ -188,13 +188,27 @@ __global__ void bucket_minmax_kernel(const float* __restrict__ x, int64_t n, con
   }
   __syncthreads();
   bool bad = false;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = x[i];
-    bad |= !isfinite(v);  // in bounds either way: a NaN lands in some bucket; the deferred check reports it
-    const int b = bucket_of(v, s_t, K);
-    const int32_t k = float_order_key(v);
-    atomicMin(&s_lo[b], k);
-    atomicMax(&s_hi[b], k);
+  // Every lane of a warp runs the same number of iterations (the loop steps by whole blocks), so the lanes holding one
+  // bucket can be grouped (__match_any_sync), reduced in registers and merged by one shared atomic each: with a few
+  // buckets, one atomic per lane would serialize on them.
+  for (int64_t base = int64_t(blockIdx.x) * blockDim.x; base < n; base += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = base + threadIdx.x;
+    int b = -1;  // past the end: in no bucket
+    int32_t k = 0;
+    if (i < n) {
+      const float v = x[i];
+      bad |= !isfinite(v);  // in bounds either way: a NaN lands in some bucket; the deferred check reports it
+      b = bucket_of(v, s_t, K);
+      k = float_order_key(v);
+    }
+    const unsigned peers = __match_any_sync(0xffffffffu, b);
+    if (b >= 0) {
+      const int32_t lo = __reduce_min_sync(peers, k), hi = __reduce_max_sync(peers, k);
+      if (int(threadIdx.x & 31) == __ffs(peers) - 1) {
+        atomicMin(&s_lo[b], lo);
+        atomicMax(&s_hi[b], hi);
+      }
+    }
   }
   if (bad) atomicExch(nonfinite, 1);
   __syncthreads();
@@ -268,7 +282,9 @@ void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int
   EP_CHECK(K >= 1 && K <= kMaxDeviceBuckets, ValueError, "[sortquant] the GPU path takes 1..", kMaxDeviceBuckets,
            " buckets, got ", K);
   if (n == 0) return;
-  bucket_minmax_kernel<<<grid_for(n), kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
+  // At most kReduceBlocks blocks: each merges its K extremes into global memory with atomics once, at the end.
+  const unsigned blocks = grid_for(n) < unsigned(kReduceBlocks) ? grid_for(n) : unsigned(kReduceBlocks);
+  bucket_minmax_kernel<<<blocks, kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
   CUDA_CHECK_LAUNCH();
 }
 
