@@ -186,6 +186,9 @@ device-bundle: all
 	cp $(BUILD)/tests $(APPS) $(BUILD)/device-bundle/
 	for lib in $$(ldd $(BUILD)/tests $(APPS) | awk '/=>/ {print $$3}' | sort -u | \
 	    grep -E 'openblas|gfortran|gomp|quadmath|libmpi|open-rte|open-pal|hwloc|libevent|libudev|libz\.so'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
+	# CUPTI for --profile-kernels, searched after the GPU machine's own (run puts lib/cupti last on the path)
+	if [ -f $(CUDA_HOME)/lib64/libcupti.so.13 ]; then mkdir -p $(BUILD)/device-bundle/lib/cupti && \
+	  cp -L $(CUDA_HOME)/lib64/libcupti.so.13 $(BUILD)/device-bundle/lib/cupti/; fi
 	strip --strip-debug $(BUILD)/device-bundle/tests $(patsubst $(BUILD)/%,$(BUILD)/device-bundle/%,$(APPS))
 	cp apps/bench/bundle_run.sh $(BUILD)/device-bundle/run
 	cp apps/bench/torch_*.py $(BUILD)/device-bundle/

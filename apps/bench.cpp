@@ -277,7 +277,8 @@ void bench_model_roberta(Device d) {
 
 int usage() {
   std::fprintf(stderr, "usage: bench ops|compress|pipeline [--scheduler-only | --parts 2,3,4]|loader [--quick] "
-                       "[--data auto|synthetic|PATH]|model [mobilenetv2|roberta] [--device cpu|cuda|all]\n");
+                       "[--data auto|synthetic|PATH]|model [mobilenetv2|roberta] [--device cpu|cuda|all] "
+                       "[--profile-kernels RUNS]\n");
   return 2;
 }
 
@@ -322,9 +323,27 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench: --parts: expected a comma-separated list of 1, 2, 3, 4\n");
         return 1;
       }
+    } else if (std::strcmp(argv[i], "--profile-kernels") == 0 && i + 1 < argc) {
+      const std::string runs = argv[++i];
+      char* end = nullptr;
+      const long n = std::strtol(runs.c_str(), &end, 10);
+      if (runs.empty() || *end != '\0' || n < 1 || n > 100) {
+        std::fprintf(stderr, "bench: --profile-kernels %s: expected a number of runs from 1 to 100\n", runs.c_str());
+        return 1;
+      }
+      bench::profile_runs() = int(n);
     } else {
       std::fprintf(stderr, "bench: unknown argument '%s'\n", argv[i]);
       return usage();
+    }
+  }
+  if (bench::profile_runs() > 0 && which != "cpu" && cuda_available()) {
+    try {  // CUPTI missing or refusing: one line now, not an exception after the first measurement
+      KernelProfile probe;
+      (void)probe.stop();
+    } catch (const Error& e) {
+      std::fprintf(stderr, "bench: --profile-kernels: %s\n", e.what());
+      return 1;
     }
   }
   try {

@@ -1,15 +1,34 @@
 // bench_timing.h — the benchmarks' clocks: the median of repeated runs, measured with CUDA events on the current
 // stream (device time) or the host clock on the CPU, and a wall-clock variant for work spread over several threads
-// and streams (the pipeline). Not a profiler: medians of whole calls only.
+// and streams (the pipeline), each optionally followed by a per-kernel profile of more runs (--profile-kernels).
+// Not a profiler itself: the medians time whole calls; engine/kernel_profile.h does the per-kernel part.
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/kernel_profile.h"
 
 namespace ep::bench {
+
+// `bench ... --profile-kernels N`: after each GPU measurement, N more runs under a KernelProfile, whose table (per
+// run) is printed before the measurement's own line. 0: off. The medians themselves are never profiled.
+inline int& profile_runs() {
+  static int runs = 0;
+  return runs;
+}
+inline void profile_kernels(Device d, const std::function<void()>& fn) {
+  if (profile_runs() <= 0 || !d.is_cuda()) return;
+  synchronize(d);
+  KernelProfile profile;
+  for (int i = 0; i < profile_runs(); ++i) fn();
+  const std::vector<KernelTime> rows = profile.stop();
+  std::printf("  -- GPU time by kernel of the next figure's call (%d profiled runs, per run):\n%s", profile_runs(),
+              format_kernel_profile(rows, 25, profile_runs()).c_str());
+}
 
 inline double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -36,6 +55,7 @@ inline double median_ms(Device d, const std::function<void()>& fn, int reps = 20
       t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
     }
   }
+  profile_kernels(d, fn);
   return median_of(t);
 }
 
@@ -51,6 +71,7 @@ inline double wall_median_ms(Device d, const std::function<void()>& fn, int reps
     synchronize(d);
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
   }
+  profile_kernels(d, fn);
   return median_of(t);
 }
 

@@ -1,5 +1,6 @@
 // test_bench_loader.cpp — `bench loader`: how many batches and images its timing loop draws (counted by hand across
-// epoch ends), the GPU figures it quotes against apps/bench/RESULTS.md, and a quick run of the app. Not a benchmark.
+// epoch ends), the GPU figures it quotes against apps/bench/RESULTS.md, and a quick run of the app; also the other
+// modes' flags (--parts, --profile-kernels) and the kernel profile's table. Not a benchmark.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -7,6 +8,8 @@
 #include <sstream>
 
 #include "apps/bench_loader.h"
+#include "engine/kernel_profile.h"
+#include "engine/ops.h"
 #include "tests/app_runner.h"
 #include "tests/test_util.h"
 
@@ -110,4 +113,47 @@ TEST_CASE("bench pipeline: --parts takes a list of 1-4 and rejects anything else
     CHECK(test::contains(r.out, "bench: --parts"));
     CHECK(test::contains(r.out, "expected a comma-separated list of 1, 2, 3, 4"));
   }
+}
+
+TEST_CASE("bench --profile-kernels: a run count from 1 to 100, else one line; the table's arithmetic") {
+  if (test::have_app("bench")) {
+    for (const char* bad : {"0", "101", "-3", "2x", "''"}) {
+      INFO("--profile-kernels " << bad);
+      const test::AppRun r = test::run_app("bench", std::string("compress --device cpu --profile-kernels ") + bad);
+      CHECK(r.status == 1);
+      CHECK(test::contains(r.out, "expected a number of runs from 1 to 100"));
+    }
+  }
+  // Two names over 4 runs: per-run times, shares of the total, calls per run and the mean per call, by hand.
+  const std::vector<KernelTime> rows = {{"gemm", 8, 6.0}, {"[memset]", 4, 2.0}, {"relu", 2, 0.5}};
+  const std::string table = format_kernel_profile(rows, 2, 4);
+  INFO(table);
+  CHECK(test::contains(table, "    1.500  70.6%      2.0    750.00  gemm"));      // 6/4 ms, 6/8.5, 8/4, 6 ms / 8
+  CHECK(test::contains(table, "    0.500  23.5%      1.0    500.00  [memset]"));  // 2/4, 2/8.5, 4/4, 2 ms / 4
+  CHECK(test::contains(table, "    0.125   5.9%      0.5            (1 other names)"));
+  CHECK(test::contains(table, "    2.125 100.0%      3.5            total GPU time per run"));
+  if (!cuda_built()) CHECK_THROWS_AS(KernelProfile(), DeviceError);
+}
+
+TEST_CASE("kernel profile (CUDA): a GEMM and a copy show up under their names, once per call") {
+  if (!test::have_cuda()) return;
+  const Device gpu = Device::cuda();
+  Tensor a = test::randn({256, 256}, 1, DType::f32, gpu);
+  synchronize(gpu);
+  KernelProfile profile;
+  for (int i = 0; i < 3; ++i) (void)matmul(a, a);
+  (void)a.cpu();
+  const std::vector<KernelTime> rows = profile.stop();
+  REQUIRE(!rows.empty());
+  int64_t copies_to_host = 0;
+  double total = 0;
+  for (const KernelTime& r : rows) {
+    if (r.name == "[memcpy DtoH]") copies_to_host += r.calls;
+    total += r.total_ms;
+  }
+  CHECK(copies_to_host >= 1);
+  CHECK(total > 0);
+  CHECK_THROWS_AS((void)profile.stop(), DeviceError);  // stopped already
+  KernelProfile again;                                 // the next profile starts clean
+  CHECK(again.stop().empty());
 }

@@ -2,7 +2,9 @@
 # device_session.sh — one call that fits a 15-minute lent GPU: the GPU benchmarks first on a quiet GPU (ours, then the
 # PyTorch twin, each bounded), then the CUDA-touching test files as 2 parallel shards beside issue 3's 30-epoch
 # CIFAR-10 run (cifar_run.sh; RESUME=1 in a next call continues it; CIFAR=0 leaves it out), then memcheck on the
-# parity cases. PIPELINE_PARTS (default 2,3,4) picks bench pipeline's parts; COMPILE=1 adds the torch.compile steps.
+# parity cases. PIPELINE_PARTS (default 2,3,4) picks bench pipeline's parts; COMPILE=1 adds the torch.compile steps;
+# PROFILE=1 follows each model and pipeline figure with its GPU time by kernel (ours: --profile-kernels 3 through
+# CUPTI; PyTorch's: torch.profiler, --profile), the tables in $OUT/bench.log.
 # Not device_check.sh (the unhurried full version). Carry build/device-bundle.tar.gz and carry/ (the CIFAR tarball).
 set -uo pipefail
 start=$(date +%s)
@@ -19,18 +21,22 @@ out=${OUT:-/tmp/device_session}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
 bench_until=${BENCH_UNTIL:-230}  # the benchmark phase ends by this second of the call
+prof=; tprof=
+[ "${PROFILE:-0}" = 1 ] && prof="--profile-kernels 3" && tprof=--profile
 if [ "${BENCH:-1}" = 1 ]; then
   {
     for m in roberta mobilenetv2; do
-      echo "== bench model $m"; bounded 60 $bench_until $b/run bench model $m --device cuda; echo "rc=$?"
+      echo "== bench model $m"; bounded 60 $bench_until $b/run bench model $m --device cuda $prof; echo "rc=$?"
     done
     echo "== torch_roberta.py"
-    (cd $b && PYTHONUNBUFFERED=1 bounded 70 $bench_until python3 torch_roberta.py --no-compile)
-    echo "== torch_model.py"; (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_model.py --no-compile)
+    (cd $b && PYTHONUNBUFFERED=1 bounded 70 $bench_until python3 torch_roberta.py --no-compile $tprof)
+    echo "== torch_model.py"
+    (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_model.py --no-compile $tprof)
     echo "== bench compress"; bounded 80 $bench_until $b/run bench compress --device cuda; echo "rc=$?"
     echo "== torch_compress.py"; (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_compress.py)
     echo "== bench pipeline"
-    bounded 100 $bench_until $b/run bench pipeline --device cuda --parts "${PIPELINE_PARTS:-2,3,4}"; echo "rc=$?"
+    bounded 100 $bench_until $b/run bench pipeline --device cuda --parts "${PIPELINE_PARTS:-2,3,4}" $prof
+    echo "rc=$?"
     if [ "${COMPILE:-0}" = 1 ]; then  # last: torch.compile took over 110 s to compile MobileNetV2 once
       echo "== torch_model.py --compile-only"
       (cd $b && PYTHONUNBUFFERED=1 bounded 150 $bench_until python3 torch_model.py --compile-only)

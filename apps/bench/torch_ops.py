@@ -5,6 +5,7 @@ Run where PyTorch and a GPU are: python3 apps/bench/torch_ops.py. TF32 is off, a
 Not a test: it prints figures to compare with build/bench ops on the same GPU.
 """
 import statistics
+import sys
 import time
 
 import torch
@@ -41,7 +42,9 @@ def cpu_median_ms(step, warm_steps, reps):
 
 def time_training_step(step, compiled, warm_steps, reps, after_warmup=None):
     """(median ms of step, seconds of the warm-up): the warm-up is timed on its own, since it holds
-    torch.compile's compilation when `compiled`; after_warmup() runs between the two (e.g. a peak-memory reset)."""
+    torch.compile's compilation when `compiled`; after_warmup() runs between the two (e.g. a peak-memory reset).
+    With --profile on the command line, 3 more runs under torch.profiler print GPU time by kernel (eager only), to set
+    against `build/bench ... --profile-kernels 3`."""
     fn = torch.compile(step) if compiled else step
     t0 = time.perf_counter()
     for _ in range(warm_steps):
@@ -50,7 +53,27 @@ def time_training_step(step, compiled, warm_steps, reps, after_warmup=None):
     warm = time.perf_counter() - t0
     if after_warmup:
         after_warmup()
-    return time_ms(fn, reps=reps, warmup=0), warm
+    ms = time_ms(fn, reps=reps, warmup=0)
+    if "--profile" in sys.argv and not compiled:
+        print_kernel_profile(fn, runs=3)
+    return ms, warm
+
+
+def print_kernel_profile(fn, runs):
+    """torch.profiler's CUDA kernels over `runs` calls of fn, the 25 largest by self GPU time (totals, not per run)."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(runs):
+            fn()
+        torch.cuda.synchronize()
+    for key in ("self_device_time_total", "self_cuda_time_total"):  # the name changed across PyTorch versions
+        try:
+            table = prof.key_averages().table(sort_by=key, row_limit=25)
+        except Exception:  # noqa: BLE001 - an unknown sort key in this version: try the older name
+            continue
+        print(f"  -- GPU time by kernel of the next figure's step ({runs} profiled runs, totals):\n{table}", flush=True)
+        return
 
 
 def main():

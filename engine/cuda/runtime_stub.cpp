@@ -6,6 +6,7 @@
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/device_check.h"
+#include "engine/kernel_profile.h"
 #include "engine/storage.h"
 
 namespace ep {
@@ -68,5 +69,9 @@ void defer_cuda_check(const Tensor&, CheckJudge) { no_cuda("check_on_device"); }
 }  // namespace detail
 void judge_device_checks() {}
 int64_t pending_device_checks() { return 0; }
+
+KernelProfile::KernelProfile() { no_cuda("kernel profile"); }
+KernelProfile::~KernelProfile() = default;
+std::vector<KernelTime> KernelProfile::stop() { no_cuda("kernel profile"); }
 
 }  // namespace ep
