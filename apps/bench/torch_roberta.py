@@ -2,7 +2,7 @@
 """torch_roberta.py — the PyTorch side of `build/bench model roberta`: HF transformers' RobertaForSequenceClassification
 with the roberta-base config (random init, 2 labels), the same AdamW step (lr 2e-5, betas 0.9/0.98, eps 1e-6, weight
 decay 0.1) on the same shape (batch 32, sequence 128, no padding, dropout 0.1), timed the same way (CUDA events, median
-of 20 after warm-up), in eager mode with SDPA attention and under torch.compile.
+of 20 after warm-up), in eager mode with SDPA attention (also under bf16 autocast) and under torch.compile.
 
 Run where PyTorch, transformers and a GPU are:
 python3 apps/bench/torch_roberta.py [--no-compile | --compile-only]. f32, TF32 off.
@@ -26,7 +26,7 @@ ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num
                     attention_probs_dropout_prob=0.1, num_labels=2)
 
 
-def bench(batch, seq, compiled, attn):
+def bench(batch, seq, compiled, attn, bf16=False):
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
     cfg = RobertaConfig(**ROBERTA_BASE)
@@ -38,7 +38,10 @@ def bench(batch, seq, compiled, attn):
     y = torch.arange(batch, device="cuda") % 2
 
     def step():
-        loss = F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, y)
+        # bf16: autocast as our --bf16 GEMMs are (bf16 operands, f32 accumulation and master weights)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -46,7 +49,8 @@ def bench(batch, seq, compiled, attn):
     ms, warm = time_training_step(step, compiled, warm_steps=3, reps=20,
                                   after_warmup=torch.cuda.reset_peak_memory_stats)
     peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"  {'compile' if compiled else 'eager':<8} {attn:<6} batch {batch:<3} seq {seq} {ms:9.2f} ms/step "
+    print(f"  {'compile' if compiled else 'eager':<8} {attn:<6} {'bf16' if bf16 else 'f32':<4} batch {batch:<3} seq {seq} "
+          f"{ms:9.2f} ms/step "
           f"{1000 * batch / ms:8.1f} sequences/s  peak {peak:.2f} GiB  (warm-up {warm:.1f} s)", flush=True)
 
 
@@ -57,6 +61,7 @@ def main():
     if "--compile-only" not in sys.argv:  # the eager figures may come from an earlier call on the same GPU
         bench(32, 128, False, "sdpa")
         bench(32, 128, False, "eager")
+        bench(32, 128, False, "sdpa", bf16=True)  # beside `bench model roberta`'s bf16-GEMM figure
     if "--no-compile" not in sys.argv:
         bench(32, 128, True, "sdpa")
 
