@@ -129,7 +129,9 @@ KernelProfile::KernelProfile() {
     g_rows = new std::map<std::string, KernelTime>();
   }
   try {
-    check(c.register_callbacks(buffer_requested, buffer_completed), "cuptiActivityRegisterCallbacks");
+    static bool registered = false;  // once per process: the callbacks drop records while no profile runs
+    if (!registered) check(c.register_callbacks(buffer_requested, buffer_completed), "cuptiActivityRegisterCallbacks");
+    registered = true;
     for (CUpti_ActivityKind kind : kKinds) check(c.enable(kind), "cuptiActivityEnable");
   } catch (...) {
     std::lock_guard<std::mutex> lock(g_mu);
