@@ -31,9 +31,9 @@ struct Cupti {
 const Cupti& cupti() {
   static const Cupti api = [] {
     Cupti c;
-    void* lib = nullptr;
-    for (const char* name : {"libcupti.so.13", "libcupti.so"})
-      if ((lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL)) != nullptr) break;
+    // CUDA 13's CUPTI only: the record layouts read below are that version's (an unversioned libcupti.so could be
+    // another major version's, with other layouts).
+    void* lib = dlopen("libcupti.so.13", RTLD_NOW | RTLD_GLOBAL);
     EP_CHECK(lib != nullptr, DeviceError, "[kernel profile] cannot load libcupti.so.13 (CUDA's CUPTI): ", dlerror());
     auto sym = [lib](auto& fn, const char* name) {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
