@@ -332,8 +332,9 @@ struct Pipeline::Impl {
 
   // Receiver side, part 2 (after the compute stream was made to wait for the packet's arrival event): decode.
   // CUDA: the received tensor (or payload section) was allocated on another stream (the copy stream, or the sender's
-  // compute stream) and is read on this stage's compute stream, so it stays referenced until this stage's final synchronize; dropping it
-  // earlier would let that other stream's pool hand the memory out while kernels here still read it.
+  // compute stream) and is read on this stage's compute stream, so it stays referenced until this stage's final
+  // synchronize; dropping it earlier would let that other stream's pool hand the memory out while kernels here still
+  // read it.
   // TODO: a record_stream-style release would free boundary tensors right after their backward under 1F1B.
   Tensor decode(StageRuntime& rt, Packet&& p, int boundary, Pass dir, std::vector<Tensor>& keep_alive) {
     if (p.msg.tensor.defined() && p.msg.tensor.is_cuda()) keep_alive.push_back(p.msg.tensor);

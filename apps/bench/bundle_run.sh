@@ -7,6 +7,8 @@ lib="$d/lib"
 for p in $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(q, x, "lib") for q in nvidia.__path__ for x in sorted(os.listdir(q))))' 2>/dev/null); do
   [ -d "$p" ] && lib="$lib:$p"
 done
-for p in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib "$d/lib/cupti"; do [ -d "$p" ] && lib="$lib:$p"; done
+for p in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib "$d/lib/cupti"; do
+  [ -d "$p" ] && lib="$lib:$p"
+done
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 exec "$d/$1" "${@:2}"

@@ -49,8 +49,8 @@ def bench(batch, seq, compiled, attn, bf16=False):
     ms, warm = time_training_step(step, compiled, warm_steps=3, reps=20,
                                   after_warmup=torch.cuda.reset_peak_memory_stats)
     peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"  {'compile' if compiled else 'eager':<8} {attn:<6} {'bf16' if bf16 else 'f32':<4} batch {batch:<3} seq {seq} "
-          f"{ms:9.2f} ms/step "
+    mode = "compile" if compiled else "eager"
+    print(f"  {mode:<8} {attn:<6} {'bf16' if bf16 else 'f32':<4} batch {batch:<3} seq {seq} {ms:9.2f} ms/step "
           f"{1000 * batch / ms:8.1f} sequences/s  peak {peak:.2f} GiB  (warm-up {warm:.1f} s)", flush=True)
 
 
