@@ -20,9 +20,40 @@ namespace ep::compress {
 
 namespace {
 
+// Merges every thread's (lo, hi, amax) over a block of kBlock threads in a fixed tree and gives each thread the
+// block's; min and max are exact, so the order cannot change the result.
+__device__ void block_range(float& lo, float& hi, float& amax) {
+  __shared__ float s_lo[kBlock], s_hi[kBlock], s_abs[kBlock];
+  s_lo[threadIdx.x] = lo;
+  s_hi[threadIdx.x] = hi;
+  s_abs[threadIdx.x] = amax;
+  __syncthreads();
+  for (int w = kBlock / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) {
+      s_lo[threadIdx.x] = fminf(s_lo[threadIdx.x], s_lo[threadIdx.x + w]);
+      s_hi[threadIdx.x] = fmaxf(s_hi[threadIdx.x], s_hi[threadIdx.x + w]);
+      s_abs[threadIdx.x] = fmaxf(s_abs[threadIdx.x], s_abs[threadIdx.x + w]);
+    }
+    __syncthreads();
+  }
+  lo = s_lo[0];
+  hi = s_hi[0];
+  amax = s_abs[0];
+}
+
+// The whole tensor's (lo, hi, amax) from minmax_partial_kernel's per-block partials, in every thread of one block.
+__device__ void merge_range_partials(const float* __restrict__ partial, float& lo, float& hi, float& amax) {
+  lo = INFINITY, hi = -INFINITY, amax = 0.0f;
+  for (int b = threadIdx.x; b < kReduceBlocks; b += kBlock) {
+    lo = fminf(lo, partial[3 * b]);
+    hi = fmaxf(hi, partial[3 * b + 1]);
+    amax = fmaxf(amax, partial[3 * b + 2]);
+  }
+  block_range(lo, hi, amax);
+}
+
 __global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, float* __restrict__ out,
                                       int* __restrict__ nonfinite) {
-  __shared__ float s_lo[kBlock], s_hi[kBlock], s_abs[kBlock];
   float lo = INFINITY, hi = -INFINITY, amax = 0.0f;
   bool bad = false;
   auto visit = [&](float v) {
@@ -49,22 +80,11 @@ __global__ void minmax_partial_kernel(const float* __restrict__ x, int64_t n, fl
   }
   for (int64_t i = tail + first; i < n; i += stride) visit(x[i]);  // min and max are exact: any visiting order
   if (bad) atomicExch(nonfinite, 1);
-  s_lo[threadIdx.x] = lo;
-  s_hi[threadIdx.x] = hi;
-  s_abs[threadIdx.x] = amax;
-  __syncthreads();
-  for (int w = kBlock / 2; w > 0; w >>= 1) {  // min/max are exact: the order cannot change the result
-    if (int(threadIdx.x) < w) {
-      s_lo[threadIdx.x] = fminf(s_lo[threadIdx.x], s_lo[threadIdx.x + w]);
-      s_hi[threadIdx.x] = fmaxf(s_hi[threadIdx.x], s_hi[threadIdx.x + w]);
-      s_abs[threadIdx.x] = fmaxf(s_abs[threadIdx.x], s_abs[threadIdx.x + w]);
-    }
-    __syncthreads();
-  }
+  block_range(lo, hi, amax);
   if (threadIdx.x == 0) {
-    out[3 * blockIdx.x + 0] = s_lo[0];
-    out[3 * blockIdx.x + 1] = s_hi[0];
-    out[3 * blockIdx.x + 2] = s_abs[0];
+    out[3 * blockIdx.x + 0] = lo;
+    out[3 * blockIdx.x + 1] = hi;
+    out[3 * blockIdx.x + 2] = amax;
   }
 }
 
@@ -89,23 +109,9 @@ __global__ void stats_partial_kernel(const A* __restrict__ x, const B* __restric
 // The per-tensor (min, step): one block merges the partial extremes (exact, so in any order) and applies the CPU's
 // rule (quant_math.h); min_step_entry has no product to contract into an FMA.
 __global__ void quant_table_kernel(const float* __restrict__ partial, int bits, float* __restrict__ table) {
-  __shared__ float s_lo[kBlock], s_hi[kBlock];
-  float lo = INFINITY, hi = -INFINITY;
-  for (int b = threadIdx.x; b < kReduceBlocks; b += kBlock) {
-    lo = fminf(lo, partial[3 * b]);
-    hi = fmaxf(hi, partial[3 * b + 1]);
-  }
-  s_lo[threadIdx.x] = lo;
-  s_hi[threadIdx.x] = hi;
-  __syncthreads();
-  for (int w = kBlock / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) {
-      s_lo[threadIdx.x] = fminf(s_lo[threadIdx.x], s_lo[threadIdx.x + w]);
-      s_hi[threadIdx.x] = fmaxf(s_hi[threadIdx.x], s_hi[threadIdx.x + w]);
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) min_step_entry(double(s_lo[0]), double(s_hi[0]), (1u << bits) - 1, &table[0], &table[1]);
+  float lo, hi, amax;
+  merge_range_partials(partial, lo, hi, amax);
+  if (threadIdx.x == 0) min_step_entry(double(lo), double(hi), (1u << bits) - 1, &table[0], &table[1]);
 }
 
 // Min-max quantization codes with one range, packed group by group (encode_groups, bitpack.h).
@@ -130,16 +136,9 @@ __global__ void quant_decode_kernel(const uint8_t* __restrict__ codes, uint64_t 
 
 // The fp8 scale from the partial max |x| (exact, so merged in any order) by the CPU's rule (fp8.h).
 __global__ void fp8_scale_kernel(const float* __restrict__ partial, double fmax, float* __restrict__ scale) {
-  __shared__ float s_abs[kBlock];
-  float amax = 0.0f;
-  for (int b = threadIdx.x; b < kReduceBlocks; b += kBlock) amax = fmaxf(amax, partial[3 * b + 2]);
-  s_abs[threadIdx.x] = amax;
-  __syncthreads();
-  for (int w = kBlock / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) s_abs[threadIdx.x] = fmaxf(s_abs[threadIdx.x], s_abs[threadIdx.x + w]);
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) scale[0] = fp8_power_of_two_scale(double(s_abs[0]), fmax);
+  float lo, hi, amax;
+  merge_range_partials(partial, lo, hi, amax);
+  if (threadIdx.x == 0) scale[0] = fp8_power_of_two_scale(double(amax), fmax);
 }
 
 __global__ void fp8_encode_kernel(const float* __restrict__ x, int64_t n, bool e5m2, const float* __restrict__ scale,
@@ -283,8 +282,7 @@ void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int
            " buckets, got ", K);
   if (n == 0) return;
   // At most kReduceBlocks blocks: each merges its K extremes into global memory with atomics once, at the end.
-  const unsigned blocks = grid_for(n) < unsigned(kReduceBlocks) ? grid_for(n) : unsigned(kReduceBlocks);
-  bucket_minmax_kernel<<<blocks, kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
+  bucket_minmax_kernel<<<std::min(grid_for(n), unsigned(kReduceBlocks)), kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -138,20 +138,14 @@ Tensor host_input(const Tensor& x, const char* method) {
   return h;
 }
 
-DeviceRange device_range(const Tensor& x, const char* method) {
+Tensor range_partials_on_device(const Tensor& x, const char* method) {
   const Device dev = x.device();
   Tensor partial = empty({3 * kReduceBlocks}, DType::f32, dev);
-  Tensor flag = zeros({1}, DType::i32, dev);
-  minmax_partial_cuda(x.data<float>(), x.numel(), partial.data<float>(), flag.data<int32_t>(), current_stream(dev));
-  if (flag.item() != 0) host_input(x, method);  // throws, naming the first bad element
-  const std::vector<float> h = partial.to_vector<float>();
-  DeviceRange r{h[0], h[1], h[2]};
-  for (int b = 1; b < kReduceBlocks; ++b) {
-    r.lo = std::min(r.lo, h[size_t(3 * b)]);
-    r.hi = std::max(r.hi, h[size_t(3 * b + 1)]);
-    r.amax = std::max(r.amax, h[size_t(3 * b + 2)]);
-  }
-  return r;
+  Tensor nonfinite = zeros({1}, DType::i64, dev);  // the kernel sets its low int: 1 on little-endian hosts
+  minmax_partial_cuda(x.data<float>(), x.numel(), partial.data<float>(), static_cast<int*>(nonfinite.raw_data()),
+                      current_stream(dev));
+  check_finite_later(nonfinite, x, method);
+  return partial;
 }
 
 bool gpu_path(const Tensor& x, bool allow_f64) {
@@ -166,15 +160,12 @@ void check_finite_later(const Tensor& flag, const Tensor& x, const char* method)
 }
 
 void check_finite_on_device(const Tensor& x, const char* method) {
-  Tensor flag = zeros({1}, DType::i64, x.device());  // the kernels set its low int: 1 on little-endian hosts
-  int* set = static_cast<int*>(flag.raw_data());
-  const cudaStream_t st = current_stream(x.device());
   if (x.dtype() == DType::f32) {
-    Tensor partial = empty({3 * kReduceBlocks}, DType::f32, x.device());
-    minmax_partial_cuda(x.data<float>(), x.numel(), partial.data<float>(), set, st);
-  } else {
-    nonfinite_f64_cuda(x.data<double>(), x.numel(), set, st);
+    (void)range_partials_on_device(x, method);
+    return;
   }
+  Tensor flag = zeros({1}, DType::i64, x.device());  // the kernel sets its low int: 1 on little-endian hosts
+  nonfinite_f64_cuda(x.data<double>(), x.numel(), static_cast<int*>(flag.raw_data()), current_stream(x.device()));
   check_finite_later(flag, x, method);
 }
 

@@ -64,10 +64,10 @@ class SpecArgs {
   std::vector<std::string> known_;
 };
 
-// Min, max and max |x| of an f32 CUDA tensor (non-empty) by the GPU partial reduction finished on the host; a
-// non-finite element raises the same ValueError as host_input (found on the host, on that rare path only).
-struct DeviceRange { float lo, hi, amax; };
-DeviceRange device_range(const Tensor& x, const char* method);
+// The per-block min, max and max |x| of an f32 CUDA tensor (non-empty), queued on the current stream:
+// minmax_partial_cuda's 3 * kReduceBlocks floats, which quant's table and fp8's scale kernels finish on the GPU. A
+// non-finite element raises host_input's ValueError at the next synchronization point (check_finite_later).
+Tensor range_partials_on_device(const Tensor& x, const char* method);
 // The GPU encoders' entry test: a defined CUDA tensor of f32 (or f64 when allow_f64) with 1 .. 2^31-1 elements (CUB's
 // item count); anything else takes the host path.
 bool gpu_path(const Tensor& x, bool allow_f64);

@@ -93,10 +93,7 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
     const Device dev = xd.device();
     const cudaStream_t st = current_stream(dev);
     const int64_t n = xd.numel();
-    Tensor partial = empty({3 * kReduceBlocks}, DType::f32, dev);
-    Tensor nonfinite = zeros({1}, DType::i64, dev);  // the kernel sets its low int
-    minmax_partial_cuda(xd.data<float>(), n, partial.data<float>(), static_cast<int*>(nonfinite.raw_data()), st);
-    check_finite_later(nonfinite, xd, "quant");
+    const Tensor partial = range_partials_on_device(xd, "quant");
     Tensor table = empty({2}, DType::f32, dev);
     quant_table_cuda(partial.data<float>(), opt_.bits, table.data<float>(), st);
     const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;

@@ -155,7 +155,8 @@ void launch_topk_select(const T* x, int64_t n, int64_t k, SelectState* state, ui
                         uint64_t* tile_offsets, void* scan_temp, size_t scan_bytes, uint32_t* kept, cudaStream_t st) {
   constexpr int passes = int(sizeof(K)) * 8 / kRadixBits;
   const int64_t tiles = (n + kSelectTile - 1) / kSelectTile;
-  const unsigned hist_blocks = grid_for(n) < 1024u ? grid_for(n) : 1024u;  // then at most 256 global atomics each
+  // At most kReduceBlocks blocks, each adding its (at most 256) non-zero bins to global memory once, at the end.
+  const unsigned hist_blocks = std::min(grid_for(n), unsigned(kReduceBlocks));
   select_init_kernel<<<1, kBlock, 0, st>>>(state, hist, passes * kRadixBins, uint64_t(k));
   CUDA_CHECK_LAUNCH();
   for (int p = 0; p < passes; ++p) {
