@@ -282,7 +282,8 @@ void bucket_minmax_cuda(const float* x, int64_t n, const double* thresholds, int
            " buckets, got ", K);
   if (n == 0) return;
   // At most kReduceBlocks blocks: each merges its K extremes into global memory with atomics once, at the end.
-  bucket_minmax_kernel<<<std::min(grid_for(n), unsigned(kReduceBlocks)), kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
+  const unsigned blocks = std::min(grid_for(n), unsigned(kReduceBlocks));
+  bucket_minmax_kernel<<<blocks, kBlock, 0, st>>>(x, n, thresholds, K, lo_key, hi_key, nonfinite);
   CUDA_CHECK_LAUNCH();
 }
 
