@@ -8,6 +8,7 @@
 #include "engine/device.h"
 #include "engine/dispatch.h"
 #include "engine/dtype.h"  // EP_HD
+#include "engine/ops/scalar_ops.h"  // mul_add_exact
 
 namespace ep {
 
@@ -40,35 +41,26 @@ void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, cons
                                    int64_t C, int64_t S);
 
 // ---- deferred (micro-batched) statistics: one channel's arithmetic, shared by both backends -------------------------
-// Products rounded before the add on both backends (nvcc would contract them into FMAs on the GPU only), so the CPU
-// and CUDA accumulators agree bit for bit.
-EP_HD double bn_mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
+// Every product is rounded before its add (mul_add_exact), so the CPU and CUDA accumulators agree bit for bit.
 // Chan et al.'s merge of a group of nb values (batch mean mean_b, unbiased variance var_b) into the accumulators
 // (mean, m2 = centred sum of squares) over na values before it; na == 0 starts them.
 EP_HD void bn_merge_channel(double na, double nb, double mean_b, double var_b, double& mean, double& m2) {
-  const double m2_b = bn_mul_rn(var_b, nb - 1.0);
   if (na == 0.0) {
     mean = mean_b;
-    m2 = m2_b;
+    m2 = var_b * (nb - 1.0);
     return;
   }
   const double nt = na + nb, delta = mean_b - mean;
-  mean = mean + bn_mul_rn(delta, nb / nt);
-  m2 = (m2 + m2_b) + bn_mul_rn(bn_mul_rn(delta, delta), na * nb / nt);
+  mean = mul_add_exact(delta, nb / nt, mean);
+  m2 = mul_add_exact(delta * delta, na * nb / nt, mul_add_exact(var_b, nb - 1.0, m2));
 }
 // PyTorch's running update from the accumulators over `count` values: running = (1 - momentum) * running + momentum *
 // stat, the variance unbiased (m2 / (count - 1)).
 template <class T>
 EP_HD void bn_commit_channel(double count, double momentum, double mean, double m2, T& running_mean, T& running_var) {
   const double var = m2 / (count > 1.0 ? count - 1.0 : 1.0);
-  running_mean = T(bn_mul_rn(1.0 - momentum, double(running_mean)) + bn_mul_rn(momentum, mean));
-  running_var = T(bn_mul_rn(1.0 - momentum, double(running_var)) + bn_mul_rn(momentum, var));
+  running_mean = T(mul_add_exact(1.0 - momentum, double(running_mean), momentum * mean));
+  running_var = T(mul_add_exact(1.0 - momentum, double(running_var), momentum * var));
 }
 // Per channel c < C: bn_merge_channel into mean[c], m2[c] (f64) from mean_b[c], var_b[c] (dt).
 void batch_norm_merge_stats_cpu(DType dt, double na, double nb, const void* mean_b, const void* var_b, double* mean,

@@ -5,21 +5,10 @@
 
 #include "engine/device.h"
 #include "engine/dispatch.h"
+#include "engine/ops/scalar_ops.h"  // mul_add_exact
 #include "engine/philox.h"
 
 namespace ep {
-
-// u * scale + shift rounded the same way on host and device: nvcc would otherwise contract it into an FMA on the
-// GPU only (and a -mfma host build could do the same), and the two backends must agree bit for bit.
-template <class T> EP_HD T mul_add_exact(T u, T scale, T shift) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (sizeof(T) == 4) return __fadd_rn(__fmul_rn(u, scale), shift);
-  else return __dadd_rn(__dmul_rn(u, scale), shift);
-#else
-  volatile T p = u * scale;  // volatile: keeps the product rounded before the add
-  return p + shift;
-#endif
-}
 
 // Element i of a uniform [low, high) fill: 24 random bits for f32, 53 for f64.
 template <class T> EP_HD T uniform_value(uint64_t seed, uint64_t offset, uint64_t i, T low, T width);

@@ -10,6 +10,18 @@
 
 namespace ep {
 
+// u * scale + shift rounded the same way on host and device: nvcc would otherwise contract it into an FMA on the
+// GPU only (and a -mfma host build could do the same), and the two backends must agree bit for bit.
+template <class T> EP_HD T mul_add_exact(T u, T scale, T shift) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (sizeof(T) == 4) return __fadd_rn(__fmul_rn(u, scale), shift);
+  else return __dadd_rn(__dmul_rn(u, scale), shift);
+#else
+  volatile T p = u * scale;  // volatile: keeps the product rounded before the add
+  return p + shift;
+#endif
+}
+
 // Math functions resolving to the right float/double overloads on host and device.
 #if defined(__CUDA_ARCH__)
 #define EP_MATH1(name, fdev)                                   \
