@@ -2,6 +2,7 @@
 // kernel_profile.cpp reads CUPTI; runtime_stub.cpp refuses without CUDA).
 #include "engine/kernel_profile.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace ep {
