@@ -77,7 +77,8 @@ endif
 ENGINE_CPP := $(wildcard engine/*.cpp engine/ops/*.cpp engine/cpu/*.cpp layers/*.cpp compress/*.cpp \
                          pipeline/*.cpp data/*.cpp)
 ifeq ($(CUDA),1)
-  CXXFLAGS += -DEP_CUDA=1 -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
+  CXXFLAGS += -DEP_CUDA=1 -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include \
+              $(if $(wildcard $(CUDA_HOME)/extras/CUPTI/include),-I$(CUDA_HOME)/extras/CUPTI/include)
   ENGINE_CPP += $(filter-out engine/cuda/runtime_stub.cpp,$(wildcard engine/cuda/*.cpp))
   ENGINE_CU := $(wildcard engine/cuda/*.cu compress/*.cu)
   LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDNN_HOME)/lib -L$(CUDNN_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart \
@@ -192,8 +193,8 @@ device-bundle: all
 	for lib in $$(ldd $(BUILD)/tests $(APPS) | awk '/=>/ {print $$3}' | sort -u | \
 	    grep -E 'openblas|gfortran|gomp|quadmath|libmpi|open-rte|open-pal|hwloc|libevent|libudev|libz\.so'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
 	# CUPTI for --profile-kernels, searched after the GPU machine's own (run puts lib/cupti last on the path)
-	if [ -f $(CUDA_HOME)/lib64/libcupti.so.13 ]; then mkdir -p $(BUILD)/device-bundle/lib/cupti && \
-	  cp -L $(CUDA_HOME)/lib64/libcupti.so.13 $(BUILD)/device-bundle/lib/cupti/; fi
+	for d in $(CUDA_HOME)/lib64 $(CUDA_HOME)/extras/CUPTI/lib64; do if [ -f $$d/libcupti.so.13 ]; then \
+	  mkdir -p $(BUILD)/device-bundle/lib/cupti && cp -L $$d/libcupti.so.13 $(BUILD)/device-bundle/lib/cupti/; break; fi; done
 	strip --strip-debug $(BUILD)/device-bundle/tests $(patsubst $(BUILD)/%,$(BUILD)/device-bundle/%,$(APPS))
 	cp apps/bench/bundle_run.sh $(BUILD)/device-bundle/run
 	cp apps/bench/torch_*.py $(BUILD)/device-bundle/

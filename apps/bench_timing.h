@@ -9,6 +9,7 @@
 #include <functional>
 #include <vector>
 
+#include "engine/check.h"
 #include "engine/device.h"
 #include "engine/kernel_profile.h"
 
@@ -20,14 +21,20 @@ inline int& profile_runs() {
   static int runs = 0;
   return runs;
 }
+// A profile that fails (CUPTI refusing mid-run) prints one line and turns profiling off: the figures go on.
 inline void profile_kernels(Device d, const std::function<void()>& fn) {
   if (profile_runs() <= 0 || !d.is_cuda()) return;
   synchronize(d);
-  KernelProfile profile;
-  for (int i = 0; i < profile_runs(); ++i) fn();
-  const std::vector<KernelTime> rows = profile.stop();
-  std::printf("  -- GPU time by kernel of the next figure's call (%d profiled runs, per run):\n%s", profile_runs(),
-              format_kernel_profile(rows, 25, profile_runs()).c_str());
+  try {
+    KernelProfile profile;
+    for (int i = 0; i < profile_runs(); ++i) fn();
+    const std::vector<KernelTime> rows = profile.stop();
+    std::printf("  -- GPU time by kernel of the next figure's call (%d profiled runs, per run):\n%s", profile_runs(),
+                format_kernel_profile(rows, 25, profile_runs()).c_str());
+  } catch (const DeviceError& e) {
+    std::fprintf(stderr, "bench: --profile-kernels: %s (profiling off from here)\n", e.what());
+    profile_runs() = 0;
+  }
 }
 
 inline double median_of(std::vector<double> v) {
@@ -36,8 +43,9 @@ inline double median_of(std::vector<double> v) {
 }
 
 // Median milliseconds of fn over `reps` runs after `warmup` runs: device time between CUDA events on the current
-// stream, host wall time on the CPU.
-inline double median_ms(Device d, const std::function<void()>& fn, int reps = 20, int warmup = 3) {
+// stream, host wall time on the CPU. `profiled`: false for helper timings (a busy GEMM) that are not figures.
+inline double median_ms(Device d, const std::function<void()>& fn, int reps = 20, int warmup = 3,
+                        bool profiled = true) {
   for (int i = 0; i < warmup; ++i) fn();
   synchronize(d);
   std::vector<double> t;
@@ -55,7 +63,7 @@ inline double median_ms(Device d, const std::function<void()>& fn, int reps = 20
       t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
     }
   }
-  profile_kernels(d, fn);
+  if (profiled) profile_kernels(d, fn);
   return median_of(t);
 }
 

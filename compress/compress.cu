@@ -16,6 +16,11 @@
 #include "engine/cuda/launch.cuh"
 #include "engine/philox.h"
 
+// __reduce_min/max_sync (bucket_minmax_kernel) exist from sm_80 on; the Makefile builds sm_80 and sm_90.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "compress.cu needs sm_80 or newer (__reduce_min_sync); set CUDA_ARCHS accordingly"
+#endif
+
 namespace ep::compress {
 
 namespace {
@@ -39,6 +44,7 @@ __device__ void block_range(float& lo, float& hi, float& amax) {
   lo = s_lo[0];
   hi = s_hi[0];
   amax = s_abs[0];
+  __syncthreads();  // every thread has read the result before a second call may overwrite it
 }
 
 // The whole tensor's (lo, hi, amax) from minmax_partial_kernel's per-block partials, in every thread of one block.

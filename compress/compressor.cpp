@@ -155,7 +155,9 @@ bool gpu_path(const Tensor& x, bool allow_f64) {
 
 void check_finite_later(const Tensor& flag, const Tensor& x, const char* method) {
   check_on_device(flag, [x, method](const int64_t* set) {
-    if (set[0] != 0) host_input(x, method);  // throws, naming the first bad element (the error path reads x back)
+    if (set[0] == 0) return;
+    host_input(x, method);  // throws, naming the first bad element (the error path reads x back)
+    EP_THROW(ValueError, "[", method, "] the input held a NaN or infinity when encoded (since overwritten in place)");
   });
 }
 

@@ -120,6 +120,9 @@ class TopkCompressor final : public Compressor {
   TopkOptions opt_;
   mutable std::vector<uint32_t> last_indices_;
   Tensor last_indices_device_;  // a GPU encode's positions (i32 holding u32); copied by last_indices() when asked
+  // Recorded on the encode's stream after the selection: the copy in last_indices() runs on the caller's stream, which
+  // a non-blocking encode stream does not order.
+  std::shared_ptr<Event> last_encode_done_;
 };
 
 // 1-D Lloyd k-means with 2^b centroids initialized at the quantiles (i + 0.5) / 2^b of the data. The data are sorted

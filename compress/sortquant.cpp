@@ -221,7 +221,8 @@ Payload SortquantCompressor::encode_exact_cuda(const Tensor& x, cudaStream_t str
 
 Payload SortquantCompressor::encode(const Tensor& x, cudaStream_t stream) {
   if (x.defined() && x.is_cuda() && x.dtype() == DType::f32 && opt_.sampled && x.numel() > opt_.sample &&
-      (int64_t(1) << opt_.split) <= kMaxDeviceBuckets && uint64_t(x.numel()) <= 0xffffffffull)
+      (int64_t(1) << opt_.split) <= kMaxDeviceBuckets && uint64_t(x.numel()) <= 0xffffffffull &&
+      opt_.sample < (int64_t(1) << 31))  // the device sort takes fewer than 2^31 keys; the host path takes any
     return encode_cuda(x, stream);
   if (!opt_.sampled && gpu_path(x, true)) return encode_exact_cuda(x, stream);
   Tensor h = host_input(x, "sortquant");

@@ -45,8 +45,11 @@ Tensor device_partials(const Tensor& x, const Tensor& x_hat) {
   return partial;
 }
 
-StatsSums merge_partials(const Tensor& partial) {
-  const std::vector<uint8_t> bytes = partial.to_vector<uint8_t>();
+// `ready`: the caller has waited for the partials' event, so the copy need not wait for its own stream's later work.
+StatsSums merge_partials(const Tensor& partial, bool ready = false) {
+  std::vector<uint8_t> bytes(size_t(partial.nbytes()));
+  if (ready) copy_ready_to_host(bytes.data(), partial.raw_data(), partial.device(), bytes.size());
+  else bytes = partial.to_vector<uint8_t>();
   StatsSums s = stats_zero();
   for (int b = 0; b < kReduceBlocks; ++b) {
     StatsSums part;
@@ -111,9 +114,10 @@ PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t 
 CompressionStats PendingStats::get() const {
   if (!partial_.defined()) return ready_;
   // The sums were queued on the encoding thread's stream; this may be another thread (a pipeline stage's sink, read
-  // by the trainer): wait for them by their event, then copy them back.
+  // by the trainer, whose stream has the optimizer queued by now): wait for them by their event, then copy them back
+  // without waiting for anything else.
   static_cast<const Event*>(done_.get())->synchronize();
-  return finish(merge_partials(partial_), ready_.elements, ready_.payload_bytes);
+  return finish(merge_partials(partial_, /*ready=*/true), ready_.elements, ready_.payload_bytes);
 }
 
 nlohmann::json to_json(const CompressionStats& s) {

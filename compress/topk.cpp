@@ -121,6 +121,7 @@ Payload encode_topk_cuda(const Tensor& x, uint64_t k, Tensor& kept) {
 
 const std::vector<uint32_t>& TopkCompressor::last_indices() const {
   if (last_indices_device_.defined() && last_indices_.empty()) {
+    if (last_encode_done_) last_encode_done_->synchronize();
     const std::vector<int32_t> kept = last_indices_device_.to_vector<int32_t>();
     last_indices_.assign(kept.begin(), kept.end());  // the u32 positions, bit for bit
   }
@@ -133,9 +134,13 @@ Payload TopkCompressor::encode(const Tensor& x, cudaStream_t stream) {
     if (stream) guard.emplace(x.device(), stream);
     const Tensor xd = x.detach();
     last_indices_.clear();
-    return encode_topk_cuda(xd, kept_count(opt_.ratio, uint64_t(xd.numel())), last_indices_device_);
+    Payload p = encode_topk_cuda(xd, kept_count(opt_.ratio, uint64_t(xd.numel())), last_indices_device_);
+    last_encode_done_ = std::make_shared<Event>(xd.device());
+    last_encode_done_->record(current_stream(xd.device()));
+    return p;
   }
   last_indices_device_ = Tensor();
+  last_encode_done_.reset();
   Tensor h = host_input(x, "topk");
   EP_CHECK(uint64_t(h.numel()) <= 0xffffffffull, ShapeError, "[topk] supports at most 2^32 elements, got ",
            h.numel());

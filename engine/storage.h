@@ -27,6 +27,10 @@ class Storage {
 // destination is the host, so the bytes are there on return).
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
 void fill_bytes_zero(void* dst, Device dev, size_t nbytes);
+// A copy to the host of bytes whose producer the caller has already waited for (an event's synchronize), ordered
+// after nothing else: copy_bytes would wait for this thread's current stream, and with it for whatever the thread
+// queued since (an optimizer step). Returns when the bytes are there.
+void copy_ready_to_host(void* dst, const void* src, Device src_dev, size_t nbytes);
 
 // Host memory behind CPU storage (engine/host_memory.cpp): 64-byte aligned, nullptr for 0 bytes.
 void* host_alloc(size_t nbytes);

@@ -527,6 +527,20 @@ struct Pipeline::Impl {
     // Scatter ran on the caller's stream; the workers read the chunks from their own streams.
     if (input.is_cuda()) synchronize(input.device());
     if (ctx.key_mask.defined() && ctx.key_mask.is_cuda()) synchronize(ctx.key_mask.device());
+    // The caller's work queued on each stage's GPU (the last step's optimizer, writing the parameters and reading
+    // gradients whose memory the stages freed on their own streams) comes before anything the stages queue now.
+    std::map<int, Event> caller_done;
+    for (const StageRuntime& rt : stages) {
+      if (!rt.compute) continue;
+      const Device dev = rt.stage.device;
+      auto [it, fresh] = caller_done.try_emplace(dev.index);
+      if (fresh) {
+        it->second = Event(dev);
+        it->second.record(current_stream(dev));
+      }
+      it->second.wait_on(rt.compute->handle());
+      it->second.wait_on(rt.copy->handle());
+    }
     StepState* raw = st.get();
     size_t dispatched = 0;
     for (size_t s = 0; s < stages.size(); ++s) {

@@ -128,10 +128,13 @@ TEST_CASE("bench --profile-kernels: a run count from 1 to 100, else one line; th
   const std::vector<KernelTime> rows = {{"gemm", 8, 6.0}, {"[memset]", 4, 2.0}, {"relu", 2, 0.5}};
   const std::string table = format_kernel_profile(rows, 2, 4);
   INFO(table);
-  CHECK(test::contains(table, "    1.500  70.6%      2.0    750.00  gemm"));      // 6/4 ms, 6/8.5, 8/4, 6 ms / 8
-  CHECK(test::contains(table, "    0.500  23.5%      1.0    500.00  [memset]"));  // 2/4, 2/8.5, 4/4, 2 ms / 4
-  CHECK(test::contains(table, "    0.125   5.9%      0.5            (1 other names)"));
-  CHECK(test::contains(table, "    2.125 100.0%      3.5            total GPU time per run"));
+  CHECK(test::contains(table, "    1.500  70.6%       2.0    750.00  gemm"));      // 6/4 ms, 6/8.5, 8/4, 6 ms / 8
+  CHECK(test::contains(table, "    0.500  23.5%       1.0    500.00  [memset]"));  // 2/4, 2/8.5, 4/4, 2 ms / 4
+  CHECK(test::contains(table, "    0.125   5.9%       0.5            (1 other names)"));
+  CHECK(test::contains(table, "    2.125 100.0%       3.5            total GPU time per run"));
+  CHECK(test::contains(table, "     ms/run  share calls/run   us/call  kernel"));  // the header over its columns
+  const std::string long_name(150, 'k');  // a long name is cut when printed, not when summed
+  CHECK(test::contains(format_kernel_profile({{long_name, 1, 1.0}}, 5, 1), std::string(117, 'k') + "...\n"));
   if (!cuda_built()) CHECK_THROWS_AS(KernelProfile(), DeviceError);
 }
 
@@ -142,16 +145,23 @@ TEST_CASE("kernel profile (CUDA): a GEMM and a copy show up under their names, o
   synchronize(gpu);
   KernelProfile profile;
   for (int i = 0; i < 3; ++i) (void)matmul(a, a);
+  (void)add(a, a);  // one of our own kernels: its name comes back demangled
   (void)a.cpu();
   const std::vector<KernelTime> rows = profile.stop();
   REQUIRE(!rows.empty());
-  int64_t copies_to_host = 0;
+  int64_t copies_to_host = 0, gemms = 0;
+  bool ours_demangled = false;
   double total = 0;
   for (const KernelTime& r : rows) {
+    INFO(r.name << ": " << r.calls);
     if (r.name == "[memcpy DtoH]") copies_to_host += r.calls;
+    if (r.name.find("gemm") != std::string::npos) gemms += r.calls;
+    ours_demangled |= r.name.rfind("_Z", 0) != 0 && r.name.find("ep::") != std::string::npos;
     total += r.total_ms;
   }
   CHECK(copies_to_host >= 1);
+  CHECK(gemms >= 3);  // cuBLAS's kernel for each product (sm90_xmma_gemm_..., ampere_sgemm_..., cutlass ...sgemm...)
+  CHECK(ours_demangled);
   CHECK(total > 0);
   CHECK_THROWS_AS((void)profile.stop(), DeviceError);  // stopped already
   KernelProfile again;                                 // the next profile starts clean

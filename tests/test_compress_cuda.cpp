@@ -374,6 +374,16 @@ TEST_CASE("compress cuda: empty tensors, constants, NaN and streams on the new G
     CHECK(on_stream.codes == plain.codes);
     CHECK(same_table_bits(on_stream.table, plain.table));
   }
+  // top-k's mask asked for right after an encode on another stream, with nothing synchronized: last_indices() waits
+  // for the encode's own stream, not only for the caller's (a big tensor, so the selection is still running)
+  const Tensor big = test::randn({1 << 22}, 43, DType::f32).to(gpu);
+  synchronize(gpu);
+  TopkCompressor cpu_topk(TopkOptions{0.01}), gpu_topk(TopkOptions{0.01});
+  cpu_topk.encode(big.to(Device::cpu()));
+  Stream s(gpu);
+  gpu_topk.encode(big, s.handle());
+  CHECK(gpu_topk.last_indices() == cpu_topk.last_indices());
+  s.synchronize();
 }
 
 // ---- the GPU algorithms emulated on the host ----------------------------------------------------------------------

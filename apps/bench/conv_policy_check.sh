@@ -7,7 +7,7 @@
 set -uo pipefail
 start=$(date +%s)
 b=build/device-bundle
-[ -d "$b" ] || tar xzf build/device-bundle.tar.gz -C build
+rm -rf "$b" && tar xzf build/device-bundle.tar.gz -C build  # always: a warm machine may hold an older bundle
 out=${OUT:-/tmp/conv_policy}; mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 elapsed() { echo "$(( $(date +%s) - start )) s"; }

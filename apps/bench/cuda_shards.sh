@@ -6,7 +6,7 @@
 # Not a runner of its own: no `set` options, no exit.
 cuda_shard() {  # cuda_shard BUNDLE OUTDIR SECONDS NAME FILTER...
   local b=$1 out=$2 secs=$3 name=$4; shift 4
-  DEVICE=cuda OMP_NUM_THREADS=4 timeout "$secs" "$b/run" tests "$@" > "$out/suite_$name.log" 2>&1
+  DEVICE=cuda OMP_NUM_THREADS=4 timeout -k 5 "$secs" stdbuf -oL "$b/run" tests "$@" > "$out/suite_$name.log" 2>&1
   echo "== suite shard $name rc=$?"
   grep -E "^tests/.*(ERROR|FATAL)|TEST CASE|  values:|logged:" "$out/suite_$name.log" | head -24
   grep -E "test cases:|assertions:" "$out/suite_$name.log"

@@ -63,7 +63,8 @@ def print_kernel_profile(fn, runs):
     """torch.profiler's CUDA kernels over `runs` calls of fn, the 25 largest by self GPU time (totals, not per run)."""
     from torch.profiler import ProfilerActivity, profile
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    # CPU too: with CUDA alone some versions record no kernel events; the table still sorts by self GPU time.
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(runs):
             fn()
         torch.cuda.synchronize()

@@ -30,6 +30,9 @@ struct DeviceContext {
   // queued on two streams may run at the same time, so they must never share scratch memory. `slot` keeps buffers
   // apart that one stream needs at the same time (the bf16 GEMM's operand copies and cuBLAS's own workspace).
   void* ensure_workspace(size_t bytes, cudaStream_t s, int slot = 0);
+  // Gives back stream `s`'s workspaces (freed in its order, after its queued work) before `s` is destroyed: a Stream
+  // made per test or per pipeline would otherwise keep them, and a new stream given the same handle would inherit them.
+  void forget(cudaStream_t s);
 
  private:
   struct Workspace { void* ptr = nullptr; size_t bytes = 0; };

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "engine/check.h"
+#include "engine/cuda/context.h"
 #include "engine/device.h"
 #include "engine/kernel_profile.h"
 
@@ -63,17 +64,18 @@ constexpr size_t kBufferBytes = 8 << 20;
 
 std::mutex g_mu;  // CUPTI returns buffers on its own thread
 std::map<std::string, KernelTime>* g_rows = nullptr;  // non-null while a profile runs
-std::map<const char*, std::string> g_names;           // CUPTI's name pointers -> demangled, cut names
+std::map<std::string, std::string> g_names;           // mangled -> demangled (keyed by text: a module's name
+                                                      // pointers may be reused after it unloads)
 
 std::string readable(const char* mangled) {
+  if (mangled == nullptr) return "[unnamed kernel]";
   auto it = g_names.find(mangled);
   if (it != g_names.end()) return it->second;
   int status = 0;
   char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
   std::string name = status == 0 && d ? d : mangled;
   std::free(d);
-  if (name.size() > 100) name = name.substr(0, 97) + "...";
-  return g_names[mangled] = name;
+  return g_names[mangled] = name;  // whole: two kernels alike in their first characters stay two rows
 }
 
 const char* copy_name(uint8_t kind) {
@@ -144,7 +146,10 @@ KernelProfile::KernelProfile() {
 
 std::vector<KernelTime> KernelProfile::stop() {
   EP_CHECK(running_, DeviceError, "[kernel profile] stop() of a profile that is not running");
-  for (int d = 0; d < cuda_device_count(); ++d) synchronize(Device::cuda(d));
+  for (int d = 0; d < cuda_device_count(); ++d) {  // every stream: pipeline stages queue on their own
+    cuda::set_device(d);
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
   const Cupti& c = cupti();
   check(c.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED), "cuptiActivityFlushAll");
   for (CUpti_ActivityKind kind : kKinds) c.disable(kind);

@@ -83,6 +83,24 @@ void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s, int slot) {
   return w.ptr;
 }
 
+void DeviceContext::forget(cudaStream_t s) {
+  std::unique_ptr<StreamState> gone;
+  {
+    std::lock_guard<std::mutex> g(states_lock_);
+    auto it = states_.find(s);
+    if (it == states_.end()) return;
+    gone = std::move(it->second);
+    states_.erase(it);
+  }
+  for (auto& [slot, w] : gone->slots) {
+    if (!w.ptr) continue;
+    const cudaError_t e = cudaFreeAsync(w.ptr, s);
+    // A static Stream (the pipeline's) can end at process exit, when the runtime unloads and reclaims everything.
+    if (e != cudaSuccess && e != cudaErrorCudartUnloading)
+      std::fprintf(stderr, "[stream] freeing a workspace: %s\n", cudaGetErrorString(e));
+  }
+}
+
 namespace {
 // Handles given back by threads that ended, per device; never destroyed (a thread may end during exit).
 struct HandlePool {
@@ -218,7 +236,10 @@ Stream::Stream(Device d) : device_(d) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&handle_, cudaStreamNonBlocking));
 }
 Stream::~Stream() {
-  if (handle_) CUDA_CHECK_PRINT(cudaStreamDestroy(handle_));
+  if (!handle_) return;
+  if (cuda::DeviceContext* c = cuda::g_contexts[size_t(device_.index)].load(std::memory_order_acquire))
+    c->forget(handle_);
+  CUDA_CHECK_PRINT(cudaStreamDestroy(handle_));  // returns at once; queued work still finishes
 }
 void Stream::synchronize() const {
   if (!handle_) return;
@@ -324,6 +345,13 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
     CUDA_CHECK(cudaStreamSynchronize(s));
     judge_device_checks();
   }
+}
+
+void copy_ready_to_host(void* dst, const void* src, Device src_dev, size_t nbytes) {
+  if (nbytes == 0 || src_dev.is_cpu()) return copy_bytes(dst, Device::cpu(), src, src_dev, nbytes);
+  cuda::set_device(src_dev.index);
+  // The legacy stream on purpose: every stream here is non-blocking, so a copy there waits for none of them.
+  CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
 }
 
 void fill_bytes_zero(void* dst, Device dev, size_t nbytes) {

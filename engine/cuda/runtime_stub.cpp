@@ -59,6 +59,9 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
   if (dst_dev.is_cuda() || src_dev.is_cuda()) no_cuda("copy");
   if (nbytes) std::memcpy(dst, src, nbytes);
 }
+void copy_ready_to_host(void* dst, const void* src, Device src_dev, size_t nbytes) {
+  copy_bytes(dst, Device::cpu(), src, src_dev, nbytes);
+}
 void fill_bytes_zero(void* dst, Device dev, size_t nbytes) {
   if (dev.is_cuda()) no_cuda("zeros");
   if (nbytes) std::memset(dst, 0, nbytes);

@@ -59,8 +59,8 @@ EP_HD void bn_merge_channel(double na, double nb, double mean_b, double var_b, d
 template <class T>
 EP_HD void bn_commit_channel(double count, double momentum, double mean, double m2, T& running_mean, T& running_var) {
   const double var = m2 / (count > 1.0 ? count - 1.0 : 1.0);
-  running_mean = T(mul_add_exact(1.0 - momentum, double(running_mean), momentum * mean));
-  running_var = T(mul_add_exact(1.0 - momentum, double(running_var), momentum * var));
+  running_mean = T(mul_add_exact(1.0 - momentum, double(running_mean), mul_exact(momentum, mean)));
+  running_var = T(mul_add_exact(1.0 - momentum, double(running_var), mul_exact(momentum, var)));
 }
 // Per channel c < C: bn_merge_channel into mean[c], m2[c] (f64) from mean_b[c], var_b[c] (dt).
 void batch_norm_merge_stats_cpu(DType dt, double na, double nb, const void* mean_b, const void* var_b, double* mean,

@@ -22,7 +22,9 @@ void embedding_backward_cpu(DType dt, DType index_dt, const void* dout, const vo
 void index_minmax_cpu(DType index_dt, const void* indices, int64_t n, int64_t* lo, int64_t* hi);
 
 // The CUDA kernels run before the range check is judged, so they stay in bounds on bad input: the forward writes
-// zeros for an index outside [0, rows), the backward adds nothing for it.
+// zeros for an index outside [0, rows), the backward writes nothing out of bounds for it. The backward's gradient for
+// the valid rows is not to be trusted then (its sort keys only the low bits, where a bad index can tie with a good
+// one); the step raises the range error either way.
 EP_CUDA_API void embedding_forward_cuda(size_t elem, DType index_dt, const void* weight, const void* indices,
                                         void* out, int64_t n, int64_t dim, int64_t rows, cudaStream_t st)
     EP_CUDA_BODY("embedding")

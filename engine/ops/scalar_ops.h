@@ -22,6 +22,17 @@ template <class T> EP_HD T mul_add_exact(T u, T scale, T shift) {
 #endif
 }
 
+// a * b rounded as a product of its own, for a sum that must not fuse it either (see mul_add_exact).
+template <class T> EP_HD T mul_exact(T a, T b) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (sizeof(T) == 4) return __fmul_rn(a, b);
+  else return __dmul_rn(a, b);
+#else
+  volatile T p = a * b;
+  return p;
+#endif
+}
+
 // Math functions resolving to the right float/double overloads on host and device.
 #if defined(__CUDA_ARCH__)
 #define EP_MATH1(name, fdev)                                   \
