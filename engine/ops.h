@@ -122,6 +122,9 @@ Tensor attention_softmax(const Tensor& scores, const Tensor& key_mask, double sc
 // ---- embedding and dropout (engine/ops/embedding.cpp, engine/ops/dropout.cpp) -----------------------------------
 // weight [V, D], indices any shape (i64 or i32) -> [..., D]. Rows equal to padding_idx get no gradient (-1: none).
 Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx = -1);
+// HF's create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad, i64 [B, T] on the ids' device
+// (not differentiable). On a GPU it runs there, so a forward never waits to read its ids back.
+Tensor padded_position_ids(const Tensor& ids, int64_t pad);
 // Inverted dropout; the mask is Philox(seed, offset) so it can be replayed. Identity when !training or p == 0.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 

@@ -124,20 +124,7 @@ RobertaConfig load_roberta_config(const std::string& path) {
 Tensor roberta_position_ids(const Tensor& ids, int64_t pad) {
   EP_CHECK(ids.dim() == 2 && ids.dtype() == DType::i64, ShapeError, "[roberta] expected ids i64 [B, T], got ",
            dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
-  Tensor host = ids.is_cuda() ? ids.cpu() : ids;
-  Tensor pos = empty(ids.shape(), DType::i64);
-  const int64_t B = ids.size(0), T = ids.size(1);
-  const int64_t* in = host.data<int64_t>();
-  int64_t* out = pos.data<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t count = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      const bool token = in[b * T + t] != pad;
-      count += token;
-      out[b * T + t] = token ? count + pad : pad;
-    }
-  }
-  return pos;
+  return padded_position_ids(ids, pad);
 }
 
 RobertaEmbeddings::RobertaEmbeddings(const RobertaConfig& c, Generator& gen, uint64_t dropout_seed)
@@ -150,8 +137,8 @@ RobertaEmbeddings::RobertaEmbeddings(const RobertaConfig& c, Generator& gen, uin
 
 Tensor RobertaEmbeddings::forward(const Tensor& ids) {
   const Device dev = word_embeddings.weight.device();
-  Tensor pos = on_device(roberta_position_ids(ids, pad_token_id), dev);
   Tensor ids_dev = on_device(ids, dev);
+  Tensor pos = roberta_position_ids(ids_dev, pad_token_id);  // on the model's device: no read-back of the ids
   // Token type 0 everywhere: its row broadcasts over [B, T] (the gradient sums into that row).
   Tensor type_row = reshape(slice(token_type_embeddings.weight, 0, 0, 1), {word_embeddings.dim});
   Tensor h = add(add(word_embeddings.forward(ids_dev), position_embeddings.forward(pos)), type_row);

@@ -53,7 +53,8 @@ struct RobertaEmbeddings {
   Tensor forward(const Tensor& ids);
 };
 
-// HF's create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad, as i64 [B, T] on the host.
+// HF's create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad, as i64 [B, T] on the ids' device
+// (padded_position_ids).
 Tensor roberta_position_ids(const Tensor& ids, int64_t pad_token_id);
 
 struct RobertaSelfAttention {

@@ -122,6 +122,18 @@ TEST_CASE("roberta position ids follow HF's create_position_ids_from_input_ids")
   Tensor pos = roberta_position_ids(ids, 1);
   std::vector<double> want = {2, 3, 4, 5, 1, 1, 1, 1, 2, 3, 4, 1};
   CHECK(pos.to_double_vector() == want);
+  CHECK_THROWS_AS(roberta_position_ids(from_vector({0, 1}, {2}, DType::i64), 1), ShapeError);
+  if (!test::have_cuda()) return;
+  // On the GPU (the ids never come back to the host): the same hand-made rows, then a batch of random rows with
+  // padding anywhere against the CPU.
+  const Tensor on_gpu = roberta_position_ids(ids.to(Device::cuda()), 1);
+  CHECK(on_gpu.device() == Device::cuda());
+  CHECK(on_gpu.to_double_vector() == want);
+  std::vector<double> many(300 * 37);
+  for (size_t i = 0; i < many.size(); ++i) many[i] = double((i * 7919u) % 5);  // pad = 1 about every fifth id
+  const Tensor big = from_vector(many, {300, 37}, DType::i64);
+  CHECK(roberta_position_ids(big.to(Device::cuda()), 1).to_double_vector() ==
+        roberta_position_ids(big, 1).to_double_vector());
 }
 
 TEST_CASE("roberta config: the official roberta-base config.json, key names and parameter count") {

@@ -51,6 +51,10 @@ void embedding_backward_cpu(DType dt, DType index_dt, const void* dout, const vo
   (void)rows;
 }
 
+void padded_position_ids_cpu(const int64_t* ids, int64_t* pos, int64_t B, int64_t T, int64_t pad) {
+  for (int64_t b = 0; b < B; ++b) padded_positions_row(ids + b * T, pos + b * T, T, pad);
+}
+
 void index_minmax_cpu(DType index_dt, const void* indices, int64_t n, int64_t* lo, int64_t* hi) {
   dispatch_index(index_dt, "embedding", [&](auto tag_) {
     using I = EP_TYPE(tag_);

@@ -160,6 +160,20 @@ void embedding_backward_cuda(DType dt, DType index_dt, const void* dout, const v
   });
 }
 
+namespace {
+__global__ void padded_position_ids_kernel(const int64_t* __restrict__ ids, int64_t* __restrict__ pos, int64_t B,
+                                           int64_t T, int64_t pad) {
+  for (int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; b < B; b += int64_t(gridDim.x) * blockDim.x)
+    padded_positions_row(ids + b * T, pos + b * T, T, pad);
+}
+}  // namespace
+
+void padded_position_ids_cuda(const int64_t* ids, int64_t* pos, int64_t B, int64_t T, int64_t pad, cudaStream_t st) {
+  if (B == 0 || T == 0) return;
+  padded_position_ids_kernel<<<grid_for(B), kBlock, 0, st>>>(ids, pos, B, T, pad);
+  CUDA_CHECK_LAUNCH();
+}
+
 void index_minmax_cuda(DType index_dt, const void* indices, int64_t n, int64_t* out2, cudaStream_t st) {
   minmax_init_kernel<<<1, 1, 0, st>>>(out2);
   CUDA_CHECK_LAUNCH();

@@ -1,6 +1,6 @@
 // embedding.cpp — embedding lookup (row gather) with its scatter-add backward; rows equal to padding_idx get no
 // gradient. Indices are range-checked: on the CPU before any kernel runs, on CUDA by their min/max, judged at the
-// next synchronization point (engine/device_check.h).
+// next synchronization point (engine/device_check.h). Also HF's padding-aware position ids, computed where the ids are.
 // Not nn.Embedding: no max_norm, no sparse gradients, no negative padding_idx wrap-around (-1 means none).
 #include <string>
 
@@ -61,6 +61,18 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
            return std::vector<Tensor>{dw};
          });
   return out;
+}
+
+Tensor padded_position_ids(const Tensor& ids, int64_t pad) {
+  EP_CHECK(ids.dim() == 2 && ids.dtype() == DType::i64, ShapeError,
+           "[padded_position_ids] expected i64 ids [B, T], got ", dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+  Tensor pos = empty(ids.shape(), DType::i64, ids.device());
+  const int64_t B = ids.size(0), T = ids.size(1);
+  if (ids.is_cuda())
+    padded_position_ids_cuda(ids.data<int64_t>(), pos.data<int64_t>(), B, T, pad, current_stream(ids.device()));
+  else
+    padded_position_ids_cpu(ids.data<int64_t>(), pos.data<int64_t>(), B, T, pad);
+  return pos;
 }
 
 }  // namespace ep
