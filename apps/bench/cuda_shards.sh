@@ -21,7 +21,7 @@ cuda_shards() {  # waits for its own shards only (a caller may have other jobs r
 "*${t}conv.cpp,*${t}batch_norm.cpp,*${t}edge_cases.cpp,*${t}layers.cpp,*${t}pool.cpp,*${t}embedding.cpp,"\
 "*${t}elementwise.cpp,*${t}nn_ops.cpp,*${t}matmul.cpp,*${t}optim.cpp,*${t}core.cpp,*${t}autograd.cpp,*${t}init.cpp,"\
 "*${t}layout.cpp,*${t}random.cpp,*${t}data.cpp,*${t}safetensors.cpp,*${t}zz_coverage.cpp,*${t}async_device.cpp,"\
-"*${t}bench_loader.cpp,"\
+"*${t}bench_loader.cpp,*${t}cuda_graph.cpp,"\
 "*${t}pipeline_workers.cpp" -tce='pipeline workers*,pipeline queue*' &  # keeps the pipeline's test op
   pids+=($!)
   wait "${pids[@]}"

@@ -3,6 +3,7 @@
 # PyTorch twin, each bounded), then the CUDA-touching test files as 2 parallel shards beside issue 3's 30-epoch
 # CIFAR-10 run (cifar_run.sh; RESUME=1 in a next call continues it; CIFAR=0 leaves it out), then memcheck on the
 # parity cases. PIPELINE_PARTS (default 2,3,4) picks bench pipeline's parts; COMPILE=1 adds the torch.compile steps;
+# bench model adds each step's CUDA-graph replay (--cuda-graph: what launches and host work cost).
 # PROFILE=1 follows each model and pipeline figure with its GPU time by kernel (ours: --profile-kernels 3 through
 # CUPTI; PyTorch's: torch.profiler, --profile), the tables in $OUT/bench.log.
 # Not device_check.sh (the unhurried full version). Carry build/device-bundle.tar.gz and carry/ (the CIFAR tarball).
@@ -26,7 +27,8 @@ prof=; tprof=
 if [ "${BENCH:-1}" = 1 ]; then
   {
     for m in roberta mobilenetv2; do
-      echo "== bench model $m"; bounded 60 $bench_until $b/run bench model $m --device cuda $prof; echo "rc=$?"
+      echo "== bench model $m"; bounded 70 $bench_until $b/run bench model $m --device cuda --cuda-graph $prof
+      echo "rc=$?"
     done
     echo "== torch_roberta.py"
     (cd $b && PYTHONUNBUFFERED=1 bounded 70 $bench_until python3 torch_roberta.py --no-compile $tprof); echo "rc=$?"

@@ -3,7 +3,8 @@
 built with kuangliu's strides and a stride-1 stem, width 1.0, 10 classes), the same SGD step on random on-device data,
 timed the same way (CUDA events, median of 30 after 5 warm-up steps), in eager mode and under torch.compile.
 
-Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile | --compile-only].
+Run where PyTorch and a GPU are: python3 apps/bench/torch_model.py [--no-compile | --compile-only] [--no-graph].
+Each eager figure is followed by the same step captured as one CUDA graph (torch.cuda.graph) and replayed.
 f32, TF32 off, NCHW.
 --cpu: the CPU step instead (batch 32, one thread per core, median of 10 wall-clock steps after 3, eager only), to
 compare with build/bench model mobilenetv2 --device cpu on the same machine (Debian's python3-torch 1.13 will do).
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import MobileNetV2
 
-from torch_ops import cpu_median_ms, time_training_step  # the ops benchmark's timing rules (same folder)
+from torch_ops import cpu_median_ms, time_graph_step, time_training_step  # the ops benchmark's timing rules (same folder)
 
 
 def build(width=1.0, dropout=0.2):
@@ -27,7 +28,7 @@ def build(width=1.0, dropout=0.2):
     return m
 
 
-def bench(batch, compiled):
+def bench(batch, compiled, graph=False):
     model = build().cuda().train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x = torch.rand(batch, 3, 32, 32, device="cuda") * 2 - 1
@@ -39,6 +40,14 @@ def bench(batch, compiled):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    if graph:  # the step as one CUDA graph, beside build/bench model --cuda-graph
+        try:
+            ms, _ = time_graph_step(step, warm_steps=5, reps=30)
+        except Exception as e:  # noqa: BLE001 - one line, and the other figures stand
+            print(f"  graph    batch {batch:<4} capture failed: {str(e).splitlines()[0][:150]}", flush=True)
+            return
+        print(f"  graph    batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.0f} images/s", flush=True)
+        return
     ms, warm = time_training_step(step, compiled, warm_steps=5, reps=30)
     print(f"  {'compile' if compiled else 'eager':<8} batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.0f} images/s"
           f"  (warm-up {warm:.1f} s)", flush=True)
@@ -72,6 +81,8 @@ def main():
     if "--compile-only" not in sys.argv:  # the eager figures may come from an earlier call on the same GPU
         for batch in (32, 128, 256):  # 32: a pipeline micro-batch (128 in 4), where host work may set the pace
             bench(batch, False)
+            if "--no-graph" not in sys.argv:
+                bench(batch, False, graph=True)
     if "--no-compile" not in sys.argv:
         for batch in (128, 256):
             bench(batch, True)

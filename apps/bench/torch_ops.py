@@ -40,6 +40,22 @@ def cpu_median_ms(step, warm_steps, reps):
     return statistics.median(times)
 
 
+def time_graph_step(step, warm_steps, reps):
+    """(median ms of one replay, None) of `step` captured as one CUDA graph, PyTorch's whole-network recipe: warm-up
+    steps on a side stream, capture with torch.cuda.graph, then replays timed like eager steps (beside
+    `build/bench model --cuda-graph`). A step that cannot be captured raises; the caller prints why."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warm_steps):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return time_ms(graph.replay, reps=reps, warmup=3), None
+
+
 def time_training_step(step, compiled, warm_steps, reps, after_warmup=None):
     """(median ms of step, seconds of the warm-up): the warm-up is timed on its own, since it holds
     torch.compile's compilation when `compiled`; after_warmup() runs between the two (e.g. a peak-memory reset).

@@ -5,7 +5,8 @@ decay 0.1) on the same shape (batch 32, sequence 128, no padding, dropout 0.1), 
 of 20 after warm-up), in eager mode with SDPA attention (also under bf16 autocast) and under torch.compile.
 
 Run where PyTorch, transformers and a GPU are:
-python3 apps/bench/torch_roberta.py [--no-compile | --compile-only]. f32, TF32 off.
+python3 apps/bench/torch_roberta.py [--no-compile | --compile-only] [--no-graph]. f32, TF32 off. The f32 SDPA step
+is also captured as one CUDA graph (torch.cuda.graph, AdamW with capturable=True) and replayed.
 --cpu: the CPU step instead (batch 4, one thread per core, median of 5 wall-clock steps after 2, as
 `build/bench model roberta --device cpu`), with HF's model when transformers is installed, else the same math in plain
 PyTorch (nn.TransformerEncoderLayer: post-LayerNorm, erf GELU, as RoBERTa's layers), which Debian's python3-torch runs.
@@ -18,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_ops import cpu_median_ms, time_training_step  # the ops benchmark's timing rules (same folder)
+from torch_ops import cpu_median_ms, time_graph_step, time_training_step  # the ops benchmark's timing rules (same folder)
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
@@ -26,12 +27,14 @@ ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num
                     attention_probs_dropout_prob=0.1, num_labels=2)
 
 
-def bench(batch, seq, compiled, attn, bf16=False):
+def bench(batch, seq, compiled, attn, bf16=False, graph=False):
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
     cfg = RobertaConfig(**ROBERTA_BASE)
     model = RobertaForSequenceClassification._from_config(cfg, attn_implementation=attn).cuda().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    # capturable: AdamW keeps its step count on the GPU, which a CUDA graph needs (same arithmetic otherwise)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1,
+                            capturable=graph)
     ids = (torch.arange(batch * seq, device="cuda").view(batch, seq) * 7919) % (cfg.vocab_size - 4) + 4
     ids[:, 0], ids[:, -1] = 0, 2
     mask = torch.ones_like(ids)
@@ -46,6 +49,16 @@ def bench(batch, seq, compiled, attn, bf16=False):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    if graph:  # the step as one CUDA graph, beside build/bench model roberta --cuda-graph
+        try:
+            ms, _ = time_graph_step(step, warm_steps=3, reps=20)
+        except Exception as e:  # noqa: BLE001 - one line, and the other figures stand
+            print(f"  graph    {attn:<6} f32  batch {batch:<3} seq {seq} capture failed: "
+                  f"{str(e).splitlines()[0][:150]}", flush=True)
+            return
+        print(f"  graph    {attn:<6} {'bf16' if bf16 else 'f32':<4} batch {batch:<3} seq {seq} {ms:9.2f} ms/step "
+              f"{1000 * batch / ms:8.1f} sequences/s", flush=True)
+        return
     ms, warm = time_training_step(step, compiled, warm_steps=3, reps=20,
                                   after_warmup=torch.cuda.reset_peak_memory_stats)
     peak = torch.cuda.max_memory_allocated() / 2**30
@@ -62,6 +75,8 @@ def main():
         bench(32, 128, False, "sdpa")
         bench(32, 128, False, "eager")
         bench(32, 128, False, "sdpa", bf16=True)  # beside `bench model roberta`'s bf16-GEMM figure
+        if "--no-graph" not in sys.argv:
+            bench(32, 128, False, "sdpa", graph=True)
     if "--no-compile" not in sys.argv:
         bench(32, 128, True, "sdpa")
 
@@ -104,7 +119,9 @@ def bench_cpu(batch, seq):
         model = PlainRoberta(ROBERTA_BASE)
         forward, which = model, "plain PyTorch (transformers not installed)"
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    # capturable: AdamW keeps its step count on the GPU, which a CUDA graph needs (same arithmetic otherwise)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1,
+                            capturable=graph)
     ids = (torch.arange(batch * seq).view(batch, seq) * 7919) % (ROBERTA_BASE["vocab_size"] - 4) + 4
     ids[:, 0], ids[:, -1] = 0, 2
     y = torch.arange(batch) % 2

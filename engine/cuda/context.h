@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "engine/check.h"
 #include "engine/device.h"
@@ -53,6 +54,17 @@ struct Handles {
   cudnnHandle_t cudnn = nullptr;
 };
 Handles thread_handles(int device);
+
+// Stream capture on this thread (CudaGraph::capture, engine/cuda_graph.h). While it runs, a tensor made on the
+// capturing stream is a graph allocation that must be freed inside the capture; releasing one made before would let
+// a replay read freed memory (its free is held back until the capture ends, and the capture fails); copies to or
+// from the host and workspace growth throw; deferred input checks are skipped.
+struct CaptureReport {
+  std::string problem;  // empty: the capture kept its rules
+};
+void begin_capture(int device, cudaStream_t stream);
+CaptureReport end_capture();
+bool capturing(int device);  // this thread is capturing work for `device`
 
 // The context of `device`, created on first use of that device only.
 DeviceContext& context(int device);

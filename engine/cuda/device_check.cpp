@@ -60,8 +60,9 @@ Slot take_slot(int device) {
 
 namespace detail {
 void defer_cuda_check(const Tensor& words, CheckJudge judge) {
-  judge_device_checks();  // keeps the queue short when nothing else synchronizes for a while
   const int device = words.device().index;
+  if (cuda::capturing(device)) return;  // a captured step's inputs are those its eager runs checked (cuda_graph.h)
+  judge_device_checks();  // keeps the queue short when nothing else synchronizes for a while
   Slot slot = take_slot(device);
   cudaStream_t st = current_stream(words.device());
   // Pinned destination: the copy is queued, not waited for.

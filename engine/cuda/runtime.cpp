@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/check.h"
@@ -75,6 +78,8 @@ std::mutex& DeviceContext::stream_lock(cudaStream_t s) { return state(s).lock; }
 void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s, int slot) {
   Workspace& w = state(s).slots[slot];
   if (bytes <= w.bytes) return w.ptr;
+  EP_CHECK(!capturing(device), DeviceError, "[cuda graph] a workspace grows to ", bytes,
+           " bytes inside a captured step: run the step eagerly first, at the same shapes");
   // Stream-ordered: work already queued on `s` finishes with the old buffer before the pool reuses it.
   if (w.ptr) CUDA_CHECK(cudaFreeAsync(w.ptr, s));
   w = Workspace{};
@@ -274,6 +279,60 @@ float Event::elapsed_ms(const Event& end) const {
   return ms;
 }
 
+// ---- Stream capture (engine/cuda_graph.h) -----------------------------------------------------------------------------
+namespace {
+struct CaptureState {
+  bool on = false;
+  int device = -1;
+  cudaStream_t stream = nullptr;
+  std::unordered_map<void*, size_t> made;                // tensors made inside the capture, not yet freed
+  std::vector<std::pair<void*, cudaStream_t>> held;      // tensors of before, released inside: freed at the end
+  size_t held_bytes = 0;
+};
+thread_local CaptureState t_capture;
+// Graph allocations of a failed capture still held by tensors: their memory went with the graph, so their tensors
+// must not free it again. Rare (a broken capture), hence the flag in front of the lock.
+std::atomic<bool> g_any_orphans{false};
+std::mutex g_orphans_lock;
+auto& g_orphans = *new std::unordered_map<void*, size_t>;
+bool forget_orphan(void* p) {
+  if (!g_any_orphans.load(std::memory_order_acquire)) return false;
+  std::lock_guard<std::mutex> g(g_orphans_lock);
+  return g_orphans.erase(p) > 0;
+}
+}  // namespace
+
+namespace cuda {
+void begin_capture(int device, cudaStream_t stream) {
+  t_capture = CaptureState{};
+  t_capture.on = true;
+  t_capture.device = device;
+  t_capture.stream = stream;
+}
+CaptureReport end_capture() {
+  CaptureState state = std::move(t_capture);
+  t_capture = CaptureState{};
+  CaptureReport r;
+  for (auto [ptr, stream] : state.held) CUDA_CHECK_PRINT(cudaFreeAsync(ptr, stream));  // outside the capture now
+  if (!state.held.empty()) {
+    r.problem = std::to_string(state.held.size()) + " tensor(s) (" + std::to_string(state.held_bytes) +
+                " bytes) made before the capture were released inside it: a replay would read freed memory";
+  }
+  if (!state.made.empty()) {
+    size_t bytes = 0;
+    for (const auto& [ptr, n] : state.made) bytes += n;
+    if (r.problem.empty())
+      r.problem = std::to_string(state.made.size()) + " tensor(s) (" + std::to_string(bytes) +
+                  " bytes) made inside the capture outlive it: a captured step must free what it makes";
+    std::lock_guard<std::mutex> g(g_orphans_lock);  // the capture fails, and its graph takes their memory with it
+    g_orphans.insert(state.made.begin(), state.made.end());
+    g_any_orphans.store(true, std::memory_order_release);
+  }
+  return r;
+}
+bool capturing(int device) { return t_capture.on && t_capture.device == device; }
+}  // namespace cuda
+
 // ---- Storage -------------------------------------------------------------------------------------------------------
 namespace {
 std::array<std::atomic<uint64_t>, 64> g_cuda_live{};  // bytes of live tensor storage per GPU, for the memory limit
@@ -293,7 +352,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
            nbytes, " bytes requested with ", in_use, " in use, over the limit of ", limit, " bytes of tensors");
   stream_ = current_stream(device);
   cudaError_t e = cudaMallocAsync(&data_, nbytes, stream_);
-  if (e == cudaErrorMemoryAllocation) {
+  if (e == cudaErrorMemoryAllocation && !cuda::capturing(device.index)) {  // no waiting inside a capture
     // Blocks freed on other streams return to the pool once those streams have passed their frees: wait, then retry.
     cudaGetLastError();
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -307,6 +366,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
              " failed: ", cudaGetErrorString(e));
   }
   live.fetch_add(nbytes, std::memory_order_relaxed);
+  if (cuda::capturing(device.index) && stream_ == t_capture.stream) t_capture.made[data_] = nbytes;
 }
 
 Storage::~Storage() {
@@ -315,8 +375,14 @@ Storage::~Storage() {
     host_free(data_);
   } else {
     cuda::set_device(device_.index);
-    CUDA_CHECK_PRINT(cudaFreeAsync(data_, stream_));
     g_cuda_live.at(size_t(device_.index)).fetch_sub(nbytes_, std::memory_order_relaxed);
+    if (cuda::capturing(device_.index) && t_capture.made.erase(data_) == 0) {
+      t_capture.held.emplace_back(data_, stream_);  // made before the capture: see cuda::end_capture
+      t_capture.held_bytes += nbytes_;
+      return;
+    }
+    if (forget_orphan(data_)) return;
+    CUDA_CHECK_PRINT(cudaFreeAsync(data_, stream_));
   }
 }
 
@@ -327,6 +393,9 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
     return;
   }
   Device cuda_dev = dst_dev.is_cuda() ? dst_dev : src_dev;
+  EP_CHECK(!(cuda::capturing(cuda_dev.index) && (dst_dev.is_cpu() || src_dev.is_cpu())), DeviceError,
+           "[cuda graph] a copy of ", nbytes, " bytes ", dst_dev.is_cpu() ? "to" : "from",
+           " the host inside a captured step (a replay would repeat it with stale host memory)");
   cuda::set_device(cuda_dev.index);
   cudaStream_t s = current_stream(cuda_dev);
   if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
