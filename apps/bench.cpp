@@ -184,7 +184,7 @@ void bench_overhead(Device d) {
 Tensor test_labels(int64_t n, Device d, int64_t classes = 10);
 void print_host_issue(Device d, const std::function<void()>& step, const Tensor& big);
 void print_graph_replay(Device d, const std::function<void(Tensor&)>& step, int64_t batch, const char* unit,
-                        const Tensor& big);
+                        const Tensor& big, const std::function<void()>& reset);
 
 // `bench model ... --cuda-graph`: each GPU step figure is followed by the same step captured as a CUDA graph.
 bool& cuda_graph_wanted() {
@@ -231,7 +231,7 @@ void bench_model_mobilenetv2(Device d) {
       copy_(loss_out, loss);
       opt.step();
       opt.zero_grad();
-    }, batch, "images", big);
+    }, batch, "images", big, [&] { opt.zero_grad(); });
   }
 }
 
@@ -250,9 +250,10 @@ void print_host_issue(Device d, const std::function<void()>& step, const Tensor&
 // host's per-kernel work is paid at capture only, so the gap to the eager figure is what launches and host work cost.
 // A replay repeats its captured dropout masks and optimizer step count: it times the step, it does not train. The
 // loss over the replays still moves (the parameters are updated in place), shown as a sign the graph does the work.
-// A capture that fails prints its one-line reason; the eager figures stand.
+// A capture that fails prints its one-line reason; the eager figures stand, and reset() drops what the broken step
+// left behind (gradients whose memory went with the graph) before the model is used again.
 void print_graph_replay(Device d, const std::function<void(Tensor&)>& step, int64_t batch, const char* unit,
-                        const Tensor& big) {
+                        const Tensor& big, const std::function<void()>& reset) {
   if (!cuda_graph_wanted() || !d.is_cuda()) return;
   Tensor loss_out = zeros({}, DType::f32, d);
   try {
@@ -267,6 +268,7 @@ void print_graph_replay(Device d, const std::function<void(Tensor&)>& step, int6
                 bench::host_issue_median_ms(d, replay, busy_gpu(big), 5), first, last);
   } catch (const Error& e) {
     std::printf("  batch %-4ld CUDA graph: %s\n", long(batch), e.what());
+    reset();
     synchronize(d);
   }
 }
@@ -319,7 +321,7 @@ void bench_model_roberta(Device d) {
       copy_(loss_out, loss);
       opt.step();
       opt.zero_grad();
-    }, batch, "sequences", big);
+    }, batch, "sequences", big, [&] { opt.zero_grad(); });
   }
 }
 

@@ -82,14 +82,16 @@ TEST_CASE("cuda graph: each broken rule fails the capture with its reason, and t
     }
     return std::string("captured");
   };
-  // waiting for the GPU inside the step (CUDA refuses it)
-  CHECK(test::contains(reason([&] { (void)mul(a, 2.0).item(); }), "[cuda graph] capture failed"));
+  // a read-back inside the step (refused before CUDA sees it)
+  CHECK(test::contains(reason([&] { (void)mul(a, 2.0).item(); }), "to the host inside a captured step"));
+  // waiting for the GPU inside the step: CUDA itself refuses it and invalidates the capture
+  CHECK(test::contains(reason([&] { Tensor t = mul(a, 2.0); synchronize(gpu); }), "[cuda graph] capture failed"));
   // a copy from the host (a replay would repeat it from memory long gone)
   CHECK(test::contains(reason([&] { (void)from_vector({1.0, 2.0}, {2}, DType::f32, gpu); }), "from the host"));
   // a tensor made inside that outlives the step
   Tensor kept;
   CHECK(test::contains(reason([&] { kept = mul(a, 3.0); }), "outlive it"));
-  kept = Tensor();
+  kept = Tensor();  // its memory went with the graph: dropping it frees nothing twice
   // a tensor made before, released inside (a replay would read freed memory)
   Tensor before = mul(a, 4.0);
   CHECK(test::contains(reason([&] { before = Tensor(); }), "released inside it"));

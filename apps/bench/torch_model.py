@@ -44,7 +44,8 @@ def bench(batch, compiled, graph=False):
         try:
             ms, _ = time_graph_step(step, warm_steps=5, reps=30)
         except Exception as e:  # noqa: BLE001 - one line, and the other figures stand
-            print(f"  graph    batch {batch:<4} capture failed: {str(e).splitlines()[0][:150]}", flush=True)
+            cause = e.__context__ or e  # torch.cuda.graph's exit error hides the call that broke the capture
+            print(f"  graph    batch {batch:<4} capture failed: {str(cause).splitlines()[0][:150]}", flush=True)
             return
         print(f"  graph    batch {batch:<4} {ms:9.2f} ms/step {1000 * batch / ms:9.0f} images/s", flush=True)
         return

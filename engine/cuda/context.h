@@ -11,6 +11,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/check.h"
 #include "engine/device.h"
@@ -34,8 +36,15 @@ struct DeviceContext {
   // Gives back stream `s`'s workspaces (freed in its order, after its queued work) before `s` is destroyed: a Stream
   // made per test or per pipeline would otherwise keep them, and a new stream given the same handle would inherit them.
   void forget(cudaStream_t s);
+  // CUDA graphs alive on this device (engine/cuda_graph.h): while any is, a workspace that grows or whose stream
+  // goes is kept (a replay may use it), and freed when the last graph goes.
+  void graph_made();
+  void graph_gone();
 
  private:
+  void retire(void* ptr, cudaStream_t s);
+  int live_graphs_ = 0;                                   // guarded by states_lock_
+  std::vector<std::pair<void*, cudaStream_t>> retired_;  // guarded by states_lock_
   struct Workspace { void* ptr = nullptr; size_t bytes = 0; };
   struct StreamState {
     std::mutex lock;

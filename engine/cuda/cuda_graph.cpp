@@ -17,18 +17,21 @@ struct CudaGraph::Impl {
   Device device;
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
+  bool counted = false;  // registered with the device's context (graph_made), which keeps the workspaces it uses
   ~Impl() {
-    if (exec) CUDA_CHECK_PRINT(cudaGraphExecDestroy(exec));
+    if (exec) {
+      // Replays still queued use the workspaces the context kept for them: wait for them before it frees those.
+      CUDA_CHECK_PRINT(cudaStreamSynchronize(current_stream(device)));
+      CUDA_CHECK_PRINT(cudaGraphExecDestroy(exec));
+    }
     if (graph) CUDA_CHECK_PRINT(cudaGraphDestroy(graph));
+    if (counted) cuda::context(device.index).graph_gone();
   }
 };
 
 CudaGraph::CudaGraph(CudaGraph&&) noexcept = default;
 CudaGraph& CudaGraph::operator=(CudaGraph&&) noexcept = default;
-CudaGraph::~CudaGraph() {
-  // The graph's memory (its allocation nodes) goes once no replay can still be running.
-  if (impl_ && impl_->exec) cudaStreamSynchronize(current_stream(impl_->device));
-}
+CudaGraph::~CudaGraph() = default;
 
 namespace {
 std::string describe(std::exception_ptr e) {
@@ -76,6 +79,8 @@ CudaGraph CudaGraph::capture(Device d, const std::function<void()>& fn) {
     impl.reset();
     EP_THROW(DeviceError, "[cuda graph] capture failed: ", why);
   }
+  cuda::context(d.index).graph_made();
+  impl->counted = true;
   CudaGraph g;
   g.impl_ = std::move(impl);
   return g;

@@ -322,6 +322,8 @@ void run_pass(Pass pass, cuda::DeviceContext& ctx, cudnnHandle_t handle, cudaStr
       return;
     }
   }
+  EP_CHECK(!cuda::capturing(ctx.device), DeviceError, "[cuda graph] a convolution shape first seen inside a captured "
+           "step (its algorithm search runs and times the candidates): run the step eagerly first");
   // Benchmark mode (the default; EP_CUDNN_BENCHMARK=0 turns it off) times every candidate that runs and keeps the
   // fastest, like torch.backends.cudnn.benchmark; otherwise the first that runs is kept. Once per shape. Not in
   // deterministic mode: timings vary from run to run, so two runs could keep different (each deterministic)

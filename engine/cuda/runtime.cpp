@@ -80,12 +80,39 @@ void* DeviceContext::ensure_workspace(size_t bytes, cudaStream_t s, int slot) {
   if (bytes <= w.bytes) return w.ptr;
   EP_CHECK(!capturing(device), DeviceError, "[cuda graph] a workspace grows to ", bytes,
            " bytes inside a captured step: run the step eagerly first, at the same shapes");
-  // Stream-ordered: work already queued on `s` finishes with the old buffer before the pool reuses it.
-  if (w.ptr) CUDA_CHECK(cudaFreeAsync(w.ptr, s));
+  // Stream-ordered: work already queued on `s` finishes with the old buffer before the pool reuses it. A live CUDA
+  // graph may have the old buffer baked into its replays: it is kept until the last graph of this device goes.
+  if (w.ptr) retire(w.ptr, s);
   w = Workspace{};
   CUDA_CHECK(cudaMallocAsync(&w.ptr, bytes, s));
   w.bytes = bytes;
   return w.ptr;
+}
+
+void DeviceContext::retire(void* ptr, cudaStream_t s) {
+  {
+    std::lock_guard<std::mutex> g(states_lock_);
+    if (live_graphs_ > 0) {
+      retired_.emplace_back(ptr, s);
+      return;
+    }
+  }
+  CUDA_CHECK(cudaFreeAsync(ptr, s));
+}
+
+void DeviceContext::graph_made() {
+  std::lock_guard<std::mutex> g(states_lock_);
+  ++live_graphs_;
+}
+
+void DeviceContext::graph_gone() {
+  std::vector<std::pair<void*, cudaStream_t>> freed;
+  {
+    std::lock_guard<std::mutex> g(states_lock_);
+    if (--live_graphs_ > 0) return;
+    freed.swap(retired_);
+  }
+  for (auto [ptr, s] : freed) CUDA_CHECK_PRINT(cudaFreeAsync(ptr, s));
 }
 
 void DeviceContext::forget(cudaStream_t s) {
@@ -99,6 +126,13 @@ void DeviceContext::forget(cudaStream_t s) {
   }
   for (auto& [slot, w] : gone->slots) {
     if (!w.ptr) continue;
+    {
+      std::lock_guard<std::mutex> g(states_lock_);
+      if (live_graphs_ > 0) {  // see retire(): freed when the last graph goes, on the stream's device pool
+        retired_.emplace_back(w.ptr, nullptr);
+        continue;
+      }
+    }
     const cudaError_t e = cudaFreeAsync(w.ptr, s);
     // A static Stream (the pipeline's) can end at process exit, when the runtime unloads and reclaims everything.
     if (e != cudaSuccess && e != cudaErrorCudartUnloading)
@@ -298,7 +332,9 @@ auto& g_orphans = *new std::unordered_map<void*, size_t>;
 bool forget_orphan(void* p) {
   if (!g_any_orphans.load(std::memory_order_acquire)) return false;
   std::lock_guard<std::mutex> g(g_orphans_lock);
-  return g_orphans.erase(p) > 0;
+  const bool orphan = g_orphans.erase(p) > 0;
+  if (g_orphans.empty()) g_any_orphans.store(false, std::memory_order_release);
+  return orphan;
 }
 }  // namespace
 
@@ -376,9 +412,16 @@ Storage::~Storage() {
   } else {
     cuda::set_device(device_.index);
     g_cuda_live.at(size_t(device_.index)).fetch_sub(nbytes_, std::memory_order_relaxed);
-    if (cuda::capturing(device_.index) && t_capture.made.erase(data_) == 0) {
-      t_capture.held.emplace_back(data_, stream_);  // made before the capture: see cuda::end_capture
-      t_capture.held_bytes += nbytes_;
+    if (cuda::capturing(device_.index)) {
+      if (t_capture.made.erase(data_) == 0) {
+        t_capture.held.emplace_back(data_, stream_);  // made before the capture: see cuda::end_capture
+        t_capture.held_bytes += nbytes_;
+        return;
+      }
+      // Made in this capture: a free node. A capture CUDA invalidated refuses it; its graph takes the memory along.
+      const cudaError_t e = cudaFreeAsync(data_, stream_);
+      if (e == cudaErrorStreamCaptureInvalidated || e == cudaErrorStreamCaptureUnsupported) cudaGetLastError();
+      else CUDA_CHECK_PRINT(e);
       return;
     }
     if (forget_orphan(data_)) return;
@@ -418,6 +461,8 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
 
 void copy_ready_to_host(void* dst, const void* src, Device src_dev, size_t nbytes) {
   if (nbytes == 0 || src_dev.is_cpu()) return copy_bytes(dst, Device::cpu(), src, src_dev, nbytes);
+  EP_CHECK(!cuda::capturing(src_dev.index), DeviceError, "[cuda graph] a copy of ", nbytes,
+           " bytes to the host inside a captured step");
   cuda::set_device(src_dev.index);
   // The legacy stream on purpose: every stream here is non-blocking, so a copy there waits for none of them.
   CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
