@@ -112,6 +112,13 @@ void DeviceContext::graph_gone() {
     if (--live_graphs_ > 0) return;
     freed.swap(retired_);
   }
+  // A workspace whose stream is gone (null here) has no stream to order its free after: wait for the device first.
+  for (auto [ptr, s] : freed)
+    if (s == nullptr) {
+      set_device(device);
+      CUDA_CHECK_PRINT(cudaDeviceSynchronize());
+      break;
+    }
   for (auto [ptr, s] : freed) CUDA_CHECK_PRINT(cudaFreeAsync(ptr, s));
 }
 
