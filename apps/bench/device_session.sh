@@ -31,9 +31,9 @@ if [ "${BENCH:-1}" = 1 ]; then
       echo "rc=$?"
     done
     echo "== torch_roberta.py"
-    (cd $b && PYTHONUNBUFFERED=1 bounded 70 $bench_until python3 torch_roberta.py --no-compile $tprof); echo "rc=$?"
+    (cd $b && PYTHONUNBUFFERED=1 bounded 90 $bench_until python3 torch_roberta.py --no-compile $tprof); echo "rc=$?"
     echo "== torch_model.py"
-    (cd $b && PYTHONUNBUFFERED=1 bounded 50 $bench_until python3 torch_model.py --no-compile $tprof); echo "rc=$?"
+    (cd $b && PYTHONUNBUFFERED=1 bounded 60 $bench_until python3 torch_model.py --no-compile $tprof); echo "rc=$?"
     echo "== bench pipeline"  # before compress: the pipeline on one GPU is the open question the profile answers
     bounded 100 $bench_until $b/run bench pipeline --device cuda --parts "${PIPELINE_PARTS:-2,3,4}" $prof
     echo "rc=$?"
