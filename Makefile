@@ -194,7 +194,8 @@ device-bundle: all
 	    grep -E 'openblas|gfortran|gomp|quadmath|libmpi|open-rte|open-pal|hwloc|libevent|libudev|libz\.so'); do cp -L $$lib $(BUILD)/device-bundle/lib/; done
 	# CUPTI for --profile-kernels, searched after the GPU machine's own (run puts lib/cupti last on the path)
 	for d in $(CUDA_HOME)/lib64 $(CUDA_HOME)/extras/CUPTI/lib64; do if [ -f $$d/libcupti.so.13 ]; then \
-	  mkdir -p $(BUILD)/device-bundle/lib/cupti && cp -L $$d/libcupti.so.13 $(BUILD)/device-bundle/lib/cupti/; break; fi; done
+	  mkdir -p $(BUILD)/device-bundle/lib/cupti && \
+	  cp -L $$d/libcupti.so.13 $(BUILD)/device-bundle/lib/cupti/; break; fi; done
 	strip --strip-debug $(BUILD)/device-bundle/tests $(patsubst $(BUILD)/%,$(BUILD)/device-bundle/%,$(APPS))
 	cp apps/bench/bundle_run.sh $(BUILD)/device-bundle/run
 	cp apps/bench/torch_*.py $(BUILD)/device-bundle/

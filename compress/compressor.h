@@ -21,12 +21,13 @@ class Compressor {
   virtual std::string spec() const = 0;
   // x: f32 or f64, any shape (empty included), any device (a CUDA tensor is encoded by GPU kernels where the method
   // has them, see compress/compress_kernels.h, else staged through the host). Non-finite values raise ValueError.
-  // Not const: stochastic rounding advances the compressor's generator and lowrank keeps its warm start across calls. `stream`: the stream to order the work on (nullptr: the
-  // current stream of x's device). A GPU encoder may leave the payload's table and codes on the GPU (Payload's
-  // table_tensor / codes_tensor): like any tensor made there, they are ordered on that stream, so a decode, to_host()
-  // or serialize() on another stream waits for it first (a Stream's synchronize(), or an event). With an explicit
-  // `stream`, the caller keeps x alive until that stream's work is done: x's memory returns to the pool in the order
-  // of the stream that allocated it, which does not see `stream`'s kernels still reading it.
+  // Not const: stochastic rounding advances the compressor's generator and lowrank keeps its warm start across calls.
+  // `stream`: the stream to order the work on (nullptr: the current stream of x's device). A GPU encoder may leave the
+  // payload's table and codes on the GPU (Payload's table_tensor / codes_tensor): like any tensor made there, they are
+  // ordered on that stream, so a decode, to_host() or serialize() on another stream waits for it first (a Stream's
+  // synchronize(), or an event). With an explicit `stream`, the caller keeps x alive until that stream's work is
+  // done: x's memory returns to the pool in the order of the stream that allocated it, which does not see `stream`'s
+  // kernels still reading it.
   virtual Payload encode(const Tensor& x, cudaStream_t stream = nullptr) = 0;
   // decode_payload(p) placed on `device`. Every method's decode needs only the payload.
   Tensor decode(const Payload& p, Device device = Device::cpu(), cudaStream_t stream = nullptr) const;

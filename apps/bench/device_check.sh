@@ -5,7 +5,7 @@
 # SANITIZE=0 skip parts (SANITIZE=all runs all four sanitizer tools). Full logs go under $OUT.
 set -uo pipefail
 b=build/device-bundle
-rm -rf "$b" && tar xzf build/device-bundle.tar.gz -C build  # carried as the tarball; a warm machine may hold an older one
+rm -rf "$b" && tar xzf build/device-bundle.tar.gz -C build  # always: a warm machine may hold an older bundle
 out=${OUT:-/tmp/device_check}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import MobileNetV2
 
-from torch_ops import cpu_median_ms, time_graph_step, time_training_step  # the ops benchmark's timing rules (same folder)
+# the ops benchmark's timing rules (same folder)
+from torch_ops import cpu_median_ms, time_graph_step, time_training_step
 
 
 def build(width=1.0, dropout=0.2):

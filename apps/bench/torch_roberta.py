@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_ops import cpu_median_ms, time_graph_step, time_training_step  # the ops benchmark's timing rules (same folder)
+# the ops benchmark's timing rules (same folder)
+from torch_ops import cpu_median_ms, time_graph_step, time_training_step
 
 ROBERTA_BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,

@@ -320,7 +320,7 @@ float Event::elapsed_ms(const Event& end) const {
   return ms;
 }
 
-// ---- Stream capture (engine/cuda_graph.h) -----------------------------------------------------------------------------
+// ---- Stream capture (engine/cuda_graph.h) --------------------------------------------------------------------------
 namespace {
 struct CaptureState {
   bool on = false;
