@@ -47,9 +47,13 @@ Tensor device_partials(const Tensor& x, const Tensor& x_hat) {
 
 // `ready`: the caller has waited for the partials' event, so the copy need not wait for its own stream's later work.
 StatsSums merge_partials(const Tensor& partial, bool ready = false) {
-  std::vector<uint8_t> bytes(size_t(partial.nbytes()));
-  if (ready) copy_ready_to_host(bytes.data(), partial.raw_data(), partial.device(), bytes.size());
-  else bytes = partial.to_vector<uint8_t>();
+  std::vector<uint8_t> bytes;
+  if (ready) {
+    bytes.resize(size_t(partial.nbytes()));
+    copy_ready_to_host(bytes.data(), partial.raw_data(), partial.device(), bytes.size());
+  } else {
+    bytes = partial.to_vector<uint8_t>();
+  }
   StatsSums s = stats_zero();
   for (int b = 0; b < kReduceBlocks; ++b) {
     StatsSums part;

@@ -43,17 +43,21 @@ def cpu_median_ms(step, warm_steps, reps):
 def time_graph_step(step, warm_steps, reps):
     """(median ms of one replay, None) of `step` captured as one CUDA graph, PyTorch's whole-network recipe: warm-up
     steps on a side stream, capture with torch.cuda.graph, then replays timed like eager steps (beside
-    `build/bench model --cuda-graph`). A step that cannot be captured raises; the caller prints why."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warm_steps):
+    `build/bench model --cuda-graph`). (None, the reason in one line) when the step cannot be captured."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warm_steps):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
             step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return time_ms(graph.replay, reps=reps, warmup=3), None
+        return time_ms(graph.replay, reps=reps, warmup=3), None
+    except Exception as e:  # noqa: BLE001 - one line, and the other figures stand
+        cause = e.__context__ or e  # torch.cuda.graph's exit error hides the call that broke the capture
+        return None, str(cause).splitlines()[0][:150]
 
 
 def time_training_step(step, compiled, warm_steps, reps, after_warmup=None):

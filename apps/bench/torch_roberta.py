@@ -53,15 +53,12 @@ def bench(batch, seq, compiled, attn, bf16=False, graph=False):
         opt.zero_grad(set_to_none=True)
 
     if graph:  # the step as one CUDA graph, beside build/bench model roberta --cuda-graph
-        try:
-            ms, _ = time_graph_step(step, warm_steps=3, reps=20)
-        except Exception as e:  # noqa: BLE001 - one line, and the other figures stand
-            cause = e.__context__ or e  # torch.cuda.graph's exit error hides the call that broke the capture
-            print(f"  graph    {attn:<6} f32  batch {batch:<3} seq {seq} capture failed: "
-                  f"{str(cause).splitlines()[0][:150]}", flush=True)
-            return
-        print(f"  graph    {attn:<6} {'bf16' if bf16 else 'f32':<4} batch {batch:<3} seq {seq} {ms:9.2f} ms/step "
-              f"{1000 * batch / ms:8.1f} sequences/s", flush=True)
+        ms, why = time_graph_step(step, warm_steps=3, reps=20)
+        head = f"  graph    {attn:<6} {'bf16' if bf16 else 'f32':<4} batch {batch:<3} seq {seq}"
+        if why:
+            print(f"{head} capture failed: {why}", flush=True)
+        else:
+            print(f"{head} {ms:9.2f} ms/step {1000 * batch / ms:8.1f} sequences/s", flush=True)
         return
     ms, warm = time_training_step(step, compiled, warm_steps=3, reps=20,
                                   after_warmup=torch.cuda.reset_peak_memory_stats)

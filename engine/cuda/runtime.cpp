@@ -379,6 +379,13 @@ bool capturing(int device) { return t_capture.on && t_capture.device == device; 
 // ---- Storage -------------------------------------------------------------------------------------------------------
 namespace {
 std::array<std::atomic<uint64_t>, 64> g_cuda_live{};  // bytes of live tensor storage per GPU, for the memory limit
+
+// A copy between `gpu` and the host inside a capture would be replayed with host memory long changed or gone.
+void refuse_host_copy_in_capture(Device gpu, size_t nbytes, bool to_host) {
+  EP_CHECK(!cuda::capturing(gpu.index), DeviceError, "[cuda graph] a copy of ", nbytes, " bytes ",
+           to_host ? "to" : "from",
+           " the host inside a captured step (a replay would repeat it with stale host memory)");
+}
 }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
@@ -443,9 +450,7 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
     return;
   }
   Device cuda_dev = dst_dev.is_cuda() ? dst_dev : src_dev;
-  EP_CHECK(!(cuda::capturing(cuda_dev.index) && (dst_dev.is_cpu() || src_dev.is_cpu())), DeviceError,
-           "[cuda graph] a copy of ", nbytes, " bytes ", dst_dev.is_cpu() ? "to" : "from",
-           " the host inside a captured step (a replay would repeat it with stale host memory)");
+  if (dst_dev.is_cpu() || src_dev.is_cpu()) refuse_host_copy_in_capture(cuda_dev, nbytes, dst_dev.is_cpu());
   cuda::set_device(cuda_dev.index);
   cudaStream_t s = current_stream(cuda_dev);
   if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
@@ -468,8 +473,7 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
 
 void copy_ready_to_host(void* dst, const void* src, Device src_dev, size_t nbytes) {
   if (nbytes == 0 || src_dev.is_cpu()) return copy_bytes(dst, Device::cpu(), src, src_dev, nbytes);
-  EP_CHECK(!cuda::capturing(src_dev.index), DeviceError, "[cuda graph] a copy of ", nbytes,
-           " bytes to the host inside a captured step");
+  refuse_host_copy_in_capture(src_dev, nbytes, true);
   cuda::set_device(src_dev.index);
   // The legacy stream on purpose: every stream here is non-blocking, so a copy there waits for none of them.
   CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));

@@ -10,19 +10,9 @@
 
 namespace ep {
 
-// u * scale + shift rounded the same way on host and device: nvcc would otherwise contract it into an FMA on the
-// GPU only (and a -mfma host build could do the same), and the two backends must agree bit for bit.
-template <class T> EP_HD T mul_add_exact(T u, T scale, T shift) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (sizeof(T) == 4) return __fadd_rn(__fmul_rn(u, scale), shift);
-  else return __dadd_rn(__dmul_rn(u, scale), shift);
-#else
-  volatile T p = u * scale;  // volatile: keeps the product rounded before the add
-  return p + shift;
-#endif
-}
-
-// a * b rounded as a product of its own, for a sum that must not fuse it either (see mul_add_exact).
+// a * b rounded as a product of its own: nvcc would otherwise contract it with an add that follows into an FMA on
+// the GPU only (and a -mfma host build could do the same), and the two backends must agree bit for bit. __fmul_rn /
+// __dmul_rn are never merged into a multiply-add; on the host, the volatile keeps the product rounded.
 template <class T> EP_HD T mul_exact(T a, T b) {
 #if defined(__CUDA_ARCH__)
   if constexpr (sizeof(T) == 4) return __fmul_rn(a, b);
@@ -32,6 +22,9 @@ template <class T> EP_HD T mul_exact(T a, T b) {
   return p;
 #endif
 }
+
+// u * scale + shift with the product rounded before the add, the same on host and device.
+template <class T> EP_HD T mul_add_exact(T u, T scale, T shift) { return mul_exact(u, scale) + shift; }
 
 // Math functions resolving to the right float/double overloads on host and device.
 #if defined(__CUDA_ARCH__)
