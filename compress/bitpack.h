@@ -42,6 +42,24 @@ EP_HD void pack_group(const uint32_t* codes, int count, int bits, uint8_t* out) 
   if (pending > 0) out[o] = uint8_t(acc);
 }
 
+// Unpacks count (<= 8) codes of b bits from in[0 .. packed_bytes(count, bits)): the inverse of pack_group, reading
+// only those bytes.
+EP_HD void unpack_group(const uint8_t* in, int count, int bits, uint32_t* codes) {
+  const uint64_t mask = bits == 32 ? 0xffffffffull : ((uint64_t(1) << bits) - 1);
+  uint64_t acc = 0;  // bits read and not yet handed out, low bit first; at most 7 + 32 of them
+  int have = 0;
+  int k = 0;
+  for (int j = 0; j < count; ++j) {
+    while (have < bits) {
+      acc |= uint64_t(in[k++]) << have;
+      have += 8;
+    }
+    codes[j] = uint32_t(acc & mask);
+    acc >>= bits;
+    have -= bits;
+  }
+}
+
 // Code i of a stream of `nbytes` bytes. Reads only bytes inside the stream (the last code may end mid-byte).
 EP_HD uint32_t unpack_code(const uint8_t* in, uint64_t nbytes, uint64_t i, int bits) {
   const uint64_t bit = i * uint64_t(bits);

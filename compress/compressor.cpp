@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "compress/compress_kernels.h"
 #include "compress/methods.h"
@@ -115,6 +118,25 @@ std::unique_ptr<Compressor> parse_compressor(const std::string& spec) {
 
 // ---- shared input checks and decoding --------------------------------------------------------------------------
 
+namespace {
+
+// Whether p[0..m) holds an infinity or a NaN: an all-ones exponent, tested on the bits and OR-ed without a branch,
+// which GCC vectorizes (a std::isfinite loop with an early exit or an index reduction it leaves scalar).
+template <class T>
+bool has_nonfinite(const T* p, int64_t m) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+  Bits bad = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    Bits b;
+    std::memcpy(&b, p + i, sizeof b);
+    bad |= Bits((b & exponent) == exponent);
+  }
+  return bad != 0;
+}
+
+}  // namespace
+
 Tensor host_input(const Tensor& x, const char* method) {
   EP_CHECK(x.defined(), ValueError, "[", method, "] undefined input tensor");
   EP_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, DTypeError, "[", method, "] input is ",
@@ -124,13 +146,14 @@ Tensor host_input(const Tensor& x, const char* method) {
     using T = EP_TYPE(tag);
     const T* p = h.data<T>();
     const int64_t n = h.numel();
-    int64_t bad = -1;
-#pragma omp parallel for reduction(max : bad) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(p[i])) bad = std::max(bad, i);
-    if (bad >= 0) {
-      for (int64_t i = 0; i < n; ++i)  // name the first one, which the parallel max cannot
-        if (!std::isfinite(p[i])) { bad = i; break; }
+    constexpr int64_t kChunk = int64_t(1) << 16;
+    int64_t bad_chunk = INT64_MAX;  // the first chunk with a non-finite value: the parallel part finds which
+#pragma omp parallel for reduction(min : bad_chunk) if (n > kChunk)
+    for (int64_t c = 0; c < (n + kChunk - 1) / kChunk; ++c)
+      if (has_nonfinite(p + c * kChunk, std::min(kChunk, n - c * kChunk))) bad_chunk = std::min(bad_chunk, c);
+    if (bad_chunk != INT64_MAX) {
+      int64_t bad = bad_chunk * kChunk;
+      while (std::isfinite(p[bad])) ++bad;  // the chunk holds one, so this stops inside it
       EP_THROW(ValueError, "[", method, "] input ", shape_str(h.shape()), " has a non-finite value (", double(p[bad]),
                ") at flat index ", bad);
     }

@@ -8,6 +8,7 @@
 
 #include "compress/compress_kernels.h"
 #include "compress/fp8.h"
+#include "compress/method_util.h"
 #include "compress/methods.h"
 #include "engine/dispatch.h"
 #include "engine/philox.h"
@@ -65,8 +66,9 @@ Payload Fp8Compressor::encode(const Tensor& x, cudaStream_t stream) {
   dispatch_float(h.dtype(), "fp8", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* xs = h.data<T>();
-    double amax = 0;
-    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(xs[i])));
+    double lo = INFINITY, hi = -INFINITY;
+    value_range(xs, n, lo, hi);
+    const double amax = n == 0 ? 0.0 : std::max(std::fabs(lo), std::fabs(hi));  // the largest |x|, exactly
     const float scale = fp8_power_of_two_scale(amax, f.max);
     p.table = {scale};
     const double s = scale;

@@ -153,10 +153,9 @@ Payload KmeansCompressor::encode(const Tensor& x, cudaStream_t stream) {
 }
 
 template <class T> void decode_kmeans(const Payload& p, T* out) {
-  const int bits = int(p.params[0]);
-  const int64_t n = p.numel();
-#pragma omp parallel for if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) out[i] = T(p.table[unpack_code(p.codes.data(), p.codes.size(), uint64_t(i), bits)]);
+  decode_blocks(p.codes.data(), uint64_t(p.numel()), int(p.params[0]), [&](int64_t i0, int64_t m, const uint32_t* c) {
+    for (int64_t j = 0; j < m; ++j) out[i0 + j] = T(p.table[c[j]]);
+  });
 }
 template void decode_kmeans<float>(const Payload&, float*);
 template void decode_kmeans<double>(const Payload&, double*);

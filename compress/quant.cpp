@@ -3,6 +3,7 @@
 // decodes exactly instead of the seeds' NaN.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -46,36 +47,85 @@ ChannelView channel_view(const Shape& s, uint32_t channels, uint32_t axis) {
   return v;
 }
 
+typedef double Double2 __attribute__((vector_size(16)));  // two lanes of the level arithmetic
+
+// x[0..2) as doubles.
+inline Double2 load_double2(const float* x) {
+  typedef float Float2 __attribute__((vector_size(8)));
+  Float2 f;
+  std::memcpy(&f, x, sizeof f);
+  return __builtin_convertvector(f, Double2);
+}
+inline Double2 load_double2(const double* x) {
+  Double2 d;
+  std::memcpy(&d, x, sizeof d);
+  return d;
+}
+
+// The nearest levels of x[0..m) against one table entry (mn, st): quant_level(x, mn, st, levels, -1) for each, with
+// rint_half_even and clamp_level as lane selects so that it runs as vector code; the tests hold the two equal code
+// for code.
+template <class T>
+void nearest_levels(const T* x, int64_t m, double mn, double st, uint32_t levels, uint32_t* out) {
+  if (st == 0) {
+    std::fill(out, out + m, 0u);
+    return;
+  }
+  typedef int32_t Int2 __attribute__((vector_size(8)));
+  const double big = 4503599627370496.0, top = double(levels);  // 2^52, as rint_half_even
+  int64_t j = 0;
+  for (; j + 2 <= m; j += 2) {
+    const Double2 t = (load_double2(x + j) - mn) / st;
+    const Double2 rounded = (t + big) - big;
+    const Double2 r = (t < big / 2 && t > -big / 2) ? rounded : t;  // |t| < 2^51, false for NaN
+    const Double2 above = r > 0 ? r : Double2{} + 0.0;               // !(r > 0), NaN included: level 0
+    const Int2 level = __builtin_convertvector(above < top ? above : Double2{} + top, Int2);
+    std::memcpy(out + j, &level, sizeof level);
+  }
+  for (; j < m; ++j) out[j] = quant_level(double(x[j]), mn, st, levels, -1.0);
+}
+
+// Calls run(j, end, c) for each stretch [j, end) of the block [i0, i0 + m) whose elements share channel c.
+template <class Run>
+void channel_runs(const ChannelView& cv, int64_t i0, int64_t m, Run&& run) {
+  for (int64_t j = 0; j < m;) {
+    const int64_t i = i0 + j, c = cv.of(i);
+    const int64_t end = cv.channels == 1 ? m : std::min(m, (i / cv.inner + 1) * cv.inner - i0);
+    run(j, end, c);
+    j = end;
+  }
+}
+
 template <class T>
 void quant_encode(const T* x, int64_t n, const ChannelView& cv, int bits, bool stochastic, uint64_t seed,
                   uint64_t offset, std::vector<float>& table, uint8_t* codes) {
   const int64_t C = cv.channels;
   std::vector<double> lo(size_t(C), std::numeric_limits<double>::infinity());
   std::vector<double> hi(size_t(C), -std::numeric_limits<double>::infinity());
-  if (C == 1) {  // per tensor: a parallel reduction (min/max are exact, so the thread count cannot change them)
-    double mn = lo[0], mx = hi[0];
-#pragma omp parallel for reduction(min : mn) reduction(max : mx) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) {
-      mn = std::min(mn, double(x[i]));
-      mx = std::max(mx, double(x[i]));
-    }
-    lo[0] = mn;
-    hi[0] = mx;
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t c = cv.of(i);
-      const double v = double(x[i]);
-      if (v < lo[size_t(c)]) lo[size_t(c)] = v;
-      if (v > hi[size_t(c)]) hi[size_t(c)] = v;
-    }
+  if (C == 1) {
+    value_range(x, n, lo[0], hi[0]);
+  } else {  // channel c holds the runs x[(o * C + c) * inner ...] of `inner` elements, for each outer index o
+    const int64_t outer = n == 0 ? 0 : n / (C * cv.inner);
+#pragma omp parallel for if (n > (1 << 16))
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t o = 0; o < outer; ++o)
+        lane_range(x + (o * C + c) * cv.inner, cv.inner, lo[size_t(c)], hi[size_t(c)]);
   }
   const uint32_t levels = (1u << bits) - 1;
   for (int64_t c = 0; c < C; ++c)
     min_step_entry(lo[size_t(c)], hi[size_t(c)], levels, &table[size_t(2 * c)], &table[size_t(2 * c + 1)]);
-  pack_parallel(uint64_t(n), bits, codes, [&](uint64_t i) -> uint32_t {
-    const int64_t c = cv.of(int64_t(i));
-    const double u = stochastic ? double(philox_uniform(seed, offset, i)) : -1.0;
-    return quant_level(double(x[i]), table[size_t(2 * c)], table[size_t(2 * c + 1)], levels, u);
+  if (stochastic) {  // a Philox draw per element: the scalar rule, one code at a time
+    pack_parallel(uint64_t(n), bits, codes, [&](uint64_t i) -> uint32_t {
+      const int64_t c = cv.of(int64_t(i));
+      return quant_level(double(x[i]), table[size_t(2 * c)], table[size_t(2 * c + 1)], levels,
+                         double(philox_uniform(seed, offset, i)));
+    });
+    return;
+  }
+  encode_blocks(uint64_t(n), bits, codes, [&](int64_t i0, int64_t m, uint32_t* out) {
+    channel_runs(cv, i0, m, [&](int64_t j, int64_t end, int64_t c) {
+      nearest_levels(x + i0 + j, end - j, table[size_t(2 * c)], table[size_t(2 * c + 1)], levels, out + j);
+    });
   });
 }
 
@@ -177,14 +227,12 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
 template <class T> void decode_quant(const Payload& p, T* out) {
   const int bits = int(p.params[0]);
   const ChannelView cv = channel_view(p.shape, p.params[1], p.params[2]);
-  const int64_t n = p.numel();
-  const uint64_t nbytes = p.codes.size();
-#pragma omp parallel for if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t c = cv.of(i);
-    const uint32_t q = unpack_code(p.codes.data(), nbytes, uint64_t(i), bits);
-    out[i] = T(double(p.table[size_t(2 * c)]) + double(q) * double(p.table[size_t(2 * c + 1)]));
-  }
+  decode_blocks(p.codes.data(), uint64_t(p.numel()), bits, [&](int64_t i0, int64_t m, const uint32_t* q) {
+    channel_runs(cv, i0, m, [&](int64_t j, int64_t end, int64_t c) {
+      const double mn = p.table[size_t(2 * c)], st = p.table[size_t(2 * c + 1)];
+      for (int64_t k = j; k < end; ++k) out[i0 + k] = T(mn + double(q[k]) * st);
+    });
+  });
 }
 template void decode_quant<float>(const Payload&, float*);
 template void decode_quant<double>(const Payload&, double*);

@@ -261,14 +261,12 @@ Payload SortquantCompressor::encode(const Tensor& x, cudaStream_t stream) {
 template <class T> void decode_sortquant(const Payload& p, T* out) {
   const int bits = int(p.params[0]), total = int(p.params[0] + p.params[1]);
   const uint32_t level_mask = (1u << bits) - 1;
-  const int64_t n = p.numel();
-  const uint64_t nbytes = p.codes.size();
-#pragma omp parallel for if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t c = unpack_code(p.codes.data(), nbytes, uint64_t(i), total);
-    const size_t b = c >> bits;  // < 2^split by construction of a total-bit code
-    out[i] = T(double(p.table[2 * b]) + double(c & level_mask) * double(p.table[2 * b + 1]));
-  }
+  decode_blocks(p.codes.data(), uint64_t(p.numel()), total, [&](int64_t i0, int64_t m, const uint32_t* c) {
+    for (int64_t j = 0; j < m; ++j) {
+      const size_t b = c[j] >> bits;  // < 2^split by construction of a total-bit code
+      out[i0 + j] = T(double(p.table[2 * b]) + double(c[j] & level_mask) * double(p.table[2 * b + 1]));
+    }
+  });
 }
 template void decode_sortquant<float>(const Payload&, float*);
 template void decode_sortquant<double>(const Payload&, double*);

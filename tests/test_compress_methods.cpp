@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -12,6 +13,7 @@
 
 #include "compress/bitpack.h"
 #include "compress/fp8.h"
+#include "compress/quant_math.h"
 #include "compress/methods.h"
 #include "compress/stats.h"
 #include "tests/test_util.h"
@@ -105,6 +107,78 @@ TEST_CASE("compress quant: stochastic rounding is unbiased and nearest rounding 
   // The mean of Bernoulli draws: standard deviation <= 0.5 / sqrt(draws) = 0.0079; allow 5 of them.
   for (size_t i = 0; i < xv.size(); ++i) CHECK(std::fabs(mean[i] - xv[i]) < 0.04);
   CHECK(values(round_trip("quant:bits=2", x))[2] == 0.0);
+}
+
+TEST_CASE("compress quant: the CPU encoder's codes and decoded values are the scalar rules', element by element") {
+  // The CPU encoder computes levels as vector selects (compress/quant.cpp) and the decoder through blocks; the
+  // scalar rules both must equal are quant_level and min_step_entry (compress/quant_math.h), which the CUDA kernels
+  // share. Each case holds exact ties (k + 1/2 steps), their neighbours one ulp away, -0 and ragged lengths.
+  std::mt19937_64 rng(5);
+  auto check = [&](const Tensor& x, const std::string& spec, int64_t channels, int64_t inner) {
+    INFO(spec << " on " << shape_str(x.shape()) << " " << dtype_name(x.dtype()));
+    auto c = parse_compressor(spec);
+    const Payload p = c->encode(x);
+    const int bits = int(p.params[0]);
+    const uint32_t levels = (1u << bits) - 1;
+    const std::vector<double> xv = values(x);
+    const int64_t C = std::max<int64_t>(channels, 1);
+    std::vector<double> lo(size_t(C), INFINITY), hi(size_t(C), -INFINITY);  // the extremes by a plain loop
+    for (size_t i = 0; i < xv.size(); ++i) {
+      const size_t ch = size_t((int64_t(i) / inner) % C);
+      lo[ch] = std::min(lo[ch], xv[i]);
+      hi[ch] = std::max(hi[ch], xv[i]);
+    }
+    for (int64_t ch = 0; ch < C; ++ch) {
+      float mn, st;
+      min_step_entry(lo[size_t(ch)], hi[size_t(ch)], levels, &mn, &st);
+      REQUIRE(std::bit_cast<uint32_t>(p.table[size_t(2 * ch)]) == std::bit_cast<uint32_t>(mn));
+      REQUIRE(std::bit_cast<uint32_t>(p.table[size_t(2 * ch + 1)]) == std::bit_cast<uint32_t>(st));
+    }
+    const std::vector<uint32_t> codes = codes_of(p, bits);
+    const std::vector<double> y = values(c->decode(p));
+    for (size_t i = 0; i < xv.size(); ++i) {
+      const size_t ch = size_t((int64_t(i) / inner) % C);
+      const double mn = p.table[2 * ch], st = p.table[2 * ch + 1];
+      REQUIRE(codes[i] == quant_level(xv[i], mn, st, levels, -1.0));
+      const double want = mn + double(codes[i]) * st;
+      REQUIRE(y[i] == (x.dtype() == DType::f32 ? double(float(want)) : want));
+    }
+  };
+  auto with_ties = [&](int64_t n, int bits, DType dt) {  // on [0, 2^b - 1] the step is 1: k + 0.5 are exact ties
+    const double top = double((int64_t(1) << bits) - 1);
+    std::vector<double> v(static_cast<size_t>(n));
+    std::uniform_real_distribution<double> u(0.0, top);
+    auto ulp_away = [&](double t, double toward) {  // the neighbour of t in the tensor's own type
+      return dt == DType::f32 ? double(std::nextafter(float(t), float(toward))) : std::nextafter(t, toward);
+    };
+    for (auto& e : v) {
+      const double k = std::floor(u(rng));
+      switch (rng() % 5) {
+        case 0: e = k + 0.5; break;
+        case 1: e = ulp_away(k + 0.5, -1.0); break;
+        case 2: e = ulp_away(k + 0.5, top + 1); break;
+        case 3: e = -0.0; break;
+        default: e = dt == DType::f32 ? double(float(u(rng))) : u(rng);
+      }
+    }
+    v[0] = 0.0;
+    v[size_t(n - 1)] = top;
+    return from_vector(v, {n}, dt);
+  };
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int bits : {1, 2, 3, 4, 5, 8, 11, 16}) {
+      for (int64_t n : {int64_t(1), int64_t(2), int64_t(9), int64_t(2048), int64_t(3 * 2048 + 13), int64_t(70001)})
+        check(with_ties(n, bits, dt), "quant:bits=" + std::to_string(bits), 1, 1);
+      const std::string b = std::to_string(bits);
+      check(test::randn({3, 5, 37}, uint64_t(bits), dt, Device::cpu(), 4.0), "quant:bits=" + b, 1, 1);
+      check(test::randn({6, 5, 37, 11}, uint64_t(bits), dt), "quant:per=channel,bits=" + b, 5, 37 * 11);
+      check(test::randn({7, 9}, uint64_t(bits), dt), "quant:per=channel,axis=1,bits=" + b, 9, 1);
+      check(test::randn({13, 300}, uint64_t(bits), dt), "quant:per=channel,axis=0,bits=" + b, 13, 300);
+    }
+  }
+  // f64 whose minimum is not an f32: the table's min is the rounded one, so some t are a little negative.
+  check(from_vector({1 + 1e-9, 1 + 1.05e-9, 1 + 1.1e-9, 1 + 1.02e-9}, {4}), "quant:bits=8", 1, 1);
+  check(full({4099}, -0.0), "quant:bits=4", 1, 1);  // a constant: step 0, every code 0
 }
 
 // ---- sortquant ----------------------------------------------------------------------------------------------------

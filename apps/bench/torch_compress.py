@@ -4,9 +4,14 @@
 # input per method. Not bit-packed: codes stay uint8 tensors, which flatters PyTorch's encode a little. Each method
 # runs twice: with its payload left on the GPU (as `bench compress`'s "encode" column) and copied to the host
 # ("+ to host").
+# --cpu: the same math on the CPU (one thread per core, wall-clock medians), next to `bench compress --device cpu`:
+# the edge device of a split encodes on its CPU. Debian's python3-torch 1.13 will do (it has no fp8 dtype: skipped).
+import os
+import sys
+
 import torch
 
-from torch_ops import time_ms  # the same CUDA-event median as the ops benchmark (same folder)
+from torch_ops import cpu_median_ms, time_ms  # the same medians as the ops benchmark (same folder)
 
 
 TO_HOST = True  # main() runs every method with the payload left on the GPU, then copied to the host
@@ -84,32 +89,44 @@ def fp8(x):
 
 
 def main():
-    dev = "cuda"
-    print(f"==== PyTorch {torch.__version__} on {torch.cuda.get_device_name()}: compression, GB/s of fp32 input ====")
+    on_cpu = "--cpu" in sys.argv
+    dev = "cpu" if on_cpu else "cuda"
+    if on_cpu:
+        torch.set_num_threads(os.cpu_count())
+        where = f"the CPU ({os.cpu_count()} threads)"
+        # bench compress --device cpu: 3 timed runs after 1 (kmeans too); the payload is host memory already.
+        timed = lambda fn, reps: cpu_median_ms(fn, warm_steps=1, reps=3)
+    else:
+        where = torch.cuda.get_device_name()
+        timed = lambda fn, reps: time_ms(fn, reps, 1)
+    print(f"==== PyTorch {torch.__version__} on {where}: compression, GB/s of fp32 input ====")
     global TO_HOST
     methods = [("none", lambda x: out(x) if TO_HOST else x.clone()), ("quant:bits=8", lambda x: quant(x, 8)),
                ("quant:bits=4", lambda x: quant(x, 4)),
                ("sortquant:bits=6,split=2", lambda x: sortquant(x, 6, 2, False)),
                ("sortquant:bits=6,split=2,mode=sampled", lambda x: sortquant(x, 6, 2, True)),
                ("topk:ratio=0.1", lambda x: topk(x, 0.1)), ("kmeans:bits=4", lambda x: kmeans(x, 4)),
-               ("lowrank:rank=4", lambda x: lowrank(x, 4)), ("fp8", fp8)]
-    for shape in [(32, 128, 768), (64, 32, 112, 112)]:
+               ("lowrank:rank=4", lambda x: lowrank(x, 4))]
+    if hasattr(torch, "float8_e4m3fn"):
+        methods.append(("fp8", fp8))
+    # The CPU: the 12.6 MB case only, as bench compress there when the big one would take too long.
+    for shape in [(32, 128, 768)] + ([] if on_cpu else [(64, 32, 112, 112)]):
         x = torch.randn(*shape, device=dev)
         nbytes = x.numel() * 4
-        copy = time_ms(lambda: x.clone())
-        d2h = time_ms(lambda: x.cpu())
+        copy = timed(lambda: x.clone(), 20)
+        d2h = timed(lambda: x.cpu(), 20)
         print(f"\n[compress] f32 {list(shape)} ({nbytes / 1e6:.1f} MB); copy {nbytes / copy / 1e6:.1f} GB/s, "
               f"device to host {nbytes / d2h / 1e6:.1f} GB/s")
         for name, fn in methods:
             reps = 3 if name.startswith("kmeans") else 20  # cdist over 2^b centroids is slow on big tensors
             gbs = []
-            for TO_HOST in (False, True):
-                ms = time_ms(lambda: fn(x), reps, 1)
+            for TO_HOST in ((True,) if on_cpu else (False, True)):
+                ms = timed(lambda: fn(x), reps)
                 gbs.append(nbytes / ms / 1e6)
-            print(f"  {name:<40} encode {gbs[0]:10.2f} GB/s   + to host {gbs[1]:10.2f} GB/s")
+            print(f"  {name:<40} encode {gbs[0]:10.2f} GB/s" + ("" if on_cpu else f"   + to host {gbs[1]:10.2f} GB/s"))
         TO_HOST = True
         q = quant(x, 8)
-        ms = time_ms(lambda: q[1](q[0]))
+        ms = timed(lambda: q[1](q[0]), 20)
         print(f"  {'quant:bits=8 decode':<40} decode {nbytes / ms / 1e6:10.2f} GB/s")
 
 
