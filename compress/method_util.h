@@ -42,7 +42,11 @@ inline void unpack_block(const uint8_t* in, int64_t m, int bits, uint32_t* codes
   } else if (bits == 16) {
     for (int64_t j = 0; j < m; ++j) codes[j] = uint32_t(in[2 * j]) | (uint32_t(in[2 * j + 1]) << 8);
   } else if (bits == 4) {
-    for (int64_t j = 0; j < m; ++j) codes[j] = (uint32_t(in[j / 2]) >> (4 * (j % 2))) & 15u;
+    for (int64_t j = 0; j < m / 2; ++j) {
+      codes[2 * j] = in[j] & 15u;
+      codes[2 * j + 1] = uint32_t(in[j]) >> 4;
+    }
+    if (m % 2) codes[m - 1] = in[m / 2] & 15u;
   } else {
     for (int64_t g = 0; g * 8 < m; ++g)
       unpack_group(in + g * bits, int(std::min<int64_t>(8, m - 8 * g)), bits, codes + 8 * g);

@@ -115,7 +115,7 @@ TEST_CASE("compress quant: the CPU encoder's codes and decoded values are the sc
   // share. Each case holds exact ties (k + 1/2 steps), their neighbours one ulp away, -0 and ragged lengths.
   std::mt19937_64 rng(5);
   auto check = [&](const Tensor& x, const std::string& spec, int64_t channels, int64_t inner) {
-    INFO(spec << " on " << shape_str(x.shape()) << " " << dtype_name(x.dtype()));
+    INFO(spec << " on " << shape_str(x.shape()) << " " << std::string(dtype_name(x.dtype())));
     auto c = parse_compressor(spec);
     const Payload p = c->encode(x);
     const int bits = int(p.params[0]);
@@ -214,27 +214,34 @@ TEST_CASE("compress sortquant exact: equal-count ordered buckets and every eleme
 TEST_CASE("compress sortquant exact: ties are cut by index, as a stable sort orders them (-0 equal to +0)") {
   // Values with many ties (one decimal), and signed zeros; the reference is a stable sort by value written here:
   // rank r goes to bucket k when r falls in torch.tensor_split's k-th range (sizes n/K, the first n%K one larger).
-  // Small tensors are sorted outright, large ones (over 4096 elements) go through selection: both are covered.
-  for (int64_t n : {1003, 40, 5, 20011}) {
-    for (int split : {1, 2, 3, 6}) {
-      const int64_t K = int64_t(1) << split;
-      std::vector<double> xv = values(test::randn({n}, uint64_t(7 * n + split), DType::f64, Device::cpu(), 1.5));
-      for (size_t i = 0; i < xv.size(); ++i) xv[i] = i % 7 == 0 ? (i % 2 ? -0.0 : 0.0) : std::round(xv[i] * 10) / 10;
-      const Tensor x = from_vector(xv, {n}, DType::f32);
-      std::vector<int64_t> order(static_cast<size_t>(n));
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return float(xv[a]) < float(xv[b]); });
-      std::vector<uint32_t> expect(static_cast<size_t>(n));
-      int64_t r = 0;
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t c = 0; c < n / K + (k < n % K ? 1 : 0); ++c) expect[size_t(order[size_t(r++)])] = uint32_t(k);
-      const int bits = 2;
-      const Payload p = parse_compressor("sortquant:bits=2,split=" + std::to_string(split))->encode(x);
-      const std::vector<uint32_t> codes = codes_of(p, bits + split);
-      std::vector<uint32_t> got;
-      for (uint32_t c : codes) got.push_back(c >> bits);
-      INFO("n " << n << " split " << split);
-      CHECK(got == expect);
+  // The encoder finds the cut keys by a histogram and a sort of the cut's bin, with a tie pass in index order:
+  // one chunk and several (over 65,536 elements, in parallel), more buckets than elements, f32 and f64 keys.
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t n : {1003, 40, 5, 20011, 70001}) {
+      for (int split : {1, 2, 3, 6, 11}) {
+        const int64_t K = int64_t(1) << split;
+        std::vector<double> xv = values(test::randn({n}, uint64_t(7 * n + split), DType::f64, Device::cpu(), 1.5));
+        for (size_t i = 0; i < xv.size(); ++i) xv[i] = i % 7 == 0 ? (i % 2 ? -0.0 : 0.0) : std::round(xv[i] * 10) / 10;
+        if (n == 70001)  // a second kind: few ties, values spread over many binades and both signs
+          for (size_t i = 1; i < xv.size(); i += 2) xv[i] = std::ldexp(xv[i] + 0.01 * double(i % 97), int(i % 41) - 20);
+        if (dt == DType::f32)
+          for (double& v : xv) v = double(float(v));
+        const Tensor x = from_vector(xv, {n}, dt);
+        std::vector<int64_t> order(static_cast<size_t>(n));
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return xv[a] < xv[b]; });
+        std::vector<uint32_t> expect(static_cast<size_t>(n));
+        int64_t r = 0;
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t c = 0; c < n / K + (k < n % K ? 1 : 0); ++c) expect[size_t(order[size_t(r++)])] = uint32_t(k);
+        const int bits = 2;
+        const Payload p = parse_compressor("sortquant:bits=2,split=" + std::to_string(split))->encode(x);
+        const std::vector<uint32_t> codes = codes_of(p, bits + split);
+        std::vector<uint32_t> got;
+        for (uint32_t c : codes) got.push_back(c >> bits);
+        INFO(std::string(dtype_name(dt)) << " n " << n << " split " << split);
+        CHECK(got == expect);
+      }
     }
   }
 }
