@@ -74,6 +74,73 @@ void encode_buckets(const T* x, int64_t n, int bits, int split, BucketOf&& bucke
   });
 }
 
+// A cut of exact sortquant's sorted order: the bucket above it starts at sorted position pos, whose key is key, with
+// `below` keys smaller than it and `equal` keys equal to it (itself included).
+template <class Key> struct SortCut {
+  int64_t pos;
+  Key key = 0;
+  int64_t below = 0, equal = 0;
+};
+
+// The seeds' few buckets (up to kFewCuts cuts): each element's bucket as a sum over the cuts, cut by cut over a
+// chunk, with no branch. An element is past a cut when its key is larger than the cut's, or when it is equal and
+// sorted at or after the cut: a key found once is the cut's own element, and a repeated key's equal elements take
+// their sorted positions below + 0, 1, ... in index order, so the first (pos - below) of them stay before the cut.
+// (Gradients past a ReLU6 or a pooling hold many exact repeats, often at a cut.) For a repeated key a first pass counts
+// each chunk's equal elements, so that the chunks then run in parallel, each starting where the ones before it left.
+constexpr size_t kFewCuts = 16;
+template <class Key>
+void few_cut_buckets(const Key* keys, int64_t n, const std::vector<SortCut<Key>>& cuts, uint16_t* bucket) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  const size_t m = cuts.size();
+  std::vector<int64_t> seen(size_t(chunks) * m, 0);  // per chunk and repeated cut key: equal elements before the chunk
+#pragma omp parallel for schedule(static) if (n > kChunk)
+  for (int64_t c = 0; c < chunks; ++c)
+    for (size_t j = 0; j < m; ++j) {
+      if (cuts[j].equal == 1) continue;
+      const Key ck = cuts[j].key;
+      int64_t count = 0;
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) count += keys[i] == ck;
+      seen[size_t(c) * m + j] = count;
+    }
+  for (size_t j = 0; j < m; ++j) {  // exclusive prefix over the chunks
+    int64_t run = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t here = seen[size_t(c) * m + j];
+      seen[size_t(c) * m + j] = run;
+      run += here;
+    }
+  }
+#pragma omp parallel for schedule(static) if (n > kChunk)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kChunk, len = std::min(n, (c + 1) * kChunk) - i0;
+    const Key* k = keys + i0;
+    uint16_t* b = bucket + i0;
+    std::fill(b, b + len, uint16_t(0));
+    for (size_t j = 0; j < m; ++j) {
+      const Key ck = cuts[j].key;
+      if (cuts[j].equal == 1) {
+        for (int64_t i = 0; i < len; ++i) b[i] = uint16_t(b[i] + (ck <= k[i]));
+      } else if (cuts[j].equal * 64 <= n) {  // a few repeats: the larger keys, then the rare equal ones by a branch
+        const int64_t stay = cuts[j].pos - cuts[j].below;
+        int64_t s = seen[size_t(c) * m + j];
+        for (int64_t i = 0; i < len; ++i) b[i] = uint16_t(b[i] + (ck < k[i]));
+        for (int64_t i = 0; i < len; ++i)
+          if (k[i] == ck) b[i] = uint16_t(b[i] + (s++ >= stay));
+      } else {
+        const int64_t stay = cuts[j].pos - cuts[j].below;  // the equal elements that stay before the cut
+        int64_t s = seen[size_t(c) * m + j];
+        for (int64_t i = 0; i < len; ++i) {
+          const bool eq = k[i] == ck;
+          b[i] = uint16_t(b[i] + (unsigned(ck < k[i]) | unsigned(eq & (s >= stay))));
+          s += eq;
+        }
+      }
+    }
+  }
+}
+
 // Exact: bucket b holds the sorted positions [bucket_start(b), bucket_start(b+1)) of the total order (value, index),
 // a stable sort's order, -0 equal to +0 (value_key), so ties at a cut are split by index and a GPU stable sort gives
 // the same buckets. Found without sorting x: a histogram of the keys' top bits tells which bin holds each cut
@@ -90,12 +157,7 @@ void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& buck
   constexpr int64_t kChunk = int64_t(1) << 16;
   constexpr Key kSign = Key(1) << (8 * sizeof(Key) - 1);
   bucket.assign(size_t(n), 0);
-  struct Cut {
-    int64_t pos;        // the first sorted position of the bucket above the cut
-    Key key = 0;        // the key at that position
-    int64_t below = 0;  // how many keys are smaller than it
-  };
-  std::vector<Cut> cuts;
+  std::vector<SortCut<Key>> cuts;
   for (int64_t b = 1; b < K; ++b)
     if (bucket_start(n, K, b) < n) cuts.push_back({bucket_start(n, K, b)});  // a cut at n splits nothing
   if (cuts.empty()) return;
@@ -134,84 +196,99 @@ void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& buck
     bin_of_cut[j] = b;
     if (slot[size_t(b)] < 0) slot[size_t(b)] = slots++;
   }
-  std::vector<std::vector<Key>> bin_keys{size_t(slots)};
-#pragma omp parallel if (n > kChunk)
-  {
-    std::vector<std::vector<Key>> mine{size_t(slots)};
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int64_t i = c * kChunk; i < chunk_end(c); ++i) {
-        const int32_t s = slot[size_t(keys[size_t(i)] >> kShift)];
-        if (s >= 0) mine[size_t(s)].push_back(keys[size_t(i)]);
-      }
-#pragma omp critical
-    for (int32_t s = 0; s < slots; ++s) {
-      std::vector<Key>& all = bin_keys[size_t(s)];
-      all.insert(all.end(), mine[size_t(s)].begin(), mine[size_t(s)].end());
+  // A bin of one repeated key (the exact zeros of a ReLU6's output or its gradient can be half of x, and a cut) needs
+  // nothing more: with the seeds' few cuts, each cut bin's extremes first, in a pass without branches per bin.
+  std::vector<int64_t> bin_of_slot(static_cast<size_t>(slots));
+  for (size_t j = 0; j < cuts.size(); ++j) bin_of_slot[size_t(slot[size_t(bin_of_cut[j])])] = bin_of_cut[j];
+  std::vector<char> uniform(size_t(slots), 0);
+  std::vector<Key> only_key(size_t(slots), 0);
+  // Only a bin holding over 1/16 of x is checked: a smaller one costs less to gather than to check.
+  const bool check = size_t(slots) <= kFewCuts;
+#pragma omp parallel for schedule(dynamic) if (check && slots > 1 && n > kChunk)
+  for (int32_t s = 0; s < (check ? slots : 0); ++s) {
+    const int64_t b = bin_of_slot[size_t(s)];
+    if (int64_t(start[size_t(b) + 1] - start[size_t(b)]) * 16 <= n) continue;
+    const Key bin = Key(b);
+    Key lo = ~Key(0), hi = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const Key k = keys[size_t(i)];
+      const Key in = Key(0) - Key((k >> kShift) == bin);  // all ones or zero: a select GCC cannot turn into a branch
+      lo = std::min(lo, (k & in) | ~in);
+      hi = std::max(hi, k & in);
     }
+    uniform[size_t(s)] = lo == hi;
+    only_key[size_t(s)] = lo;
   }
-  // A bin of one repeated key (the exact zeros of a gradient past a ReLU6 can be most of it) needs nothing more; a
-  // bin with a few cuts, a selection per cut; with more, one sort.
+  // The other cut bins' keys (sized by the histogram, filled in one pass); a bin with a few cuts then takes a
+  // selection per cut, one with more a sort.
+  std::vector<int32_t> gather_slot(slot);
+  for (int32_t s = 0; s < slots; ++s)
+    if (uniform[size_t(s)]) gather_slot[size_t(bin_of_slot[size_t(s)])] = -1;
+  std::vector<std::vector<Key>> bin_keys{size_t(slots)};
+  for (int32_t s = 0; s < slots; ++s) {
+    const int64_t b = bin_of_slot[size_t(s)];
+    if (!uniform[size_t(s)]) bin_keys[size_t(s)].resize(start[size_t(b) + 1] - start[size_t(b)]);
+  }
+  std::vector<size_t> filled(size_t(slots), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t s = gather_slot[size_t(keys[size_t(i)] >> kShift)];
+    if (s >= 0) bin_keys[size_t(s)][filled[size_t(s)]++] = keys[size_t(i)];
+  }
   std::vector<int64_t> cuts_in(size_t(slots), 0);
   for (size_t j = 0; j < cuts.size(); ++j) ++cuts_in[size_t(slot[size_t(bin_of_cut[j])])];
-  std::vector<char> uniform(size_t(slots), 0);
 #pragma omp parallel for schedule(dynamic) if (slots > 1 && n > kChunk)
-  for (int32_t s = 0; s < slots; ++s) {
-    std::vector<Key>& in_bin = bin_keys[size_t(s)];
-    const auto [lo, hi] = std::minmax_element(in_bin.begin(), in_bin.end());  // the bin holds a cut: not empty
-    uniform[size_t(s)] = *lo == *hi;
-    if (!uniform[size_t(s)] && cuts_in[size_t(s)] > 4) std::sort(in_bin.begin(), in_bin.end());
-  }
+  for (int32_t s = 0; s < slots; ++s)
+    if (!uniform[size_t(s)] && cuts_in[size_t(s)] > 4)
+      std::sort(bin_keys[size_t(s)].begin(), bin_keys[size_t(s)].end());
   std::vector<Key> cut_keys(cuts.size());  // non-decreasing, as the positions
   for (size_t j = 0; j < cuts.size(); ++j) {
     const int32_t s = slot[size_t(bin_of_cut[j])];
     std::vector<Key>& in_bin = bin_keys[size_t(s)];
     const uint64_t first = start[size_t(bin_of_cut[j])];
-    const auto at = in_bin.begin() + int64_t(uint64_t(cuts[j].pos) - first);
+    const int64_t rank = int64_t(uint64_t(cuts[j].pos) - first);  // the cut's rank inside its bin
     if (uniform[size_t(s)]) {
-      cuts[j].key = in_bin[0];
+      cuts[j].key = only_key[size_t(s)];
       cuts[j].below = int64_t(first);
+      cuts[j].equal = int64_t(start[size_t(bin_of_cut[j]) + 1] - first);
     } else if (cuts_in[size_t(s)] > 4) {
+      const auto at = in_bin.begin() + rank;
+      const auto [lo, hi] = std::equal_range(in_bin.begin(), in_bin.end(), *at);
       cuts[j].key = *at;
-      cuts[j].below = int64_t(first) + (std::lower_bound(in_bin.begin(), in_bin.end(), *at) - in_bin.begin());
+      cuts[j].below = int64_t(first) + (lo - in_bin.begin());
+      cuts[j].equal = hi - lo;
     } else {
+      const auto at = in_bin.begin() + rank;
       std::nth_element(in_bin.begin(), at, in_bin.end());
-      cuts[j].key = *at;
-      cuts[j].below = int64_t(first) + std::count_if(in_bin.begin(), at, [&](Key k) { return k < *at; });
+      const Key key = *at;
+      cuts[j].key = key;
+      cuts[j].below = int64_t(first) + std::count_if(in_bin.begin(), at, [&](Key k) { return k < key; });
+      cuts[j].equal = std::count(in_bin.begin(), in_bin.end(), key);
     }
     cut_keys[j] = cuts[j].key;
   }
 
-  // Each element's bucket counts the cut keys below its key (by a plain count for the seeds' few buckets, by
-  // binary search for many); the elements equal to one are listed per chunk with that count, which is the first of
-  // the cuts their key is at.
+  const size_t ncuts = cut_keys.size();
+  if (ncuts <= kFewCuts) {
+    few_cut_buckets(keys.data(), n, cuts, bucket.data());
+    return;
+  }
+  // Many cuts: each element's bucket counts the cut keys below its key, by binary search; the elements equal to one
+  // are listed per chunk with that count, which is the first of the cuts their key is at.
   struct Tie {
     int64_t i;
     size_t first_cut;
   };
   std::vector<std::vector<Tie>> ties{size_t(chunks)};
-  const size_t ncuts = cut_keys.size();
 #pragma omp parallel for schedule(static) if (n > kChunk)
   for (int64_t c = 0; c < chunks; ++c)
     for (int64_t i = c * kChunk; i < chunk_end(c); ++i) {
       const Key k = keys[size_t(i)];
-      size_t below = 0;
-      bool equal = false;
-      if (ncuts <= 16) {
-        for (size_t j = 0; j < ncuts; ++j) {
-          below += cut_keys[j] < k;
-          equal |= cut_keys[j] == k;
-        }
-      } else {
-        below = size_t(std::lower_bound(cut_keys.begin(), cut_keys.end(), k) - cut_keys.begin());
-        equal = below < ncuts && cut_keys[below] == k;
-      }
+      const size_t below = size_t(std::lower_bound(cut_keys.begin(), cut_keys.end(), k) - cut_keys.begin());
       bucket[size_t(i)] = uint16_t(below);
-      if (equal) ties[size_t(c)].push_back({i, below});
+      if (below < ncuts && cut_keys[below] == k) ties[size_t(c)].push_back({i, below});
     }
-  // In index order (gradients past a ReLU6 hold many exact zeros, so this can be most of x): an element whose key is
-  // that of cuts [first, last) is the seen-th of its key, at sorted position below + seen, past each of those cuts
-  // whose position it reaches.
+  // In index order: an element whose key is that of cuts [first, last) is the seen-th of its key, at sorted
+  // position below + seen, past each of those cuts whose position it reaches.
   std::vector<size_t> last_cut(ncuts);  // one past the last cut with the same key
   for (size_t j = ncuts; j-- > 0;)
     last_cut[j] = j + 1 < ncuts && cut_keys[j + 1] == cut_keys[j] ? last_cut[j + 1] : j + 1;

@@ -214,8 +214,9 @@ TEST_CASE("compress sortquant exact: equal-count ordered buckets and every eleme
 TEST_CASE("compress sortquant exact: ties are cut by index, as a stable sort orders them (-0 equal to +0)") {
   // Values with many ties (one decimal), and signed zeros; the reference is a stable sort by value written here:
   // rank r goes to bucket k when r falls in torch.tensor_split's k-th range (sizes n/K, the first n%K one larger).
-  // The encoder finds the cut keys by a histogram and a sort of the cut's bin, with a tie pass in index order:
-  // one chunk and several (over 65,536 elements, in parallel), more buckets than elements, f32 and f64 keys.
+  // The encoder finds the cut keys by a histogram and a selection in the cut's bin, then counts each element's cuts:
+  // one chunk and several (over 65,536 elements, in parallel), a cut in a bin of one repeated key (the zeros), keys
+  // found once, three times or thousands of times, more buckets than elements, 2^11 buckets, f32 and f64 keys.
   for (DType dt : {DType::f32, DType::f64}) {
     for (int64_t n : {1003, 40, 5, 20011, 70001}) {
       for (int split : {1, 2, 3, 6, 11}) {
@@ -224,6 +225,8 @@ TEST_CASE("compress sortquant exact: ties are cut by index, as a stable sort ord
         for (size_t i = 0; i < xv.size(); ++i) xv[i] = i % 7 == 0 ? (i % 2 ? -0.0 : 0.0) : std::round(xv[i] * 10) / 10;
         if (n == 70001)  // a second kind: few ties, values spread over many binades and both signs
           for (size_t i = 1; i < xv.size(); i += 2) xv[i] = std::ldexp(xv[i] + 0.01 * double(i % 97), int(i % 41) - 20);
+        if (n == 20011)  // a third: every value three times, as a pooling's gradient repeats its input's
+          for (size_t i = 0; i < xv.size(); ++i) xv[i] = 1e-3 * double((i / 3 * 7919) % 6007) - 3.0;
         if (dt == DType::f32)
           for (double& v : xv) v = double(float(v));
         const Tensor x = from_vector(xv, {n}, dt);
