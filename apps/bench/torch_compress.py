@@ -95,10 +95,10 @@ def main():
         torch.set_num_threads(os.cpu_count())
         where = f"the CPU ({os.cpu_count()} threads)"
         # bench compress --device cpu: 3 timed runs after 1 (kmeans too); the payload is host memory already.
-        timed = lambda fn, reps: cpu_median_ms(fn, warm_steps=1, reps=3)
+        timed = lambda fn, reps, warmup=1: cpu_median_ms(fn, warm_steps=1, reps=3)
     else:
         where = torch.cuda.get_device_name()
-        timed = lambda fn, reps: time_ms(fn, reps, 1)
+        timed = lambda fn, reps, warmup=1: time_ms(fn, reps, warmup)
     print(f"==== PyTorch {torch.__version__} on {where}: compression, GB/s of fp32 input ====")
     global TO_HOST
     methods = [("none", lambda x: out(x) if TO_HOST else x.clone()), ("quant:bits=8", lambda x: quant(x, 8)),
@@ -113,8 +113,8 @@ def main():
     for shape in [(32, 128, 768)] + ([] if on_cpu else [(64, 32, 112, 112)]):
         x = torch.randn(*shape, device=dev)
         nbytes = x.numel() * 4
-        copy = timed(lambda: x.clone(), 20)
-        d2h = timed(lambda: x.cpu(), 20)
+        copy = timed(lambda: x.clone(), 20, 3)
+        d2h = timed(lambda: x.cpu(), 20, 3)
         print(f"\n[compress] f32 {list(shape)} ({nbytes / 1e6:.1f} MB); copy {nbytes / copy / 1e6:.1f} GB/s, "
               f"device to host {nbytes / d2h / 1e6:.1f} GB/s")
         for name, fn in methods:
@@ -126,7 +126,7 @@ def main():
             print(f"  {name:<40} encode {gbs[0]:10.2f} GB/s" + ("" if on_cpu else f"   + to host {gbs[1]:10.2f} GB/s"))
         TO_HOST = True
         q = quant(x, 8)
-        ms = timed(lambda: q[1](q[0]), 20)
+        ms = timed(lambda: q[1](q[0]), 20, 3)
         print(f"  {'quant:bits=8 decode':<40} decode {nbytes / ms / 1e6:10.2f} GB/s")
 
 
