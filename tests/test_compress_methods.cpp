@@ -350,6 +350,31 @@ TEST_CASE("compress topk: exactly ceil(r*n) elements survive and they are the la
 
 // ---- kmeans --------------------------------------------------------------------------------------------------------
 
+TEST_CASE("compress topk: a bitmap's positions, read a word at a time, are its set bits, the last word ragged") {
+  // The decoder reads the bitmap 8 bytes at a time; the reference walks it bit by bit. Sizes around the word and
+  // byte boundaries, ratios that keep most or all elements (a bitmap is then smaller than the indices).
+  for (int64_t n : {1, 7, 8, 9, 63, 64, 65, 127, 130, 1000, 4099}) {
+    for (double ratio : {0.5, 0.9, 1.0}) {
+      INFO("n " << n << " ratio " << ratio);
+      const Tensor x = test::randn({n}, uint64_t(n), DType::f32);
+      auto c = parse_compressor("topk:ratio=" + std::to_string(ratio));
+      const Payload p = c->encode(x);
+      if (p.params[1] == 0) continue;  // indices were smaller here
+      std::vector<uint32_t> want;
+      for (int64_t i = 0; i < n; ++i)
+        if ((p.codes[size_t(i / 8)] >> (i % 8)) & 1) want.push_back(uint32_t(i));
+      CHECK(TopkCompressor::positions(p) == want);
+      const std::vector<double> xv = values(x), y = values(c->decode(p));
+      size_t next = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const bool kept = next < want.size() && want[next] == uint32_t(i);
+        REQUIRE(y[size_t(i)] == (kept ? xv[size_t(i)] : 0.0));
+        next += kept;
+      }
+    }
+  }
+}
+
 TEST_CASE("compress kmeans: the squared error never increases across iterations and few values are exact") {
   Tensor x = test::randn({4000}, 3, DType::f32);
   // a skewed mixture so the quantile init is not already optimal
