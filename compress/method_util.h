@@ -30,8 +30,7 @@ inline void pack_block(const uint32_t* codes, int64_t m, int bits, uint8_t* out)
     for (int64_t j = 0; j < m / 2; ++j) out[j] = uint8_t((codes[2 * j] & 15u) | (codes[2 * j + 1] << 4));
     if (m % 2) out[m / 2] = uint8_t(codes[m - 1] & 15u);
   } else {
-    for (int64_t g = 0; g * 8 < m; ++g)
-      pack_group(codes + 8 * g, int(std::min<int64_t>(8, m - 8 * g)), bits, out + g * bits);
+    pack_codes(codes, uint64_t(m), bits, out);
   }
 }
 

@@ -4,7 +4,6 @@
 // and sampled thresholds come from a sample of the whole tensor rather than the first sample only.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -155,7 +154,6 @@ void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& buck
   const int top_bits = n > (int64_t(1) << 20) ? 16 : 12, kShift = int(8 * sizeof(Key)) - top_bits;
   const int64_t kBins = int64_t(1) << top_bits;
   constexpr int64_t kChunk = int64_t(1) << 16;
-  constexpr Key kSign = Key(1) << (8 * sizeof(Key) - 1);
   bucket.assign(size_t(n), 0);
   std::vector<SortCut<Key>> cuts;
   for (int64_t b = 1; b < K; ++b)
@@ -164,16 +162,10 @@ void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& buck
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   auto chunk_end = [&](int64_t c) { return std::min(n, (c + 1) * kChunk); };
 
-  // value_key(x[i]) for all i, with integer selects GCC vectorizes: -0 keyed as +0, negatives flipped.
-  std::vector<Key> keys(static_cast<size_t>(n));
+  std::vector<Key> keys(static_cast<size_t>(n));  // the GPU twin's keys: -0 keyed as +0, negatives flipped
 #pragma omp parallel for schedule(static) if (n > kChunk)
   for (int64_t c = 0; c < chunks; ++c)
-    for (int64_t i = c * kChunk; i < chunk_end(c); ++i) {
-      Key u;
-      std::memcpy(&u, x + i, sizeof u);
-      u = (u & ~kSign) == 0 ? Key(0) : u;
-      keys[size_t(i)] = u ^ ((u & kSign) ? ~Key(0) : kSign);
-    }
+    for (int64_t i = c * kChunk; i < chunk_end(c); ++i) keys[size_t(i)] = value_key(x[i]);
 
   std::vector<uint64_t> start(size_t(kBins) + 1, 0);  // keys in the bins below: the histogram's prefix sums
 #pragma omp parallel if (n > kChunk)
