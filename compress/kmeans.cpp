@@ -140,12 +140,11 @@ Payload KmeansCompressor::encode(const Tensor& x, cudaStream_t stream) {
   dispatch_float(h.dtype(), "kmeans", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* xs = h.data<T>();
-    std::vector<double> sorted(xs, xs + n);
-    std::sort(sorted.begin(), sorted.end());
-    p.table = lloyd(sorted, K, opt_.iters);
+    p.table = lloyd(sorted_values(xs, n), K, opt_.iters);
     const std::vector<double> cut = cuts_of(p.table);
-    pack_parallel(uint64_t(n), opt_.bits, p.codes.data(), [&](uint64_t i) -> uint32_t {
-      return uint32_t(std::lower_bound(cut.begin(), cut.end(), double(xs[i])) - cut.begin());
+    const int bits = opt_.bits;
+    encode_blocks(uint64_t(n), bits, p.codes.data(), [&](int64_t i0, int64_t m, uint32_t* codes) {
+      for (int64_t j = 0; j < m; ++j) codes[j] = nearest_centroid(cut.data(), bits, double(xs[i0 + j]));
     });
   });
   p.check_consistent("kmeans");

@@ -1,14 +1,18 @@
 // method_util.h — what the CPU encoders and decoders share: the parallel packer and unpacker (codes go through blocks
-// of kCodeBlock, computed or consumed by loops the compiler can vectorize) and the exact value range by vector lanes.
+// of kCodeBlock, computed or consumed by loops the compiler can vectorize), the exact value range by vector lanes, and
+// a radix sort of values with a branch-free search among sorted cuts.
 // Not public API (include compress/methods.h instead); the rounding rules live in compress/quant_math.h.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "compress/bitpack.h"
 #include "compress/quant_math.h"
+#include "compress/sort_keys.h"
 
 namespace ep::compress {
 
@@ -131,6 +135,64 @@ void value_range(const T* x, int64_t n, double& lo, double& hi) {
     lane_range(x + c * kChunk, std::min(kChunk, n - c * kChunk), mn, mx);
   lo = mn;
   hi = mx;
+}
+
+// The cut rule as a search without branches: the number of cuts below v (std::lower_bound's index into the 2^bits - 1
+// sorted cuts), halving a power-of-two range per step, so no step mispredicts whatever the data.
+inline uint32_t nearest_centroid(const double* cut, int bits, double v) {
+  uint32_t at = 0;
+  for (uint32_t step = 1u << (bits - 1); step > 0; step >>= 1) at += cut[at + step - 1] < v ? step : 0u;
+  return at;
+}
+
+// x[0..n) ascending, as doubles: an LSD radix sort of the value keys, 8 bits a pass, chunks counted and scattered in
+// parallel, a pass skipped where every key shares its digit. -0 is keyed as +0 and comes back as +0, which no sum or
+// centroid of kmeans can tell from -0. The std::sort of doubles it replaced there took 35% of `bench compress`'s CPU time.
+template <class T>
+std::vector<double> sorted_values(const T* x, int64_t n) {
+  using Key = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr int64_t kChunk = int64_t(1) << 16, kDigits = 256;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  auto chunk_end = [&](int64_t c) { return std::min(n, (c + 1) * kChunk); };
+  std::vector<Key> keys(static_cast<size_t>(n)), moved(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t i = c * kChunk; i < chunk_end(c); ++i) keys[size_t(i)] = value_key(x[i]);
+  std::vector<uint64_t> at(size_t(chunks * kDigits));  // [chunk][digit]: counts, then that chunk's next slot
+  for (int shift = 0; shift < int(8 * sizeof(Key)); shift += 8) {
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      uint64_t* count = at.data() + c * kDigits;
+      std::fill(count, count + kDigits, 0);
+      for (int64_t i = c * kChunk; i < chunk_end(c); ++i) ++count[(keys[size_t(i)] >> shift) & 255];
+    }
+    uint64_t slot = 0;
+    bool one_digit = false;
+    for (int64_t d = 0; d < kDigits; ++d) {
+      const uint64_t first = slot;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const uint64_t count = at[size_t(c * kDigits + d)];
+        at[size_t(c * kDigits + d)] = slot;
+        slot += count;
+      }
+      one_digit = one_digit || slot - first == uint64_t(n);
+    }
+    if (one_digit) continue;  // every key has this digit: the pass would move nothing
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      uint64_t* next = at.data() + c * kDigits;
+      for (int64_t i = c * kChunk; i < chunk_end(c); ++i) {
+        const Key key = keys[size_t(i)];
+        moved[size_t(next[(key >> shift) & 255]++)] = key;
+      }
+    }
+    keys.swap(moved);
+  }
+  std::vector<double> sorted(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t i = c * kChunk; i < chunk_end(c); ++i) sorted[size_t(i)] = value_of_key(keys[size_t(i)]);
+  return sorted;
 }
 
 }  // namespace ep::compress

@@ -6,12 +6,15 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <optional>
+#include <type_traits>
 
 #include "compress/compress_kernels.h"
 #include "compress/method_util.h"
 #include "compress/methods.h"
+#include "compress/sort_keys.h"
 #include "engine/dispatch.h"
 #include "engine/storage.h"
 
@@ -60,6 +63,88 @@ Payload payload_at(const T* x, const Shape& shape, DType dtype, const std::vecto
   }
   p.check_consistent("topk");
   return p;
+}
+
+// The k ascending positions of the largest |x| (larger magnitude first, the lower index first among equals: the GPU
+// twin's set), found as the GPU finds them, by the magnitude keys' radix order rather than a sort: a histogram of the
+// keys' top bits gives the bin of the k-th largest, a selection among that bin's keys gives its key t, and one pass
+// writes the positions above t and the first (k - those above) equal to t, in index order. The nth_element over
+// indices this replaced ran at 0.18 GB/s on a 12.6 MB tensor (2 cores).
+template <class T>
+std::vector<uint32_t> kept_positions(const T* x, uint64_t n, uint64_t k) {
+  using Key = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  std::vector<uint32_t> kept(size_t(k), 0);
+  if (k == 0) return kept;
+  if (k == n) {
+    std::iota(kept.begin(), kept.end(), 0u);
+    return kept;
+  }
+  // Up to 2^16 bins of the keys' top bits (the sign bit is always 0), fewer for small tensors.
+  const int key_bits = int(8 * sizeof(Key)) - 1, top_bits = std::clamp(int(std::bit_width(n)) - 4, 4, 16);
+  const int shift = key_bits - top_bits;
+  const int64_t bins = int64_t(1) << top_bits;
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = int64_t((n + kChunk - 1) / kChunk);
+  auto chunk_end = [&](int64_t c) { return std::min(int64_t(n), (c + 1) * kChunk); };
+  std::vector<uint64_t> hist(size_t(bins), 0);
+#pragma omp parallel if (chunks > 1)
+  {
+    std::vector<uint32_t> mine(size_t(bins), 0);  // a thread's share of n < 2^32 keys
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t i = c * kChunk; i < chunk_end(c); ++i) ++mine[size_t(magnitude_key(x[i]) >> shift)];
+#pragma omp critical
+    for (int64_t b = 0; b < bins; ++b) hist[size_t(b)] += mine[size_t(b)];
+  }
+  // The bin of the k-th largest key: `above` keys lie in the bins over it, and it supplies the other `need`.
+  int64_t bin = bins - 1;
+  uint64_t above = 0;
+  while (above + hist[size_t(bin)] < k) above += hist[size_t(bin--)];
+  const uint64_t need = k - above;  // 1..hist[bin]
+  std::vector<Key> in_bin;
+  in_bin.reserve(size_t(hist[size_t(bin)]));
+  for (uint64_t i = 0; i < n; ++i) {
+    const Key key = magnitude_key(x[i]);
+    if (int64_t(key >> shift) == bin) in_bin.push_back(key);
+  }
+  std::nth_element(in_bin.begin(), in_bin.begin() + int64_t(need - 1), in_bin.end(), std::greater<Key>());
+  const Key t = in_bin[size_t(need - 1)];
+  uint64_t over_t = above;  // keys above t: the bins over `bin`, and those of `bin` over t
+  for (const Key key : in_bin) over_t += key > t;
+  const uint64_t take_equal = k - over_t;  // the first take_equal keys equal to t (in index order) are kept
+  // Each chunk's count of keys above and equal to t, then the chunks write their positions from their first slot.
+  std::vector<uint64_t> chunk_over(size_t(chunks) + 1, 0), chunk_equal(size_t(chunks) + 1, 0);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    uint64_t o = 0, e = 0;
+    for (int64_t i = c * kChunk; i < chunk_end(c); ++i) {
+      const Key key = magnitude_key(x[i]);
+      o += key > t;
+      e += key == t;
+    }
+    chunk_over[size_t(c) + 1] = o;
+    chunk_equal[size_t(c) + 1] = e;
+  }
+  for (int64_t c = 0; c < chunks; ++c) {
+    chunk_over[size_t(c) + 1] += chunk_over[size_t(c)];
+    chunk_equal[size_t(c) + 1] += chunk_equal[size_t(c)];
+  }
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    uint64_t equal_seen = chunk_equal[size_t(c)];
+    uint64_t slot = topk_slot(chunk_over[size_t(c)], equal_seen, take_equal);
+    const uint64_t end = topk_slot(chunk_over[size_t(c) + 1], chunk_equal[size_t(c) + 1], take_equal);
+    // No branch per element: every position is written at the next slot, which only a kept one advances. The loop
+    // stops at the chunk's last kept position, so no write lands on the next chunk's first slot.
+    for (int64_t i = c * kChunk; slot < end; ++i) {
+      const Key key = magnitude_key(x[i]);
+      const uint64_t equal = key == t;
+      kept[size_t(slot)] = uint32_t(i);
+      slot += uint64_t(key > t) | (equal & uint64_t(equal_seen < take_equal));
+      equal_seen += equal;
+    }
+  }
+  return kept;
 }
 
 // The payload of x at the k ascending positions kept_p (a device array) on the GPU: the values gathered, the positions
@@ -148,18 +233,8 @@ Payload TopkCompressor::encode(const Tensor& x, cudaStream_t stream) {
   return dispatch_float(h.dtype(), "topk", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* xs = h.data<T>();
-    std::vector<uint32_t> idx(static_cast<size_t>(n));
-    std::iota(idx.begin(), idx.end(), 0u);
-    // Larger |x| first; equal magnitudes: the lower index first, so the kept set is deterministic.
-    auto before = [xs](uint32_t a, uint32_t b) {
-      const T fa = std::fabs(xs[a]), fb = std::fabs(xs[b]);
-      return fa > fb || (fa == fb && a < b);
-    };
-    if (k < n) std::nth_element(idx.begin(), idx.begin() + int64_t(k), idx.end(), before);
-    idx.resize(size_t(k));
-    std::sort(idx.begin(), idx.end());
-    last_indices_ = idx;
-    return payload_at(xs, h.shape(), h.dtype(), idx);
+    last_indices_ = kept_positions(xs, n, k);
+    return payload_at(xs, h.shape(), h.dtype(), last_indices_);
   });
 }
 

@@ -14,6 +14,7 @@
 #include "compress/bitpack.h"
 #include "compress/fp8.h"
 #include "compress/quant_math.h"
+#include "compress/method_util.h"
 #include "compress/methods.h"
 #include "compress/stats.h"
 #include "tests/test_util.h"
@@ -348,6 +349,43 @@ TEST_CASE("compress topk: exactly ceil(r*n) elements survive and they are the la
   CHECK(values(round_trip("topk:ratio=0.5", from_vector({2, -2, 1, 2}, {4}))) == std::vector<double>{2, -2, 0, 0});
 }
 
+TEST_CASE("compress topk: the kept positions are a full sort's first k, larger magnitude then lower index first") {
+  // The encoder selects by a histogram of magnitude keys and one pass in index order (several chunks of 2^16 above
+  // 65,536 elements); the reference sorts every index by (|x| descending, index ascending). Data with no ties, with
+  // few distinct magnitudes (a tie at the threshold, split by index across chunks), and half zeros of both signs.
+  std::mt19937 rng(17);
+  for (int64_t n : {1, 2, 5, 100, 4097, 65536, 65537, 200003}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      for (bool wide : {false, true}) {
+        std::vector<double> xv(static_cast<size_t>(n));
+        std::normal_distribution<double> normal;
+        std::uniform_int_distribution<int> small(-3, 3);
+        for (size_t i = 0; i < xv.size(); ++i) {
+          if (kind == 0) xv[i] = normal(rng);
+          else if (kind == 1) xv[i] = 0.25 * small(rng);  // seven values, magnitudes 0, 0.25, 0.5, 0.75
+          else xv[i] = i % 2 ? (i % 4 == 1 ? -0.0 : 0.0) : normal(rng);
+        }
+        const Tensor x = from_vector(xv, {n}, wide ? DType::f64 : DType::f32);
+        const std::vector<double> xs = values(x);  // as stored (f32-rounded)
+        std::vector<uint32_t> order(static_cast<size_t>(n));
+        std::iota(order.begin(), order.end(), 0u);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](uint32_t a, uint32_t b) { return std::fabs(xs[a]) > std::fabs(xs[b]); });
+        for (double ratio : {0.001, 0.1, 0.5, 0.97}) {
+          auto c = parse_compressor("topk:ratio=" + std::to_string(ratio));
+          const Payload p = c->encode(x);
+          const size_t k = p.params[0];
+          std::vector<uint32_t> want(order.begin(), order.begin() + int64_t(k));
+          std::sort(want.begin(), want.end());
+          INFO("n " << n << " kind " << kind << " f64 " << wide << " ratio " << ratio);
+          REQUIRE(static_cast<TopkCompressor&>(*c).last_indices() == want);
+          REQUIRE(TopkCompressor::positions(p) == want);
+        }
+      }
+    }
+  }
+}
+
 // ---- kmeans --------------------------------------------------------------------------------------------------------
 
 TEST_CASE("compress topk: a bitmap's positions, read a word at a time, are its set bits, the last word ragged") {
@@ -402,6 +440,47 @@ TEST_CASE("compress kmeans: the squared error never increases across iterations 
   CHECK(values(round_trip("kmeans:bits=2", few)) == values(few));
   Tensor constant = full({9}, 1.5);
   CHECK(values(round_trip("kmeans:bits=3", constant)) == values(constant));
+}
+
+TEST_CASE("compress kmeans: the radix sort equals std::sort and the branch-free cut search equals lower_bound") {
+  std::mt19937 rng(5);
+  for (int64_t n : {0, 1, 3, 255, 256, 65536, 65537, 140000}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<double> xv(static_cast<size_t>(n));
+      std::normal_distribution<double> normal;
+      std::uniform_int_distribution<int> small(-2, 2);
+      for (size_t i = 0; i < xv.size(); ++i) {
+        if (kind == 0) xv[i] = normal(rng) * std::ldexp(1.0, int(i % 40) - 20);  // many binades, both signs
+        else if (kind == 1) xv[i] = small(rng) == 0 ? (i % 2 ? -0.0 : 0.0) : 0.5 * small(rng);  // repeats, -0 and +0
+        else xv[i] = 3.0 + 1e-3 * double(i % 7);  // every key shares its top digits: those passes are skipped
+      }
+      std::vector<float> xf(xv.begin(), xv.end());
+      std::vector<double> want_f(xf.begin(), xf.end()), want_d = xv;
+      std::sort(want_f.begin(), want_f.end());
+      std::sort(want_d.begin(), want_d.end());
+      const std::vector<double> got_f = sorted_values(xf.data(), n), got_d = sorted_values(xv.data(), n);
+      INFO("n " << n << " kind " << kind);
+      REQUIRE(got_f == want_f);  // == holds -0 equal to +0, as the encoder's sums do
+      REQUIRE(got_d == want_d);
+      for (double v : got_d) REQUIRE((v != 0 || !std::signbit(v)));  // zeros come back as +0
+    }
+  }
+  for (int bits = 1; bits <= 16; ++bits) {
+    const size_t cuts = (size_t(1) << bits) - 1;
+    std::vector<double> cut(cuts);
+    std::uniform_int_distribution<int> step(0, 2);  // repeated cuts too (a 0 step), as equal centroids give
+    double at = -double(cuts) / 2;
+    for (double& c : cut) c = at += step(rng);
+    std::uniform_real_distribution<double> anywhere(cut.front() - 2, cut.back() + 2);
+    int mismatches = 0;
+    for (int t = 0; t < 4000; ++t) {
+      const double v = t % 2 ? anywhere(rng) : cut[size_t(t) % cuts];  // on a cut: it belongs below it
+      mismatches += nearest_centroid(cut.data(), bits, v) != uint32_t(std::lower_bound(cut.begin(), cut.end(), v) -
+                                                                     cut.begin());
+    }
+    INFO("bits " << bits);
+    CHECK(mismatches == 0);
+  }
 }
 
 // ---- lowrank -------------------------------------------------------------------------------------------------------
