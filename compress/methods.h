@@ -209,6 +209,9 @@ template <class T> void decode_kmeans(const Payload& p, T* out);
 template <class T> void decode_lowrank(const Payload& p, T* out);
 template <class T> void decode_fp8(const Payload& p, T* out);
 void check_fp8_codes(const Payload& p);  // CompressError for a NaN/inf code (fp8 payloads)
+// The codes of nearest rounding for f32 x[0..n) at a power-of-two scale: fp8_encode_f32(x[i] / scale, e5m2, false, 0)
+// each, computed by vector code (the CPU encoder's path; tested against the scalar rule).
+void encode_fp8_nearest(const float* x, int64_t n, float scale, bool e5m2, uint8_t* codes);
 // CompressError unless a topk payload's positions are ascending, in range and exactly k (bitmap padding clear).
 void check_topk_positions(const Payload& p);
 

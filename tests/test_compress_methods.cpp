@@ -591,6 +591,34 @@ TEST_CASE("compress fp8: the f32 bit-arithmetic encoder equals the reference on 
   }
 }
 
+TEST_CASE("compress fp8: the CPU encoder's vector code gives the scalar rule's codes, f32 patterns across the range") {
+  // encode_fp8_nearest computes the rule's three cases (saturate, subnormal, normal) as selects; the reference is
+  // fp8_encode_f32 of x / scale. Inputs: every 1021st positive f32 bit pattern below infinity, both signs, plus each
+  // grid midpoint (a tie) and its neighbours one ulp away, at scales that make the same x normal, subnormal or beyond
+  // the maximum.
+  for (int e5 = 0; e5 < 2; ++e5) {
+    const bool e5m2 = e5 == 1;
+    std::vector<float> x;
+    for (uint32_t u = 0; u < 0x7f800000u; u += 1021) x.push_back(bits_float(u) * (x.size() % 2 ? -1.0f : 1.0f));
+    for (int c = 0; c < 126; ++c) {
+      if (fp8_is_special(uint8_t(c + 1), e5m2)) break;
+      const float mid = float(0.5 * (fp8_decode(uint8_t(c), e5m2) + fp8_decode(uint8_t(c + 1), e5m2)));
+      for (float y : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) {
+        x.push_back(y);
+        x.push_back(-y);
+      }
+    }
+    for (float scale : {1.0f, 0x1p-9f, 0x1p20f, 0x1p-126f, 0x1p127f}) {
+      std::vector<uint8_t> got(x.size());
+      encode_fp8_nearest(x.data(), int64_t(x.size()), scale, e5m2, got.data());
+      int mismatches = 0;
+      for (size_t i = 0; i < x.size(); ++i) mismatches += got[i] != fp8_encode_f32(x[i] / scale, e5m2, false, 0);
+      INFO("e5m2 " << e5m2 << " scale " << scale << " of " << x.size());
+      CHECK(mismatches == 0);
+    }
+  }
+}
+
 TEST_CASE("compress fp8: tensor scaling keeps grid values exact; stochastic rounding is unbiased") {
   // amax 448 -> scale 1 (a power of two), so e4m3 grid values come back exactly, others to the nearest grid value
   Tensor x = from_vector({448, -1.5, 0.015625, 0.001953125, 0, 17, 1.03}, {7});
