@@ -344,14 +344,19 @@ TEST_CASE("layers: backward reaches every parameter of MobileNetV2 and ResNet-18
 }
 
 TEST_CASE("layers: three SGD steps on a fixed batch lower the MobileNetV2 loss") {
+  // In f64: this net's loss is kinked (ReLU6 inputs within 1e-6 of 0 or 6), so an f32 gradient is ~1% off its exact
+  // value wherever rounding puts such an input across, and which way it goes depends on the build (an FMA build,
+  // OpenBLAS's kernel for the CPU). At lr 0.05 and momentum 0.9 the exact third step raised the loss; the f32 suite
+  // passed by rounding luck, and failed under -march=native. The f64 trajectory below is the same on every build.
   MobileNetV2Options o = mnv2(MobileNetV2Variant::cifar, 10, 0.25);
   o.dropout = 0;
   MobileNetV2 m(o);
-  Tensor x = test::randn({8, 3, 32, 32}, 18, DType::f32);
+  to_dtype(m, DType::f64);
+  Tensor x = test::randn({8, 3, 32, 32}, 18, DType::f64);
   Tensor y = from_vector({0, 1, 2, 3, 4, 5, 6, 7}, {8}, DType::i64);
   SGDOptions so;
-  so.lr = 0.05;
-  so.momentum = 0.9;
+  so.lr = 0.01;
+  so.momentum = 0.5;
   SGD opt(nn::parameters(m), so);
   std::vector<double> losses;
   for (int step = 0; step < 4; ++step) {
@@ -365,8 +370,8 @@ TEST_CASE("layers: three SGD steps on a fixed batch lower the MobileNetV2 loss")
   }
   INFO("losses " << losses[0] << " " << losses[1] << " " << losses[2] << " " << losses[3]);
   CHECK(losses[0] == doctest::Approx(std::log(10.0)).epsilon(0.05));  // N(0, 0.01) classifier: near-uniform start
-  for (size_t i = 1; i < losses.size(); ++i) CHECK(losses[i] < losses[i - 1]);  // every step helps
-  CHECK(losses[3] < losses[0] - 0.2);
+  for (size_t i = 1; i < losses.size(); ++i) CHECK(losses[i] < losses[i - 1] - 0.03);  // every step helps: 0.06-0.11
+  CHECK(losses[3] < losses[0] - 0.2);  // 0.24
 }
 
 TEST_CASE("layers: load_state copies by name and reports missing, unexpected and mis-shaped keys") {

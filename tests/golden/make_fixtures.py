@@ -36,13 +36,13 @@ def build(variant, width, classes):
     return m
 
 
-def randomize_bn(m, g):
+def randomize_bn(m, g, bias_center=0.0):
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
                 c = mod.num_features
                 mod.weight.copy_(1 + 0.2 * torch.randn(c, generator=g))
-                mod.bias.copy_(0.1 * torch.randn(c, generator=g))
+                mod.bias.copy_(bias_center + 0.1 * torch.randn(c, generator=g))
                 mod.running_mean.copy_(0.1 * torch.randn(c, generator=g))
                 mod.running_var.copy_(0.5 + torch.rand(c, generator=g))
                 mod.num_batches_tracked.fill_(int(torch.randint(0, 100, (1,), generator=g)))
@@ -54,11 +54,11 @@ GRAD_NAMES = ["features.0.0.weight", "features.0.1.weight", "features.1.conv.0.0
 AFTER_BN = ["features.0.1", "features.18.1"]
 
 
-def make(variant, width, classes, input_shape, labels, seed):
+def make(variant, width, classes, input_shape, labels, seed, bias_center=0.0):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     m = build(variant, width, classes)
-    randomize_bn(m, g)
+    randomize_bn(m, g, bias_center)
     with torch.no_grad():
         for v in m.state_dict().values():
             if v.is_floating_point():
@@ -96,6 +96,7 @@ def make(variant, width, classes, input_shape, labels, seed):
         out += [("after." + bn + ".running_mean", buffers[bn + ".running_mean"].float().numpy()),
                 ("after." + bn + ".running_var", buffers[bn + ".running_var"].float().numpy())]
     meta = {"variant": variant, "width_mult": str(width), "num_classes": str(classes), "seed": str(seed),
+            "bn_bias_center": str(bias_center),
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "train_pass": "BatchNorm in train mode, dropout identity", "generator": "tests/golden/make_fixtures.py"}
     path = os.path.join(HERE, "mobilenetv2_%s.safetensors" % variant)
@@ -109,5 +110,10 @@ if __name__ == "__main__":
     make("cifar", 0.25, 10, (2, 3, 32, 32), [1, 7], seed=1234)
     # Batch 4 at 64x64, not 1: with one image the last stages hold 2x2 = 4 values per BatchNorm channel in train mode,
     # and near-constant channels make the gradients ill-conditioned (PyTorch's own f32 result was 1% off its f64 one).
-    make("imagenet", 0.25, 10, (4, 3, 64, 64), [1, 7, 3, 0], seed=4321)
+    # BatchNorm biases near 3, not 0: the last stages' channels hold only 16 values each, so one ReLU6 input that sits
+    # on the kink at 0 or 6 decides the gradients upstream by ~1%, and which side an f32 run puts it on is rounding
+    # luck. Seed 4321 with biases near 0 had an input 4e-7 (relative) from a kink in features.17: an FMA build, or
+    # OpenBLAS's one-thread kernels, flipped it and failed the test at 1e-4. Here the smallest such margin in the 2x2
+    # and 4x4 stages is 1.8e-4, well above f32's forward error there (~2e-5); 0.4% of the inputs are still clipped.
+    make("imagenet", 0.25, 10, (4, 3, 64, 64), [1, 7, 3, 0], seed=2, bias_center=3.0)
     sys.exit(0)
