@@ -166,15 +166,29 @@ template <class T> void decode_lowrank(const Payload& p, T* out) {
     std::fill(out, out + p.numel(), T(0));
     return;
   }
+  // Each P transposed to [r, c] first, so a row of x̂ accumulates a block of columns at a time, term j = 0..r-1 in
+  // order from 0 as the per-element dot product did (the same bits), in loops over columns that vectorize.
+  std::vector<float> pt(size_t(g.matrices * r * c));
+  for (int64_t b = 0; b < g.matrices; ++b) {
+    const float* P = p.table.data() + b * (m + c) * r + m * r;
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t j = 0; j < r; ++j) pt[size_t((b * r + j) * c + k)] = P[k * r + j];
+  }
+  constexpr int64_t kCols = 256;
 #pragma omp parallel for collapse(2) if (p.numel() > (1 << 16))
   for (int64_t b = 0; b < g.matrices; ++b)
     for (int64_t i = 0; i < m; ++i) {
-      const float* Q = p.table.data() + b * (m + c) * r;
-      const float* P = Q + m * r;
-      for (int64_t k = 0; k < c; ++k) {
-        double s = 0;
-        for (int64_t j = 0; j < r; ++j) s += double(Q[i * r + j]) * double(P[k * r + j]);
-        out[(b * m + i) * c + k] = T(s);
+      const float* Q = p.table.data() + b * (m + c) * r + i * r;
+      for (int64_t k0 = 0; k0 < c; k0 += kCols) {
+        const int64_t cols = std::min(kCols, c - k0);
+        double acc[kCols] = {};
+        for (int64_t j = 0; j < r; ++j) {
+          const double q = Q[j];
+          const float* row = pt.data() + (b * r + j) * c + k0;
+          for (int64_t k = 0; k < cols; ++k) acc[k] += q * double(row[k]);
+        }
+        T* o = out + (b * m + i) * c + k0;
+        for (int64_t k = 0; k < cols; ++k) o[k] = T(acc[k]);
       }
     }
 }

@@ -527,6 +527,37 @@ TEST_CASE("compress lowrank: exact for matrices of rank <= r, per sample; warm s
   CHECK(values(warm->decode(warm->encode(z))) == values(z));
 }
 
+TEST_CASE("compress lowrank: the decoder's column blocks give each element its dot product of Q's row and P's row") {
+  // The decoder transposes P and accumulates 256 columns at a time; the reference is the plain dot product over the
+  // payload's own factors. Widths around the block (255, 256, 257, 600) and ranks 1..5; a tight tolerance, not bit
+  // equality, so that a build whose compiler fuses multiply-adds (-march=native) is held to the same test.
+  for (int64_t cols : {1, 255, 256, 257, 600}) {
+    for (int rank : {1, 3, 5}) {
+      const Tensor x = test::randn({2, 7, cols}, uint64_t(cols * 10 + rank), DType::f32);
+      auto c = parse_compressor("lowrank:rank=" + std::to_string(rank));
+      const Payload p = c->encode(x);
+      const int64_t r = p.params[0], m = 7;
+      const std::vector<double> y = values(c->decode(p));
+      INFO("cols " << cols << " rank " << rank << " (kept " << r << ")");
+      double worst = 0;
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t k = 0; k < cols; ++k) {
+            const float* Q = p.table.data() + b * (m + cols) * r;
+            const float* P = Q + m * r;
+            double s = 0, size = 0;  // the sum, and the sum of its terms' magnitudes (its rounding scale)
+            for (int64_t j = 0; j < r; ++j) {
+              s += double(Q[i * r + j]) * double(P[k * r + j]);
+              size += std::fabs(double(Q[i * r + j]) * double(P[k * r + j]));
+            }
+            worst = std::max(worst, std::fabs(y[size_t((b * m + i) * cols + k)] - double(float(s))) /
+                                        std::max(1e-30, size));
+          }
+      CHECK(worst <= 1e-6);  // one f32 rounding of the same sum (an f32 ulp is 6e-8 of it)
+    }
+  }
+}
+
 // ---- fp8 -----------------------------------------------------------------------------------------------------------
 
 TEST_CASE("compress fp8: OCP e4m3 and e5m2 grids by hand") {
