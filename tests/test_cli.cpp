@@ -119,3 +119,18 @@ TEST_CASE("cli: the step guard admits finite steps, skips non-finite ones, and e
   CHECK_THROWS_WITH_AS(h.admit(std::nan(""), 0.0, 9, state),
                        doctest::Contains("training diverged: w holds non-finite values at step 9"), Error);
 }
+
+TEST_CASE("cli: OpenBLAS runs the kernels this CPU supports, not its SSE3 fallback for a model it does not know") {
+  // main() ran ensure_cpu_threading before the suite: where OpenBLAS fell back to "Prescott" on a CPU with AVX2 or
+  // AVX-512 (Debian 12's 0.3.21 on Emerald Rapids), it asked for better kernels by OPENBLAS_CORETYPE and re-executed.
+  const char* asked = std::getenv("OPENBLAS_CORETYPE");
+  const std::string running = blas_kernels();
+  INFO("OpenBLAS kernels: " << running << ", OPENBLAS_CORETYPE: " << std::string(asked ? asked : "(unset)"));
+  if (!asked) {
+    CHECK(blas_kernels_worth_asking_for() == nullptr);  // a fallback nobody corrected
+  } else if (std::string(asked) == "SkylakeX" || std::string(asked) == "Haswell") {
+    CHECK(running == asked);  // OpenBLAS took the request (these two names it reports as given)
+  } else {
+    MESSAGE("OPENBLAS_CORETYPE=" << asked << " set by the user: OpenBLAS runs " << running);
+  }
+}

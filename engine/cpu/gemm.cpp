@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -24,6 +25,20 @@ GemmPrecision parse_gemm_precision(const std::string& name) {
 }
 GemmPrecisionGuard::GemmPrecisionGuard(GemmPrecision p) : previous_(t_gemm_precision) { t_gemm_precision = p; }
 GemmPrecisionGuard::~GemmPrecisionGuard() { t_gemm_precision = previous_; }
+
+const char* blas_kernels() { return openblas_get_corename(); }
+
+const char* blas_kernels_worth_asking_for() {
+#if defined(__x86_64__)
+  if (std::string(openblas_get_corename()) != "Prescott") return nullptr;  // a model it knows: its own choice
+  __builtin_cpu_init();  // libgcc's feature bits count AVX and AVX-512 only where the OS saves their registers
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return nullptr;
+}
 
 // The first `n` floats of `src` rounded to bfloat16 and widened back (what a bf16 operand holds).
 static std::vector<float> round_to_bf16(const float* src, int64_t n) {

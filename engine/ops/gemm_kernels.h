@@ -32,6 +32,14 @@ class GemmPrecisionGuard {
   GemmPrecision previous_;
 };
 
+// OpenBLAS's name for the kernels it picked ("SkylakeX", "Haswell", ...), and the OPENBLAS_CORETYPE worth asking for
+// instead, or null. OpenBLAS picks kernels by CPU model when it loads and falls back to its SSE3 "Prescott" ones on a
+// model newer than it knows: Debian 12's 0.3.21 did on an Emerald Rapids VM, where sgemm ran at 30 GFLOP/s instead of
+// 103-127 with the AVX-512 kernels. Then this names the kernels for the instructions the CPU and OS do support
+// (AVX-512 F/BW/DQ/VL: "SkylakeX"; AVX2 and FMA: "Haswell"). The apps set it before OpenBLAS loads (apps/cli.h).
+const char* blas_kernels();
+const char* blas_kernels_worth_asking_for();
+
 // K == 0 gives C = beta * C (zeros when beta == 0, without reading C); M == 0 or N == 0 does nothing. Sizes must fit
 // in int32 (BLAS and cuBLAS take int), else ValueError "[gemm] ...".
 void gemm_cpu(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, const void* B,
