@@ -1,6 +1,6 @@
 // method_util.h — what the CPU encoders and decoders share: the parallel packer and unpacker (codes go through blocks
 // of kCodeBlock, computed or consumed by loops the compiler can vectorize), the exact value range by vector lanes, and
-// a radix sort of values with a branch-free search among sorted cuts.
+// a histogram of key bins, a radix sort of values and a branch-free search among sorted cuts.
 // Not public API (include compress/methods.h instead); the rounding rules live in compress/quant_math.h.
 #pragma once
 #include <algorithm>
@@ -137,6 +137,26 @@ void value_range(const T* x, int64_t n, double& lo, double& hi) {
   hi = mx;
 }
 
+// The histogram of bin_of(i) over i < n (each < bins): every thread counts its chunks of 2^16 into its own table of
+// 32-bit counters (n < 2^32), and the tables are added up, so the counts do not depend on the thread count. Exact
+// sortquant and top-k find the bins of their cuts and thresholds in it.
+template <class BinOf>
+std::vector<uint64_t> bin_histogram(int64_t n, int64_t bins, BinOf&& bin_of) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<uint64_t> hist(size_t(bins), 0);
+#pragma omp parallel if (chunks > 1)
+  {
+    std::vector<uint32_t> mine(size_t(bins), 0);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) ++mine[size_t(bin_of(i))];
+#pragma omp critical
+    for (int64_t b = 0; b < bins; ++b) hist[size_t(b)] += mine[size_t(b)];
+  }
+  return hist;
+}
+
 // The cut rule as a search without branches: the number of cuts below v (std::lower_bound's index into the 2^bits - 1
 // sorted cuts), halving a power-of-two range per step, so no step mispredicts whatever the data.
 inline uint32_t nearest_centroid(const double* cut, int bits, double v) {
@@ -147,7 +167,8 @@ inline uint32_t nearest_centroid(const double* cut, int bits, double v) {
 
 // x[0..n) ascending, as doubles: an LSD radix sort of the value keys, 8 bits a pass, chunks counted and scattered in
 // parallel, a pass skipped where every key shares its digit. -0 is keyed as +0 and comes back as +0, which no sum or
-// centroid of kmeans can tell from -0. The std::sort of doubles it replaced there took 35% of `bench compress`'s CPU time.
+// centroid of kmeans can tell from -0. The std::sort of doubles it replaced there took 35% of `bench compress`'s CPU
+// time.
 template <class T>
 std::vector<double> sorted_values(const T* x, int64_t n) {
   using Key = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;

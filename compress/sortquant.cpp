@@ -167,17 +167,9 @@ void exact_buckets(const T* x, int64_t n, int64_t K, std::vector<uint16_t>& buck
   for (int64_t c = 0; c < chunks; ++c)
     for (int64_t i = c * kChunk; i < chunk_end(c); ++i) keys[size_t(i)] = value_key(x[i]);
 
+  const std::vector<uint64_t> hist = bin_histogram(n, kBins, [&](int64_t i) { return keys[size_t(i)] >> kShift; });
   std::vector<uint64_t> start(size_t(kBins) + 1, 0);  // keys in the bins below: the histogram's prefix sums
-#pragma omp parallel if (n > kChunk)
-  {
-    std::vector<uint32_t> hist(size_t(kBins), 0);  // a thread's share of n < 2^32 keys
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int64_t i = c * kChunk; i < chunk_end(c); ++i) ++hist[size_t(keys[size_t(i)] >> kShift)];
-#pragma omp critical
-    for (int64_t b = 0; b < kBins; ++b) start[size_t(b) + 1] += hist[size_t(b)];
-  }
-  for (int64_t b = 0; b < kBins; ++b) start[size_t(b) + 1] += start[size_t(b)];
+  for (int64_t b = 0; b < kBins; ++b) start[size_t(b) + 1] = start[size_t(b)] + hist[size_t(b)];
 
   // The bins that hold a cut, numbered in order, and their keys.
   std::vector<int32_t> slot(size_t(kBins), -1);

@@ -86,16 +86,8 @@ std::vector<uint32_t> kept_positions(const T* x, uint64_t n, uint64_t k) {
   constexpr int64_t kChunk = int64_t(1) << 16;
   const int64_t chunks = int64_t((n + kChunk - 1) / kChunk);
   auto chunk_end = [&](int64_t c) { return std::min(int64_t(n), (c + 1) * kChunk); };
-  std::vector<uint64_t> hist(size_t(bins), 0);
-#pragma omp parallel if (chunks > 1)
-  {
-    std::vector<uint32_t> mine(size_t(bins), 0);  // a thread's share of n < 2^32 keys
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int64_t i = c * kChunk; i < chunk_end(c); ++i) ++mine[size_t(magnitude_key(x[i]) >> shift)];
-#pragma omp critical
-    for (int64_t b = 0; b < bins; ++b) hist[size_t(b)] += mine[size_t(b)];
-  }
+  const std::vector<uint64_t> hist =
+      bin_histogram(int64_t(n), bins, [&](int64_t i) { return magnitude_key(x[i]) >> shift; });
   // The bin of the k-th largest key: `above` keys lie in the bins over it, and it supplies the other `need`.
   int64_t bin = bins - 1;
   uint64_t above = 0;
