@@ -133,9 +133,9 @@ EP_CUDA_API void kmeans_init_cuda(const double* sorted, int64_t n, int K, float*
 // One Lloyd update: cluster j holds sorted values in (cut[j-1], cut[j]]; next[j] = its clamped mean, or c[j] when empty.
 EP_CUDA_API void kmeans_update_cuda(const double* sorted, const double* prefix, int64_t n, const double* cuts,
                                     const float* c, int K, float* next, cudaStream_t st) EP_CUDA_BODY("kmeans")
-// codes = index of the first cut >= x (K - 1 cuts; K - 1 when none), packed at `bits`.
-EP_CUDA_API void kmeans_assign_cuda(const void* x, bool f64, int64_t n, const double* cuts, int K, int bits,
-                                    uint8_t* codes, cudaStream_t st) EP_CUDA_BODY("kmeans")
+// codes = nearest_centroid(cuts, bits, x) (sort_keys.h: the first of the 2^bits - 1 cuts >= x), packed at `bits`.
+EP_CUDA_API void kmeans_assign_cuda(const void* x, bool f64, int64_t n, const double* cuts, int bits, uint8_t* codes,
+                                    cudaStream_t st) EP_CUDA_BODY("kmeans")
 EP_CUDA_API void kmeans_decode_cuda(const uint8_t* codes, uint64_t nbytes, int64_t n, int bits, const float* table,
                                     float* out, cudaStream_t st) EP_CUDA_BODY("kmeans")
 

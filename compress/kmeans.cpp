@@ -114,7 +114,7 @@ Payload encode_kmeans_cuda(const Tensor& x, int bits, int iters) {
   p.table = c;
   const Tensor cuts = from_data<double>(cuts_of(c), {K - 1}, dev);
   Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), bits))}, DType::u8, dev);
-  kmeans_assign_cuda(x.raw_data(), wide, n, cuts.data<double>(), K, bits, codes.data<uint8_t>(), st);
+  kmeans_assign_cuda(x.raw_data(), wide, n, cuts.data<double>(), bits, codes.data<uint8_t>(), st);
   p.codes_tensor = codes;  // left on the GPU: a decode there reads it in place (payload.h)
   p.check_consistent("kmeans");
   return p;

@@ -1,6 +1,6 @@
 // method_util.h — what the CPU encoders and decoders share: the parallel packer and unpacker (codes go through blocks
 // of kCodeBlock, computed or consumed by loops the compiler can vectorize), the exact value range by vector lanes, and
-// a histogram of key bins, a radix sort of values and a branch-free search among sorted cuts.
+// a histogram of key bins and a radix sort of values.
 // Not public API (include compress/methods.h instead); the rounding rules live in compress/quant_math.h.
 #pragma once
 #include <algorithm>
@@ -155,14 +155,6 @@ std::vector<uint64_t> bin_histogram(int64_t n, int64_t bins, BinOf&& bin_of) {
     for (int64_t b = 0; b < bins; ++b) hist[size_t(b)] += mine[size_t(b)];
   }
   return hist;
-}
-
-// The cut rule as a search without branches: the number of cuts below v (std::lower_bound's index into the 2^bits - 1
-// sorted cuts), halving a power-of-two range per step, so no step mispredicts whatever the data.
-inline uint32_t nearest_centroid(const double* cut, int bits, double v) {
-  uint32_t at = 0;
-  for (uint32_t step = 1u << (bits - 1); step > 0; step >>= 1) at += cut[at + step - 1] < v ? step : 0u;
-  return at;
 }
 
 // x[0..n) ascending, as doubles: an LSD radix sort of the value keys, 8 bits a pass, chunks counted and scattered in

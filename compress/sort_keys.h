@@ -1,6 +1,6 @@
 // sort_keys.h — the integer keys the GPU encoders radix-sort or radix-select by (value order with -0 as +0, magnitude
-// order), top-k's radix-selection steps and the equal-count bucket arithmetic of exact sortquant, as EP_HD functions
-// the host tests can check. Not a sort or a selection: the kernels in sort_methods.cu drive these.
+// order), top-k's radix-selection steps, k-means's cut search and the equal-count bucket arithmetic of exact sortquant,
+// as EP_HD functions the host tests can check. Not a sort or a selection: the kernels in sort_methods.cu drive these.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -65,6 +65,14 @@ EP_HD int radix_pick_digit(const uint32_t* hist, uint64_t* remaining) {
 // before it (in index order) with a key above t and with a key equal to t; take_eq is the final `remaining`.
 EP_HD uint64_t topk_slot(uint64_t above_before, uint64_t equal_before, uint64_t take_eq) {
   return above_before + (equal_before < take_eq ? equal_before : take_eq);
+}
+
+// k-means's cut rule, shared by the CPU encoder and the CUDA kernel: the number of the 2^bits - 1 sorted cuts below v
+// (std::lower_bound's index), by halving a power-of-two range per step, so that no step branches on the data.
+EP_HD uint32_t nearest_centroid(const double* cut, int bits, double v) {
+  uint32_t at = 0;
+  for (uint32_t step = 1u << (bits - 1); step > 0; step >>= 1) at += cut[at + step - 1] < v ? step : 0u;
+  return at;
 }
 
 // Bucket b of exact sortquant holds sorted positions [bucket_start(b), bucket_start(b+1)): torch.tensor_split's

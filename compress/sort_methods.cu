@@ -291,23 +291,14 @@ __global__ void kmeans_update_kernel(const double* __restrict__ sorted, const do
 }
 
 template <class T>
-__global__ void kmeans_assign_kernel(const T* __restrict__ x, int64_t n, const double* __restrict__ cuts, int K,
-                                     int bits, uint8_t* __restrict__ codes) {
+__global__ void kmeans_assign_kernel(const T* __restrict__ x, int64_t n, const double* __restrict__ cuts, int bits,
+                                     uint8_t* __restrict__ codes) {
   const int64_t groups = (n + 7) / 8;
   EP_GRID_STRIDE(g, groups) {
     uint32_t c[8];
     const int64_t base = g * 8;
     const int count = n - base < 8 ? int(n - base) : 8;
-    for (int j = 0; j < count; ++j) {
-      const double v = double(x[base + j]);
-      int lo = 0, hi = K - 1;  // first cut >= v (std::lower_bound), K - 1 when none
-      while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (cuts[mid] < v) lo = mid + 1;
-        else hi = mid;
-      }
-      c[j] = uint32_t(lo);
-    }
+    for (int j = 0; j < count; ++j) c[j] = nearest_centroid(cuts, bits, double(x[base + j]));  // the CPU's rule
     pack_group(c, count, bits, codes + uint64_t(g) * uint64_t(bits));
   }
 }
@@ -500,14 +491,14 @@ void kmeans_update_cuda(const double* sorted, const double* prefix, int64_t n, c
   CUDA_CHECK_LAUNCH();
 }
 
-void kmeans_assign_cuda(const void* x, bool f64, int64_t n, const double* cuts, int K, int bits, uint8_t* codes,
+void kmeans_assign_cuda(const void* x, bool f64, int64_t n, const double* cuts, int bits, uint8_t* codes,
                         cudaStream_t st) {
   if (n == 0) return;
   const unsigned blocks = grid_for((n + 7) / 8);
   if (f64)
-    kmeans_assign_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const double*>(x), n, cuts, K, bits, codes);
+    kmeans_assign_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const double*>(x), n, cuts, bits, codes);
   else
-    kmeans_assign_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const float*>(x), n, cuts, K, bits, codes);
+    kmeans_assign_kernel<<<blocks, kBlock, 0, st>>>(static_cast<const float*>(x), n, cuts, bits, codes);
   CUDA_CHECK_LAUNCH();
 }
 
