@@ -77,6 +77,13 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // place (unbiased variance, PyTorch's momentum convention); eval uses the running statistics.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                   Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// relu(batch_norm(...)) and relu6(batch_norm(...)) as one op each (torchvision's Conv2dNormActivation after its
+// conv): the same values, running statistics and gradients bit for bit, in fewer passes over memory, and without the
+// normalized intermediate, which is neither written nor kept for the backward.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                       Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+Tensor batch_norm_relu6(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                        Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 // Deferred BatchNorm's bookkeeping (no autograd), one launch each. merge: folds a group of n values per channel, with
 // batch mean mean_b and unbiased variance var_b [C] (f32 or f64), into the f64 [C] accumulators mean and m2 (the
 // centred sum of squares) over `count` values before it, in place (Chan et al.; count 0 starts them). commit:

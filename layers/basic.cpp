@@ -46,13 +46,13 @@ void BatchNorm2d::set_deferred_chunks(int64_t chunks) {
   deferred_count_ = deferred_seen_ = 0;
 }
 
-Tensor BatchNorm2d::forward_deferred(const Tensor& x) {
+Tensor BatchNorm2d::forward_deferred(const Tensor& x, BatchNormFn op) {
   // The micro-batch's own statistics come out of the normalizing op itself: as "running" statistics that start at 0
   // with momentum 1, batch_norm leaves exactly the batch mean and unbiased variance in them. A separate mean, centring
   // and sum of squares cost 3 more passes over the activation and 4 more launches per layer and micro-batch.
   const int64_t n = x.numel() / std::max<int64_t>(1, x.size(1));
   Tensor mean_c = zeros({channels}, x.dtype(), x.device()), var_c = zeros({channels}, x.dtype(), x.device());
-  Tensor y = batch_norm(x, weight, bias, mean_c, var_c, true, /*momentum=*/1.0, eps);
+  Tensor y = op(x, weight, bias, mean_c, var_c, true, /*momentum=*/1.0, eps);
   NoGradGuard ng;
   if (n > 0) {
     if (deferred_count_ == 0) {  // f64 accumulators: the merged statistics lose nothing to f32 rounding
@@ -78,15 +78,15 @@ bool recomputing() { return t_recomputing; }
 RecomputeGuard::RecomputeGuard() : previous_(t_recomputing) { t_recomputing = true; }
 RecomputeGuard::~RecomputeGuard() { t_recomputing = previous_; }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+Tensor BatchNorm2d::forward(const Tensor& x, BatchNormFn op) {
   if (train && recomputing()) {
     // The first pass already counted this micro-batch (torchgpipe skips tracking under recomputation too): normalize
     // with its statistics again, touching no running statistics.
     Tensor no_mean, no_var;
-    return batch_norm(x, weight, bias, no_mean, no_var, true, momentum, eps);
+    return op(x, weight, bias, no_mean, no_var, true, momentum, eps);
   }
-  if (train && deferred_chunks > 1) return forward_deferred(x);
-  Tensor y = batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps);
+  if (train && deferred_chunks > 1) return forward_deferred(x, op);
+  Tensor y = op(x, weight, bias, running_mean, running_var, train, momentum, eps);
   if (train) {
     // Host-side counter (to_device keeps it on the CPU): PyTorch only reads it when momentum is None.
     if (num_batches_tracked.is_cuda()) num_batches_tracked = num_batches_tracked.cpu();

@@ -31,6 +31,9 @@ struct Conv2d {
   Tensor forward(const Tensor& x) const;
 };
 
+// batch_norm's signature, which batch_norm_relu and batch_norm_relu6 share.
+using BatchNormFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool, double, double);
+
 // nn.BatchNorm2d(C): weight ones, bias zeros, running_mean zeros, running_var ones, num_batches_tracked 0 (i64 [],
 // kept on the host, see to_device). Train mode normalizes with batch statistics and updates the running ones.
 struct BatchNorm2d {
@@ -48,7 +51,9 @@ struct BatchNorm2d {
     f(key(prefix, "running_var"), running_var, true);
     f(key(prefix, "num_batches_tracked"), num_batches_tracked, true);
   }
-  Tensor forward(const Tensor& x);  // non-const: train mode updates the running statistics
+  // Non-const: train mode updates the running statistics. `op` may fuse the activation that follows
+  // (batch_norm_relu, batch_norm_relu6), with the same result as applying it after.
+  Tensor forward(const Tensor& x, BatchNormFn op = batch_norm);
 
   // torchgpipe's DeferredBatchNorm, for micro-batched (pipelined) training: with deferred_chunks = C > 1, training
   // normalizes each micro-batch with its own statistics but leaves the running statistics alone until C micro-batches
@@ -60,7 +65,7 @@ struct BatchNorm2d {
  private:
   Tensor deferred_mean_, deferred_m2_;  // running combination over the micro-batches seen so far
   int64_t deferred_count_ = 0, deferred_seen_ = 0;
-  Tensor forward_deferred(const Tensor& x);
+  Tensor forward_deferred(const Tensor& x, BatchNormFn op);
 };
 
 enum class LinearInit {

@@ -26,7 +26,7 @@ struct ConvBNReLU6 {
     bn.visit(key(prefix, "1"), f);
   }
   Tensor forward_no_act(const Tensor& x) { return bn.forward(conv.forward(x)); }  // for a split before the ReLU6
-  Tensor forward(const Tensor& x) { return relu6(forward_no_act(x)); }
+  Tensor forward(const Tensor& x) { return bn.forward(conv.forward(x), batch_norm_relu6); }  // relu6 fused
 };
 
 // torchvision's InvertedResidual: [1x1 expand + BN + ReLU6 when t != 1], 3x3 depthwise + BN + ReLU6, 1x1 project + BN

@@ -20,7 +20,7 @@ BasicBlock::BasicBlock(int64_t in, int64_t planes, int64_t stride, Generator& ge
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor h = relu(bn1.forward(conv1.forward(x)));
+  Tensor h = bn1.forward(conv1.forward(x), batch_norm_relu);
   h = bn2.forward(conv2.forward(h));
   return relu(h + (has_shortcut ? shortcut_bn.forward(shortcut_conv.forward(x)) : x));
 }
@@ -64,7 +64,7 @@ void ResNet18::set_train(bool on) {
 Tensor ResNet18::forward(const Tensor& x) {
   EP_CHECK(x.dim() == 4 && x.size(1) == 3, ShapeError, "[ResNet18] expected input [N,3,H,W], got ",
            shape_str(x.shape()));
-  Tensor h = relu(bn1.forward(conv1.forward(x)));
+  Tensor h = bn1.forward(conv1.forward(x), batch_norm_relu);
   for (auto& layer : layers)
     for (auto& b : layer) h = b.forward(h);
   return linear.forward(flatten(pool.forward(h), 1));
@@ -72,7 +72,8 @@ Tensor ResNet18::forward(const Tensor& x) {
 
 std::vector<Unit> ResNet18::units() {
   std::vector<Unit> u;
-  u.push_back(Unit("stem", [this](const Tensor& x) { return relu(bn1.forward(conv1.forward(x))); }).owning(conv1, bn1));
+  u.push_back(Unit("stem", [this](const Tensor& x) { return bn1.forward(conv1.forward(x), batch_norm_relu); })
+                  .owning(conv1, bn1));
   for (size_t l = 0; l < layers.size(); ++l)
     for (size_t b = 0; b < layers[l].size(); ++b)
       u.push_back(Unit("layer" + std::to_string(l + 1) + "." + std::to_string(b),

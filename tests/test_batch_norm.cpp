@@ -1,7 +1,8 @@
 // test_batch_norm.cpp — batch_norm in training and eval mode: a hand-worked [2,2,1,2] example (normalization and the
 // running-stat update), float64 gradchecks, CPU-vs-CUDA parity on awkward shapes, the empty batch, and typed errors.
-// Also the deferred bookkeeping ops (merge_stats_, commit_stats_) against two-pass statistics. Not the
-// micro-batch-aware BatchNorm2d layer of the pipeline (test_layers.cpp).
+// Also batch_norm_relu/relu6 against the unfused ops, bit for bit, and the deferred bookkeeping ops (merge_stats_,
+// commit_stats_) against two-pass statistics. Not the micro-batch-aware BatchNorm2d layer of the pipeline
+// (test_layers.cpp).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,6 +13,9 @@ using namespace ep;
 using test::OpFn;
 
 namespace {
+
+using BatchNormFnForTest = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool, double,
+                                      double);
 
 Tensor leaf(const Shape& s, uint64_t seed) {
   return test::randn(s, seed, DType::f64, test::test_device()).requires_grad_();
@@ -201,6 +205,111 @@ TEST_CASE("batch_norm: bad inputs name the op and the shapes") {
     CHECK_THROWS_WITH_AS(batch_norm(x, gw, none, rm, rv, true),
                          "[batch_norm] tensors on different devices: cpu and cuda:0", DeviceError);
   }
+}
+
+// ---- batch_norm_relu / batch_norm_relu6: the activation fused ---------------------------------------------------
+
+namespace {
+
+// fused(x, ...) against act(batch_norm(x, ...)): outputs, running statistics and the gradients of x, weight and bias
+// under the upstream gradient dz, compared bit for bit.
+void check_fused_equals_unfused(BatchNormFnForTest fused, Tensor (*act)(const Tensor&), const Shape& shape,
+                                bool training, DType dt, uint64_t seed) {
+  const Device d = test::test_device();
+  const int64_t C = shape[1];
+  // Channel 0 is pinned exactly onto the kink at 0 (weight 0, bias 0) and channel 1 onto relu6's kink at 6 (weight
+  // 0, bias 6): both gradients are 0 there. The others spread across both kinks (bias around 3, weight 4).
+  std::vector<double> w = test::randn({C}, seed, DType::f64).to_double_vector();
+  std::vector<double> b = test::randn({C}, seed + 1, DType::f64).to_double_vector();
+  for (int64_t c = 0; c < C; ++c) w[size_t(c)] *= 4, b[size_t(c)] += 3;
+  w[0] = 0, b[0] = 0;
+  if (C > 1) w[1] = 0, b[1] = 6;
+  const Tensor x0 = test::randn(shape, seed + 2, dt, d, 2.0) + 0.5;
+  const Tensor dz = test::randn(shape, seed + 3, dt, d);
+  const Tensor rm0 = test::randn({C}, seed + 4, dt, d), rv0 = test::rand_uniform({C}, seed + 5, 0.5, 2.0, dt, d);
+  struct Run {
+    Tensor out, rm, rv, dx, dw, db;
+  };
+  auto run = [&](bool use_fused) {
+    Tensor x = x0.detach().clone().requires_grad_();
+    Tensor wt = from_vector(w, {C}, dt, d).requires_grad_(), bt = from_vector(b, {C}, dt, d).requires_grad_();
+    Run r;
+    r.rm = rm0.clone(), r.rv = rv0.clone();
+    r.out = use_fused ? fused(x, wt, bt, r.rm, r.rv, training, 0.1, 1e-5)
+                      : act(batch_norm(x, wt, bt, r.rm, r.rv, training, 0.1, 1e-5));
+    r.out.backward(dz);
+    r.dx = x.grad(), r.dw = wt.grad(), r.db = bt.grad();
+    return r;
+  };
+  const Run a = run(true), u = run(false);
+  CHECK(a.out.to_double_vector() == u.out.to_double_vector());
+  CHECK(a.rm.to_double_vector() == u.rm.to_double_vector());
+  CHECK(a.rv.to_double_vector() == u.rv.to_double_vector());
+  CHECK(a.dx.to_double_vector() == u.dx.to_double_vector());
+  CHECK(a.dw.to_double_vector() == u.dw.to_double_vector());
+  CHECK(a.db.to_double_vector() == u.db.to_double_vector());
+  // The pinned channels: the output sits on the kink, and so no gradient reaches x, weight or bias there.
+  const std::vector<double> out = a.out.to_double_vector(), db = a.db.to_double_vector();
+  CHECK(out[0] == 0.0);
+  CHECK(db[0] == 0.0);
+  if (C > 1 && fused == batch_norm_relu6) {
+    const int64_t S = a.out.numel() / (shape[0] * C);
+    CHECK(out[size_t(S)] == 6.0);
+    CHECK(db[1] == 0.0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("batch_norm_relu / batch_norm_relu6 equal relu / relu6 after batch_norm bit for bit, training and eval") {
+  const std::pair<BatchNormFnForTest, Tensor (*)(const Tensor&)> ops[] = {{batch_norm_relu, relu},
+                                                                          {batch_norm_relu6, relu6}};
+  const Shape shapes[] = {{4, 5, 3, 7}, {9, 3}, {1, 4, 2, 17}, {3, 6, 33, 31}};
+  uint64_t seed = 500;
+  for (const auto& [fused, act] : ops)
+    for (DType dt : {DType::f32, DType::f64})
+      for (const Shape& shape : shapes)
+        for (bool training : {true, false}) {
+          INFO((fused == batch_norm_relu ? "relu" : "relu6") << " " << dtype_name(dt) << " " << shape_str(shape)
+                                                             << " training " << training);
+          check_fused_equals_unfused(fused, act, shape, training, dt, seed);
+          seed += 10;
+        }
+}
+
+TEST_CASE("batch_norm_relu / batch_norm_relu6: gradcheck in float64, training and eval") {
+  Device d = test::test_device();
+  auto fn = [](BatchNormFnForTest op, bool training) {
+    return [=](const std::vector<Tensor>& in) {
+      Tensor rm = in[3], rv = in[4];
+      return op(in[0], in[1], in[2], rm, rv, training, 0.1, 1e-5);
+    };
+  };
+  auto rv = [&](int64_t c, uint64_t seed) { return test::rand_uniform({c}, seed, 0.5, 2.0, DType::f64, d); };
+  // Bias 3 and weight 4 put values on both sides of 0 and of 6, away from the kinks by far more than the step.
+  Tensor b = full({3}, 3.0, DType::f64, d).requires_grad_(), w = full({3}, 4.0, DType::f64, d).requires_grad_();
+  for (BatchNormFnForTest op : {batch_norm_relu, batch_norm_relu6}) {
+    test::gradcheck(fn(op, true), {leaf({3, 3, 2, 3}, 600), w, b, rv(3, 601), rv(3, 602)});
+    test::gradcheck(fn(op, true), {leaf({5, 4}, 603), Tensor(), Tensor(), Tensor(), Tensor()});
+    test::gradcheck(fn(op, false), {leaf({2, 3, 4}, 604), w, b, test::randn({3}, 605, DType::f64, d), rv(3, 606)});
+  }
+}
+
+TEST_CASE("batch_norm_relu / batch_norm_relu6: CUDA matches CPU") {
+  auto x = [](const Shape& s, uint64_t seed) {
+    return (test::randn(s, seed, DType::f32, Device::cpu(), 3.0) + 2.0).detach().requires_grad_();
+  };
+  auto p = [](int64_t c, uint64_t seed) { return test::randn({c}, seed, DType::f32).requires_grad_(); };
+  auto rv = [](int64_t c, uint64_t seed) { return test::rand_uniform({c}, seed, 0.5, 2.0, DType::f32); };
+  for (BatchNormFnForTest op : {batch_norm_relu, batch_norm_relu6})
+    for (bool training : {true, false}) {
+      auto fn = [=](const std::vector<Tensor>& in) {
+        Tensor rm = in[3], rvar = in[4];
+        return op(in[0], in[1], in[2], rm, rvar, training, 0.1, 1e-5);
+      };
+      test::check_parity(fn, {x({8, 16, 7, 9}, 700), p(16, 701), p(16, 702), p(16, 703).detach(), rv(16, 704)});
+      test::check_parity(fn, {x({37, 6}, 705), Tensor(), Tensor(), p(6, 706).detach(), rv(6, 707)});
+    }
 }
 
 // ---- the deferred BatchNorm's bookkeeping ops ----------------------------------------------------------------------

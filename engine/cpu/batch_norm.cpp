@@ -4,6 +4,7 @@
 // math use double. Training's passes run channel by channel (statistics then normalizing; sums then dx) so a channel's
 // N planes are read from memory once and from cache after; eval's element-wise passes go plane by plane.
 #include <cmath>
+#include <type_traits>
 
 #include "engine/cpu/row_kernels.h"
 #include "engine/ops/batch_norm_kernels.h"
@@ -45,44 +46,68 @@ void commit_stats(int64_t c, double n, double mu, double m2, double eps, double 
   if (rv) rv[c] = T((1.0 - momentum) * double(rv[c]) + momentum * (n > 1 ? m2 / (n - 1) : var));
 }
 
-// y = x * scale + shift over one plane, with scale = invstd * weight and shift = bias - mean * scale folded in double.
-template <class T>
-void normalize_plane(const T* xs, T* ys, int64_t S, int64_t c, const T* mean, const T* invstd, const T* w,
-                     const T* b) {
+// Channel c's y = x * scale + shift, with scale = invstd * weight and shift = bias - mean * scale folded in double.
+struct Affine {
+  double scale, shift;
+};
+template <class T> Affine channel_affine(int64_t c, const T* mean, const T* invstd, const T* w, const T* b) {
   const double scale = double(invstd[c]) * (w ? double(w[c]) : 1.0);
-  const double shift = (b ? double(b[c]) : 0.0) - double(mean[c]) * scale;
-  for (int64_t s = 0; s < S; ++s) ys[s] = T(double(xs[s]) * scale + shift);
+  return {scale, (b ? double(b[c]) : 0.0) - double(mean[c]) * scale};
 }
 
-// Channel c's sum of dy and sum of dy * (x - mean).
-template <class T>
-void backward_sums(const Channel<T>& x, const Channel<T>& dy, int64_t N, double mu, double& sum_dy,
+// f(std::integral_constant<BnAct, act>{}): the activation as a compile-time constant, so each loop is specialized.
+template <class F> void with_act(BnAct act, F&& f) {
+  switch (act) {
+    case BnAct::none: return f(std::integral_constant<BnAct, BnAct::none>{});
+    case BnAct::relu: return f(std::integral_constant<BnAct, BnAct::relu>{});
+    case BnAct::relu6: return f(std::integral_constant<BnAct, BnAct::relu6>{});
+  }
+}
+
+template <BnAct A, class T> void normalize_plane(const T* xs, T* ys, int64_t S, const Affine& a) {
+  for (int64_t s = 0; s < S; ++s) ys[s] = bn_activate(A, bn_normalized(xs[s], a.scale, a.shift));
+}
+
+// The gradient reaching the normalization: dy itself, or with a fused activation dy * its gradient at the
+// normalized value, recomputed from x exactly as the forward computed it.
+template <BnAct A, class T> double act_dy(T dy, T x, const Affine& a) {
+  if constexpr (A == BnAct::none) {
+    return double(dy);
+  } else {
+    const T g = bn_act_grad(A, bn_normalized(x, a.scale, a.shift));
+    return double(dy * g);
+  }
+}
+
+// Channel c's sum of dy and sum of dy * (x - mean) (dy through act_dy).
+template <BnAct A, class T>
+void backward_sums(const Channel<T>& x, const Channel<T>& dy, int64_t N, double mu, const Affine& af, double& sum_dy,
                    double& sum_dy_xmu) {
   LaneSum a, b;
   for (int64_t i = 0; i < N; ++i) {
     const T* g = dy.plane(i);
     const T* xs = x.plane(i);
-    add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
-              [&](int64_t s) { return double(g[s]) * (double(xs[s]) - mu); }, x.S);
+    add_lanes(a, [&](int64_t s) { return act_dy<A>(g[s], xs[s], af); }, b,
+              [&](int64_t s) { return act_dy<A>(g[s], xs[s], af) * (double(xs[s]) - mu); }, x.S);
   }
   sum_dy = a.total();
   sum_dy_xmu = b.total();
 }
 
-// dx over one plane; see batch_norm_backward_cpu.
-template <class T>
+// dx over one plane (dy through act_dy); see batch_norm_backward_cpu.
+template <BnAct A, class T>
 void backward_plane(const T* xs, const T* gs, T* dxs, int64_t S, int64_t c, double n, const T* mean, const T* invstd,
-                    const T* w, const T* sum_dy, const T* sum_dy_xhat, bool training) {
+                    const T* w, const Affine& af, const T* sum_dy, const T* sum_dy_xhat, bool training) {
   const double inv = double(invstd[c]);
   const double k = inv * (w ? double(w[c]) : 1.0);
   if (!training) {
-    for (int64_t s = 0; s < S; ++s) dxs[s] = T(k * double(gs[s]));
+    for (int64_t s = 0; s < S; ++s) dxs[s] = T(k * act_dy<A>(gs[s], xs[s], af));
     return;
   }
   const double mu = double(mean[c]), mean_dy = double(sum_dy[c]) / n, mean_dy_xhat = double(sum_dy_xhat[c]) / n;
   for (int64_t s = 0; s < S; ++s) {
     const double xhat = (double(xs[s]) - mu) * inv;
-    dxs[s] = T(k * (double(gs[s]) - mean_dy - xhat * mean_dy_xhat));
+    dxs[s] = T(k * (act_dy<A>(gs[s], xs[s], af) - mean_dy - xhat * mean_dy_xhat));
   }
 }
 
@@ -90,18 +115,20 @@ void backward_plane(const T* xs, const T* gs, T* dxs, int64_t S, int64_t c, doub
 
 void batch_norm_train_forward_cpu(DType dt, const void* x, const void* weight, const void* bias, void* y, int64_t N,
                                   int64_t C, int64_t S, double eps, void* mean, void* invstd, void* running_mean,
-                                  void* running_var, double momentum) {
+                                  void* running_var, double momentum, BnAct act) {
   dispatch_float(dt, "batch_norm", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    for_each_row(C, N * S, [&](int64_t c) {
-      const Channel<T> xc{typed<T>(x), C, S, c};
-      double mu, m2;
-      moments(xc, N, mu, m2);
-      commit_stats(c, double(N * S), mu, m2, eps, momentum, typed<T>(mean), typed<T>(invstd), typed<T>(running_mean),
-                   typed<T>(running_var));
-      for (int64_t i = 0; i < N; ++i)
-        normalize_plane(xc.plane(i), typed<T>(y) + (i * C + c) * S, S, c, typed<T>(mean), typed<T>(invstd),
-                        typed<T>(weight), typed<T>(bias));
+    with_act(act, [&](auto act_) {
+      for_each_row(C, N * S, [&](int64_t c) {
+        const Channel<T> xc{typed<T>(x), C, S, c};
+        double mu, m2;
+        moments(xc, N, mu, m2);
+        commit_stats(c, double(N * S), mu, m2, eps, momentum, typed<T>(mean), typed<T>(invstd),
+                     typed<T>(running_mean), typed<T>(running_var));
+        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
+        for (int64_t i = 0; i < N; ++i)
+          normalize_plane<act_.value>(xc.plane(i), typed<T>(y) + (i * C + c) * S, S, af);
+      });
     });
   });
 }
@@ -132,58 +159,72 @@ void batch_norm_commit_stats_cpu(DType dt, double count, double momentum, const 
 }
 
 void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const void* invstd, const void* weight,
-                            const void* bias, void* y, int64_t N, int64_t C, int64_t S) {
+                            const void* bias, void* y, int64_t N, int64_t C, int64_t S, BnAct act) {
   dispatch_float(dt, "batch_norm", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    for_each_row(N * C, S, [&](int64_t plane) {
-      normalize_plane(typed<T>(x) + plane * S, typed<T>(y) + plane * S, S, plane % C, typed<T>(mean),
-                      typed<T>(invstd), typed<T>(weight), typed<T>(bias));
+    with_act(act, [&](auto act_) {
+      for_each_row(N * C, S, [&](int64_t plane) {
+        const Affine af =
+            channel_affine(plane % C, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
+        normalize_plane<act_.value>(typed<T>(x) + plane * S, typed<T>(y) + plane * S, S, af);
+      });
     });
   });
 }
 
 void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
-                                    void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S) {
+                                    void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S, BnAct act,
+                                    const void* weight, const void* bias) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    for_each_row(C, N * S, [&](int64_t c) {
-      double a, b;
-      backward_sums(Channel<T>{typed<T>(x), C, S, c}, Channel<T>{typed<T>(dy), C, S, c}, N,
-                    double(typed<T>(mean)[c]), a, b);
-      typed<T>(sum_dy)[c] = T(a);
-      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
+    with_act(act, [&](auto act_) {
+      for_each_row(C, N * S, [&](int64_t c) {
+        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
+        double a, b;
+        backward_sums<act_.value>(Channel<T>{typed<T>(x), C, S, c}, Channel<T>{typed<T>(dy), C, S, c}, N,
+                                  double(typed<T>(mean)[c]), af, a, b);
+        typed<T>(sum_dy)[c] = T(a);
+        typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
+      });
     });
   });
 }
 
 void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                              const void* weight, const void* sum_dy, const void* sum_dy_xhat, void* dx, int64_t N,
-                             int64_t C, int64_t S, bool training) {
+                             int64_t C, int64_t S, bool training, BnAct act, const void* bias) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    for_each_row(N * C, S, [&](int64_t plane) {
-      backward_plane(typed<T>(x) + plane * S, typed<T>(dy) + plane * S, typed<T>(dx) + plane * S, S, plane % C,
-                     double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy),
-                     typed<T>(sum_dy_xhat), training);
+    with_act(act, [&](auto act_) {
+      for_each_row(N * C, S, [&](int64_t plane) {
+        const int64_t c = plane % C;
+        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
+        backward_plane<act_.value>(typed<T>(x) + plane * S, typed<T>(dy) + plane * S, typed<T>(dx) + plane * S, S,
+                                   c, double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight), af,
+                                   typed<T>(sum_dy), typed<T>(sum_dy_xhat), training);
+      });
     });
   });
 }
 
 void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                                    const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
-                                   int64_t C, int64_t S) {
+                                   int64_t C, int64_t S, BnAct act, const void* bias) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    for_each_row(C, N * S, [&](int64_t c) {
-      const Channel<T> xc{typed<T>(x), C, S, c}, dyc{typed<T>(dy), C, S, c};
-      double a, b;
-      backward_sums(xc, dyc, N, double(typed<T>(mean)[c]), a, b);
-      typed<T>(sum_dy)[c] = T(a);
-      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
-      for (int64_t i = 0; i < N; ++i)
-        backward_plane(xc.plane(i), dyc.plane(i), typed<T>(dx) + (i * C + c) * S, S, c, double(N * S),
-                       typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy), typed<T>(sum_dy_xhat),
-                       true);
+    with_act(act, [&](auto act_) {
+      for_each_row(C, N * S, [&](int64_t c) {
+        const Channel<T> xc{typed<T>(x), C, S, c}, dyc{typed<T>(dy), C, S, c};
+        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
+        double a, b;
+        backward_sums<act_.value>(xc, dyc, N, double(typed<T>(mean)[c]), af, a, b);
+        typed<T>(sum_dy)[c] = T(a);
+        typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
+        for (int64_t i = 0; i < N; ++i)
+          backward_plane<act_.value>(xc.plane(i), dyc.plane(i), typed<T>(dx) + (i * C + c) * S, S, c,
+                                     double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight), af,
+                                     typed<T>(sum_dy), typed<T>(sum_dy_xhat), true);
+      });
     });
   });
 }

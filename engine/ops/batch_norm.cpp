@@ -3,42 +3,49 @@
 // Also the deferred running-stat bookkeeping's two kernels (merge a micro-batch's statistics, commit them), which the
 // pipeline's deferred BatchNorm layer (layers/basic.cpp, torchgpipe's DeferredBatchNorm) drives; batch_norm itself is
 // not micro-batch aware: running_mean/var are updated in place, outside autograd, on every training call.
+// batch_norm_relu / batch_norm_relu6 are the same op with the activation fused (torchvision's Conv2dNormActivation).
 // N = batch, C = channels, S = product of the spatial dims (1 for [N, C]).
 #include "engine/ops.h"
 #include "engine/op_registry.h"
 #include "engine/ops/batch_norm_kernels.h"
+#include "engine/ops/elementwise_kernels.h"
 
 namespace ep {
 
-EP_DIFFERENTIABLE_OPS("batch_norm");
+EP_DIFFERENTIABLE_OPS("batch_norm", "batch_norm_relu", "batch_norm_relu6");
 
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
-                  Tensor& running_var, bool training, double momentum, double eps) {
-  check_floating("batch_norm", x);
-  EP_CHECK(x.dim() >= 2, ShapeError, "[batch_norm] expected an input [N,C,*] with at least 2 dims, got ",
+namespace {
+
+// The element-wise op a fused activation is on its own, for the CUDA path (which runs it as a second kernel).
+UnaryOp unary_of(BnAct act) { return act == BnAct::relu ? UnaryOp::relu : UnaryOp::relu6; }
+
+// batch_norm, then `act` (none, relu, relu6) as part of the same op, recorded as `name`.
+Tensor batch_norm_apply(const char* name, BnAct act, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                        Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps) {
+  check_floating(name, x);
+  EP_CHECK(x.dim() >= 2, ShapeError, "[", name, "] expected an input [N,C,*] with at least 2 dims, got ",
            shape_str(x.shape()));
   const int64_t N = x.size(0), C = x.size(1);
   int64_t S = 1;
   for (int64_t d = 2; d < x.dim(); ++d) S *= x.size(d);
   auto check_vec = [&](const Tensor& t, const char* what) {
     if (!t.defined()) return;
-    check_same_dtype("batch_norm", x, t);
-    check_same_device("batch_norm", x, t);
-    EP_CHECK(t.shape() == Shape{C}, ShapeError, "[batch_norm] expected ", what, " [", C, "] for input ",
+    check_same_dtype(name, x, t);
+    check_same_device(name, x, t);
+    EP_CHECK(t.shape() == Shape{C}, ShapeError, "[", name, "] expected ", what, " [", C, "] for input ",
              shape_str(x.shape()), ", got ", shape_str(t.shape()));
   };
   check_vec(weight, "weight");
   check_vec(bias, "bias");
   check_vec(running_mean, "running_mean");
   check_vec(running_var, "running_var");
-  EP_CHECK(running_mean.defined() == running_var.defined(), ValueError,
-           "[batch_norm] running_mean and running_var must be both defined or both undefined");
-  EP_CHECK(training || running_mean.defined(), ValueError,
-           "[batch_norm] eval mode needs running_mean and running_var");
-  EP_CHECK(eps >= 0, ValueError, "[batch_norm] eps must be >= 0, got ", eps);
+  EP_CHECK(running_mean.defined() == running_var.defined(), ValueError, "[", name,
+           "] running_mean and running_var must be both defined or both undefined");
+  EP_CHECK(training || running_mean.defined(), ValueError, "[", name, "] eval mode needs running_mean and running_var");
+  EP_CHECK(eps >= 0, ValueError, "[", name, "] eps must be >= 0, got ", eps);
   // PyTorch's check (F.batch_norm): one value per channel has no variance to normalize by.
-  EP_CHECK(!training || N * S != 1, ValueError,
-           "[batch_norm] expected more than 1 value per channel when training, got input ", shape_str(x.shape()));
+  EP_CHECK(!training || N * S != 1, ValueError, "[", name,
+           "] expected more than 1 value per channel when training, got input ", shape_str(x.shape()));
 
   const DType dt = x.dtype();
   const Device dev = x.device();
@@ -71,21 +78,37 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   const void* wp = weight.defined() ? weight.raw_data() : nullptr;
   const void* bp = bias.defined() ? bias.raw_data() : nullptr;
   Tensor y = empty(x.shape(), dt, dev);
-  if (dev.is_cuda())
+  if (dev.is_cuda()) {
     batch_norm_forward_cuda(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S, st);
-  else if (training && N * S > 0)  // statistics and normalizing in one pass over each channel
+    if (act != BnAct::none)  // in place: the element-wise kernel reads each value before writing it
+      unary_forward_cuda(unary_of(act), dt, y.raw_data(), y.raw_data(), y.numel(), 0, st);
+  } else if (training && N * S > 0) {  // statistics and normalizing in one pass over each channel
     batch_norm_train_forward_cpu(dt, x.raw_data(), wp, bp, y.raw_data(), N, C, S, eps, mean.raw_data(),
-                                 invstd.raw_data(), rm, rv, momentum);
-  else
-    batch_norm_forward_cpu(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S);
+                                 invstd.raw_data(), rm, rv, momentum, act);
+  } else {
+    batch_norm_forward_cpu(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S, act);
+  }
 
-  record(y, "batch_norm", {x, weight, bias},
-         [xs = saved(x), ws = saved(weight), ms = saved(mean), is = saved(invstd), training, N, C, S](
-             const Tensor& dy, const NeedsGrad& need) {
-           const DType dt = dy.dtype();
-           const Device dev = dy.device();
+  // With an activation the node also keeps the bias (the CPU recomputes the normalized value to mask dy) and, on a
+  // GPU, the output (its mask comes from the unfused kernel, run on the output; the same mask, see BnAct).
+  const bool keep_out = act != BnAct::none && dev.is_cuda();
+  record(y, name, {x, weight, bias},
+         [xs = saved(x), ws = saved(weight), bs = act != BnAct::none ? saved(bias) : Tensor(), ms = saved(mean),
+          is = saved(invstd), ys = keep_out ? saved(y) : Tensor(), act, training, N, C, S](
+             const Tensor& dy_out, const NeedsGrad& need) {
+           const DType dt = dy_out.dtype();
+           const Device dev = dy_out.device();
            cudaStream_t st = dev.is_cuda() ? current_stream(dev) : nullptr;
            const void* wp = ws.defined() ? ws.raw_data() : nullptr;
+           const void* bp = bs.defined() ? bs.raw_data() : nullptr;
+           Tensor dy = dy_out;
+           BnAct cpu_act = act;
+           if (dev.is_cuda() && act != BnAct::none) {  // the activation's backward as its own kernel
+             dy = empty(dy_out.shape(), dt, dev);
+             unary_backward_cuda(unary_of(act), dt, ys.raw_data(), ys.raw_data(), dy_out.raw_data(), dy.raw_data(),
+                                 dy.numel(), 0, st);
+             cpu_act = BnAct::none;
+           }
            Tensor dx, sum_dy, sum_dy_xhat;
            // The sums are dbias and dweight; training's dx needs them too (the batch statistics depend on x).
            if (need[1] || need[2] || (need[0] && training)) {
@@ -95,7 +118,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
            if (!dev.is_cuda() && need[0] && training) {  // the sums and dx in one pass over each channel
              dx = empty(xs.shape(), dt, dev);
              batch_norm_train_backward_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp,
-                                           sum_dy.raw_data(), sum_dy_xhat.raw_data(), dx.raw_data(), N, C, S);
+                                           sum_dy.raw_data(), sum_dy_xhat.raw_data(), dx.raw_data(), N, C, S,
+                                           cpu_act, bp);
              return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
            }
            if (sum_dy.defined()) {
@@ -104,7 +128,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
                                                sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, st);
              else
                batch_norm_backward_reduce_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(),
-                                              sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S);
+                                              sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, cpu_act, wp, bp);
            }
            if (need[0]) {
              dx = empty(xs.shape(), dt, dev);
@@ -115,11 +139,31 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
                                         dx.raw_data(), N, C, S, training, st);
              else
                batch_norm_backward_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp, sd, sdx,
-                                       dx.raw_data(), N, C, S, training);
+                                       dx.raw_data(), N, C, S, training, cpu_act, bp);
            }
            return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
          });
   return y;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                  Tensor& running_var, bool training, double momentum, double eps) {
+  return batch_norm_apply("batch_norm", BnAct::none, x, weight, bias, running_mean, running_var, training, momentum,
+                          eps);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                       Tensor& running_var, bool training, double momentum, double eps) {
+  return batch_norm_apply("batch_norm_relu", BnAct::relu, x, weight, bias, running_mean, running_var, training,
+                          momentum, eps);
+}
+
+Tensor batch_norm_relu6(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                        Tensor& running_var, bool training, double momentum, double eps) {
+  return batch_norm_apply("batch_norm_relu6", BnAct::relu6, x, weight, bias, running_mean, running_var, training,
+                          momentum, eps);
 }
 
 namespace {

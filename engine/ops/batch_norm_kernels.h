@@ -12,33 +12,51 @@
 
 namespace ep {
 
+// The activation a fused batch_norm_relu / batch_norm_relu6 applies to the normalized value y, and its gradient (0
+// or 1) there: ReluOp and Relu6Op themselves, and the gradient applied as unary_backward does (dy * grad), so the
+// fused op's values and gradients are the unfused ones bit for bit. The CPU backward recomputes y from x
+// (bn_normalized, as the forward computed it) instead of reading the output back: one stream less over memory.
+enum class BnAct : uint8_t { none, relu, relu6 };
+template <class T> EP_HD T bn_activate(BnAct act, T y) {
+  return act == BnAct::relu ? ReluOp{}(y, y) : act == BnAct::relu6 ? Relu6Op{}(y, y) : y;
+}
+template <class T> EP_HD T bn_act_grad(BnAct act, T y) {
+  return act == BnAct::relu ? ReluOp{}.grad(y, y, y) : act == BnAct::relu6 ? Relu6Op{}.grad(y, y, y) : T(1);
+}
+// The normalized value of x in a channel with scale = invstd * weight and shift = bias - mean * scale (in double).
+template <class T> EP_HD T bn_normalized(T x, double scale, double shift) { return T(double(x) * scale + shift); }
+
 // Training forward: batch statistics over N*S values per channel (two passes: mean, then the centred sum of
 // squares), mean[c], invstd[c] = 1/sqrt(var_biased + eps), then y as batch_norm_forward_cpu with them. When
 // running_mean/running_var are non-null they are updated in place: running = (1 - momentum) * running + momentum *
 // stat, with the variance made unbiased (times n/(n-1)) as PyTorch. Needs N*S >= 1 (the op checks N*S > 1).
 // The CUDA twin is batch_norm_stats_cuda followed by batch_norm_forward_cuda.
+// With act, y is bn_activate(act, ...) of it.
 void batch_norm_train_forward_cpu(DType dt, const void* x, const void* weight, const void* bias, void* y, int64_t N,
                                   int64_t C, int64_t S, double eps, void* mean, void* invstd, void* running_mean,
-                                  void* running_var, double momentum);
+                                  void* running_var, double momentum, BnAct act = BnAct::none);
 // Eval mode: invstd[c] = 1/sqrt(running_var[c] + eps).
 void batch_norm_invstd_cpu(DType dt, const void* running_var, double eps, void* invstd, int64_t C);
-// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight/bias may be null (1 and 0).
+// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight/bias may be null (1 and 0); then bn_activate(act, y).
 void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const void* invstd, const void* weight,
-                            const void* bias, void* y, int64_t N, int64_t C, int64_t S);
+                            const void* bias, void* y, int64_t N, int64_t C, int64_t S, BnAct act = BnAct::none);
+// The backward kernels below take, with act, the gradient of the activation's output: they use dy * bn_act_grad of the
+// recomputed normalized value, and need the forward's weight and bias for it.
 // Per channel: sum_dy[c] = sum dy, sum_dy_xhat[c] = sum dy * (x - mean) * invstd. These are dbias and dweight.
 void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
-                                    void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S);
+                                    void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S,
+                                    BnAct act = BnAct::none, const void* weight = nullptr, const void* bias = nullptr);
 // dx. training (batch statistics, n = N*S):  dx = w * invstd * (dy - sum_dy/n - xhat * sum_dy_xhat/n);
 // eval (running statistics are constants):  dx = w * invstd * dy (sum_dy / sum_dy_xhat unused, may be null).
 // weight may be null (1).
 void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                              const void* weight, const void* sum_dy, const void* sum_dy_xhat, void* dx, int64_t N,
-                             int64_t C, int64_t S, bool training);
+                             int64_t C, int64_t S, bool training, BnAct act = BnAct::none, const void* bias = nullptr);
 // Training backward in one call: batch_norm_backward_reduce_cpu's sums (written to sum_dy, sum_dy_xhat), then
 // batch_norm_backward_cpu's training dx with them, channel by channel.
 void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                                    const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
-                                   int64_t C, int64_t S);
+                                   int64_t C, int64_t S, BnAct act = BnAct::none, const void* bias = nullptr);
 
 // ---- deferred (micro-batched) statistics: one channel's arithmetic, shared by both backends -------------------------
 // Every product is rounded before its add (mul_add_exact), so the CPU and CUDA accumulators agree bit for bit.
