@@ -3,8 +3,10 @@
 // N = batch, C = channels, S = spatial size per plane; x is viewed as [N, C, S]. Sums (in LaneSum lanes) and element
 // math use double. Training's passes run channel by channel (statistics then normalizing; sums then dx) so a channel's
 // N planes are read from memory once and from cache after; eval's element-wise passes go plane by plane.
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "engine/cpu/row_kernels.h"
 #include "engine/ops/batch_norm_kernels.h"
@@ -17,12 +19,28 @@ template <class T> struct Channel {
   const T* base;
   int64_t C, S, c;
   const T* plane(int64_t i) const { return base + (i * C + c) * S; }
+  // How many planes ahead to ask for: about 4 KiB. A channel's planes are C * S values apart, each a short run that
+  // the hardware prefetchers do not follow (they keep to a page and need a stride history), so each plane began with
+  // a wait for memory, which at 4x4 or 8x8 is most of its time.
+  int64_t ahead() const { return std::clamp<int64_t>(4096 / std::max<int64_t>(1, S * int64_t(sizeof(T))), 1, 16); }
+  // Asks for plane i's cache lines (no effect on any value; nothing past plane N - 1 is touched).
+  void prefetch(int64_t i, int64_t N) const {
+    if (i >= N) return;
+    const char* p = reinterpret_cast<const char*>(plane(i));
+    for (int64_t b = 0; b < S * int64_t(sizeof(T)); b += 64) __builtin_prefetch(p + b);
+  }
+  void prefetch_first(int64_t N) const {
+    for (int64_t i = 0; i < ahead(); ++i) prefetch(i, N);
+  }
 };
 
 // Mean and centred sum of squares of channel c, in two passes: no cancellation when |mean| >> std.
 template <class T> void moments(const Channel<T>& x, int64_t N, double& mean, double& m2) {
   LaneSum sum, sq;
+  const int64_t ahead = x.ahead();
+  x.prefetch_first(N);
   for (int64_t i = 0; i < N; ++i) {
+    x.prefetch(i + ahead, N);
     const T* p = x.plane(i);
     add_lanes(sum, [&](int64_t s) { return double(p[s]); }, x.S);
   }
@@ -68,27 +86,49 @@ template <BnAct A, class T> void normalize_plane(const T* xs, T* ys, int64_t S, 
   for (int64_t s = 0; s < S; ++s) ys[s] = bn_activate(A, bn_normalized(xs[s], a.scale, a.shift));
 }
 
-// The gradient reaching the normalization: dy itself, or with a fused activation dy * its gradient at the
-// normalized value, recomputed from x exactly as the forward computed it.
-template <BnAct A, class T> double act_dy(T dy, T x, const Affine& a) {
+// The gradient reaching the normalization, for n values of one plane: dy * the fused activation's gradient, taken
+// at its output z (the same mask as at its input, see BnAct), as unary_backward computes it. A loop of its own into a
+// buffer in L1, so that it vectorizes (compares and a blend, no branch per element).
+template <BnAct A, class T> void act_dy(const T* dy, const T* z, int64_t n, T* out) {
+  for (int64_t s = 0; s < n; ++s) {
+    const T g = bn_act_grad(A, z[s]);
+    out[s] = dy[s] * g;
+  }
+}
+
+// f(offset, n, g) over one plane's S values in chunks, g being act_dy's values of [offset, offset + n) (dy itself
+// without an activation). A chunk is a multiple of kLanes, so an element's LaneSum lane is the same as unchunked.
+constexpr int64_t kActChunk = 512;
+static_assert(kActChunk % kLanes == 0);
+template <BnAct A, class T, class F> void act_chunks(const T* dy, const T* z, int64_t S, F&& f) {
   if constexpr (A == BnAct::none) {
-    return double(dy);
+    f(int64_t(0), S, dy);
   } else {
-    const T g = bn_act_grad(A, bn_normalized(x, a.scale, a.shift));
-    return double(dy * g);
+    T buf[kActChunk];
+    for (int64_t s0 = 0; s0 < S; s0 += kActChunk) {
+      const int64_t n = std::min(kActChunk, S - s0);
+      act_dy<A>(dy + s0, z + s0, n, buf);
+      f(s0, n, static_cast<const T*>(buf));
+    }
   }
 }
 
 // Channel c's sum of dy and sum of dy * (x - mean) (dy through act_dy).
 template <BnAct A, class T>
-void backward_sums(const Channel<T>& x, const Channel<T>& dy, int64_t N, double mu, const Affine& af, double& sum_dy,
-                   double& sum_dy_xmu) {
+void backward_sums(const Channel<T>& x, const Channel<T>& dy, const Channel<T>& z, int64_t N, double mu,
+                   double& sum_dy, double& sum_dy_xmu) {
   LaneSum a, b;
+  const int64_t ahead = x.ahead();
+  x.prefetch_first(N);
+  dy.prefetch_first(N);
   for (int64_t i = 0; i < N; ++i) {
-    const T* g = dy.plane(i);
+    x.prefetch(i + ahead, N);
+    dy.prefetch(i + ahead, N);
     const T* xs = x.plane(i);
-    add_lanes(a, [&](int64_t s) { return act_dy<A>(g[s], xs[s], af); }, b,
-              [&](int64_t s) { return act_dy<A>(g[s], xs[s], af) * (double(xs[s]) - mu); }, x.S);
+    act_chunks<A>(dy.plane(i), A == BnAct::none ? nullptr : z.plane(i), x.S, [&](int64_t s0, int64_t n, const T* g) {
+      add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
+                [&](int64_t s) { return double(g[s]) * (double(xs[s0 + s]) - mu); }, n);
+    });
   }
   sum_dy = a.total();
   sum_dy_xmu = b.total();
@@ -96,19 +136,25 @@ void backward_sums(const Channel<T>& x, const Channel<T>& dy, int64_t N, double 
 
 // dx over one plane (dy through act_dy); see batch_norm_backward_cpu.
 template <BnAct A, class T>
-void backward_plane(const T* xs, const T* gs, T* dxs, int64_t S, int64_t c, double n, const T* mean, const T* invstd,
-                    const T* w, const Affine& af, const T* sum_dy, const T* sum_dy_xhat, bool training) {
+void backward_plane(const T* xs, const T* gs, const T* zs, T* dxs, int64_t S, int64_t c, double n, const T* mean,
+                    const T* invstd, const T* w, const T* sum_dy, const T* sum_dy_xhat, bool training) {
   const double inv = double(invstd[c]);
   const double k = inv * (w ? double(w[c]) : 1.0);
-  if (!training) {
-    for (int64_t s = 0; s < S; ++s) dxs[s] = T(k * act_dy<A>(gs[s], xs[s], af));
-    return;
-  }
-  const double mu = double(mean[c]), mean_dy = double(sum_dy[c]) / n, mean_dy_xhat = double(sum_dy_xhat[c]) / n;
-  for (int64_t s = 0; s < S; ++s) {
-    const double xhat = (double(xs[s]) - mu) * inv;
-    dxs[s] = T(k * (act_dy<A>(gs[s], xs[s], af) - mean_dy - xhat * mean_dy_xhat));
-  }
+  const double mu = double(mean[c]);
+  const double mean_dy = training ? double(sum_dy[c]) / n : 0;
+  const double mean_dy_xhat = training ? double(sum_dy_xhat[c]) / n : 0;
+  act_chunks<A>(gs, zs, S, [&](int64_t s0, int64_t m, const T* g) {
+    const T* xc = xs + s0;
+    T* dxc = dxs + s0;
+    if (!training) {
+      for (int64_t s = 0; s < m; ++s) dxc[s] = T(k * double(g[s]));
+      return;
+    }
+    for (int64_t s = 0; s < m; ++s) {
+      const double xhat = (double(xc[s]) - mu) * inv;
+      dxc[s] = T(k * (double(g[s]) - mean_dy - xhat * mean_dy_xhat));
+    }
+  });
 }
 
 }  // namespace
@@ -174,15 +220,14 @@ void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const voi
 
 void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                                     void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S, BnAct act,
-                                    const void* weight, const void* bias) {
+                                    const void* act_out) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
     with_act(act, [&](auto act_) {
       for_each_row(C, N * S, [&](int64_t c) {
-        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
         double a, b;
-        backward_sums<act_.value>(Channel<T>{typed<T>(x), C, S, c}, Channel<T>{typed<T>(dy), C, S, c}, N,
-                                  double(typed<T>(mean)[c]), af, a, b);
+        backward_sums<act_.value>(Channel<T>{typed<T>(x), C, S, c}, Channel<T>{typed<T>(dy), C, S, c},
+                                  Channel<T>{typed<T>(act_out), C, S, c}, N, double(typed<T>(mean)[c]), a, b);
         typed<T>(sum_dy)[c] = T(a);
         typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
       });
@@ -192,16 +237,16 @@ void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, con
 
 void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                              const void* weight, const void* sum_dy, const void* sum_dy_xhat, void* dx, int64_t N,
-                             int64_t C, int64_t S, bool training, BnAct act, const void* bias) {
+                             int64_t C, int64_t S, bool training, BnAct act, const void* act_out) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
     with_act(act, [&](auto act_) {
+      const T* z = typed<T>(act_out);
       for_each_row(N * C, S, [&](int64_t plane) {
-        const int64_t c = plane % C;
-        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
-        backward_plane<act_.value>(typed<T>(x) + plane * S, typed<T>(dy) + plane * S, typed<T>(dx) + plane * S, S,
-                                   c, double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight), af,
-                                   typed<T>(sum_dy), typed<T>(sum_dy_xhat), training);
+        backward_plane<act_.value>(typed<T>(x) + plane * S, typed<T>(dy) + plane * S, z ? z + plane * S : nullptr,
+                                   typed<T>(dx) + plane * S, S, plane % C, double(N * S), typed<T>(mean),
+                                   typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy), typed<T>(sum_dy_xhat),
+                                   training);
       });
     });
   });
@@ -209,22 +254,38 @@ void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void
 
 void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                                    const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
-                                   int64_t C, int64_t S, BnAct act, const void* bias) {
+                                   int64_t C, int64_t S, BnAct act, const void* act_out) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    with_act(act, [&](auto act_) {
-      for_each_row(C, N * S, [&](int64_t c) {
-        const Channel<T> xc{typed<T>(x), C, S, c}, dyc{typed<T>(dy), C, S, c};
-        const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
-        double a, b;
-        backward_sums<act_.value>(xc, dyc, N, double(typed<T>(mean)[c]), af, a, b);
-        typed<T>(sum_dy)[c] = T(a);
-        typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
-        for (int64_t i = 0; i < N; ++i)
-          backward_plane<act_.value>(xc.plane(i), dyc.plane(i), typed<T>(dx) + (i * C + c) * S, S, c,
-                                     double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight), af,
-                                     typed<T>(sum_dy), typed<T>(sum_dy_xhat), true);
-      });
+    for_each_row(C, N * S, [&](int64_t c) {
+      const Channel<T> xc{typed<T>(x), C, S, c};
+      Channel<T> dyc{typed<T>(dy), C, S, c};
+      // With an activation, the channel's masked dy is made once, in a per-thread buffer that stays in cache for
+      // both passes (the unfused ops wrote it to memory as a whole tensor, and read it back twice).
+      thread_local std::vector<T> masked;
+      if (act != BnAct::none) {
+        masked.resize(size_t(N * S));
+        const Channel<T> zc{typed<T>(act_out), C, S, c};
+        with_act(act, [&](auto act_) {
+          if constexpr (act_.value != BnAct::none) {
+            const int64_t ahead = zc.ahead();
+            dyc.prefetch_first(N), zc.prefetch_first(N), xc.prefetch_first(N);
+            for (int64_t i = 0; i < N; ++i) {
+              dyc.prefetch(i + ahead, N), zc.prefetch(i + ahead, N), xc.prefetch(i + ahead, N);
+              act_dy<act_.value>(dyc.plane(i), zc.plane(i), S, masked.data() + i * S);
+            }
+          }
+        });
+        dyc = Channel<T>{masked.data(), 1, S, 0};  // plane i at i * S
+      }
+      double a, b;
+      backward_sums<BnAct::none>(xc, dyc, dyc, N, double(typed<T>(mean)[c]), a, b);
+      typed<T>(sum_dy)[c] = T(a);
+      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
+      for (int64_t i = 0; i < N; ++i)
+        backward_plane<BnAct::none>(xc.plane(i), dyc.plane(i), dyc.plane(i), typed<T>(dx) + (i * C + c) * S, S, c,
+                                    double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight),
+                                    typed<T>(sum_dy), typed<T>(sum_dy_xhat), true);
     });
   });
 }

@@ -89,20 +89,18 @@ Tensor batch_norm_apply(const char* name, BnAct act, const Tensor& x, const Tens
     batch_norm_forward_cpu(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S, act);
   }
 
-  // With an activation the node also keeps the bias (the CPU recomputes the normalized value to mask dy) and, on a
-  // GPU, the output (its mask comes from the unfused kernel, run on the output; the same mask, see BnAct).
-  const bool keep_out = act != BnAct::none && dev.is_cuda();
+  // With an activation the node also keeps its output, where the activation's gradient is taken (see BnAct).
   record(y, name, {x, weight, bias},
-         [xs = saved(x), ws = saved(weight), bs = act != BnAct::none ? saved(bias) : Tensor(), ms = saved(mean),
-          is = saved(invstd), ys = keep_out ? saved(y) : Tensor(), act, training, N, C, S](
-             const Tensor& dy_out, const NeedsGrad& need) {
+         [xs = saved(x), ws = saved(weight), ms = saved(mean), is = saved(invstd),
+          ys = act != BnAct::none ? saved(y) : Tensor(), act, training, N, C, S](const Tensor& dy_out,
+                                                                                 const NeedsGrad& need) {
            const DType dt = dy_out.dtype();
            const Device dev = dy_out.device();
            cudaStream_t st = dev.is_cuda() ? current_stream(dev) : nullptr;
            const void* wp = ws.defined() ? ws.raw_data() : nullptr;
-           const void* bp = bs.defined() ? bs.raw_data() : nullptr;
+           const void* zp = ys.defined() ? ys.raw_data() : nullptr;
            Tensor dy = dy_out;
-           BnAct cpu_act = act;
+           BnAct cpu_act = act;  // the CPU kernels apply the activation's gradient as they read dy
            if (dev.is_cuda() && act != BnAct::none) {  // the activation's backward as its own kernel
              dy = empty(dy_out.shape(), dt, dev);
              unary_backward_cuda(unary_of(act), dt, ys.raw_data(), ys.raw_data(), dy_out.raw_data(), dy.raw_data(),
@@ -119,7 +117,7 @@ Tensor batch_norm_apply(const char* name, BnAct act, const Tensor& x, const Tens
              dx = empty(xs.shape(), dt, dev);
              batch_norm_train_backward_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp,
                                            sum_dy.raw_data(), sum_dy_xhat.raw_data(), dx.raw_data(), N, C, S,
-                                           cpu_act, bp);
+                                           cpu_act, zp);
              return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
            }
            if (sum_dy.defined()) {
@@ -128,7 +126,7 @@ Tensor batch_norm_apply(const char* name, BnAct act, const Tensor& x, const Tens
                                                sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, st);
              else
                batch_norm_backward_reduce_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(),
-                                              sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, cpu_act, wp, bp);
+                                              sum_dy.raw_data(), sum_dy_xhat.raw_data(), N, C, S, cpu_act, zp);
            }
            if (need[0]) {
              dx = empty(xs.shape(), dt, dev);
@@ -139,7 +137,7 @@ Tensor batch_norm_apply(const char* name, BnAct act, const Tensor& x, const Tens
                                         dx.raw_data(), N, C, S, training, st);
              else
                batch_norm_backward_cpu(dt, xs.raw_data(), dy.raw_data(), ms.raw_data(), is.raw_data(), wp, sd, sdx,
-                                       dx.raw_data(), N, C, S, training, cpu_act, bp);
+                                       dx.raw_data(), N, C, S, training, cpu_act, zp);
            }
            return std::vector<Tensor>{dx, need[1] ? sum_dy_xhat : Tensor(), need[2] ? sum_dy : Tensor()};
          });

@@ -13,9 +13,10 @@
 namespace ep {
 
 // The activation a fused batch_norm_relu / batch_norm_relu6 applies to the normalized value y, and its gradient (0
-// or 1) there: ReluOp and Relu6Op themselves, and the gradient applied as unary_backward does (dy * grad), so the
-// fused op's values and gradients are the unfused ones bit for bit. The CPU backward recomputes y from x
-// (bn_normalized, as the forward computed it) instead of reading the output back: one stream less over memory.
+// or 1): ReluOp and Relu6Op themselves, the gradient applied as unary_backward does (dy * grad), so the fused op's
+// values and gradients are the unfused ones bit for bit. The backward takes the gradient at the output z = act(y):
+// it is the gradient at y (0 where y <= 0, and for relu6 where y >= 6, which is where z <= 0 or z >= 6; NaN passes
+// in both), and z is kept anyway as the next layer's input.
 enum class BnAct : uint8_t { none, relu, relu6 };
 template <class T> EP_HD T bn_activate(BnAct act, T y) {
   return act == BnAct::relu ? ReluOp{}(y, y) : act == BnAct::relu6 ? Relu6Op{}(y, y) : y;
@@ -40,23 +41,24 @@ void batch_norm_invstd_cpu(DType dt, const void* running_var, double eps, void* 
 // y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight/bias may be null (1 and 0); then bn_activate(act, y).
 void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const void* invstd, const void* weight,
                             const void* bias, void* y, int64_t N, int64_t C, int64_t S, BnAct act = BnAct::none);
-// The backward kernels below take, with act, the gradient of the activation's output: they use dy * bn_act_grad of the
-// recomputed normalized value, and need the forward's weight and bias for it.
+// The backward kernels below take, with act, the gradient of the activation's output z (act_out, the forward's y):
+// they use dy * bn_act_grad(act, z).
 // Per channel: sum_dy[c] = sum dy, sum_dy_xhat[c] = sum dy * (x - mean) * invstd. These are dbias and dweight.
 void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                                     void* sum_dy, void* sum_dy_xhat, int64_t N, int64_t C, int64_t S,
-                                    BnAct act = BnAct::none, const void* weight = nullptr, const void* bias = nullptr);
+                                    BnAct act = BnAct::none, const void* act_out = nullptr);
 // dx. training (batch statistics, n = N*S):  dx = w * invstd * (dy - sum_dy/n - xhat * sum_dy_xhat/n);
 // eval (running statistics are constants):  dx = w * invstd * dy (sum_dy / sum_dy_xhat unused, may be null).
 // weight may be null (1).
 void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                              const void* weight, const void* sum_dy, const void* sum_dy_xhat, void* dx, int64_t N,
-                             int64_t C, int64_t S, bool training, BnAct act = BnAct::none, const void* bias = nullptr);
+                             int64_t C, int64_t S, bool training, BnAct act = BnAct::none,
+                             const void* act_out = nullptr);
 // Training backward in one call: batch_norm_backward_reduce_cpu's sums (written to sum_dy, sum_dy_xhat), then
 // batch_norm_backward_cpu's training dx with them, channel by channel.
 void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, const void* mean, const void* invstd,
                                    const void* weight, void* sum_dy, void* sum_dy_xhat, void* dx, int64_t N,
-                                   int64_t C, int64_t S, BnAct act = BnAct::none, const void* bias = nullptr);
+                                   int64_t C, int64_t S, BnAct act = BnAct::none, const void* act_out = nullptr);
 
 // ---- deferred (micro-batched) statistics: one channel's arithmetic, shared by both backends -------------------------
 // Every product is rounded before its add (mul_add_exact), so the CPU and CUDA accumulators agree bit for bit.
