@@ -79,9 +79,13 @@ Tensor batch_norm_apply(const char* name, BnAct act, const Tensor& x, const Tens
   const void* bp = bias.defined() ? bias.raw_data() : nullptr;
   Tensor y = empty(x.shape(), dt, dev);
   if (dev.is_cuda()) {
-    batch_norm_forward_cuda(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, y.raw_data(), N, C, S, st);
-    if (act != BnAct::none)  // in place: the element-wise kernel reads each value before writing it
-      unary_forward_cuda(unary_of(act), dt, y.raw_data(), y.raw_data(), y.numel(), 0, st);
+    // With an activation, the normalized values go to a temporary that lives for this call only (the unary kernel's
+    // input and output are __restrict__, so not in place), and the activation's kernel writes y from it.
+    const Tensor normalized = act == BnAct::none ? y : empty(x.shape(), dt, dev);
+    batch_norm_forward_cuda(dt, x.raw_data(), mean.raw_data(), invstd.raw_data(), wp, bp, normalized.raw_data(), N,
+                            C, S, st);
+    if (act != BnAct::none)
+      unary_forward_cuda(unary_of(act), dt, normalized.raw_data(), y.raw_data(), y.numel(), 0, st);
   } else if (training && N * S > 0) {  // statistics and normalizing in one pass over each channel
     batch_norm_train_forward_cpu(dt, x.raw_data(), wp, bp, y.raw_data(), N, C, S, eps, mean.raw_data(),
                                  invstd.raw_data(), rm, rv, momentum, act);
