@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "engine/ops/pool_kernels.h"
@@ -98,6 +99,35 @@ TEST_CASE("adaptive_avg_pool2d: PyTorch's bins") {
   // Global average pooling (MobileNetV2's head) is the plane mean.
   Tensor z = test::randn({2, 3, 7, 7}, 5, DType::f64, d);
   CHECK_ALLCLOSE(reshape(adaptive_avg_pool2d(z, 1, 1), {2, 3}), mean(z, {2, 3}), 1e-12, 1e-12);
+}
+
+TEST_CASE("adaptive_avg_pool2d: the global pool's backward is the per-element rule's value, bit for bit") {
+  // The CPU fills each plane with one value instead of running adaptive_avg_pool_grad_at per element; the rule itself
+  // (which the GPU runs) is the reference. dy holds -0 too: the rule's 0 + (-0) is +0.
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Shape& s : {Shape{3, 5, 7, 7}, Shape{2, 4, 1, 9}, Shape{64, 33, 4, 4}}) {
+      INFO(dtype_name(dt) << " " << shape_str(s));
+      Tensor x = test::leaf(test::randn(s, 90, dt));
+      Tensor dy = test::randn({s[0], s[1], 1, 1}, 91, dt);
+      std::vector<double> dyv = dy.to_double_vector();
+      dyv[1] = -0.0;
+      dy = from_vector(dyv, dy.shape(), dt);
+      adaptive_avg_pool2d(x, 1, 1).backward(dy);
+      Pool2dGeom g;
+      g.NC = s[0] * s[1], g.H = s[2], g.W = s[3], g.OH = 1, g.OW = 1;
+      const std::vector<double> got = x.grad().to_double_vector();
+      bool same = true;
+      for (int64_t nc = 0; nc < g.NC; ++nc)
+        for (int64_t ih = 0; ih < g.H; ++ih)
+          for (int64_t iw = 0; iw < g.W; ++iw) {
+            const double want = dt == DType::f32
+                                    ? double(adaptive_avg_pool_grad_at(g, dy.data<float>() + nc, ih, iw))
+                                    : adaptive_avg_pool_grad_at(g, dy.data<double>() + nc, ih, iw);
+            const double have = got[size_t((nc * g.H + ih) * g.W + iw)];
+            same = same && std::memcmp(&want, &have, sizeof want) == 0;
+          }
+      CHECK(same);
+    }
 }
 
 TEST_CASE("pooling: an empty batch gives empty outputs and gradients") {

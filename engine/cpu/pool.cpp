@@ -1,6 +1,8 @@
 // pool.cpp (cpu) — the reference max/avg/adaptive-avg pooling, one OpenMP task per (n, c) plane.
 // Not vectorized by hand. Backward gathers per input element (as the CUDA twin does), so no two threads write the
 // same element and results do not depend on the thread count.
+#include <algorithm>
+
 #include "engine/ops/pool_kernels.h"
 
 namespace ep {
@@ -92,6 +94,16 @@ void adaptive_avg_pool2d_backward_cpu(DType dt, const Pool2dGeom& g, const void*
   dispatch_float(dt, "adaptive_avg_pool2d backward", [&](auto tag) {
     using T = EP_TYPE(tag);
     const T* dyp = static_cast<const T*>(dy);
+    if (g.OH == 1 && g.OW == 1) {
+      // Global average pooling (MobileNetV2's and ResNet's heads): one bin, the whole plane, so every element gets
+      // adaptive_avg_pool_grad_at's value 0 + dy / (H * W) without its per-element bin search (six integer
+      // divisions each, 3% of a CPU training step).
+      T* dxp = static_cast<T*>(dx);
+      const T count = T(g.H * g.W);
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > kPoolParallelMin)
+      for (int64_t nc = 0; nc < g.NC; ++nc) std::fill_n(dxp + nc * g.H * g.W, g.H * g.W, T(0) + dyp[nc] / count);
+      return;
+    }
     gather_inputs<T>(g, dx, [&](int64_t plane, int64_t ih, int64_t iw) {
       return adaptive_avg_pool_grad_at(g, dyp + plane, ih, iw);
     });
