@@ -77,7 +77,7 @@ class MpiTransport final : public Transport {
              " bytes exceeds MPI's int count");
     std::lock_guard<std::mutex> g(mu_);
     complete_sends();
-    pending_.push_back({std::move(bytes), MPI_REQUEST_NULL});
+    pending_.push_back({std::move(bytes), MPI_REQUEST_NULL, peer});
     Pending& p = pending_.back();
     EP_MPI_CHECK(MPI_Isend(p.bytes.data(), int(p.bytes.size()), MPI_BYTE, peer, int(kind), MPI_COMM_WORLD,
                            &p.request));
@@ -115,14 +115,16 @@ class MpiTransport final : public Transport {
     const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_);
     for (;;) {
       size_t left = 0;
+      int to = -1;  // the receiver of the oldest undelivered message: sends complete in order
       {
         std::lock_guard<std::mutex> g(mu_);
         complete_sends();
         left = pending_.size();
+        if (left > 0) to = pending_.front().peer;
       }
       if (left == 0) return;
-      EP_CHECK(Clock::now() < deadline, TransportError, "[mpi] rank ", rank_, ": ", left,
-               " message(s) not delivered within ", timeout_, " s (is the receiver alive?)");
+      EP_CHECK(Clock::now() < deadline, TransportError, "[mpi] rank ", rank_, ": ", left, " message(s) to rank ", to,
+               " not delivered within ", timeout_, " s (is the receiver alive?)");
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
@@ -137,6 +139,7 @@ class MpiTransport final : public Transport {
   struct Pending {
     std::vector<uint8_t> bytes;
     MPI_Request request;
+    int peer;
   };
 
   static const char* kind_name(MessageKind k) {

@@ -272,8 +272,9 @@ TEST_CASE("batch_norm_relu / batch_norm_relu6 equal relu / relu6 after batch_nor
     for (DType dt : {DType::f32, DType::f64})
       for (const Shape& shape : shapes)
         for (bool training : {true, false}) {
-          INFO((fused == batch_norm_relu ? "relu" : "relu6") << " " << dtype_name(dt) << " " << shape_str(shape)
-                                                             << " training " << training);
+          const std::string what = std::string(fused == batch_norm_relu ? "relu " : "relu6 ") + dtype_name(dt) + " " +
+                                   shape_str(shape) + " training " + (training ? "true" : "false");
+          INFO(what);
           check_fused_equals_unfused(fused, act, shape, training, dt, seed);
           check_fused_equals_unfused(fused, act, shape, training, dt, seed + 5, /*x_needs_grad=*/false);
           seed += 10;

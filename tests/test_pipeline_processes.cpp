@@ -331,7 +331,11 @@ TEST_CASE("pipeline processes: a failing rank ends the whole job at once; a hung
   CHECK(r.status != 0);
   CHECK(r.status != 124);
   CHECK(s < 60);
-  CHECK(r.out.find("from rank 1 within 3 s") != std::string::npos);
+  // A neighbour names the silent rank, waiting either for its message or for it to take one (which of the two
+  // times out first depends on where rank 1 stopped).
+  CHECK_MESSAGE((r.out.find("from rank 1 within 3 s") != std::string::npos ||
+                 r.out.find("to rank 1 not delivered within 3 s") != std::string::npos),
+                r.out);
   std::filesystem::remove_all(d);
 }
 

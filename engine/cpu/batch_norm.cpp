@@ -82,13 +82,20 @@ template <class F> void with_act(BnAct act, F&& f) {
   }
 }
 
-template <BnAct A, class T> void normalize_plane(const T* xs, T* ys, int64_t S, const Affine& a) {
-  for (int64_t s = 0; s < S; ++s) ys[s] = bn_activate(A, bn_normalized(xs[s], a.scale, a.shift));
+// The fused ops compute exactly what the unfused ones do by running the same code: the normalizing and BatchNorm's
+// backward are the activation-free routines below, never inlined, so that one machine code serves both (a build with
+// fused multiply-adds may contract a copy inlined elsewhere differently); the activation is a pass of its own over
+// values still in cache, before (forward) or after (backward) them.
+template <class T> __attribute__((noinline)) void normalize_plane(const T* xs, T* ys, int64_t S, const Affine& a) {
+  for (int64_t s = 0; s < S; ++s) ys[s] = bn_normalized(xs[s], a.scale, a.shift);
+}
+template <BnAct A, class T> void activate_plane(T* ys, int64_t S) {
+  if constexpr (A != BnAct::none)
+    for (int64_t s = 0; s < S; ++s) ys[s] = bn_activate(A, ys[s]);
 }
 
-// The gradient reaching the normalization, for n values of one plane: dy * the fused activation's gradient, taken
-// at its output z (the same mask as at its input, see BnAct), as unary_backward computes it. A loop of its own into a
-// buffer in L1, so that it vectorizes (compares and a blend, no branch per element).
+// dy * the fused activation's gradient, taken at its output z (the same mask as at its input, see BnAct), as
+// unary_backward computes it, for n values; a loop of its own so that it vectorizes (compares and a blend).
 template <BnAct A, class T> void act_dy(const T* dy, const T* z, int64_t n, T* out) {
   for (int64_t s = 0; s < n; ++s) {
     const T g = bn_act_grad(A, z[s]);
@@ -96,27 +103,30 @@ template <BnAct A, class T> void act_dy(const T* dy, const T* z, int64_t n, T* o
   }
 }
 
-// f(offset, n, g) over one plane's S values in chunks, g being act_dy's values of [offset, offset + n) (dy itself
-// without an activation). A chunk is a multiple of kLanes, so an element's LaneSum lane is the same as unchunked.
-constexpr int64_t kActChunk = 512;
-static_assert(kActChunk % kLanes == 0);
-template <BnAct A, class T, class F> void act_chunks(const T* dy, const T* z, int64_t S, F&& f) {
-  if constexpr (A == BnAct::none) {
-    f(int64_t(0), S, dy);
-  } else {
-    T buf[kActChunk];
-    for (int64_t s0 = 0; s0 < S; s0 += kActChunk) {
-      const int64_t n = std::min(kActChunk, S - s0);
-      act_dy<A>(dy + s0, z + s0, n, buf);
-      f(s0, n, static_cast<const T*>(buf));
+// Channel c's N planes of dy with the activation's gradient applied, into a per-thread buffer (plane i at i * S)
+// that stays in cache for the passes that read it; dy itself without an activation.
+template <class T> Channel<T> masked_channel(BnAct act, const Channel<T>& dy, const T* act_out, int64_t N) {
+  if (act == BnAct::none) return dy;
+  thread_local std::vector<T> masked;
+  masked.resize(size_t(N * dy.S));
+  const Channel<T> z{act_out, dy.C, dy.S, dy.c};
+  with_act(act, [&](auto act_) {
+    if constexpr (act_.value != BnAct::none) {
+      const int64_t ahead = z.ahead();
+      dy.prefetch_first(N), z.prefetch_first(N);
+      for (int64_t i = 0; i < N; ++i) {
+        dy.prefetch(i + ahead, N), z.prefetch(i + ahead, N);
+        act_dy<act_.value>(dy.plane(i), z.plane(i), dy.S, masked.data() + i * dy.S);
+      }
     }
-  }
+  });
+  return Channel<T>{masked.data(), 1, dy.S, 0};
 }
 
-// Channel c's sum of dy and sum of dy * (x - mean) (dy through act_dy).
-template <BnAct A, class T>
-void backward_sums(const Channel<T>& x, const Channel<T>& dy, const Channel<T>& z, int64_t N, double mu,
-                   double& sum_dy, double& sum_dy_xmu) {
+// Channel c's sum of dy and sum of dy * (x - mean).
+template <class T>
+__attribute__((noinline)) void backward_sums(const Channel<T>& x, const Channel<T>& dy, int64_t N, double mu,
+                                             double& sum_dy, double& sum_dy_xmu) {
   LaneSum a, b;
   const int64_t ahead = x.ahead();
   x.prefetch_first(N);
@@ -124,37 +134,31 @@ void backward_sums(const Channel<T>& x, const Channel<T>& dy, const Channel<T>& 
   for (int64_t i = 0; i < N; ++i) {
     x.prefetch(i + ahead, N);
     dy.prefetch(i + ahead, N);
+    const T* g = dy.plane(i);
     const T* xs = x.plane(i);
-    act_chunks<A>(dy.plane(i), A == BnAct::none ? nullptr : z.plane(i), x.S, [&](int64_t s0, int64_t n, const T* g) {
-      add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
-                [&](int64_t s) { return double(g[s]) * (double(xs[s0 + s]) - mu); }, n);
-    });
+    add_lanes(a, [&](int64_t s) { return double(g[s]); }, b,
+              [&](int64_t s) { return double(g[s]) * (double(xs[s]) - mu); }, x.S);
   }
   sum_dy = a.total();
   sum_dy_xmu = b.total();
 }
 
-// dx over one plane (dy through act_dy); see batch_norm_backward_cpu.
-template <BnAct A, class T>
-void backward_plane(const T* xs, const T* gs, const T* zs, T* dxs, int64_t S, int64_t c, double n, const T* mean,
-                    const T* invstd, const T* w, const T* sum_dy, const T* sum_dy_xhat, bool training) {
+// dx over one plane; see batch_norm_backward_cpu.
+template <class T>
+__attribute__((noinline)) void backward_plane(const T* xs, const T* gs, T* dxs, int64_t S, int64_t c, double n,
+                                              const T* mean, const T* invstd, const T* w, const T* sum_dy,
+                                              const T* sum_dy_xhat, bool training) {
   const double inv = double(invstd[c]);
   const double k = inv * (w ? double(w[c]) : 1.0);
-  const double mu = double(mean[c]);
-  const double mean_dy = training ? double(sum_dy[c]) / n : 0;
-  const double mean_dy_xhat = training ? double(sum_dy_xhat[c]) / n : 0;
-  act_chunks<A>(gs, zs, S, [&](int64_t s0, int64_t m, const T* g) {
-    const T* xc = xs + s0;
-    T* dxc = dxs + s0;
-    if (!training) {
-      for (int64_t s = 0; s < m; ++s) dxc[s] = T(k * double(g[s]));
-      return;
-    }
-    for (int64_t s = 0; s < m; ++s) {
-      const double xhat = (double(xc[s]) - mu) * inv;
-      dxc[s] = T(k * (double(g[s]) - mean_dy - xhat * mean_dy_xhat));
-    }
-  });
+  if (!training) {
+    for (int64_t s = 0; s < S; ++s) dxs[s] = T(k * double(gs[s]));
+    return;
+  }
+  const double mu = double(mean[c]), mean_dy = double(sum_dy[c]) / n, mean_dy_xhat = double(sum_dy_xhat[c]) / n;
+  for (int64_t s = 0; s < S; ++s) {
+    const double xhat = (double(xs[s]) - mu) * inv;
+    dxs[s] = T(k * (double(gs[s]) - mean_dy - xhat * mean_dy_xhat));
+  }
 }
 
 }  // namespace
@@ -172,8 +176,11 @@ void batch_norm_train_forward_cpu(DType dt, const void* x, const void* weight, c
         commit_stats(c, double(N * S), mu, m2, eps, momentum, typed<T>(mean), typed<T>(invstd),
                      typed<T>(running_mean), typed<T>(running_var));
         const Affine af = channel_affine(c, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
-        for (int64_t i = 0; i < N; ++i)
-          normalize_plane<act_.value>(xc.plane(i), typed<T>(y) + (i * C + c) * S, S, af);
+        for (int64_t i = 0; i < N; ++i) {
+          T* ys = typed<T>(y) + (i * C + c) * S;
+          normalize_plane(xc.plane(i), ys, S, af);
+          activate_plane<act_.value>(ys, S);
+        }
       });
     });
   });
@@ -212,7 +219,8 @@ void batch_norm_forward_cpu(DType dt, const void* x, const void* mean, const voi
       for_each_row(N * C, S, [&](int64_t plane) {
         const Affine af =
             channel_affine(plane % C, typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(bias));
-        normalize_plane<act_.value>(typed<T>(x) + plane * S, typed<T>(y) + plane * S, S, af);
+        normalize_plane(typed<T>(x) + plane * S, typed<T>(y) + plane * S, S, af);
+        activate_plane<act_.value>(typed<T>(y) + plane * S, S);
       });
     });
   });
@@ -223,14 +231,12 @@ void batch_norm_backward_reduce_cpu(DType dt, const void* x, const void* dy, con
                                     const void* act_out) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    with_act(act, [&](auto act_) {
-      for_each_row(C, N * S, [&](int64_t c) {
-        double a, b;
-        backward_sums<act_.value>(Channel<T>{typed<T>(x), C, S, c}, Channel<T>{typed<T>(dy), C, S, c},
-                                  Channel<T>{typed<T>(act_out), C, S, c}, N, double(typed<T>(mean)[c]), a, b);
-        typed<T>(sum_dy)[c] = T(a);
-        typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
-      });
+    for_each_row(C, N * S, [&](int64_t c) {
+      const Channel<T> g = masked_channel(act, Channel<T>{typed<T>(dy), C, S, c}, typed<T>(act_out), N);
+      double a, b;
+      backward_sums(Channel<T>{typed<T>(x), C, S, c}, g, N, double(typed<T>(mean)[c]), a, b);
+      typed<T>(sum_dy)[c] = T(a);
+      typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
     });
   });
 }
@@ -240,14 +246,13 @@ void batch_norm_backward_cpu(DType dt, const void* x, const void* dy, const void
                              int64_t C, int64_t S, bool training, BnAct act, const void* act_out) {
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
-    with_act(act, [&](auto act_) {
-      const T* z = typed<T>(act_out);
-      for_each_row(N * C, S, [&](int64_t plane) {
-        backward_plane<act_.value>(typed<T>(x) + plane * S, typed<T>(dy) + plane * S, z ? z + plane * S : nullptr,
-                                   typed<T>(dx) + plane * S, S, plane % C, double(N * S), typed<T>(mean),
-                                   typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy), typed<T>(sum_dy_xhat),
-                                   training);
-      });
+    for_each_row(N * C, S, [&](int64_t plane) {
+      // One plane as a channel of one sample, so masked_channel's buffer holds just it.
+      const Channel<T> g = masked_channel(act, Channel<T>{typed<T>(dy) + plane * S, 1, S, 0},
+                                          act_out ? typed<T>(act_out) + plane * S : nullptr, 1);
+      backward_plane(typed<T>(x) + plane * S, g.plane(0), typed<T>(dx) + plane * S, S, plane % C, double(N * S),
+                     typed<T>(mean), typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy), typed<T>(sum_dy_xhat),
+                     training);
     });
   });
 }
@@ -258,34 +263,17 @@ void batch_norm_train_backward_cpu(DType dt, const void* x, const void* dy, cons
   dispatch_float(dt, "batch_norm backward", [&](auto tag_) {
     using T = EP_TYPE(tag_);
     for_each_row(C, N * S, [&](int64_t c) {
+      // With an activation, the channel's masked dy is made once and stays in cache for both passes (the unfused
+      // ops wrote it to memory as a whole tensor and read it back twice).
       const Channel<T> xc{typed<T>(x), C, S, c};
-      Channel<T> dyc{typed<T>(dy), C, S, c};
-      // With an activation, the channel's masked dy is made once, in a per-thread buffer that stays in cache for
-      // both passes (the unfused ops wrote it to memory as a whole tensor, and read it back twice).
-      thread_local std::vector<T> masked;
-      if (act != BnAct::none) {
-        masked.resize(size_t(N * S));
-        const Channel<T> zc{typed<T>(act_out), C, S, c};
-        with_act(act, [&](auto act_) {
-          if constexpr (act_.value != BnAct::none) {
-            const int64_t ahead = zc.ahead();
-            dyc.prefetch_first(N), zc.prefetch_first(N), xc.prefetch_first(N);
-            for (int64_t i = 0; i < N; ++i) {
-              dyc.prefetch(i + ahead, N), zc.prefetch(i + ahead, N), xc.prefetch(i + ahead, N);
-              act_dy<act_.value>(dyc.plane(i), zc.plane(i), S, masked.data() + i * S);
-            }
-          }
-        });
-        dyc = Channel<T>{masked.data(), 1, S, 0};  // plane i at i * S
-      }
+      const Channel<T> g = masked_channel(act, Channel<T>{typed<T>(dy), C, S, c}, typed<T>(act_out), N);
       double a, b;
-      backward_sums<BnAct::none>(xc, dyc, dyc, N, double(typed<T>(mean)[c]), a, b);
+      backward_sums(xc, g, N, double(typed<T>(mean)[c]), a, b);
       typed<T>(sum_dy)[c] = T(a);
       typed<T>(sum_dy_xhat)[c] = T(b * double(typed<T>(invstd)[c]));
       for (int64_t i = 0; i < N; ++i)
-        backward_plane<BnAct::none>(xc.plane(i), dyc.plane(i), dyc.plane(i), typed<T>(dx) + (i * C + c) * S, S, c,
-                                    double(N * S), typed<T>(mean), typed<T>(invstd), typed<T>(weight),
-                                    typed<T>(sum_dy), typed<T>(sum_dy_xhat), true);
+        backward_plane(xc.plane(i), g.plane(i), typed<T>(dx) + (i * C + c) * S, S, c, double(N * S), typed<T>(mean),
+                       typed<T>(invstd), typed<T>(weight), typed<T>(sum_dy), typed<T>(sum_dy_xhat), true);
     });
   });
 }
