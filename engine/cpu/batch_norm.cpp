@@ -3,6 +3,8 @@
 // N = batch, C = channels, S = spatial size per plane; x is viewed as [N, C, S]. Sums (in LaneSum lanes) and element
 // math use double. Training's passes run channel by channel (statistics then normalizing; sums then dx) so a channel's
 // N planes are read from memory once and from cache after; eval's element-wise passes go plane by plane.
+// A fused activation (BnAct, batch_norm_relu6) is a pass of its own: after the normalizing in the forward, and in the
+// backward over dy first, into a per-thread buffer; the BatchNorm routines between are the plain op's, never inlined.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
