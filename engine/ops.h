@@ -84,6 +84,8 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias
                        Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 Tensor batch_norm_relu6(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                         Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// The signature the three share, for callers that choose among them (BatchNorm2d::forward).
+using BatchNormFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool, double, double);
 // Deferred BatchNorm's bookkeeping (no autograd), one launch each. merge: folds a group of n values per channel, with
 // batch mean mean_b and unbiased variance var_b [C] (f32 or f64), into the f64 [C] accumulators mean and m2 (the
 // centred sum of squares) over `count` values before it, in place (Chan et al.; count 0 starts them). commit:

@@ -31,9 +31,6 @@ struct Conv2d {
   Tensor forward(const Tensor& x) const;
 };
 
-// batch_norm's signature, which batch_norm_relu and batch_norm_relu6 share.
-using BatchNormFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool, double, double);
-
 // nn.BatchNorm2d(C): weight ones, bias zeros, running_mean zeros, running_var ones, num_batches_tracked 0 (i64 [],
 // kept on the host, see to_device). Train mode normalizes with batch statistics and updates the running ones.
 struct BatchNorm2d {

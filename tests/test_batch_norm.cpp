@@ -14,9 +14,6 @@ using test::OpFn;
 
 namespace {
 
-using BatchNormFnForTest = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, bool, double,
-                                      double);
-
 Tensor leaf(const Shape& s, uint64_t seed) {
   return test::randn(s, seed, DType::f64, test::test_device()).requires_grad_();
 }
@@ -213,7 +210,7 @@ namespace {
 
 // fused(x, ...) against act(batch_norm(x, ...)): outputs, running statistics and the gradients of x, weight and bias
 // under the upstream gradient dz, compared bit for bit.
-void check_fused_equals_unfused(BatchNormFnForTest fused, Tensor (*act)(const Tensor&), const Shape& shape,
+void check_fused_equals_unfused(BatchNormFn fused, Tensor (*act)(const Tensor&), const Shape& shape,
                                 bool training, DType dt, uint64_t seed, bool x_needs_grad = true) {
   const Device d = test::test_device();
   const int64_t C = shape[1];
@@ -264,7 +261,7 @@ void check_fused_equals_unfused(BatchNormFnForTest fused, Tensor (*act)(const Te
 }  // namespace
 
 TEST_CASE("batch_norm_relu / batch_norm_relu6 equal relu / relu6 after batch_norm bit for bit, training and eval") {
-  const std::pair<BatchNormFnForTest, Tensor (*)(const Tensor&)> ops[] = {{batch_norm_relu, relu},
+  const std::pair<BatchNormFn, Tensor (*)(const Tensor&)> ops[] = {{batch_norm_relu, relu},
                                                                           {batch_norm_relu6, relu6}};
   const Shape shapes[] = {{4, 5, 3, 7}, {9, 3}, {1, 4, 2, 17}, {3, 6, 33, 31}};
   uint64_t seed = 500;
@@ -283,7 +280,7 @@ TEST_CASE("batch_norm_relu / batch_norm_relu6 equal relu / relu6 after batch_nor
 
 TEST_CASE("batch_norm_relu / batch_norm_relu6: gradcheck in float64, training and eval") {
   Device d = test::test_device();
-  auto fn = [](BatchNormFnForTest op, bool training) {
+  auto fn = [](BatchNormFn op, bool training) {
     return [=](const std::vector<Tensor>& in) {
       Tensor rm = in[3], rv = in[4];
       return op(in[0], in[1], in[2], rm, rv, training, 0.1, 1e-5);
@@ -292,7 +289,7 @@ TEST_CASE("batch_norm_relu / batch_norm_relu6: gradcheck in float64, training an
   auto rv = [&](int64_t c, uint64_t seed) { return test::rand_uniform({c}, seed, 0.5, 2.0, DType::f64, d); };
   // Bias 3 and weight 4 put values on both sides of 0 and of 6, away from the kinks by far more than the step.
   Tensor b = full({3}, 3.0, DType::f64, d).requires_grad_(), w = full({3}, 4.0, DType::f64, d).requires_grad_();
-  for (BatchNormFnForTest op : {batch_norm_relu, batch_norm_relu6}) {
+  for (BatchNormFn op : {batch_norm_relu, batch_norm_relu6}) {
     test::gradcheck(fn(op, true), {leaf({3, 3, 2, 3}, 600), w, b, rv(3, 601), rv(3, 602)});
     test::gradcheck(fn(op, true), {leaf({5, 4}, 603), Tensor(), Tensor(), Tensor(), Tensor()});
     test::gradcheck(fn(op, false), {leaf({2, 3, 4}, 604), w, b, test::randn({3}, 605, DType::f64, d), rv(3, 606)});
@@ -305,7 +302,7 @@ TEST_CASE("batch_norm_relu / batch_norm_relu6: CUDA matches CPU") {
   };
   auto p = [](int64_t c, uint64_t seed) { return test::randn({c}, seed, DType::f32).requires_grad_(); };
   auto rv = [](int64_t c, uint64_t seed) { return test::rand_uniform({c}, seed, 0.5, 2.0, DType::f32); };
-  for (BatchNormFnForTest op : {batch_norm_relu, batch_norm_relu6})
+  for (BatchNormFn op : {batch_norm_relu, batch_norm_relu6})
     for (bool training : {true, false}) {
       auto fn = [=](const std::vector<Tensor>& in) {
         Tensor rm = in[3], rvar = in[4];
