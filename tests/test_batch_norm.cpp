@@ -261,8 +261,7 @@ void check_fused_equals_unfused(BatchNormFn fused, Tensor (*act)(const Tensor&),
 }  // namespace
 
 TEST_CASE("batch_norm_relu / batch_norm_relu6 equal relu / relu6 after batch_norm bit for bit, training and eval") {
-  const std::pair<BatchNormFn, Tensor (*)(const Tensor&)> ops[] = {{batch_norm_relu, relu},
-                                                                          {batch_norm_relu6, relu6}};
+  const std::pair<BatchNormFn, Tensor (*)(const Tensor&)> ops[] = {{batch_norm_relu, relu}, {batch_norm_relu6, relu6}};
   const Shape shapes[] = {{4, 5, 3, 7}, {9, 3}, {1, 4, 2, 17}, {3, 6, 33, 31}};
   uint64_t seed = 500;
   for (const auto& [fused, act] : ops)
