@@ -113,11 +113,12 @@ __global__ void stats_partial_kernel(const A* __restrict__ x, const B* __restric
 }
 
 // The per-tensor (min, step): one block merges the partial extremes (exact, so in any order) and applies the CPU's
-// rule (quant_math.h); min_step_entry has no product to contract into an FMA.
-__global__ void quant_table_kernel(const float* __restrict__ partial, int bits, float* __restrict__ table) {
+// rule (quant_math.h); quant_entry has no product and sum to contract into an FMA.
+__global__ void quant_table_kernel(const float* __restrict__ partial, int bits, bool zero_exact,
+                                   float* __restrict__ table) {
   float lo, hi, amax;
   merge_range_partials(partial, lo, hi, amax);
-  if (threadIdx.x == 0) min_step_entry(double(lo), double(hi), (1u << bits) - 1, &table[0], &table[1]);
+  if (threadIdx.x == 0) quant_entry(double(lo), double(hi), (1u << bits) - 1, zero_exact, &table[0], &table[1]);
 }
 
 // Min-max quantization codes with one range, packed group by group (encode_groups, bitpack.h).
@@ -325,8 +326,8 @@ void stats_partial_cuda(const void* x, bool x_f64, const void* x_hat, bool x_hat
   else launch(static_cast<const float*>(x), static_cast<const float*>(x_hat));
 }
 
-void quant_table_cuda(const float* partial, int bits, float* table, cudaStream_t st) {
-  quant_table_kernel<<<1, kBlock, 0, st>>>(partial, bits, table);
+void quant_table_cuda(const float* partial, int bits, bool zero_exact, float* table, cudaStream_t st) {
+  quant_table_kernel<<<1, kBlock, 0, st>>>(partial, bits, zero_exact, table);
   CUDA_CHECK_LAUNCH();
 }
 

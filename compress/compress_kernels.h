@@ -27,9 +27,10 @@ struct StatsSums;  // compress/stats_math.h
 EP_CUDA_API void stats_partial_cuda(const void* x, bool x_f64, const void* x_hat, bool x_hat_f64, int64_t n,
                                     StatsSums* out, cudaStream_t st) EP_CUDA_BODY("compress stats")
 
-// table (2 floats, device memory) = min_step_entry of the exact extremes in minmax_partial_cuda's `partial` for
+// table (2 floats, device memory) = quant_entry of the exact extremes in minmax_partial_cuda's `partial` for
 // 2^bits - 1 levels: the CPU's table, computed where the codes are, so the encoder never waits for the GPU.
-EP_CUDA_API void quant_table_cuda(const float* partial, int bits, float* table, cudaStream_t st) EP_CUDA_BODY("quant")
+EP_CUDA_API void quant_table_cuda(const float* partial, int bits, bool zero_exact, float* table, cudaStream_t st)
+    EP_CUDA_BODY("quant")
 // codes (packed_bytes(n, bits) bytes) = quant levels of x for the (mn, step) pair in `table` (device memory);
 // stochastic draws philox_uniform(seed, offset, i) for element i as the CPU does.
 EP_CUDA_API void quant_encode_cuda(const float* x, int64_t n, int bits, const float* table, bool stochastic,

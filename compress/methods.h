@@ -4,7 +4,8 @@
 // Spec keys (defaults in parentheses), all optional:
 //   none
 //   quant      bits (8) 1..16, per=tensor|channel (tensor), axis (1; channels along this dim, 0 for 1-D input),
-//              round=nearest|stochastic (nearest), seed (0)
+//              round=nearest|stochastic (nearest), seed (0), zero=free|exact (free: the seeds' min-max grid; exact:
+//              0 is a level when the range straddles it, so exact zeros decode to 0)
 //   sortquant  bits (6) per bucket, split (2) bits -> 2^split buckets, bits+split <= 16, mode=exact|sampled (exact),
 //              sample (65536) elements drawn for the sampled thresholds, seed (0)
 //   topk       ratio (0.5) kept fraction in (0, 1], mask=reuse|own (reuse: as a backward compressor of a layer whose
@@ -41,6 +42,7 @@ struct QuantOptions {
   int axis = 1;
   bool stochastic = false;
   uint64_t seed = 0;
+  bool zero_exact = false;  // zero=exact: 0 is a level of the grid (quant_entry in quant_math.h)
 };
 class QuantCompressor final : public Compressor {
  public:

@@ -22,13 +22,14 @@ std::unique_ptr<Compressor> make_quant(SpecArgs& a) {
   o.axis = int(a.get_int("axis", 1, 0, kMaxPayloadDims - 1));
   o.stochastic = a.get_choice("round", "nearest", {"nearest", "stochastic"}) == "stochastic";
   o.seed = uint64_t(a.get_int("seed", 0, 0, std::numeric_limits<int64_t>::max()));
+  o.zero_exact = a.get_choice("zero", "free", {"free", "exact"}) == "exact";
   return std::make_unique<QuantCompressor>(o);
 }
 
 std::string QuantCompressor::spec() const {
   return "quant:bits=" + std::to_string(opt_.bits) + ",per=" + (opt_.per_channel ? "channel" : "tensor") +
          ",axis=" + std::to_string(opt_.axis) + ",round=" + (opt_.stochastic ? "stochastic" : "nearest") +
-         ",seed=" + std::to_string(opt_.seed);
+         ",seed=" + std::to_string(opt_.seed) + ",zero=" + (opt_.zero_exact ? "exact" : "free");
 }
 
 namespace {
@@ -97,8 +98,8 @@ void channel_runs(const ChannelView& cv, int64_t i0, int64_t m, Run&& run) {
 }
 
 template <class T>
-void quant_encode(const T* x, int64_t n, const ChannelView& cv, int bits, bool stochastic, uint64_t seed,
-                  uint64_t offset, std::vector<float>& table, uint8_t* codes) {
+void quant_encode(const T* x, int64_t n, const ChannelView& cv, int bits, bool zero_exact, bool stochastic,
+                  uint64_t seed, uint64_t offset, std::vector<float>& table, uint8_t* codes) {
   const int64_t C = cv.channels;
   std::vector<double> lo(size_t(C), std::numeric_limits<double>::infinity());
   std::vector<double> hi(size_t(C), -std::numeric_limits<double>::infinity());
@@ -113,7 +114,7 @@ void quant_encode(const T* x, int64_t n, const ChannelView& cv, int bits, bool s
   }
   const uint32_t levels = (1u << bits) - 1;
   for (int64_t c = 0; c < C; ++c)
-    min_step_entry(lo[size_t(c)], hi[size_t(c)], levels, &table[size_t(2 * c)], &table[size_t(2 * c + 1)]);
+    quant_entry(lo[size_t(c)], hi[size_t(c)], levels, zero_exact, &table[size_t(2 * c)], &table[size_t(2 * c + 1)]);
   if (stochastic) {  // a Philox draw per element: the scalar rule, one code at a time
     pack_parallel(uint64_t(n), bits, codes, [&](uint64_t i) -> uint32_t {
       const int64_t c = cv.of(int64_t(i));
@@ -145,7 +146,7 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
     const int64_t n = xd.numel();
     const Tensor partial = range_partials_on_device(xd, "quant");
     Tensor table = empty({2}, DType::f32, dev);
-    quant_table_cuda(partial.data<float>(), opt_.bits, table.data<float>(), st);
+    quant_table_cuda(partial.data<float>(), opt_.bits, opt_.zero_exact, table.data<float>(), st);
     const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;
     Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, dev);
     quant_encode_cuda(xd.data<float>(), n, opt_.bits, table.data<float>(), opt_.stochastic, gen_.seed, offset,
@@ -186,8 +187,8 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
     p.table.assign(size_t(2 * channels), 0.0f);
     const uint32_t levels = (1u << opt_.bits) - 1;
     for (int64_t c = 0; c < channels; ++c)
-      min_step_entry(double(float_from_order_key(lk[size_t(c)])), double(float_from_order_key(hk[size_t(c)])),
-                     levels, &p.table[size_t(2 * c)], &p.table[size_t(2 * c + 1)]);
+      quant_entry(double(float_from_order_key(lk[size_t(c)])), double(float_from_order_key(hk[size_t(c)])), levels,
+                  opt_.zero_exact, &p.table[size_t(2 * c)], &p.table[size_t(2 * c + 1)]);
     const uint64_t offset = opt_.stochastic ? gen_.advance(uint64_t(n)) : 0;
     Tensor table = from_data<float>(p.table, {2 * channels}, dev);
     Tensor codes = empty({int64_t(packed_bytes(uint64_t(n), opt_.bits))}, DType::u8, dev);
@@ -218,7 +219,8 @@ Payload QuantCompressor::encode(const Tensor& x, cudaStream_t stream) {
   const ChannelView cv = channel_view(h.shape(), channels, axis);
   dispatch_float(h.dtype(), "quant", [&](auto tag) {
     using T = EP_TYPE(tag);
-    quant_encode(h.data<T>(), n, cv, opt_.bits, opt_.stochastic, gen_.seed, offset, p.table, p.codes.data());
+    quant_encode(h.data<T>(), n, cv, opt_.bits, opt_.zero_exact, opt_.stochastic, gen_.seed, offset, p.table,
+                 p.codes.data());
   });
   p.check_consistent("quant");
   return p;

@@ -43,6 +43,25 @@ EP_HD void min_step_entry(double lo, double hi, uint32_t levels, float* mn, floa
   *step = seen ? float((hi - double(*mn)) / double(levels)) + 0.0f : 0.0f;
 }
 
+// quant's table entry: min_step_entry, or with zero_exact (quant:zero=exact) a grid that holds 0 exactly when the
+// range straddles it (lo < 0 <= hi), so that exact zeros, such as a ReLU's masked gradient, decode to 0 instead of a
+// level up to step/2 away, a bias that every such element shares. There the step is (hi - lo) / levels rounded up to
+// 24 - log2(levels + 1) significant bits, so mn = -z * step with z = rint(-lo / step) is an f32, the decoder's
+// mn + z * step (in double) is exactly 0, and the encoder's t = (0 - mn) / step is exactly z. Rounding the step up
+// keeps [lo, hi] within step/2 of the grid at both ends; the step grows by less than a factor 1 + 2^(b - 23) for b =
+// log2(levels + 1) bits, e.g. 2^-15 at 8 bits. Other ranges hold no 0 but at an end, where min_step_entry's mn = lo = 0 already is a level.
+EP_HD void quant_entry(double lo, double hi, uint32_t levels, bool zero_exact, float* mn, float* step) {
+  if (!zero_exact || !(lo < 0 && hi >= 0)) return min_step_entry(lo, hi, levels, mn, step);
+  int bits = 0;
+  while ((uint64_t(1) << bits) <= uint64_t(levels)) ++bits;  // levels = 2^bits - 1
+  int e = 0;
+  const double m = ::frexp((hi - lo) / double(levels), &e);  // in [0.5, 1)
+  const double st = ::ldexp(::ceil(::ldexp(m, 24 - bits)), e - (24 - bits));
+  const double z = rint_half_even(-lo / st);  // in [0, levels]: -lo <= hi - lo <= levels * st
+  *step = float(st);
+  *mn = float(-(z * st)) + 0.0f;  // z = 0 (lo within step/2 of 0): +0, not -0
+}
+
 // Element j of sortquant's sample of n elements: Philox block (seed, offset + j), 64 bits modulo n (the bias, below
 // n / 2^64, is negligible).
 EP_HD uint64_t sample_index(uint64_t seed, uint64_t offset, uint64_t j, uint64_t n) {

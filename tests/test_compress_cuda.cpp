@@ -154,6 +154,7 @@ TEST_CASE("compress cuda parity: every deterministic method's GPU codes equal th
       "sortquant:bits=6,split=2", "sortquant:bits=3,split=5", "sortquant:bits=1,split=0", "sortquant:bits=8,split=8",
       "sortquant:bits=1,split=15", "quant:bits=8,per=channel", "quant:bits=3,per=channel,axis=0",
       "quant:bits=5,per=channel,axis=2,round=stochastic,seed=6", "quant:bits=16,per=channel,axis=1",
+      "quant:bits=6,per=channel,zero=exact", "quant:bits=4,zero=exact", "quant:bits=16,zero=exact",
       // the older twins (compress.cu) on the same awkward inputs
       "none", "quant:bits=4", "quant:bits=7,round=stochastic,seed=2", "fp8", "fp8:format=e5m2,round=stochastic,seed=3",
       "sortquant:bits=6,split=2,mode=sampled,sample=8", "sortquant:bits=2,split=3,mode=sampled,sample=100,seed=1"};

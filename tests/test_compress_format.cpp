@@ -361,7 +361,8 @@ TEST_CASE("compress spec: canonical specs round-trip and bad specs fail with one
     auto c = parse_compressor(s);
     CHECK(parse_compressor(c->spec())->spec() == c->spec());
   }
-  CHECK(parse_compressor("quant")->spec() == "quant:bits=8,per=tensor,axis=1,round=nearest,seed=0");
+  CHECK(parse_compressor("quant")->spec() == "quant:bits=8,per=tensor,axis=1,round=nearest,seed=0,zero=free");
+  CHECK(parse_compressor("quant:zero=exact")->spec().ends_with(",zero=exact"));
   CHECK(parse_compressor("topk:ratio=0.5")->spec() == "topk:ratio=0.5,mask=reuse");
   auto msg = [](const std::string& spec) { return error_of<CompressError>([&] { parse_compressor(spec); }); };
   CHECK(msg("zip").find("unknown method 'zip'") != std::string::npos);
@@ -373,6 +374,7 @@ TEST_CASE("compress spec: canonical specs round-trip and bad specs fail with one
   CHECK(msg("quant:").find("empty parameter list") != std::string::npos);
   CHECK(msg("quant:bits=4,bits=5").find("given twice") != std::string::npos);
   CHECK(msg("quant:per=row").find("per must be tensor|channel") != std::string::npos);
+  CHECK(msg("quant:zero=yes").find("zero must be free|exact") != std::string::npos);
   CHECK(msg("topk:ratio=0").find("ratio must be in (0, 1]") != std::string::npos);
   CHECK(msg("topk:ratio=1.5").find("ratio must be in (0, 1]") != std::string::npos);
   CHECK(msg("topk:ratio=nan").find("finite number") != std::string::npos);

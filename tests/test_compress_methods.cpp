@@ -121,6 +121,7 @@ TEST_CASE("compress quant: the CPU encoder's codes and decoded values are the sc
     const Payload p = c->encode(x);
     const int bits = int(p.params[0]);
     const uint32_t levels = (1u << bits) - 1;
+    const bool zero_exact = spec.find("zero=exact") != std::string::npos;
     const std::vector<double> xv = values(x);
     const int64_t C = std::max<int64_t>(channels, 1);
     std::vector<double> lo(size_t(C), INFINITY), hi(size_t(C), -INFINITY);  // the extremes by a plain loop
@@ -131,7 +132,7 @@ TEST_CASE("compress quant: the CPU encoder's codes and decoded values are the sc
     }
     for (int64_t ch = 0; ch < C; ++ch) {
       float mn, st;
-      min_step_entry(lo[size_t(ch)], hi[size_t(ch)], levels, &mn, &st);
+      quant_entry(lo[size_t(ch)], hi[size_t(ch)], levels, zero_exact, &mn, &st);
       REQUIRE(std::bit_cast<uint32_t>(p.table[size_t(2 * ch)]) == std::bit_cast<uint32_t>(mn));
       REQUIRE(std::bit_cast<uint32_t>(p.table[size_t(2 * ch + 1)]) == std::bit_cast<uint32_t>(st));
     }
@@ -175,11 +176,72 @@ TEST_CASE("compress quant: the CPU encoder's codes and decoded values are the sc
       check(test::randn({6, 5, 37, 11}, uint64_t(bits), dt), "quant:per=channel,bits=" + b, 5, 37 * 11);
       check(test::randn({7, 9}, uint64_t(bits), dt), "quant:per=channel,axis=1,bits=" + b, 9, 1);
       check(test::randn({13, 300}, uint64_t(bits), dt), "quant:per=channel,axis=0,bits=" + b, 13, 300);
+      check(test::randn({3, 5, 37}, uint64_t(bits), dt), "quant:zero=exact,bits=" + b, 1, 1);
+      check(test::randn({6, 5, 37, 11}, uint64_t(bits), dt), "quant:zero=exact,per=channel,bits=" + b, 5, 37 * 11);
     }
   }
   // f64 whose minimum is not an f32: the table's min is the rounded one, so some t are a little negative.
   check(from_vector({1 + 1e-9, 1 + 1.05e-9, 1 + 1.1e-9, 1 + 1.02e-9}, {4}), "quant:bits=8", 1, 1);
   check(full({4099}, -0.0), "quant:bits=4", 1, 1);  // a constant: step 0, every code 0
+}
+
+TEST_CASE("compress quant zero=exact: a hand-computed grid, exact zeros decode to 0, every element within step/2") {
+  // By hand: x = {-1, 0, 1.5} at 2 bits, step 2.5 / 3 = 5/6. The seeds' grid (zero=free) is -1 + k * 5/6, whose
+  // nearest level to 0 is -1/6. zero=exact rounds 5/6 up to 22 significant bits and puts level rint(1 / (5/6)) = 1 on
+  // 0: the grid {-5/6, 0, 5/6, 5/3}, so -1 -> -5/6 and 1.5 -> 5/3, each 1/6 away, within half a step.
+  const Tensor hand = from_vector({-1.0, 0.0, 1.5}, {3}, DType::f64);
+  CHECK(values(round_trip("quant:bits=2", hand))[1] == doctest::Approx(-1.0 / 6).epsilon(1e-6));
+  const std::vector<double> yh = values(round_trip("quant:bits=2,zero=exact", hand));
+  CHECK(yh[0] == doctest::Approx(-5.0 / 6).epsilon(1e-6));
+  CHECK(yh[1] == 0.0);
+  CHECK(yh[2] == doctest::Approx(5.0 / 3).epsilon(1e-6));
+
+  // A ReLU's gradient: half exact zeros (of both signs), the rest normal. Every zero decodes to 0, at any width, in
+  // f32 and f64, per tensor and per channel, nearest and stochastic; every element stays within step/2 (nearest) or
+  // one step (stochastic) of itself, and the step is min-max's (hi - lo) / levels rounded up by less than 2^(b - 23).
+  std::mt19937_64 rng(11);
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int bits = 1; bits <= 16; ++bits) {
+      for (const std::string mode : {"", ",per=channel", ",round=stochastic,seed=4"}) {
+        const std::string spec = "quant:zero=exact,bits=" + std::to_string(bits) + mode;
+        INFO(spec << " " << std::string(dtype_name(dt)));
+        std::vector<double> v = values(test::randn({4, 3, 50}, uint64_t(bits), DType::f64, Device::cpu(), 3.0));
+        for (size_t i = 0; i < v.size(); ++i)
+          if (rng() % 2) v[i] = rng() % 2 ? 0.0 : -0.0;
+        const Tensor x = from_vector(v, {4, 3, 50}, dt);
+        const std::vector<double> xv = values(x);
+        auto c = parse_compressor(spec);
+        const Payload p = c->encode(x);
+        const std::vector<double> y = values(c->decode(p));
+        const bool per_channel = p.params[1] != 0;
+        const double levels = double((1u << bits) - 1);
+        for (int64_t ch = 0; ch < (per_channel ? 3 : 1); ++ch) {
+          double lo = INFINITY, hi = -INFINITY;
+          for (size_t i = 0; i < xv.size(); ++i)
+            if (!per_channel || int64_t(i / 50 % 3) == ch) lo = std::min(lo, xv[i]), hi = std::max(hi, xv[i]);
+          REQUIRE(lo < 0);
+          REQUIRE(hi > 0);
+          const double st = p.table[size_t(2 * ch + 1)], delta = (hi - lo) / levels;
+          CHECK(st >= delta);
+          CHECK(st < delta * (1 + std::ldexp(1.0, bits - 23)));
+          const double bound = (mode.find("stochastic") != std::string::npos ? st : st / 2) * (1 + 1e-12) +
+                               (dt == DType::f32 ? std::ldexp(std::fabs(hi) + std::fabs(lo), -23) : 0.0);
+          for (size_t i = 0; i < xv.size(); ++i) {
+            if (per_channel && int64_t(i / 50 % 3) != ch) continue;
+            if (xv[i] == 0) REQUIRE(y[i] == 0.0);
+            REQUIRE(std::fabs(y[i] - xv[i]) <= bound);
+          }
+        }
+      }
+    }
+  }
+  // A range that does not straddle 0 takes min-max's entry: a ReLU's output (its zeros are the minimum) or all < 0.
+  for (const Tensor& x : {from_vector({0.0, 0.5, 3.0, 0.0}, {4}), from_vector({-4.0, -0.25, -1.0}, {3})}) {
+    const Payload a = parse_compressor("quant:bits=4")->encode(x);
+    const Payload b = parse_compressor("quant:bits=4,zero=exact")->encode(x);
+    CHECK(a.table == b.table);
+    CHECK(a.codes == b.codes);
+  }
 }
 
 // ---- sortquant ----------------------------------------------------------------------------------------------------
