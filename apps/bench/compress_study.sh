@@ -3,11 +3,11 @@
 # split (edge | cloud | edge), then a markdown table of test top-1, bytes on the wire and each boundary's error.
 # Not a speed benchmark (bench compress, bench pipeline) and not a test: its figures belong to the budget it is given.
 #
-#   bash apps/bench/compress_study.sh      # the CPU budget: width 0.25, 10,000 training images, 4 epochs (~4 min/spec)
+#   bash apps/bench/compress_study.sh      # the CPU budget: width 0.25, 10,000 training images, 6 epochs (~5 min a spec)
 #   DEVICE=cuda WIDTH=1.0 TRAIN_SUBSET=0 TEST_SUBSET=0 EPOCHS=30 bash apps/bench/compress_study.sh   # the full table
 #
 # Environment (defaults in brackets): DATA [data/cifar10-jpeg, from `make data`], DEVICE [cpu], WIDTH [0.25],
-# EPOCHS [4], BATCH [128], LR [0.05], TRAIN_SUBSET [10000], TEST_SUBSET [2000], SEED [1], SPLIT ["1,1 --split-fine":
+# EPOCHS [6], BATCH [128], LR [0.05], TRAIN_SUBSET [10000], TEST_SUBSET [2000], SEED [1], SPLIT ["1,1 --split-fine":
 # the seeds' first layer | last layer], SPECS [the seeds' methods, below], OUT [runs/compress_study], BIN [build].
 # A spec compresses both directions; fwd/SPEC compresses only the activations and bwd/SPEC only the gradients (the
 # other direction passes exactly). A spec whose run left a summary.json is not run again, so a study cut short goes on
@@ -34,7 +34,7 @@ for spec in $specs; do
   esac
   log="$dir.log"
   # shellcheck disable=SC2086  # SPLIT is two flags
-  "$bin/train_cv" --data "$data" --device "${DEVICE:-cpu}" --width "${WIDTH:-0.25}" --epochs "${EPOCHS:-4}" \
+  "$bin/train_cv" --data "$data" --device "${DEVICE:-cpu}" --width "${WIDTH:-0.25}" --epochs "${EPOCHS:-6}" \
     --batch-size "${BATCH:-128}" --lr "${LR:-0.05}" --train-subset "${TRAIN_SUBSET:-10000}" \
     --test-subset "${TEST_SUBSET:-2000}" --seed "${SEED:-1}" --split ${SPLIT:-1,1 --split-fine} "${compress[@]}" \
     --out "$dir" > "$log" 2>&1
