@@ -49,7 +49,8 @@ EP_HD void min_step_entry(double lo, double hi, uint32_t levels, float* mn, floa
 // 24 - log2(levels + 1) significant bits, so mn = -z * step with z = rint(-lo / step) is an f32, the decoder's
 // mn + z * step (in double) is exactly 0, and the encoder's t = (0 - mn) / step is exactly z. Rounding the step up
 // keeps [lo, hi] within step/2 of the grid at both ends; the step grows by less than a factor 1 + 2^(b - 23) for b =
-// log2(levels + 1) bits, e.g. 2^-15 at 8 bits. Other ranges hold no 0 but at an end, where min_step_entry's mn = lo = 0 already is a level.
+// log2(levels + 1) bits, e.g. 2^-15 at 8 bits. A step below f32's normal range loses those bits and the zero is then
+// only near 0. Other ranges hold no 0 but at their minimum, where min_step_entry's mn = lo = 0 already is a level.
 EP_HD void quant_entry(double lo, double hi, uint32_t levels, bool zero_exact, float* mn, float* step) {
   if (!zero_exact || !(lo < 0 && hi >= 0)) return min_step_entry(lo, hi, levels, mn, step);
   int bits = 0;
