@@ -85,6 +85,9 @@ CompressionStats finish(const StatsSums& sums, int64_t elements, uint64_t payloa
   s.rel_err = s.rel_err_count > 0 ? sums.rel / double(s.rel_err_count) : 0.0;
   s.rel_l2 = xx > 0 ? std::sqrt(err2 / xx) : (err2 > 0 ? inf : 0.0);
   s.snr_db = err2 > 0 ? (xx > 0 ? 10.0 * std::log10(xx / err2) : -inf) : inf;
+  if (s.elements > 0) s.mean_err = sums.err / double(s.elements);
+  // |sum e| <= sqrt(n sum e^2) (Cauchy-Schwarz), so |bias| <= 1 but for the last bits of rounding: clamp those.
+  if (err2 > 0) s.bias = std::clamp(sums.err / std::sqrt(err2 * double(s.elements)), -1.0, 1.0);
   if (xx > 0 && yy > 0) s.cosine = xy / (std::sqrt(xx) * std::sqrt(yy));
   else s.cosine = (xx == 0 && yy == 0) ? 1.0 : 0.0;
   return s;
@@ -134,6 +137,8 @@ nlohmann::json to_json(const CompressionStats& s) {
                         {"max_abs", num(s.max_abs)},
                         {"snr_db", num(s.snr_db)},
                         {"cosine", num(s.cosine)},
+                        {"mean_err", num(s.mean_err)},
+                        {"bias", num(s.bias)},
                         {"payload_bytes", s.payload_bytes},
                         {"ratio_fp32", num(s.ratio_fp32)}};
 }
@@ -148,6 +153,8 @@ void StatsSummary::add(const CompressionStats& s) {
   sum_snr_ += s.snr_db;  // an exact call (+inf) makes the mean +inf, reported as null
   sum_cos_ += s.cosine;
   max_abs_ = std::max(max_abs_, s.max_abs);
+  sum_abs_bias_ += std::fabs(s.bias);
+  max_abs_bias_ = std::max(max_abs_bias_, std::fabs(s.bias));
   payload_bytes_ += s.payload_bytes;
   fp32_bytes_ += 4 * uint64_t(s.elements);
 }
@@ -164,6 +171,8 @@ nlohmann::json StatsSummary::to_json() const {
                         {"min_snr_db", num(min_snr_)},
                         {"mean_cosine", num(sum_cos_ / n)},
                         {"min_cosine", num(min_cos_)},
+                        {"mean_abs_bias", num(sum_abs_bias_ / n)},
+                        {"max_abs_bias", num(max_abs_bias_)},
                         {"payload_bytes", payload_bytes_},
                         {"fp32_bytes", fp32_bytes_},
                         {"ratio_fp32", num(fp32_bytes_ > 0 ? double(payload_bytes_) / double(fp32_bytes_) : 0.0)}};

@@ -21,6 +21,13 @@ struct CompressionStats {
   double max_abs = 0;        // max |x - x̂|
   double snr_db = 0;         // 10 log10(sum x^2 / sum (x - x̂)^2); +inf when exact, -inf when x is 0 but x̂ is not
   double cosine = 1;         // <x, x̂> / (||x|| ||x̂||); 1 when both are 0, 0 when exactly one is
+  // The error's mean, signed: mean (x̂ - x). SNR and cosine measure the error's size, not whether it is shared: a
+  // quantizer grid without a level at 0 moves every exact zero (half of a gradient after ReLU) by one same offset,
+  // which the sum of a weight gradient over positions adds up, where independent errors would cancel.
+  double mean_err = 0;
+  // mean_err / sqrt(mse), in [-1, 1]: the part of the error that is one offset shared by every element. +-1 when
+  // every element is off by the same amount; about +-1/sqrt(n) for independent zero-mean errors; 0 when exact.
+  double bias = 0;
   uint64_t payload_bytes = 0;
   double ratio_fp32 = 0;     // payload_bytes / (4 * elements); 0 for an empty tensor
 };
@@ -47,19 +54,20 @@ class PendingStats {
 PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes);
 
 // Running summary of many calls (one boundary and direction over a run): means of the per-call errors, the worst
-// max_abs, the smallest SNR and cosine, and total payload bytes against total fp32 bytes.
+// max_abs, the smallest SNR and cosine, the mean and largest |bias|, and total payload bytes against total fp32 bytes.
 class StatsSummary {
  public:
   void add(const CompressionStats& s);
   int64_t calls() const { return calls_; }
   // {"calls", "mean_mse", "mean_rel_l2", "mean_rel_err", "max_abs", "mean_snr_db", "min_snr_db", "mean_cosine",
-  //  "min_cosine", "payload_bytes", "fp32_bytes", "ratio_fp32"}; means over calls, non-finite values as null.
+  //  "min_cosine", "mean_abs_bias", "max_abs_bias", "payload_bytes", "fp32_bytes", "ratio_fp32"}; means over calls,
+  //  non-finite values as null.
   nlohmann::json to_json() const;
 
  private:
   int64_t calls_ = 0;
   double sum_mse_ = 0, sum_rel_l2_ = 0, sum_rel_err_ = 0, max_abs_ = 0, sum_snr_ = 0, sum_cos_ = 0;
-  double min_snr_ = 0, min_cos_ = 0;
+  double min_snr_ = 0, min_cos_ = 0, sum_abs_bias_ = 0, max_abs_bias_ = 0;
   uint64_t payload_bytes_ = 0, fp32_bytes_ = 0;
 };
 

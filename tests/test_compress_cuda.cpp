@@ -282,10 +282,14 @@ TEST_CASE("compress cuda stats: the GPU's sums give the CPU's statistics, and a 
       for (auto [gv, cv] : {std::pair{g.mse, c.mse}, {g.rel_l2, c.rel_l2}, {g.rel_err, c.rel_err},
                             {g.snr_db, c.snr_db}, {g.cosine, c.cosine}})
         CHECK(std::fabs(gv - cv) <= 1e-12 * std::fabs(cv));
+      // A signed mean may cancel to near 0: compare it against the error's size, not its own.
+      CHECK(std::fabs(g.mean_err - c.mean_err) <= 1e-12 * std::sqrt(c.mse));
+      CHECK(std::fabs(g.bias - c.bias) <= 1e-12);
       const CompressionStats again = compute_stats(x.to(gpu), y.to(gpu), 77);
       CHECK(again.mse == g.mse);
       CHECK(again.rel_err == g.rel_err);
       CHECK(again.cosine == g.cosine);
+      CHECK(again.bias == g.bias);
       // Deferred: queued on the GPU, finished by get() (from another stream too), the same bits.
       const PendingStats later = compute_stats_later(x.to(gpu), y.to(gpu), 77);
       CHECK(later.on_device());

@@ -244,6 +244,31 @@ TEST_CASE("compress quant zero=exact: a hand-computed grid, exact zeros decode t
   }
 }
 
+TEST_CASE("compress stats: bias shows min-max's shared offset on a ReLU's gradient, and zero=exact removes it") {
+  // By hand: 4 bits on [-1, 2.2] give step 3.2 / 15 = 0.21333..., and 0 sits at 4.6875 steps, so the seeds' grid moves
+  // every zero to level 5, 0.0667 = 0.3125 steps up. Half the elements are zeros; the rest spread over the range, each
+  // off by up to half a step either way (rms step / sqrt(12)). bias = mean / rms of the error is then about
+  // (0.0667 / 2) / sqrt(0.0667^2 / 2 + 0.2133^2 / 24) = 0.52. zero=exact's grid (level 5 on 0) leaves the zeros
+  // exact and the rest unbiased: the error's power halves, 3.4 dB of SNR, which alone would not say why.
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> u(-1.0, 2.2);
+  std::vector<double> v(20000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = i % 2 ? u(rng) : 0.0;
+  v[1] = -1.0;
+  v[3] = 2.2;
+  const Tensor x = from_vector(v, {int64_t(v.size())}, DType::f64);
+  auto stats_of = [&](const std::string& spec) {
+    auto c = parse_compressor(spec);
+    const Payload p = c->encode(x);
+    return compute_stats(x, c->decode(p), p.bytes());
+  };
+  const CompressionStats free = stats_of("quant:bits=4"), exact = stats_of("quant:bits=4,zero=exact");
+  CHECK(free.mean_err == doctest::Approx(0.0667 / 2).epsilon(0.05));
+  CHECK(free.bias == doctest::Approx(0.52).epsilon(0.05));
+  CHECK(std::fabs(exact.bias) < 0.03);  // about 1/sqrt(10,000) for the unbiased rest
+  CHECK(exact.snr_db - free.snr_db == doctest::Approx(3.37).epsilon(0.05));  // 10 log10(0.00412 / 0.00190)
+}
+
 // ---- sortquant ----------------------------------------------------------------------------------------------------
 
 TEST_CASE("compress sortquant exact: equal-count ordered buckets and every element within its bucket's step/2") {
@@ -789,9 +814,20 @@ TEST_CASE("compress stats: hand-computed values and the zero cases") {
   CHECK(s.cosine == doctest::Approx(15 / std::sqrt(21 * 11.25)));
   CHECK(s.payload_bytes == 10);
   CHECK(s.ratio_fp32 == doctest::Approx(10.0 / 16));
+  // x̂ - x = (0, 1, 0.5, -1): mean 0.125, and bias = mean / rms = 0.125 / sqrt(2.25 / 4) = 1/6.
+  CHECK(s.mean_err == doctest::Approx(0.125));
+  CHECK(s.bias == doctest::Approx(1.0 / 6));
+  CHECK(to_json(s)["bias"].get<double>() == doctest::Approx(1.0 / 6));
+  // One offset on every element is all bias; its sign is the offset's.
+  CHECK(compute_stats(x, from_vector({0.75, -2.25, -0.25, 3.75}, {4}), 1).bias == doctest::Approx(-1.0));
+  CHECK(compute_stats(x, from_vector({0.75, -2.25, -0.25, 3.75}, {4}), 1).mean_err == -0.25);
+  // Errors that cancel have none: (1, -1, 1, -1).
+  CHECK(compute_stats(x, from_vector({2, -3, 1, 3}, {4}), 1).bias == 0.0);
   const CompressionStats exact = compute_stats(x, x, 5);
   CHECK(std::isinf(exact.snr_db));
   CHECK(exact.rel_l2 == 0);
+  CHECK(exact.bias == 0);
+  CHECK(exact.mean_err == 0);
   CHECK(to_json(exact)["snr_db"].is_null());
   CHECK(to_json(s)["mse"].get<double>() == doctest::Approx(0.5625));
   Tensor z = zeros({3});
@@ -807,6 +843,8 @@ TEST_CASE("compress stats: hand-computed values and the zero cases") {
   CHECK(m.mse == 0.5 / 4);  // diff = (0, -0.5, -0.5, 0), all exact in binary
   CHECK(m.max_abs == 0.5);
   CHECK(m.rel_err == doctest::Approx(0.25 / 3));
+  CHECK(m.mean_err == 0.25);
+  CHECK(m.bias == doctest::Approx(1 / std::sqrt(2.0)));  // 1 / sqrt(0.5 * 4)
   // Deferred statistics: on the CPU they are done at once, with the same numbers.
   const PendingStats later = compute_stats_later(x, y, 10);
   CHECK(!later.on_device());
@@ -830,6 +868,9 @@ TEST_CASE("compress stats: the run summary averages calls and totals the bytes")
   CHECK(j["fp32_bytes"] == 32);
   CHECK(j["ratio_fp32"].get<double>() == 0.5);
   CHECK(j["min_snr_db"].get<double>() == doctest::Approx(10 * std::log10(21.0 / 4)));
+  // |bias| per call: 1/6 (above), then (0, 0, 0, -2) gives -2/4 / sqrt(4/4) = -1/2.
+  CHECK(j["mean_abs_bias"].get<double>() == doctest::Approx((1.0 / 6 + 0.5) / 2));
+  CHECK(j["max_abs_bias"].get<double>() == doctest::Approx(0.5));
   sum.add(compute_stats(x, x, 4));  // an exact call: SNR +inf, so the mean SNR is not a number
   CHECK(sum.to_json()["mean_snr_db"].is_null());
   CHECK(sum.to_json()["min_snr_db"].get<double>() == doctest::Approx(10 * std::log10(21.0 / 4)));
