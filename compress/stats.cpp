@@ -150,7 +150,8 @@ void StatsSummary::add(const CompressionStats& s) {
   sum_mse_ += s.mse;
   sum_rel_l2_ += s.rel_l2;
   sum_rel_err_ += s.rel_err;
-  sum_snr_ += s.snr_db;  // an exact call (+inf) makes the mean +inf, reported as null
+  if (s.snr_db == std::numeric_limits<double>::infinity()) ++exact_calls_;
+  else sum_snr_ += s.snr_db;  // -inf (x = 0, x̂ not) is kept: the mean is then -inf, reported as null
   sum_cos_ += s.cosine;
   max_abs_ = std::max(max_abs_, s.max_abs);
   sum_abs_bias_ += std::fabs(s.bias);
@@ -161,14 +162,15 @@ void StatsSummary::add(const CompressionStats& s) {
 
 nlohmann::json StatsSummary::to_json() const {
   auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-  const double n = calls_ > 0 ? double(calls_) : 1.0;
+  const double n = calls_ > 0 ? double(calls_) : 1.0, inf = std::numeric_limits<double>::infinity();
   return nlohmann::json{{"calls", calls_},
                         {"mean_mse", num(sum_mse_ / n)},
                         {"mean_rel_l2", num(sum_rel_l2_ / n)},
                         {"mean_rel_err", num(sum_rel_err_ / n)},
                         {"max_abs", num(max_abs_)},
-                        {"mean_snr_db", num(sum_snr_ / n)},
+                        {"mean_snr_db", num(calls_ > exact_calls_ ? sum_snr_ / double(calls_ - exact_calls_) : inf)},
                         {"min_snr_db", num(min_snr_)},
+                        {"exact_calls", exact_calls_},
                         {"mean_cosine", num(sum_cos_ / n)},
                         {"min_cosine", num(min_cos_)},
                         {"mean_abs_bias", num(sum_abs_bias_ / n)},

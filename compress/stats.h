@@ -59,13 +59,15 @@ class StatsSummary {
  public:
   void add(const CompressionStats& s);
   int64_t calls() const { return calls_; }
-  // {"calls", "mean_mse", "mean_rel_l2", "mean_rel_err", "max_abs", "mean_snr_db", "min_snr_db", "mean_cosine",
-  //  "min_cosine", "mean_abs_bias", "max_abs_bias", "payload_bytes", "fp32_bytes", "ratio_fp32"}; means over calls,
-  //  non-finite values as null.
+  // {"calls", "mean_mse", "mean_rel_l2", "mean_rel_err", "max_abs", "mean_snr_db", "min_snr_db", "exact_calls",
+  //  "mean_cosine", "min_cosine", "mean_abs_bias", "max_abs_bias", "payload_bytes", "fp32_bytes", "ratio_fp32"};
+  //  means over calls, non-finite values as null. mean_snr_db leaves out the exact calls (SNR +inf), which
+  //  exact_calls counts: an uncompressed direction, or a dead ReLU's all-zero gradient, would otherwise make every
+  //  run's mean +inf.
   nlohmann::json to_json() const;
 
  private:
-  int64_t calls_ = 0;
+  int64_t calls_ = 0, exact_calls_ = 0;
   double sum_mse_ = 0, sum_rel_l2_ = 0, sum_rel_err_ = 0, max_abs_ = 0, sum_snr_ = 0, sum_cos_ = 0;
   double min_snr_ = 0, min_cos_ = 0, sum_abs_bias_ = 0, max_abs_bias_ = 0;
   uint64_t payload_bytes_ = 0, fp32_bytes_ = 0;

@@ -871,7 +871,17 @@ TEST_CASE("compress stats: the run summary averages calls and totals the bytes")
   // |bias| per call: 1/6 (above), then (0, 0, 0, -2) gives -2/4 / sqrt(4/4) = -1/2.
   CHECK(j["mean_abs_bias"].get<double>() == doctest::Approx((1.0 / 6 + 0.5) / 2));
   CHECK(j["max_abs_bias"].get<double>() == doctest::Approx(0.5));
-  sum.add(compute_stats(x, x, 4));  // an exact call: SNR +inf, so the mean SNR is not a number
-  CHECK(sum.to_json()["mean_snr_db"].is_null());
+  const double mean_snr = (10 * std::log10(21 / 2.25) + 10 * std::log10(21.0 / 4)) / 2;
+  CHECK(j["mean_snr_db"].get<double>() == doctest::Approx(mean_snr));
+  CHECK(j["exact_calls"] == 0);
+  sum.add(compute_stats(x, x, 4));  // an exact call (SNR +inf) is counted, and left out of the mean SNR
+  CHECK(sum.to_json()["mean_snr_db"].get<double>() == doctest::Approx(mean_snr));
+  CHECK(sum.to_json()["exact_calls"] == 1);
+  CHECK(sum.to_json()["calls"] == 3);
   CHECK(sum.to_json()["min_snr_db"].get<double>() == doctest::Approx(10 * std::log10(21.0 / 4)));
+  CHECK(sum.to_json()["mean_mse"].get<double>() == doctest::Approx((0.5625 + 1.0) / 3));
+  StatsSummary all_exact;
+  all_exact.add(compute_stats(x, x, 4));
+  CHECK(all_exact.to_json()["mean_snr_db"].is_null());  // +inf: no call had an error
+  CHECK(all_exact.to_json()["exact_calls"] == 1);
 }
