@@ -366,10 +366,13 @@ int run(int argc, char** argv) {
                        {"val_loss", r.loss},      {"val_top1", r.acc},          {"lr", opt.lr()},
                        {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
     pipeline_log.end_epoch(row);  // per-stage busy time, bubble fraction, bytes per boundary
+    const nlohmann::json compression = clog->take_epoch_summary();  // this epoch's training steps, as in summary.json
+    if (!compression.empty()) row["compression"] = compression;
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%%\n", (long long)(epoch + 1),
                 meter.loss(), 100.0 * meter.accuracy(), r.loss,
                 100 * r.acc);
+    if (!compression.empty()) std::printf("  %s\n", compress::epoch_summary_line(compression).c_str());
     ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0, oom.micro_batches()}, o.resolved());
   }
   nlohmann::json summary{{"final_top1", last_acc},

@@ -437,9 +437,12 @@ int run(int argc, char** argv) {
                        {"peak_memory_bytes", runlog::peak_memory_json(device, pipe.partition.devices)}};
     for (const auto& m : last.metrics) row["val_" + m.name] = m.value;
     pipeline_log.end_epoch(row);  // per-stage busy time, bubble fraction, bytes per boundary
+    const nlohmann::json compression = clog->take_epoch_summary();  // this epoch's training steps, as in summary.json
+    if (!compression.empty()) row["compression"] = compression;
     metrics.write(row);
     std::printf("epoch %lld: train loss %.4f | dev loss %.4f %s\n", (long long)(epoch + 1),
                 meter.loss(), last.loss, metrics_str(last).c_str());
+    if (!compression.empty()) std::printf("  %s\n", compress::epoch_summary_line(compression).c_str());
     ckpt::save(out + "/checkpoint.safetensors", state, opt, {epoch + 1, 0, oom.micro_batches()}, o.resolved());
   }
   nlohmann::json summary{{"task", task.name},

@@ -3,6 +3,7 @@
 #include "compress/split.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 
 #include "compress/compressor.h"
@@ -100,6 +101,7 @@ void CompressionLog::commit_locked() {
   for (const Pending& p : step) {
     const CompressionStats stats = p.stats.get();
     summary_[{p.boundary, int(p.direction)}].add(stats);
+    epoch_[{p.boundary, int(p.direction)}].add(stats);
     if (path_.empty()) continue;
     nlohmann::json row = to_json(stats);
     row["step"] = step_;
@@ -114,13 +116,47 @@ bool CompressionLog::empty() const {
   return summary_.empty() && pending_.empty();
 }
 
+namespace {
+
+nlohmann::json summaries_json(const std::map<std::pair<int, int>, StatsSummary>& by_key) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [key, s] : by_key)
+    j["boundary" + std::to_string(key.first + 1)][direction_name(Direction(key.second))] = s.to_json();
+  return j;
+}
+
+}  // namespace
+
 nlohmann::json CompressionLog::summary() {
   std::lock_guard<std::mutex> g(mu_);
   commit_locked();
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [key, s] : summary_)
-    j["boundary" + std::to_string(key.first + 1)][direction_name(Direction(key.second))] = s.to_json();
+  return summaries_json(summary_);
+}
+
+nlohmann::json CompressionLog::take_epoch_summary() {
+  std::lock_guard<std::mutex> g(mu_);
+  commit_locked();
+  nlohmann::json j = summaries_json(epoch_);
+  epoch_.clear();
   return j;
+}
+
+std::string epoch_summary_line(const nlohmann::json& epoch) {
+  std::string line;
+  for (const auto& [boundary, directions] : epoch.items()) {  // "boundary1", "boundary2"
+    for (const char* d : {"forward", "backward"}) {
+      if (!directions.contains(d)) continue;
+      const nlohmann::json& s = directions[d];
+      char snr[32], bias[32];
+      // A null mean SNR: every call was exact (+inf), or one decoded a nonzero from an all-zero input (-inf).
+      if (s["mean_snr_db"].is_number()) std::snprintf(snr, sizeof snr, "%.1f dB", s["mean_snr_db"].get<double>());
+      else std::snprintf(snr, sizeof snr, "%s", s["exact_calls"] == s["calls"] ? "exact" : "-inf dB");
+      std::snprintf(bias, sizeof bias, "%.2f", s["mean_abs_bias"].get<double>());
+      line += std::string(line.empty() ? "compression: b" : " · b") + boundary.substr(8) +
+              (d[0] == 'f' ? " fwd " : " bwd ") + snr + " |bias| " + bias;
+    }
+  }
+  return line;
 }
 
 SplitModel::SplitModel(std::vector<nn::Unit> units, int64_t front, int64_t back, const BoundarySpecs& specs,

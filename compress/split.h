@@ -62,6 +62,9 @@ class CompressionLog {
   void discard_step();
   bool empty() const;
   nlohmann::json summary();  // {"boundary1": {"forward": {...}, "backward": {...}}, "boundary2": ...}
+  // The summary of the steps committed since the last call (the epoch's, for metrics.jsonl), in summary()'s form;
+  // a run resumed mid-epoch summarizes the steps it ran. Empty when no step was recorded.
+  nlohmann::json take_epoch_summary();
 
  private:
   struct Pending {
@@ -76,8 +79,12 @@ class CompressionLog {
   int64_t step_ = 0;
   bool recording_ = true;
   std::vector<Pending> pending_;  // this step's statistics, in the order they were recorded
-  std::map<std::pair<int, int>, StatsSummary> summary_;
+  std::map<std::pair<int, int>, StatsSummary> summary_, epoch_;
 };
+
+// One console line of an epoch's summary (take_epoch_summary): each boundary and direction's mean SNR and mean
+// |bias|, e.g. "compression: b1 fwd 18.0 dB |bias| 0.04 · b1 bwd 1.1 dB |bias| 0.57"; "" for an empty summary.
+std::string epoch_summary_line(const nlohmann::json& epoch);
 
 // A model's units with the split applied. front = K >= 1 units on the edge before the cloud, back = M >= 0 units on
 // the edge after it (M = 0: the cloud computes the loss and there is one boundary); K + M must leave the cloud at

@@ -167,15 +167,39 @@ TEST_CASE("split: with compression the boundaries are explicit encode/decode of 
   CHECK(s["boundary1"]["backward"]["calls"] == 1);
   CHECK(s["boundary2"]["backward"]["calls"] == 1);
   CHECK(s["boundary2"]["forward"]["ratio_fp32"].get<double>() < 0.2);  // 4 bits of 32, plus a small header
+  // The epoch's summary (metrics.jsonl): one step so far, so the run's; then it starts again.
+  const nlohmann::json epoch = log->take_epoch_summary();
+  CHECK(epoch == s);
+  CHECK(log->take_epoch_summary().empty());
+  const std::string line = epoch_summary_line(epoch);
+  CHECK(line.rfind("compression: b1 fwd ", 0) == 0);
+  CHECK(line.find(" · b1 bwd ") != std::string::npos);
+  CHECK(line.find(" · b2 bwd ") != std::string::npos);
+  // The console line by hand: the mean SNR to 0.1 dB and |bias| to 0.01; all calls exact, or an SNR of -inf.
+  const nlohmann::json hand = nlohmann::json::parse(
+      R"({"boundary1": {"forward": {"calls": 3, "exact_calls": 0, "mean_snr_db": 18.04, "mean_abs_bias": 0.568},
+                        "backward": {"calls": 3, "exact_calls": 3, "mean_snr_db": null, "mean_abs_bias": 0}},
+          "boundary2": {"backward": {"calls": 3, "exact_calls": 1, "mean_snr_db": null, "mean_abs_bias": 0.001}}})");
+  CHECK(epoch_summary_line(hand) ==
+        "compression: b1 fwd 18.0 dB |bias| 0.57 · b1 bwd exact |bias| 0.00 · b2 bwd -inf dB |bias| 0.00");
+  CHECK(epoch_summary_line(nlohmann::json::object()).empty());
 }
 
 TEST_CASE("split: both trainers take --split and --compress, log compression.jsonl, reject bad flags in one line") {
   if (!test::have_app("train_cv") || !test::have_app("train_glue")) return;
   const std::string d = test::fresh_tmp_path("split_trainers");
   test::AppRun r = test::run_app("train_cv", "--data synthetic --synthetic-size 128 --batch-size 64 --width 0.25 "
-                                             "--epochs 1 --split 1,1 --split-fine --compress sortquant:bits=6,split=2 "
+                                             "--epochs 2 --split 1,1 --split-fine --compress sortquant:bits=6,split=2 "
                                              "--out " + d + "/cv");
   REQUIRE_MESSAGE(r.status == 0, r.out);
+  // Each epoch's console line and metrics.jsonl row summarize that epoch's 2 steps; summary.json the run's 4.
+  CHECK(r.out.find("  compression: b1 fwd ") != std::string::npos);
+  CHECK(r.out.find(" · b2 bwd ") != std::string::npos);
+  std::ifstream metrics(d + "/cv/metrics.jsonl");
+  int epochs = 0;
+  for (std::string line; std::getline(metrics, line); ++epochs)
+    CHECK(nlohmann::json::parse(line)["compression"]["boundary2"]["backward"]["calls"] == 2);
+  CHECK(epochs == 2);
   std::ifstream in(d + "/cv/compression.jsonl");
   int rows = 0;
   for (std::string line; std::getline(in, line);) {
@@ -183,14 +207,15 @@ TEST_CASE("split: both trainers take --split and --compress, log compression.jso
     CHECK(j["ratio_fp32"].get<double>() == doctest::Approx(0.25).epsilon(0.01));  // 6 + 2 bits of 32
     ++rows;
   }
-  CHECK(rows == 2 * 2 * 2);  // 2 steps x 2 boundaries x 2 directions
+  CHECK(rows == 4 * 2 * 2);  // 4 steps x 2 boundaries x 2 directions
   std::ifstream sj(d + "/cv/summary.json");
-  CHECK(nlohmann::json::parse(sj)["compression"]["boundary2"]["backward"]["calls"] == 2);
+  CHECK(nlohmann::json::parse(sj)["compression"]["boundary2"]["backward"]["calls"] == 4);
 
   r = test::run_app("train_glue", "--synthetic-size 64 --batch-size 32 --epochs 1 --split 1,1 --compress fp8 --out " +
                                       d + "/glue");
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(std::filesystem::exists(d + "/glue/compression.jsonl"));
+  CHECK(r.out.find("  compression: b1 fwd ") != std::string::npos);
 
   for (const char* bad : {"--split 30,5", "--compress quant:bits=4", "--split 1,1 --compress quant:bits=0",
                                  "--split 1,1 --compress nosuch", "--split 1,0 --compress-b2 fp8"}) {
