@@ -12,7 +12,9 @@
 #include "compress/compress_kernels.h"
 #include "compress/stats_math.h"
 #include "engine/device.h"
+#include "engine/autograd.h"
 #include "engine/dispatch.h"
+#include "engine/ops.h"
 
 namespace ep::compress {
 
@@ -33,6 +35,75 @@ StatsSums host_sums(const Tensor& x, const Tensor& x_hat) {
     });
   });
   return s;
+}
+
+// The tensor as [outer, C, inner] around stats_channel_axis (C = 1 when there is none).
+struct ChannelView {
+  int64_t outer = 1, channels = 1, inner = 1;
+};
+ChannelView channel_view(const Shape& shape) {
+  ChannelView v;
+  const int64_t axis = stats_channel_axis(shape);
+  if (axis < 0) {
+    v.inner = shape_numel(shape);
+    return v;
+  }
+  for (int64_t d = 0; d < int64_t(shape.size()); ++d) (d < axis ? v.outer : d == axis ? v.channels : v.inner) *= shape[d];
+  return v;
+}
+
+// ||S(x̂) - S(x)||^2 and ||S(x)||^2 from the per-channel sums (stats.h, sum_rel_err).
+struct ChannelSumNorms {
+  double err2 = 0, sum2 = 0;
+};
+ChannelSumNorms channel_sum_norms(const std::vector<double>& sums, const std::vector<double>& errs) {
+  ChannelSumNorms n;
+  for (size_t c = 0; c < sums.size(); ++c) {
+    n.sum2 += sums[c] * sums[c];
+    n.err2 += errs[c] * errs[c];
+  }
+  return n;
+}
+
+// The host's serial f64 channel sums, channel by channel in element order.
+ChannelSumNorms host_channel_sums(const Tensor& x, const Tensor& x_hat) {
+  const Tensor a = x.is_cuda() ? x.cpu() : x, b = x_hat.is_cuda() ? x_hat.cpu() : x_hat;
+  const ChannelView v = channel_view(a.shape());
+  std::vector<double> sums(size_t(v.channels), 0.0), errs(size_t(v.channels), 0.0);
+  dispatch_float(a.dtype(), "compress stats", [&](auto ta) {
+    using A = EP_TYPE(ta);
+    dispatch_float(b.dtype(), "compress stats", [&](auto tb) {
+      using B = EP_TYPE(tb);
+      const A* pa = a.data<A>();
+      const B* pb = b.data<B>();
+      for (int64_t o = 0; o < v.outer; ++o)
+        for (int64_t c = 0; c < v.channels; ++c)
+          for (int64_t i = (o * v.channels + c) * v.inner, end = i + v.inner; i < end; ++i) {
+            sums[size_t(c)] += double(pa[i]);
+            errs[size_t(c)] += double(pb[i]) - double(pa[i]);
+          }
+    });
+  });
+  return channel_sum_norms(sums, errs);
+}
+
+// On one GPU: [2C] f64, S(x) then S(x̂ - x), queued on the current stream with the engine's own reductions (widened
+// to f64 first, as the host sums). Not recorded by autograd.
+Tensor device_channel_sums(const Tensor& x, const Tensor& x_hat) {
+  NoGradGuard no_grad;
+  const ChannelView v = channel_view(x.shape());
+  const Tensor a = reshape(x.detach(), {v.outer, v.channels, v.inner}).to(DType::f64);
+  const Tensor b = reshape(x_hat.detach(), {v.outer, v.channels, v.inner}).to(DType::f64);
+  return concat({sum(a, {0, 2}), sum(sub(b, a), {0, 2})}, 0);  // [2C]
+}
+
+ChannelSumNorms merge_channel_sums(const Tensor& sums, bool ready = false) {
+  std::vector<double> host(size_t(sums.numel()));
+  if (ready) copy_ready_to_host(host.data(), sums.raw_data(), sums.device(), host.size() * sizeof(double));
+  else host = sums.to_vector<double>();
+  const size_t c = host.size() / 2;
+  return channel_sum_norms(std::vector<double>(host.begin(), host.begin() + long(c)),
+                           std::vector<double>(host.begin() + long(c), host.end()));
 }
 
 // On one GPU: fixed per-block partials (stats_partial_cuda), queued; merge_partials() adds them up in block order, so
@@ -70,7 +141,8 @@ void check_pair(const Tensor& x, const Tensor& x_hat) {
 }
 
 // The statistics from their sums (stats.h has every definition, including the x = 0 cases).
-CompressionStats finish(const StatsSums& sums, int64_t elements, uint64_t payload_bytes) {
+CompressionStats finish(const StatsSums& sums, const ChannelSumNorms& channel, int64_t elements,
+                        uint64_t payload_bytes) {
   CompressionStats s;
   s.elements = elements;
   s.payload_bytes = payload_bytes;
@@ -88,6 +160,7 @@ CompressionStats finish(const StatsSums& sums, int64_t elements, uint64_t payloa
   if (s.elements > 0) s.mean_err = sums.err / double(s.elements);
   // |sum e| <= sqrt(n sum e^2) (Cauchy-Schwarz), so |bias| <= 1 but for the last bits of rounding: clamp those.
   if (err2 > 0) s.bias = std::clamp(sums.err / std::sqrt(err2 * double(s.elements)), -1.0, 1.0);
+  s.sum_rel_err = channel.sum2 > 0 ? std::sqrt(channel.err2 / channel.sum2) : (channel.err2 > 0 ? inf : 0.0);
   if (xx > 0 && yy > 0) s.cosine = xy / (std::sqrt(xx) * std::sqrt(yy));
   else s.cosine = (xx == 0 && yy == 0) ? 1.0 : 0.0;
   return s;
@@ -99,10 +172,18 @@ bool sums_on_gpu(const Tensor& x, const Tensor& x_hat) {
 
 }  // namespace
 
+int64_t stats_channel_axis(const Shape& shape) {
+  const int64_t dims = int64_t(shape.size());
+  return dims >= 4 ? 1 : dims >= 2 ? dims - 1 : -1;
+}
+
 CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
   check_pair(x, x_hat);
-  const StatsSums sums = sums_on_gpu(x, x_hat) ? merge_partials(device_partials(x, x_hat)) : host_sums(x, x_hat);
-  return finish(sums, x.numel(), payload_bytes);
+  if (sums_on_gpu(x, x_hat)) {
+    const Tensor partial = device_partials(x, x_hat), channel = device_channel_sums(x, x_hat);
+    return finish(merge_partials(partial), merge_channel_sums(channel), x.numel(), payload_bytes);
+  }
+  return finish(host_sums(x, x_hat), host_channel_sums(x, x_hat), x.numel(), payload_bytes);
 }
 
 PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
@@ -112,6 +193,7 @@ PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t 
   p.ready_.elements = x.numel();
   p.ready_.payload_bytes = payload_bytes;
   p.partial_ = device_partials(x, x_hat);
+  p.channel_sums_ = device_channel_sums(x, x_hat);
   auto done = std::make_shared<Event>(x.device());
   done->record(current_stream(x.device()));
   p.done_ = std::move(done);
@@ -124,7 +206,8 @@ CompressionStats PendingStats::get() const {
   // by the trainer, whose stream has the optimizer queued by now): wait for them by their event, then copy them back
   // without waiting for anything else.
   static_cast<const Event*>(done_.get())->synchronize();
-  return finish(merge_partials(partial_, /*ready=*/true), ready_.elements, ready_.payload_bytes);
+  return finish(merge_partials(partial_, /*ready=*/true), merge_channel_sums(channel_sums_, /*ready=*/true),
+                ready_.elements, ready_.payload_bytes);
 }
 
 nlohmann::json to_json(const CompressionStats& s) {
@@ -139,6 +222,7 @@ nlohmann::json to_json(const CompressionStats& s) {
                         {"cosine", num(s.cosine)},
                         {"mean_err", num(s.mean_err)},
                         {"bias", num(s.bias)},
+                        {"sum_rel_err", num(s.sum_rel_err)},
                         {"payload_bytes", s.payload_bytes},
                         {"ratio_fp32", num(s.ratio_fp32)}};
 }
@@ -156,8 +240,17 @@ void StatsSummary::add(const CompressionStats& s) {
   max_abs_ = std::max(max_abs_, s.max_abs);
   sum_abs_bias_ += std::fabs(s.bias);
   max_abs_bias_ = std::max(max_abs_bias_, std::fabs(s.bias));
+  sum_rel_errs_.push_back(s.sum_rel_err);
   payload_bytes_ += s.payload_bytes;
   fp32_bytes_ += 4 * uint64_t(s.elements);
+}
+
+// The lower median (an element of v, so +inf stays +inf); 0 for none.
+static double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  const auto mid = v.begin() + long((v.size() - 1) / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  return *mid;
 }
 
 nlohmann::json StatsSummary::to_json() const {
@@ -175,6 +268,9 @@ nlohmann::json StatsSummary::to_json() const {
                         {"min_cosine", num(min_cos_)},
                         {"mean_abs_bias", num(sum_abs_bias_ / n)},
                         {"max_abs_bias", num(max_abs_bias_)},
+                        {"median_sum_rel_err", num(median(sum_rel_errs_))},
+                        {"max_sum_rel_err", num(sum_rel_errs_.empty() ? 0.0 : *std::max_element(
+                                                    sum_rel_errs_.begin(), sum_rel_errs_.end()))},
                         {"payload_bytes", payload_bytes_},
                         {"fp32_bytes", fp32_bytes_},
                         {"ratio_fp32", num(fp32_bytes_ > 0 ? double(payload_bytes_) / double(fp32_bytes_) : 0.0)}};

@@ -301,7 +301,22 @@ TEST_CASE("compress cuda stats: the GPU's sums give the CPU's statistics, and a 
       CHECK(done.cosine == g.cosine);
       CHECK(done.max_abs == g.max_abs);
       CHECK(done.payload_bytes == 77);
+      CHECK(std::fabs(g.sum_rel_err - c.sum_rel_err) <= 1e-10 * c.sum_rel_err);  // one channel: sum(e) / sum(x)
+      CHECK(done.sum_rel_err == g.sum_rel_err);
     }
+  }
+  // The per-channel sums of an NCHW and a [B, T, H] tensor: the engine's f64 reductions on the GPU against the host's
+  // serial sums, the same bits again on a rerun and when deferred.
+  for (const Shape& shape : {Shape{3, 7, 97, 293}, Shape{5, 61, 768}}) {
+    const int64_t n = shape_numel(shape);
+    const Tensor x = reshape(relu(test::randn({n}, 33, DType::f32)), shape);
+    const Tensor y = add(x, reshape(test::randn({n}, 34, DType::f32, Device::cpu(), 0.1), shape));
+    INFO(shape_str(shape));
+    const CompressionStats c = compute_stats(x, y, 5), g = compute_stats(x.to(gpu), y.to(gpu), 5);
+    CHECK(c.sum_rel_err > 0);
+    CHECK(std::fabs(g.sum_rel_err - c.sum_rel_err) <= 1e-10 * c.sum_rel_err);
+    CHECK(compute_stats(x.to(gpu), y.to(gpu), 5).sum_rel_err == g.sum_rel_err);
+    CHECK(compute_stats_later(x.to(gpu), y.to(gpu), 5).get().sum_rel_err == g.sum_rel_err);
   }
 }
 

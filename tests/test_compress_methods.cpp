@@ -854,6 +854,43 @@ TEST_CASE("compress stats: hand-computed values and the zero cases") {
   CHECK_THROWS_AS(compute_stats_later(x, z, 1), ShapeError);
 }
 
+TEST_CASE("compress stats: the error of the per-channel sums, by hand") {
+  CHECK(stats_channel_axis({}) == -1);
+  CHECK(stats_channel_axis({5}) == -1);
+  CHECK(stats_channel_axis({2, 3}) == 1);
+  CHECK(stats_channel_axis({2, 3, 4}) == 2);
+  CHECK(stats_channel_axis({2, 3, 4, 5}) == 1);
+  CHECK(stats_channel_axis({1, 2, 3, 4, 5}) == 1);
+  // 1-D: one channel. S(x) = 3; the errors (0, 1, 0.5, -1) sum to 0.5.
+  Tensor x = from_vector({1, -2, 0, 4}, {4});
+  CHECK(compute_stats(x, from_vector({1, -1, 0.5, 3}, {4}), 1).sum_rel_err == doctest::Approx(0.5 / 3));
+  // NCHW [2, 2, 1, 2], channel axis 1. Channel 0 holds (1, 2 | 0, 1): S = 4, errors (0.5, 0.5 | 0.5, -0.5) sum to 1;
+  // channel 1 holds (3, -1 | 2, 2): S = 6, errors (1, -1 | 0.25, -0.25) sum to 0. So 1 / sqrt(4^2 + 6^2). Summing
+  // over W instead would give sqrt(2.25^2 + 1.25^2) / sqrt(52), and one sum of everything 1 / 10.
+  Tensor img = from_vector({1, 2, 3, -1, 0, 1, 2, 2}, {2, 2, 1, 2});
+  Tensor err = from_vector({0.5, 0.5, 1, -1, 0.5, -0.5, 0.25, -0.25}, {2, 2, 1, 2});
+  const CompressionStats s4 = compute_stats(img, add(img, err), 1);
+  CHECK(s4.sum_rel_err == doctest::Approx(1 / std::sqrt(52.0)));
+  CHECK(to_json(s4)["sum_rel_err"].get<double>() == doctest::Approx(1 / std::sqrt(52.0)));
+  // [B, T, H] = [1, 2, 2]: the features (last axis) are the channels. S = (4, 6); the errors give (0, 1).
+  Tensor seq = from_vector({1, 2, 3, 4}, {1, 2, 2});
+  CHECK(compute_stats(seq, add(seq, from_vector({1, 0, -1, 1}, {1, 2, 2})), 1).sum_rel_err ==
+        doctest::Approx(1 / std::sqrt(52.0)));
+  // A shared offset c over n elements of C channels moves each sum by c n / C, however small the error looks.
+  Tensor grad = from_vector({1, -1, 2, -2, 0.5, -0.5, 3, -2}, {1, 2, 2, 2});  // S = (0, 1)
+  const CompressionStats offset = compute_stats(grad, add(grad, full({1, 2, 2, 2}, 0.01)), 1);
+  CHECK(offset.sum_rel_err == doctest::Approx(std::sqrt(2 * 0.04 * 0.04) / 1.0));
+  CHECK(offset.bias == doctest::Approx(1.0));
+  // Exact: 0; all zeros both: 0; an error on an all-zero sum: +inf, null in JSON.
+  CHECK(compute_stats(img, img, 1).sum_rel_err == 0);
+  CHECK(compute_stats(zeros({2, 3}), zeros({2, 3}), 1).sum_rel_err == 0);
+  const CompressionStats dead = compute_stats(zeros({2, 3}), from_vector({0, 0, 1, 0, 0, 0}, {2, 3}), 1);
+  CHECK(std::isinf(dead.sum_rel_err));
+  CHECK(to_json(dead)["sum_rel_err"].is_null());
+  // Nonzero elements whose sums cancel (S(x) = 0) are no different: any error of the sums is infinitely relative.
+  CHECK(std::isinf(compute_stats(from_vector({1, -1}, {2}), from_vector({1, -0.5}, {2}), 1).sum_rel_err));
+}
+
 TEST_CASE("compress stats: the run summary averages calls and totals the bytes") {
   StatsSummary sum;
   CHECK(sum.to_json()["calls"] == 0);
@@ -871,6 +908,9 @@ TEST_CASE("compress stats: the run summary averages calls and totals the bytes")
   // |bias| per call: 1/6 (above), then (0, 0, 0, -2) gives -2/4 / sqrt(4/4) = -1/2.
   CHECK(j["mean_abs_bias"].get<double>() == doctest::Approx((1.0 / 6 + 0.5) / 2));
   CHECK(j["max_abs_bias"].get<double>() == doctest::Approx(0.5));
+  // One channel: sum errors 0.5 and -2 against S(x) = 3; the lower median of two is the smaller.
+  CHECK(j["median_sum_rel_err"].get<double>() == doctest::Approx(0.5 / 3));
+  CHECK(j["max_sum_rel_err"].get<double>() == doctest::Approx(2.0 / 3));
   const double mean_snr = (10 * std::log10(21 / 2.25) + 10 * std::log10(21.0 / 4)) / 2;
   CHECK(j["mean_snr_db"].get<double>() == doctest::Approx(mean_snr));
   CHECK(j["exact_calls"] == 0);
@@ -880,6 +920,10 @@ TEST_CASE("compress stats: the run summary averages calls and totals the bytes")
   CHECK(sum.to_json()["calls"] == 3);
   CHECK(sum.to_json()["min_snr_db"].get<double>() == doctest::Approx(10 * std::log10(21.0 / 4)));
   CHECK(sum.to_json()["mean_mse"].get<double>() == doctest::Approx((0.5625 + 1.0) / 3));
+  CHECK(sum.to_json()["median_sum_rel_err"].get<double>() == doctest::Approx(0.5 / 3));  // of (0, 1/6, 2/3)
+  sum.add(compute_stats(zeros({4}), from_vector({0, 0, 0, 1}, {4}), 4));  // +inf: the median is robust to it
+  CHECK(sum.to_json()["median_sum_rel_err"].get<double>() == doctest::Approx(0.5 / 3));  // (0, 1/6, 2/3, inf)
+  CHECK(sum.to_json()["max_sum_rel_err"].is_null());
   StatsSummary all_exact;
   all_exact.add(compute_stats(x, x, 4));
   CHECK(all_exact.to_json()["mean_snr_db"].is_null());  // +inf: no call had an error
