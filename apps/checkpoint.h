@@ -39,6 +39,7 @@ inline void save(const std::string& path, const TrainState& s, Optimizer& opt, c
   std::map<std::string, std::string> meta{{"format", "edgepipe-checkpoint"},
                                           {"version", "3"},
                                           {"step", std::to_string(opt.step_count())},
+                                          {"optimizer", opt.name()},
                                           {"epoch", std::to_string(at.epoch)},
                                           {"next_batch", std::to_string(at.next_batch)},
                                           {"config", config.dump()}};
@@ -85,6 +86,10 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, int64
   } catch (const ValueError& e) {
     EP_THROW(IOError, path, ": ", e.what());
   }
+  // Another optimizer's state would be skipped by name and this one's started from zero: refuse it instead. A checkpoint
+  // from before this field was written holds no name.
+  EP_CHECK(!f.metadata.count("optimizer") || f.metadata.at("optimizer") == opt.name(), IOError, path,
+           ": checkpoint of optimizer '", f.metadata.at("optimizer"), "', this run uses '", opt.name(), "'");
   opt.visit_state([&](size_t i, const char* name, Tensor& st) {
     auto it = optim_part.find(std::to_string(i) + "." + name);
     if (it == optim_part.end()) return;

@@ -149,6 +149,25 @@ data::Normalize parse_normalize(const cli::Options& o) {
   return n;
 }
 
+// --optimizer and its flags; the optimizers check their own numbers ("[sgd] ...", "[adamw] ..." ValueErrors).
+std::unique_ptr<Optimizer> make_optimizer(const cli::Options& o, std::vector<Tensor> params) {
+  const std::string name = o.str("optimizer");
+  // The other optimizer's knobs would be silently ignored, as a ResNet-18 would ignore --width.
+  for (const char* knob : {"momentum", "nesterov", "beta1", "beta2", "eps"})
+    if (o.given(knob) && (name == "sgd") != (knob[0] == 'm' || knob[0] == 'n'))
+      o.fail(std::string("--") + knob + ": only for --optimizer " + (name == "sgd" ? "adamw" : "sgd"));
+  if (name == "sgd")
+    return std::make_unique<SGD>(std::move(params), SGDOptions{.lr = o.number("lr"), .momentum = o.number("momentum"),
+                                                               .weight_decay = o.number("weight-decay"),
+                                                               .nesterov = o.flag("nesterov")});
+  if (name == "adamw")
+    return std::make_unique<AdamW>(std::move(params),
+                                   AdamWOptions{.lr = o.number("lr"), .beta1 = o.number("beta1"),
+                                                .beta2 = o.number("beta2"), .eps = o.number("eps"),
+                                                .weight_decay = o.number("weight-decay")});
+  o.fail("--optimizer must be sgd or adamw, got '" + name + "'");
+}
+
 struct EvalResult {
   double loss = 0, acc = 0;
 };
@@ -192,9 +211,13 @@ int run(int argc, char** argv) {
       .add("epochs", "int", 5, "epochs")
       .add("batch-size", "int", 128, "mini-batch size")
       .add("lr", "float", 0.05, "peak learning rate")
+      .add("optimizer", "string", "sgd", "sgd | adamw (torch.optim's update rules, every parameter in one group)")
       .add("momentum", "float", 0.9, "SGD momentum")
-      .add("nesterov", "bool", true, "Nesterov momentum")
-      .add("weight-decay", "float", 5e-4, "weight decay")
+      .add("nesterov", "bool", true, "SGD: Nesterov momentum")
+      .add("beta1", "float", 0.9, "AdamW beta1")
+      .add("beta2", "float", 0.999, "AdamW beta2")
+      .add("eps", "float", 1e-8, "AdamW epsilon")
+      .add("weight-decay", "float", 5e-4, "weight decay (SGD: L2 added to the gradient; AdamW: decoupled)")
       .add("warmup-epochs", "float", 1.0, "linear warmup length in epochs")
       .add("schedule", "string", "cosine", "cosine | linear | step | constant")
       .add("label-smoothing", "float", 0.0, "label smoothing of the cross entropy")
@@ -263,14 +286,10 @@ int run(int argc, char** argv) {
   eo.train = false;
   data::DataLoader test_loader(test_data, eo);
 
-  SGDOptions so;
-  so.lr = o.number("lr");
-  so.momentum = o.number("momentum");
-  so.nesterov = o.flag("nesterov");
-  so.weight_decay = o.number("weight-decay");
-  SGD opt(model.params(), so);
+  std::unique_ptr<Optimizer> optimizer = make_optimizer(o, model.params());
+  Optimizer& opt = *optimizer;
   const int64_t steps_per_epoch = train_loader.batches_per_epoch();
-  LRSchedule sched = parse_lr_schedule(o.str("schedule"), so.lr);
+  LRSchedule sched = parse_lr_schedule(o.str("schedule"), o.number("lr"));
   sched.total_steps = std::max<int64_t>(1, o.integer("epochs") * steps_per_epoch);
   sched.warmup_steps = std::min(sched.total_steps, int64_t(o.number("warmup-epochs") * double(steps_per_epoch)));
   sched.step_size = std::max<int64_t>(1, sched.total_steps / 3);  // "step": x0.1 at 1/3 and 2/3 of the run

@@ -29,6 +29,7 @@ class Optimizer {
   // set_to_none (PyTorch's default) drops the grads; otherwise they are filled with zeros in place.
   void zero_grad(bool set_to_none = true);
   double lr() const { return lr_; }
+  const char* name() const { return name_; }  // "sgd" | "adamw" (a checkpoint records it)
   void set_lr(double lr);  // ValueError when negative or not finite
   const std::vector<Tensor>& params() const { return params_; }
   // Number of step() calls made (a checkpoint stores it; set_step_count restores it).
