@@ -154,6 +154,15 @@ std::string epoch_summary_line(const nlohmann::json& epoch) {
       std::snprintf(bias, sizeof bias, "%.2f", s["mean_abs_bias"].get<double>());
       line += std::string(line.empty() ? "compression: b" : " · b") + boundary.substr(8) +
               (d[0] == 'f' ? " fwd " : " bwd ") + snr + " |bias| " + bias;
+      // The per-channel sums' error, when some call was inexact (null: its median was +inf).
+      if (s.value("exact_calls", 0) != s.value("calls", 0) && s.contains("median_sum_rel_err")) {
+        char sums[32];
+        if (s["median_sum_rel_err"].is_number())
+          std::snprintf(sums, sizeof sums, "%.3g", s["median_sum_rel_err"].get<double>());
+        else
+          std::snprintf(sums, sizeof sums, "inf");
+        line += std::string(" sums ") + sums;
+      }
     }
   }
   return line;

@@ -82,8 +82,9 @@ class CompressionLog {
   std::map<std::pair<int, int>, StatsSummary> summary_, epoch_;
 };
 
-// One console line of an epoch's summary (take_epoch_summary): each boundary and direction's mean SNR and mean
-// |bias|, e.g. "compression: b1 fwd 18.0 dB |bias| 0.04 · b1 bwd 1.1 dB |bias| 0.57"; "" for an empty summary.
+// One console line of an epoch's summary (take_epoch_summary): each boundary and direction's mean SNR, mean |bias| and
+// median error of the per-channel sums (stats.h, sum_rel_err), e.g. "compression: b1 fwd 18.0 dB |bias| 0.04 sums
+// 0.02 · b1 bwd 1.1 dB |bias| 0.57 sums 490"; "" for an empty summary.
 std::string epoch_summary_line(const nlohmann::json& epoch);
 
 // A model's units with the split applied. front = K >= 1 units on the edge before the cloud, back = M >= 0 units on

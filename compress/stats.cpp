@@ -234,13 +234,16 @@ void StatsSummary::add(const CompressionStats& s) {
   sum_mse_ += s.mse;
   sum_rel_l2_ += s.rel_l2;
   sum_rel_err_ += s.rel_err;
-  if (s.snr_db == std::numeric_limits<double>::infinity()) ++exact_calls_;
-  else sum_snr_ += s.snr_db;  // -inf (x = 0, x̂ not) is kept: the mean is then -inf, reported as null
+  if (s.snr_db == std::numeric_limits<double>::infinity()) {
+    ++exact_calls_;
+  } else {
+    sum_snr_ += s.snr_db;  // -inf (x = 0, x̂ not) is kept: the mean is then -inf, reported as null
+    sum_rel_errs_.push_back(s.sum_rel_err);
+  }
   sum_cos_ += s.cosine;
   max_abs_ = std::max(max_abs_, s.max_abs);
   sum_abs_bias_ += std::fabs(s.bias);
   max_abs_bias_ = std::max(max_abs_bias_, std::fabs(s.bias));
-  sum_rel_errs_.push_back(s.sum_rel_err);
   payload_bytes_ += s.payload_bytes;
   fp32_bytes_ += 4 * uint64_t(s.elements);
 }

@@ -75,14 +75,15 @@ class StatsSummary {
   //  "payload_bytes", "fp32_bytes", "ratio_fp32"};
   //  means over calls, non-finite values as null. mean_snr_db leaves out the exact calls (SNR +inf), which
   //  exact_calls counts: an uncompressed direction, or a dead ReLU's all-zero gradient, would otherwise make every
-  //  run's mean +inf. sum_rel_err is summarized by its median, as one call with a nearly zero S(x) can be huge.
+  //  run's mean +inf. sum_rel_err is summarized by the median of the calls that were not exact, as one call with a
+  //  nearly zero S(x) can be huge, and a dead network's exact calls would hide what killed it.
   nlohmann::json to_json() const;
 
  private:
   int64_t calls_ = 0, exact_calls_ = 0;
   double sum_mse_ = 0, sum_rel_l2_ = 0, sum_rel_err_ = 0, max_abs_ = 0, sum_snr_ = 0, sum_cos_ = 0;
   double min_snr_ = 0, min_cos_ = 0, sum_abs_bias_ = 0, max_abs_bias_ = 0;
-  std::vector<double> sum_rel_errs_;  // every call's, for the median (8 bytes a call)
+  std::vector<double> sum_rel_errs_;  // every inexact call's, for the median (8 bytes a call)
   uint64_t payload_bytes_ = 0, fp32_bytes_ = 0;
 };
 

@@ -175,13 +175,20 @@ TEST_CASE("split: with compression the boundaries are explicit encode/decode of 
   CHECK(line.rfind("compression: b1 fwd ", 0) == 0);
   CHECK(line.find(" · b1 bwd ") != std::string::npos);
   CHECK(line.find(" · b2 bwd ") != std::string::npos);
-  // The console line by hand: the mean SNR to 0.1 dB and |bias| to 0.01; all calls exact, or an SNR of -inf.
+  // The console line by hand: the mean SNR to 0.1 dB, |bias| to 0.01 and the sums' error to 3 digits; all calls
+  // exact (no sums' error), an SNR of -inf, a median sums' error of +inf (null).
   const nlohmann::json hand = nlohmann::json::parse(
-      R"({"boundary1": {"forward": {"calls": 3, "exact_calls": 0, "mean_snr_db": 18.04, "mean_abs_bias": 0.568},
-                        "backward": {"calls": 3, "exact_calls": 3, "mean_snr_db": null, "mean_abs_bias": 0}},
-          "boundary2": {"backward": {"calls": 3, "exact_calls": 1, "mean_snr_db": null, "mean_abs_bias": 0.001}}})");
+      R"({"boundary1": {"forward": {"calls": 3, "exact_calls": 0, "mean_snr_db": 18.04, "mean_abs_bias": 0.568,
+                                    "median_sum_rel_err": 0.01234},
+                        "backward": {"calls": 3, "exact_calls": 3, "mean_snr_db": null, "mean_abs_bias": 0,
+                                     "median_sum_rel_err": 0}},
+          "boundary2": {"backward": {"calls": 3, "exact_calls": 1, "mean_snr_db": null, "mean_abs_bias": 0.001,
+                                     "median_sum_rel_err": null},
+                        "forward": {"calls": 2, "exact_calls": 0, "mean_snr_db": 3.0, "mean_abs_bias": 0.5,
+                                    "median_sum_rel_err": 489.6}}})");
   CHECK(epoch_summary_line(hand) ==
-        "compression: b1 fwd 18.0 dB |bias| 0.57 · b1 bwd exact |bias| 0.00 · b2 bwd -inf dB |bias| 0.00");
+        "compression: b1 fwd 18.0 dB |bias| 0.57 sums 0.0123 · b1 bwd exact |bias| 0.00 · b2 fwd 3.0 dB |bias| 0.50 "
+        "sums 490 · b2 bwd -inf dB |bias| 0.00 sums inf");
   CHECK(epoch_summary_line(nlohmann::json::object()).empty());
 }
 
