@@ -41,9 +41,10 @@ for spec in $specs; do
   rc=$?
   [ $rc = 0 ] || { echo "   train_cv failed (rc $rc); the end of $log:"; tail -3 "$log"; }
 done
-# One row per spec from each run's summary.json: its accuracy, its boundaries' bytes against fp32, and the mean SNR,
-# cosine and |bias| (the error's shared offset, stats.h) of each boundary and direction (b1 is the edge-front
-# boundary, b2 the edge-back one).
+# One row per spec from each run's summary.json: its accuracy, its boundaries' bytes against fp32, the mean SNR,
+# cosine and |bias| (the error's shared offset, stats.h) of each boundary and direction, and the gradients' median
+# error of the per-channel sums (sum_rel_err: what a BatchNorm shift upstream sees). b1 is the edge-front boundary,
+# b2 the edge-back one.
 python3 - "$out" $specs <<'EOF' | tee "$out/table.md"
 import json, os, sys
 out, specs = sys.argv[1], sys.argv[2:]
@@ -51,13 +52,14 @@ def cell(s, key, fmt):
     v = s.get(key) if s else None
     return fmt.format(v) if isinstance(v, (int, float)) else "-"
 print("| spec | test top-1 by epoch, % | train loss, last epoch | wire vs fp32 | SNR dB fwd b1 / b2 "
-      "| SNR dB bwd b1 / b2 | cosine bwd b1 / b2 | \\|bias\\| fwd b1 / b2 | \\|bias\\| bwd b1 / b2 | ms/batch |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| SNR dB bwd b1 / b2 | cosine bwd b1 / b2 | \\|bias\\| fwd b1 / b2 | \\|bias\\| bwd b1 / b2 "
+      "| sums' error bwd b1 / b2 | ms/batch |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for spec in specs:
     name = spec.replace("/", "-").replace(":", "_").replace(",", ".").replace("=", "_")
     path = os.path.join(out, name, "summary.json")
     if not os.path.exists(path):
-        print(f"| {spec} | (no run) | | | | | | | | |"); continue
+        print(f"| {spec} | (no run) | | | | | | | | | |"); continue
     s = json.load(open(path))
     c = s.get("compression", {})
     st = {(b, d): c.get(f"boundary{b}", {}).get(d) for b in (1, 2) for d in ("forward", "backward")}
@@ -73,5 +75,5 @@ for spec in specs:
     print(f"| {spec} | {top1} | {loss} | {wire} | {pair('forward', 'mean_snr_db', '{:.1f}')} | "
           f"{pair('backward', 'mean_snr_db', '{:.1f}')} | {pair('backward', 'mean_cosine', '{:.4f}')} | "
           f"{pair('forward', 'mean_abs_bias', '{:.3f}')} | {pair('backward', 'mean_abs_bias', '{:.3f}')} | "
-          f"{cell(s, 'ms_per_batch', '{:.0f}')} |")
+          f"{pair('backward', 'median_sum_rel_err', '{:.3g}')} | {cell(s, 'ms_per_batch', '{:.0f}')} |")
 EOF
