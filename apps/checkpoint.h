@@ -86,8 +86,8 @@ inline Cursor load(const std::string& path, TrainState& s, Optimizer& opt, int64
   } catch (const ValueError& e) {
     EP_THROW(IOError, path, ": ", e.what());
   }
-  // Another optimizer's state would be skipped by name and this one's started from zero: refuse it instead. A checkpoint
-  // from before this field was written holds no name.
+  // Another optimizer's state would be skipped by name and this one's started from zero: refuse it instead. A
+  // checkpoint from before this field was written holds no name.
   EP_CHECK(!f.metadata.count("optimizer") || f.metadata.at("optimizer") == opt.name(), IOError, path,
            ": checkpoint of optimizer '", f.metadata.at("optimizer"), "', this run uses '", opt.name(), "'");
   opt.visit_state([&](size_t i, const char* name, Tensor& st) {

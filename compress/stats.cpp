@@ -48,7 +48,8 @@ ChannelView channel_view(const Shape& shape) {
     v.inner = shape_numel(shape);
     return v;
   }
-  for (int64_t d = 0; d < int64_t(shape.size()); ++d) (d < axis ? v.outer : d == axis ? v.channels : v.inner) *= shape[d];
+  for (int64_t d = 0; d < int64_t(shape.size()); ++d)
+    (d < axis ? v.outer : d == axis ? v.channels : v.inner) *= shape[d];
   return v;
 }
 

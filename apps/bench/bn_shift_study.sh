@@ -4,7 +4,7 @@
 # Not a general tool and not a test: it replays train_cv's SGD (momentum, Nesterov, weight decay, the warmup) in
 # Python for one parameter, and reads the checkpoints with a minimal safetensors reader (F32 tensors by name).
 #
-#   bash apps/bench/bn_shift_study.sh                       # quant:bits=4 and quant:bits=4,zero=exact, ~8 min on 2 cores
+#   bash apps/bench/bn_shift_study.sh        # quant:bits=4 and quant:bits=4,zero=exact, about 8 min on 2 cores
 #   SPECS="quant:bits=6" STEPS="5 20 60" bash apps/bench/bn_shift_study.sh
 #
 # The stem's BatchNorm output is the first boundary's activation (--split 1,1 --split-fine), so the gradient crossing
