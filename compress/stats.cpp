@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "compress/compress_kernels.h"
@@ -19,23 +20,6 @@
 namespace ep::compress {
 
 namespace {
-
-// The serial f64 pass over both tensors on the host (any float dtype each; no widened copies).
-StatsSums host_sums(const Tensor& x, const Tensor& x_hat) {
-  const Tensor a = x.is_cuda() ? x.cpu() : x, b = x_hat.is_cuda() ? x_hat.cpu() : x_hat;
-  StatsSums s = stats_zero();
-  dispatch_float(a.dtype(), "compress stats", [&](auto ta) {
-    using A = EP_TYPE(ta);
-    dispatch_float(b.dtype(), "compress stats", [&](auto tb) {
-      using B = EP_TYPE(tb);
-      const A* pa = a.data<A>();
-      const B* pb = b.data<B>();
-      const int64_t n = a.numel();
-      for (int64_t i = 0; i < n; ++i) stats_add(s, double(pa[i]), double(pb[i]));
-    });
-  });
-  return s;
-}
 
 // The tensor as [outer, C, inner] around stats_channel_axis (C = 1 when there is none).
 struct ChannelView {
@@ -53,24 +37,26 @@ ChannelView channel_view(const Shape& shape) {
   return v;
 }
 
-// ||S(x̂) - S(x)||^2 and ||S(x)||^2 from the per-channel sums (stats.h, sum_rel_err).
+// ||S(x̂) - S(x)||^2 and ||S(x)||^2 from C per-channel sums S(x) and S(x̂) - S(x) (stats.h, sum_rel_err).
 struct ChannelSumNorms {
   double err2 = 0, sum2 = 0;
 };
-ChannelSumNorms channel_sum_norms(const std::vector<double>& sums, const std::vector<double>& errs) {
+ChannelSumNorms channel_sum_norms(const double* sums, const double* errs, size_t channels) {
   ChannelSumNorms n;
-  for (size_t c = 0; c < sums.size(); ++c) {
+  for (size_t c = 0; c < channels; ++c) {
     n.sum2 += sums[c] * sums[c];
     n.err2 += errs[c] * errs[c];
   }
   return n;
 }
 
-// The host's serial f64 channel sums, channel by channel in element order.
-ChannelSumNorms host_channel_sums(const Tensor& x, const Tensor& x_hat) {
+// The host's one serial f64 pass over both tensors (any float dtype each; no widened copies), in element order: the
+// element sums and, channel by channel, the channel sums.
+std::pair<StatsSums, ChannelSumNorms> host_sums(const Tensor& x, const Tensor& x_hat) {
   const Tensor a = x.is_cuda() ? x.cpu() : x, b = x_hat.is_cuda() ? x_hat.cpu() : x_hat;
   const ChannelView v = channel_view(a.shape());
   std::vector<double> sums(size_t(v.channels), 0.0), errs(size_t(v.channels), 0.0);
+  StatsSums s = stats_zero();
   dispatch_float(a.dtype(), "compress stats", [&](auto ta) {
     using A = EP_TYPE(ta);
     dispatch_float(b.dtype(), "compress stats", [&](auto tb) {
@@ -80,12 +66,14 @@ ChannelSumNorms host_channel_sums(const Tensor& x, const Tensor& x_hat) {
       for (int64_t o = 0; o < v.outer; ++o)
         for (int64_t c = 0; c < v.channels; ++c)
           for (int64_t i = (o * v.channels + c) * v.inner, end = i + v.inner; i < end; ++i) {
-            sums[size_t(c)] += double(pa[i]);
-            errs[size_t(c)] += double(pb[i]) - double(pa[i]);
+            const double xa = double(pa[i]), xb = double(pb[i]);
+            stats_add(s, xa, xb);
+            sums[size_t(c)] += xa;
+            errs[size_t(c)] += xb - xa;
           }
     });
   });
-  return channel_sum_norms(sums, errs);
+  return {s, channel_sum_norms(sums.data(), errs.data(), sums.size())};
 }
 
 // On one GPU: [2C] f64, S(x) then S(x̂ - x), queued on the current stream with the engine's own reductions (widened
@@ -103,8 +91,7 @@ ChannelSumNorms merge_channel_sums(const Tensor& sums, bool ready = false) {
   if (ready) copy_ready_to_host(host.data(), sums.raw_data(), sums.device(), host.size() * sizeof(double));
   else host = sums.to_vector<double>();
   const size_t c = host.size() / 2;
-  return channel_sum_norms(std::vector<double>(host.begin(), host.begin() + long(c)),
-                           std::vector<double>(host.begin() + long(c), host.end()));
+  return channel_sum_norms(host.data(), host.data() + c, c);
 }
 
 // On one GPU: fixed per-block partials (stats_partial_cuda), queued; merge_partials() adds them up in block order, so
@@ -184,7 +171,8 @@ CompressionStats compute_stats(const Tensor& x, const Tensor& x_hat, uint64_t pa
     const Tensor partial = device_partials(x, x_hat), channel = device_channel_sums(x, x_hat);
     return finish(merge_partials(partial), merge_channel_sums(channel), x.numel(), payload_bytes);
   }
-  return finish(host_sums(x, x_hat), host_channel_sums(x, x_hat), x.numel(), payload_bytes);
+  const auto [sums, channel] = host_sums(x, x_hat);
+  return finish(sums, channel, x.numel(), payload_bytes);
 }
 
 PendingStats compute_stats_later(const Tensor& x, const Tensor& x_hat, uint64_t payload_bytes) {
