@@ -152,20 +152,20 @@ data::Normalize parse_normalize(const cli::Options& o) {
 // --optimizer and its flags; the optimizers check their own numbers ("[sgd] ...", "[adamw] ..." ValueErrors).
 std::unique_ptr<Optimizer> make_optimizer(const cli::Options& o, std::vector<Tensor> params) {
   const std::string name = o.str("optimizer");
+  if (name != "sgd" && name != "adamw") o.fail("--optimizer must be sgd or adamw, got '" + name + "'");
+  const bool sgd = name == "sgd";
   // The other optimizer's knobs would be silently ignored, as a ResNet-18 would ignore --width.
-  for (const char* knob : {"momentum", "nesterov", "beta1", "beta2", "eps"})
-    if (o.given(knob) && (name == "sgd") != (knob[0] == 'm' || knob[0] == 'n'))
-      o.fail(std::string("--") + knob + ": only for --optimizer " + (name == "sgd" ? "adamw" : "sgd"));
-  if (name == "sgd")
+  const std::vector<const char*> others = sgd ? std::vector<const char*>{"beta1", "beta2", "eps"}
+                                              : std::vector<const char*>{"momentum", "nesterov"};
+  for (const char* knob : others)
+    if (o.given(knob)) o.fail(std::string("--") + knob + ": only for --optimizer " + (sgd ? "adamw" : "sgd"));
+  if (sgd)
     return std::make_unique<SGD>(std::move(params), SGDOptions{.lr = o.number("lr"), .momentum = o.number("momentum"),
                                                                .weight_decay = o.number("weight-decay"),
                                                                .nesterov = o.flag("nesterov")});
-  if (name == "adamw")
-    return std::make_unique<AdamW>(std::move(params),
-                                   AdamWOptions{.lr = o.number("lr"), .beta1 = o.number("beta1"),
-                                                .beta2 = o.number("beta2"), .eps = o.number("eps"),
-                                                .weight_decay = o.number("weight-decay")});
-  o.fail("--optimizer must be sgd or adamw, got '" + name + "'");
+  return std::make_unique<AdamW>(std::move(params), AdamWOptions{.lr = o.number("lr"), .beta1 = o.number("beta1"),
+                                                                 .beta2 = o.number("beta2"), .eps = o.number("eps"),
+                                                                 .weight_decay = o.number("weight-decay")});
 }
 
 struct EvalResult {
